@@ -1,0 +1,188 @@
+"""Inbound commands: one frozen dataclass per inbound event type, plus the
+internal referrer credit.
+
+``command_from_event`` turns an inbound event (a dict that already passed its
+JSON Schema) into a command. Every command carries the source ``event_id``
+(the idempotency key), a ``fingerprint`` of the whole payload (so a redelivery
+with the same id but a different payload is reported, not silently dropped:
+STYLE 7) and, when it came from Kafka, its ``source_position``
+(``topic/partition/offset``) so that auditors can trace every fact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from ledger.calendar import format_timestamp, parse_timestamp
+
+FINGERPRINT_HEX_CHARS = 32
+REFERRER_CREDIT_TYPE = "referrer_credit"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    event_id: str
+    member_id: str
+    occurred_at: datetime
+    fingerprint: str
+    source_position: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPurchase(Command):
+    amount_minor: int
+    currency: str
+    store_id: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRefund(Command):
+    purchase_event_id: str
+    amount_minor: int
+    currency: str
+    store_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterReferral(Command):
+    referrer_member_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardBirthday(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedeemPoints(Command):
+    points: int
+    reward_id: str
+    cash_top_up_minor: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloseYear(Command):
+    year: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreditReferrer(Command):
+    """Internal: the referrer's share of a qualified referral.
+
+    ``member_id`` is the referrer; ``occurred_at`` is the qualifying purchase's.
+    """
+
+    referee_member_id: str
+    qualifying_event_id: str
+
+
+def fingerprint_of(event: dict) -> str:
+    """A stable hash of an event's whole payload (keys sorted)."""
+    canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:FINGERPRINT_HEX_CHARS]
+
+
+def _common(event: dict, source_position: str | None) -> dict:
+    return {
+        "event_id": event["event_id"],
+        "member_id": event["member_id"],
+        "occurred_at": parse_timestamp(event["occurred_at"]),
+        "fingerprint": fingerprint_of(event),
+        "source_position": source_position,
+    }
+
+
+def _purchase(event: dict, common: dict) -> Command:
+    return RecordPurchase(
+        **common,
+        amount_minor=event["amount_minor"],
+        currency=event["currency"],
+        store_id=event["store_id"],
+        channel=event.get("channel"),
+    )
+
+
+def _refund(event: dict, common: dict) -> Command:
+    return RecordRefund(
+        **common,
+        purchase_event_id=event["purchase_event_id"],
+        amount_minor=event["amount_minor"],
+        currency=event["currency"],
+        store_id=event["store_id"],
+    )
+
+
+def _referral(event: dict, common: dict) -> Command:
+    return RegisterReferral(**common, referrer_member_id=event["referrer_member_id"])
+
+
+def _birthday(event: dict, common: dict) -> Command:
+    return RewardBirthday(**common)
+
+
+def _redemption(event: dict, common: dict) -> Command:
+    return RedeemPoints(
+        **common,
+        points=event["points"],
+        reward_id=event["reward_id"],
+        cash_top_up_minor=event.get("cash_top_up_minor", 0),
+    )
+
+
+def _year_closed(event: dict, common: dict) -> Command:
+    return CloseYear(**common, year=event["year"])
+
+
+def _referrer_credit(event: dict, common: dict) -> Command:
+    return CreditReferrer(
+        **common,
+        referee_member_id=event["referee_member_id"],
+        qualifying_event_id=event["qualifying_event_id"],
+    )
+
+
+PARSERS = {
+    "purchase": _purchase,
+    "refund": _refund,
+    "referral": _referral,
+    "birthday": _birthday,
+    "redemption": _redemption,
+    "year_closed": _year_closed,
+    REFERRER_CREDIT_TYPE: _referrer_credit,
+}
+
+
+class UnknownEventType(ValueError):
+    """An inbound ``type`` this ledger does not know."""
+
+
+def command_from_event(event: dict, source_position: str | None = None) -> Command:
+    """Build the command for a schema-valid inbound event."""
+    parser = PARSERS.get(event.get("type"))
+    if parser is None:
+        raise UnknownEventType(f"unknown event type {event.get('type')!r}")
+    return parser(event, _common(event, source_position))
+
+
+def referrer_credit_event(
+    referrer_member_id: str, referee_member_id: str, qualifying_event_id: str, occurred_at: datetime
+) -> dict:
+    """The internal message that carries a referrer's credit to its partition.
+
+    Its ``event_id`` is derived from the referee (a referee qualifies once), so
+    a redelivered credit is a duplicate on the referrer's account.
+    """
+    return {
+        "type": REFERRER_CREDIT_TYPE,
+        "schema_version": 1,
+        "event_id": f"referrer-credit:{referee_member_id}",
+        "member_id": referrer_member_id,
+        "occurred_at": format_timestamp(occurred_at),
+        "referee_member_id": referee_member_id,
+        "qualifying_event_id": qualifying_event_id,
+    }

@@ -1,0 +1,210 @@
+"""The loyalty program: every number of the rules, loaded from a TOML file.
+
+The file format is documented in the README and by ``programs/default.toml``,
+which equals CONTRACT section 3. A bad file raises ``ProgramError`` naming the
+field (``tiers[1].threshold_minor: ...``). Loading happens once at start-up,
+so it uses a JSON Schema validator for the shape and plain checks for the
+cross-field rules (ascending thresholds, a zero first threshold).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema_rs
+
+DEFAULT_PROGRAM_PATH = Path(__file__).parent / "programs" / "default.toml"
+PERCENT = 100
+TIERS_MAX = 16
+NUMBER_MAX = 10**9
+
+
+class ProgramError(ValueError):
+    """A program file that cannot be used; the message names the field."""
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        super().__init__(f"{source}: {field}: {problem}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    threshold_minor: int
+    multiplier_pct: int
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    currency: str
+    minor_units_per_unit: int
+    points_per_unit: int
+    expiry_months: int
+    birthday_points: int
+    tiers: tuple[Tier, ...]
+    referral_qualifying_purchase_minor: int
+    referee_points: int
+    referrer_points: int
+    referrer_bonuses_per_year_max: int
+    annual_purchases_min: int
+    annual_bonus_pct: int
+
+    @property
+    def base_tier(self) -> Tier:
+        return self.tiers[0]
+
+    def tier(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(f"no tier named {name!r} in program {self.name!r}")
+
+    def tier_for_spend(self, spend_minor: int) -> Tier:
+        """The highest tier whose threshold is at most ``spend_minor``."""
+        reached = [tier for tier in self.tiers if tier.threshold_minor <= spend_minor]
+        return reached[-1]
+
+    def next_tier(self, name: str) -> Tier | None:
+        names = [tier.name for tier in self.tiers]
+        position = names.index(name) + 1
+        return self.tiers[position] if position < len(self.tiers) else None
+
+    def purchase_points(self, amount_minor: int, multiplier_pct: int) -> int:
+        """floor(amount * points_per_unit * multiplier_pct / (minor per unit * 100))."""
+        numerator = amount_minor * self.points_per_unit * multiplier_pct
+        return numerator // (self.minor_units_per_unit * PERCENT)
+
+    def annual_bonus(self, net_purchase_points: int) -> int:
+        return max(net_purchase_points, 0) * self.annual_bonus_pct // PERCENT
+
+
+def _count(minimum: int = 0) -> dict:
+    return {"type": "integer", "minimum": minimum, "maximum": NUMBER_MAX}
+
+
+PROGRAM_FILE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["program", "tiers", "referral", "annual_incentive"],
+    "properties": {
+        "program": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "name", "currency", "minor_units_per_unit", "points_per_unit",
+                "expiry_months", "birthday_points",
+            ],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "minor_units_per_unit": _count(1),
+                "points_per_unit": _count(0),
+                "expiry_months": _count(1),
+                "birthday_points": _count(0),
+            },
+        },
+        "tiers": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": TIERS_MAX,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "threshold_minor", "multiplier_pct"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
+                    "threshold_minor": _count(0),
+                    "multiplier_pct": _count(0),
+                },
+            },
+        },
+        "referral": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "qualifying_purchase_minor", "referee_points", "referrer_points",
+                "referrer_bonuses_per_year_max",
+            ],
+            "properties": {
+                "qualifying_purchase_minor": _count(1),
+                "referee_points": _count(0),
+                "referrer_points": _count(0),
+                "referrer_bonuses_per_year_max": _count(0),
+            },
+        },
+        "annual_incentive": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["purchases_min", "bonus_pct"],
+            "properties": {"purchases_min": _count(1), "bonus_pct": _count(0)},
+        },
+    },
+}
+
+_VALIDATOR = jsonschema_rs.Draft202012Validator(PROGRAM_FILE_SCHEMA)
+
+
+def _field_name(path: list) -> str:
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return name.lstrip(".") or "(file)"
+
+
+def _check_shape(document: dict, source: str) -> None:
+    for error in _VALIDATOR.iter_errors(document):
+        raise ProgramError(source, _field_name(list(error.instance_path)), error.message)
+
+
+def _check_tiers(tiers: list[dict], source: str) -> None:
+    if tiers[0]["threshold_minor"] != 0:
+        raise ProgramError(source, "tiers[0].threshold_minor", "the first tier must start at 0")
+    for index in range(1, len(tiers)):
+        if tiers[index]["threshold_minor"] <= tiers[index - 1]["threshold_minor"]:
+            raise ProgramError(
+                source, f"tiers[{index}].threshold_minor", "thresholds must ascend strictly"
+            )
+    names = [tier["name"] for tier in tiers]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            raise ProgramError(source, f"tiers[{index}].name", f"duplicate tier {name!r}")
+
+
+def parse_program(text: str, source: str = "<program>") -> Program:
+    """Parse and check a program file's text; raise ProgramError naming the field."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ProgramError(source, "(file)", f"not valid TOML: {error}") from None
+    _check_shape(document, source)
+    _check_tiers(document["tiers"], source)
+    head, referral, annual = document["program"], document["referral"], document["annual_incentive"]
+    return Program(
+        name=head["name"],
+        currency=head["currency"],
+        minor_units_per_unit=head["minor_units_per_unit"],
+        points_per_unit=head["points_per_unit"],
+        expiry_months=head["expiry_months"],
+        birthday_points=head["birthday_points"],
+        tiers=tuple(Tier(**tier) for tier in document["tiers"]),
+        referral_qualifying_purchase_minor=referral["qualifying_purchase_minor"],
+        referee_points=referral["referee_points"],
+        referrer_points=referral["referrer_points"],
+        referrer_bonuses_per_year_max=referral["referrer_bonuses_per_year_max"],
+        annual_purchases_min=annual["purchases_min"],
+        annual_bonus_pct=annual["bonus_pct"],
+    )
+
+
+def load_program(path: str | Path | None = None) -> Program:
+    """Load the program file at ``path`` (the default program when None)."""
+    program_path = Path(path) if path else DEFAULT_PROGRAM_PATH
+    try:
+        text = program_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ProgramError(str(program_path), "(file)", f"cannot read: {error}") from None
+    return parse_program(text, str(program_path))

@@ -1,0 +1,80 @@
+"""Pure decision helpers of the program rules (CONTRACT section 3).
+
+State classes (``Lot``, ``PurchaseRecord``) and the functions the aggregate's
+commands use to decide: which lots a draw takes from, which lots expire,
+the spend a tier is judged on. No I/O, no clock, no mutation of arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass
+class Lot:
+    """An award of points; ``remaining`` is what is still unspent."""
+
+    lot_id: int
+    occurred_at: datetime
+    expires_at: datetime
+    points: int
+    remaining: int
+    source_event_id: str
+
+
+@dataclass
+class PurchaseRecord:
+    """What a refund and the annual incentive need to know of a purchase."""
+
+    event_id: str
+    occurred_at: datetime
+    year: int
+    amount_minor: int
+    points: int
+    lot_id: int | None
+    refunded_minor: int = 0
+    reversed_points: int = 0
+
+    @property
+    def fully_refunded(self) -> bool:
+        return self.refunded_minor >= self.amount_minor
+
+
+def oldest_first(lots: list[Lot]) -> list[Lot]:
+    """Lots by ``occurred_at``, ties by creation order (``lot_id``)."""
+    return sorted(lots, key=lambda lot: (lot.occurred_at, lot.lot_id))
+
+
+def draw_order(lots: list[Lot], first_lot_id: int | None = None) -> list[Lot]:
+    """The lot ``first_lot_id`` (a refunded purchase's own lot) first, then oldest first."""
+    first = [lot for lot in lots if lot.lot_id == first_lot_id]
+    rest = [lot for lot in lots if lot.lot_id != first_lot_id]
+    return first + oldest_first(rest)
+
+
+def draw_points(
+    lots: list[Lot], points: int, first_lot_id: int | None = None
+) -> tuple[list[list[int]], int]:
+    """Take ``points`` from ``lots``: returns ``[[lot_id, taken], ...]`` and the shortfall."""
+    draws: list[list[int]] = []
+    left = points
+    for lot in draw_order(lots, first_lot_id):
+        if left == 0:
+            break
+        taken = min(lot.remaining, left)
+        draws.append([lot.lot_id, taken])
+        left -= taken
+    return draws, left
+
+
+def expiring_lots(lots: list[Lot], clock: datetime) -> list[list[int]]:
+    """``[[lot_id, unspent], ...]`` for every open lot whose expiry is at or before ``clock``."""
+    return [[lot.lot_id, lot.remaining] for lot in oldest_first(lots) if lot.expires_at <= clock]
+
+
+def qualifying_spend(spend_by_year: dict[str, int], clock: datetime) -> int:
+    """max(spend of the clock's year, spend of the year before): status holds a year."""
+    this_year = spend_by_year.get(str(clock.year), 0)
+    last_year = spend_by_year.get(str(clock.year - 1), 0)
+    return max(this_year, last_year)

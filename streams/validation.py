@@ -1,0 +1,248 @@
+"""Validation of raw Kafka messages against the contract's JSON Schemas.
+
+Every validator is compiled once, at import, from the documents shipped in
+``schemas/`` through an offline registry: a ``$ref`` that is not one of those
+documents fails at import instead of reaching for the network.
+
+``decode_inbound`` turns the bytes of one ``loyalty.events`` message into an
+event dict or raises ``InvalidInput`` with a stable ``reason_code``; it never
+raises anything else for any input (STYLE 12: bad input is dead-lettered, it
+never crashes the consumer). It holds no business rule: a valid event may
+still be rejected by the ledger.
+
+Integers: JSON Schema counts ``1.0`` as an integer; this module does not. A
+number the schema types ``integer`` must be written as an integer literal, so
+``1.0`` and ``1e3`` are rejected with reason ``schema``. A producer that keeps
+money in floating point then fails on its first event, not on the odd one
+whose float happens not to be whole, and the ledger only ever sees ``int``.
+Booleans are never integers (the schemas already say so).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from itertools import islice
+
+import jsonschema_rs
+import orjson
+
+import schemas
+
+MESSAGE_BYTES_MAX = 64 * 1024
+ERROR_MESSAGE_CHARS_MAX = 1024
+SCHEMA_ERRORS_REPORTED_MAX = 3
+VALUE_PREVIEW_CHARS_MAX = 1024
+QUOTED_VALUE_CHARS_MAX = 80
+
+INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "year_closed")
+INBOUND_VERSIONS = (1,)
+OUTBOUND_NAMES = ("tier_changed", "dead_letter")
+DEAD_LETTER_SCHEMA_VERSION = 1
+
+
+class ReasonCode(enum.StrEnum):
+    """Why a message was refused: stable strings, the dead letter's ``reason_code``."""
+
+    NOT_JSON = "not_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_TYPE = "unknown_type"
+    UNKNOWN_VERSION = "unknown_version"
+    SCHEMA = "schema"
+    TOO_LARGE = "too_large"
+
+
+class InvalidInput(ValueError):
+    """An inbound message the ledger cannot accept: dead-letter it and go on."""
+
+    def __init__(self, reason_code: ReasonCode, message: str) -> None:
+        super().__init__(f"{reason_code}: {message}")
+        self.reason_code = reason_code
+        self.message = message
+
+
+class InvalidOutput(ValueError):
+    """An outbound document that breaks its schema: a bug in this service, never the input's fault."""
+
+
+def _refuse_retrieval(uri: str) -> dict:
+    raise LookupError(f"schema {uri!r} is not shipped in schemas/ and is never fetched")
+
+
+def _compile(name: str, registry: jsonschema_rs.Registry) -> jsonschema_rs.Validator:
+    return jsonschema_rs.validator_for(
+        schemas.load_schema(name),
+        registry=registry,
+        retriever=_refuse_retrieval,
+        validate_formats=True,
+        ignore_unknown_formats=False,
+    )
+
+
+def build_registry() -> jsonschema_rs.Registry:
+    """An offline registry of every shipped schema, keyed by its ``$id``."""
+    resources = list(schemas.documents_by_id().items())
+    return jsonschema_rs.Registry(resources, retriever=_refuse_retrieval)
+
+
+def _item_integer_fields() -> tuple[str, ...]:
+    item = schemas.load_schema("inbound/purchase.v1.json")["$defs"]["item"]
+    return tuple(name for name, field in item["properties"].items() if field.get("type") == "integer")
+
+
+_REGISTRY = build_registry()
+_INBOUND = {
+    (kind, version): _compile(f"inbound/{kind}.v{version}.json", _REGISTRY)
+    for kind in INBOUND_TYPES
+    for version in INBOUND_VERSIONS
+}
+_LATEST_VERSION = {kind: max(INBOUND_VERSIONS) for kind in INBOUND_TYPES}
+_OUTBOUND = {name: _compile(f"outbound/{name}.v1.json", _REGISTRY) for name in OUTBOUND_NAMES}
+ITEM_INTEGER_FIELDS = _item_integer_fields()
+
+
+def decode_inbound(raw: bytes | None, *, message_bytes_max: int = MESSAGE_BYTES_MAX) -> dict:
+    """Parse and validate one inbound message value; raise ``InvalidInput`` if it is not a valid event."""
+    if not raw:
+        raise InvalidInput(ReasonCode.NOT_JSON, "the message value is empty (null or 0 bytes)")
+    if len(raw) > message_bytes_max:
+        raise InvalidInput(ReasonCode.TOO_LARGE, f"the message is {len(raw)} bytes; the limit is {message_bytes_max} bytes")
+    event = _parse_object(raw)
+    _check(_inbound_validator(event), event, InvalidInput, ReasonCode.SCHEMA)
+    return event
+
+
+def validate_outbound(name: str, document: dict) -> None:
+    """Check an outbound document (``tier_changed`` or ``dead_letter``); raise ``InvalidOutput`` if it breaks its schema."""
+    validator = _OUTBOUND.get(name)
+    if validator is None:
+        raise KeyError(f"no outbound schema {name!r}; known: {', '.join(OUTBOUND_NAMES)}")
+    _check(validator, document, InvalidOutput)
+
+
+def dead_letter_document(
+    *,
+    value: bytes | None,
+    key: bytes | None,
+    reason_code: str,
+    reason_message: str,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    attempts: int,
+    dead_lettered_at: datetime,
+) -> dict:
+    """The ``dead_letter.v1`` envelope for one refused message, validated before it is returned."""
+    document = {
+        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
+        "reason_code": str(reason_code),
+        "reason_message": _clip(reason_message, ERROR_MESSAGE_CHARS_MAX) or "(no message)",
+        "source_topic": source_topic,
+        "source_partition": source_partition,
+        "source_offset": source_offset,
+        "key_base64": _base64_or_none(key),
+        "value_base64": _base64_or_none(value),
+        "value_preview": _utf8_preview(value),
+        "dead_lettered_at": _rfc3339_utc(dead_lettered_at),
+        "attempts": attempts,
+    }
+    validate_outbound("dead_letter", document)
+    return document
+
+
+def _parse_object(raw: bytes) -> dict:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(ReasonCode.NOT_JSON, f"not valid UTF-8 JSON: {_clip(str(error), QUOTED_VALUE_CHARS_MAX * 4)}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(ReasonCode.NOT_AN_OBJECT, f"expected a JSON object, got a JSON {_json_type(value)}")
+    return value
+
+
+def _inbound_validator(event: dict) -> jsonschema_rs.Validator:
+    kind = event.get("type")
+    if kind is None:
+        raise InvalidInput(ReasonCode.SCHEMA, '(root): "type" is a required property')
+    if not isinstance(kind, str):
+        raise InvalidInput(ReasonCode.SCHEMA, f"/type: expected a string, got a JSON {_json_type(kind)}")
+    if kind not in _LATEST_VERSION:
+        raise InvalidInput(ReasonCode.UNKNOWN_TYPE, f"/type: unknown event type {_quote(kind)}; known: {', '.join(INBOUND_TYPES)}")
+    version = event.get("schema_version")
+    if type(version) is not int:
+        return _INBOUND[(kind, _LATEST_VERSION[kind])]  # the schema reports the missing or mistyped version
+    validator = _INBOUND.get((kind, version))
+    if validator is None:
+        known = ", ".join(str(v) for v in INBOUND_VERSIONS)
+        raise InvalidInput(ReasonCode.UNKNOWN_VERSION, f"/schema_version: {kind} version {version} is unknown; known: {known}")
+    return validator
+
+
+def _check(validator: jsonschema_rs.Validator, document: dict, error_class: type, *reason: ReasonCode) -> None:
+    if not validator.is_valid(document):
+        errors = islice(validator.iter_errors(document), SCHEMA_ERRORS_REPORTED_MAX)
+        raise error_class(*reason, _schema_message(errors))
+    float_path = _float_integer_path(document)
+    if float_path is not None:
+        raise error_class(*reason, f"{float_path}: must be written as an integer literal, not with a fraction or exponent (1, not 1.0 or 1e0)")
+
+
+def _float_integer_path(document: dict) -> str | None:
+    """Pointer to the first integer written as ``1.0`` / ``1e3`` in a schema-valid document, or None.
+
+    Every number at the top level of every schema is an integer; below it only
+    ``items`` holds numbers, and there ``ITEM_INTEGER_FIELDS`` are the integers.
+    """
+    for key, value in document.items():
+        if type(value) is float:
+            return f"/{key}"
+    for index, item in enumerate(document.get("items", ())):
+        for key in ITEM_INTEGER_FIELDS:
+            if type(item.get(key)) is float:
+                return f"/items/{index}/{key}"
+    return None
+
+
+def _schema_message(errors: Iterable[jsonschema_rs.ValidationError]) -> str:
+    parts = [f"{_pointer(error.instance_path)}: {error.message}" for error in errors]
+    return _clip("; ".join(parts), ERROR_MESSAGE_CHARS_MAX)
+
+
+def _pointer(path: Iterable[str | int]) -> str:
+    """RFC 6901 JSON pointer of an instance path; ``(root)`` for the document itself."""
+    tokens = [str(token).replace("~", "~0").replace("/", "~1") for token in path]
+    return "/" + "/".join(tokens) if tokens else "(root)"
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
+
+
+def _quote(text: str) -> str:
+    return repr(_clip(text, QUOTED_VALUE_CHARS_MAX))
+
+
+def _clip(text: str, chars_max: int) -> str:
+    return text if len(text) <= chars_max else text[: chars_max - 1] + "…"
+
+
+def _base64_or_none(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _utf8_preview(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")[:VALUE_PREVIEW_CHARS_MAX]
+    except UnicodeDecodeError:
+        return None
+
+
+def _rfc3339_utc(moment: datetime) -> str:
+    if moment.utcoffset() is None:
+        raise ValueError(f"dead_lettered_at needs a UTC offset: {moment.isoformat()}")
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
