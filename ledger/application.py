@@ -117,6 +117,7 @@ class LoyaltyLedger(Application):
                        or os.environ.get(SNAPSHOT_INTERVAL_ENV)
                        or SNAPSHOT_INTERVAL_EVENTS_DEFAULT)
         self.snapshotting_intervals = {LoyaltyAccount: interval}
+        merged.setdefault("IS_SNAPSHOTTING_ENABLED", "y")
         super().__init__(env=merged)
         self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
 

@@ -1,0 +1,155 @@
+"""Property tests over random event sequences (hypothesis).
+
+- balance = earned - reversed - redeemed - expired after every event;
+- applying any event twice equals applying it once;
+- rebuilding an account from its stored facts, with and without snapshots,
+  gives the same state;
+- no float anywhere in stored events.
+
+They run on both backends; member ids are unique per example, so examples
+share one database without interfering.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.application import LoyaltyLedger
+from ledger.calendar import format_timestamp
+from ledger.commands import command_from_event
+from ledger.domain import account_id
+
+EXAMPLES_MAX = 40
+EVENTS_MAX = 40
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_example_ids = itertools.count()
+
+SETTINGS = settings(
+    max_examples=EXAMPLES_MAX,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@st.composite
+def event_streams(draw) -> list[dict]:
+    """A stream for three members, with late events, refunds, referrals and year ends."""
+    prefix = f"x{next(_example_ids)}-"
+    members = [prefix + name for name in ("a", "b", "c")]
+    moment = START
+    purchases: list[tuple[str, str, int]] = []
+    events = []
+    for number in range(draw(st.integers(1, EVENTS_MAX))):
+        moment += timedelta(hours=draw(st.integers(0, 24 * 60)))
+        late = timedelta(hours=draw(st.sampled_from([0, 0, 0, 24 * 30, 24 * 400])))
+        member = draw(st.sampled_from(members))
+        base = {"schema_version": 1, "event_id": f"{prefix}{number}", "member_id": member,
+                "occurred_at": format_timestamp(moment - late)}
+        events.append(draw(_event_body(base, members, purchases, moment)))
+        if events[-1]["type"] == "purchase":
+            purchases.append((member, base["event_id"], events[-1]["amount_minor"]))
+    return events
+
+
+@st.composite
+def _event_body(draw, base, members, purchases, moment) -> dict:
+    kind = draw(st.sampled_from(
+        ["purchase"] * 4 + ["refund"] * 2 + ["redemption", "birthday", "referral", "year_closed"]))
+    if kind == "purchase":
+        currency = draw(st.sampled_from(["EUR"] * 9 + ["USD"]))
+        return {**base, "type": kind, "amount_minor": draw(st.integers(1, 300_000)),
+                "currency": currency, "store_id": "s"}
+    if kind == "refund":
+        own = [p for p in purchases if p[0] == base["member_id"]]
+        target = draw(st.sampled_from(own)) if own else (None, "unknown", 1000)
+        amount = draw(st.integers(1, target[2]))
+        return {**base, "type": kind, "purchase_event_id": target[1], "amount_minor": amount,
+                "currency": "EUR", "store_id": "s"}
+    if kind == "redemption":
+        return {**base, "type": kind, "points": draw(st.integers(1, 2000)), "reward_id": "r"}
+    if kind == "referral":
+        return {**base, "type": kind, "referrer_member_id": draw(st.sampled_from(members))}
+    if kind == "year_closed":
+        return {**base, "type": kind, "year": moment.year - 1}
+    return {**base, "type": kind}
+
+
+def _members(events: list[dict]) -> set[str]:
+    members = {event["member_id"] for event in events}
+    return members | {e["referrer_member_id"] for e in events if e["type"] == "referral"}
+
+
+def _state(ledger: LoyaltyLedger, member: str) -> dict | None:
+    account = ledger.find_account(member)
+    if account is None:
+        return None
+    state = dict(vars(account))
+    state.pop("_pending_events")
+    return state
+
+
+@SETTINGS
+@given(events=event_streams())
+def test_invariant_holds_after_every_event(ledger, events):
+    for event in events:
+        for result in ledger.apply_in_order([command_from_event(event)]):
+            ledger.find_account(result.member_id).check_invariant()
+
+
+class TwiceLedger(LoyaltyLedger):
+    """The same ledger under other table names, so both share one database."""
+
+    name = "twice"
+
+
+@SETTINGS
+@given(events=event_streams())
+def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events):
+    once, twice = LoyaltyLedger(env=ledger_env), TwiceLedger(env=ledger_env)
+    for event in events:
+        once.apply_in_order([command_from_event(event)])
+    for event in events:
+        results = twice.apply_in_order([command_from_event(event), command_from_event(dict(event))])
+        assert results[-1].status == "duplicate"
+    for member in _members(events):
+        assert _state(twice, member) == _state(once, member)
+
+
+@SETTINGS
+@given(events=event_streams())
+def test_rebuild_from_facts_with_and_without_snapshots_is_equal(ledger_env, events):
+    ledger = LoyaltyLedger(env={**ledger_env, "LOYALTY_SNAPSHOT_INTERVAL_EVENTS": "3"})
+    ledger.apply_in_order([command_from_event(event) for event in events])
+    for member in _members(events):
+        if ledger.find_account(member) is None:
+            continue
+        assert _state(ledger, member) == _replay(ledger, member)
+        if ledger.find_account(member).version >= 3:
+            assert list(ledger.snapshots.get(account_id(member))), "a snapshot was taken"
+
+
+def _replay(ledger: LoyaltyLedger, member: str) -> dict:
+    account = None
+    for fact in ledger.events.get(account_id(member)):
+        account = fact.mutate(account)
+    state = dict(vars(account))
+    state.pop("_pending_events")
+    return state
+
+
+def _reject_float(text: str):
+    raise AssertionError(f"float in a stored event: {text}")
+
+
+@SETTINGS
+@given(events=event_streams())
+def test_no_float_in_stored_events(ledger, events):
+    ledger.apply_in_order([command_from_event(event) for event in events])
+    for member in _members(events):
+        for stored in ledger.recorder.select_events(account_id(member)):
+            json.loads(stored.state, parse_float=_reject_float, parse_constant=_reject_float)
