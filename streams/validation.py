@@ -33,6 +33,7 @@ import schemas
 
 MESSAGE_BYTES_MAX = 64 * 1024
 ERROR_MESSAGE_CHARS_MAX = 1024
+REASON_MESSAGE_CHARS_MAX = 4096
 SCHEMA_ERRORS_REPORTED_MAX = 3
 VALUE_PREVIEW_CHARS_MAX = 1024
 QUOTED_VALUE_CHARS_MAX = 80
@@ -41,6 +42,10 @@ INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "ye
 INBOUND_VERSIONS = (1,)
 OUTBOUND_NAMES = ("tier_changed", "dead_letter")
 DEAD_LETTER_SCHEMA_VERSION = 1
+INTEGER_LITERAL_RULE = "write the integer as a literal, no fraction or exponent (1, not 1.0 or 1e0)"
+_JSON_TYPE_NAMES = {
+    dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+}
 
 
 class ReasonCode(enum.StrEnum):
@@ -64,7 +69,7 @@ class InvalidInput(ValueError):
 
 
 class InvalidOutput(ValueError):
-    """An outbound document that breaks its schema: a bug in this service, never the input's fault."""
+    """An outbound document that breaks its schema: a bug in this service, not in the input."""
 
 
 def _refuse_retrieval(uri: str) -> dict:
@@ -89,7 +94,8 @@ def build_registry() -> jsonschema_rs.Registry:
 
 def _item_integer_fields() -> tuple[str, ...]:
     item = schemas.load_schema("inbound/purchase.v1.json")["$defs"]["item"]
-    return tuple(name for name, field in item["properties"].items() if field.get("type") == "integer")
+    fields = item["properties"].items()
+    return tuple(name for name, field in fields if field.get("type") == "integer")
 
 
 _REGISTRY = build_registry()
@@ -104,22 +110,27 @@ ITEM_INTEGER_FIELDS = _item_integer_fields()
 
 
 def decode_inbound(raw: bytes | None, *, message_bytes_max: int = MESSAGE_BYTES_MAX) -> dict:
-    """Parse and validate one inbound message value; raise ``InvalidInput`` if it is not a valid event."""
+    """Parse and validate one inbound message value; ``InvalidInput`` if it is no valid event."""
     if not raw:
         raise InvalidInput(ReasonCode.NOT_JSON, "the message value is empty (null or 0 bytes)")
     if len(raw) > message_bytes_max:
-        raise InvalidInput(ReasonCode.TOO_LARGE, f"the message is {len(raw)} bytes; the limit is {message_bytes_max} bytes")
+        size = f"the message is {len(raw)} bytes; the limit is {message_bytes_max} bytes"
+        raise InvalidInput(ReasonCode.TOO_LARGE, size)
     event = _parse_object(raw)
-    _check(_inbound_validator(event), event, InvalidInput, ReasonCode.SCHEMA)
+    problem = _problem(_inbound_validator(event), event)
+    if problem is not None:
+        raise InvalidInput(ReasonCode.SCHEMA, problem)
     return event
 
 
 def validate_outbound(name: str, document: dict) -> None:
-    """Check an outbound document (``tier_changed`` or ``dead_letter``); raise ``InvalidOutput`` if it breaks its schema."""
+    """Check a ``tier_changed`` or ``dead_letter`` document; ``InvalidOutput`` if it is wrong."""
     validator = _OUTBOUND.get(name)
     if validator is None:
         raise KeyError(f"no outbound schema {name!r}; known: {', '.join(OUTBOUND_NAMES)}")
-    _check(validator, document, InvalidOutput)
+    problem = _problem(validator, document)
+    if problem is not None:
+        raise InvalidOutput(f"{name}: {problem}")
 
 
 def dead_letter_document(
@@ -138,7 +149,7 @@ def dead_letter_document(
     document = {
         "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "reason_code": str(reason_code),
-        "reason_message": _clip(reason_message, ERROR_MESSAGE_CHARS_MAX) or "(no message)",
+        "reason_message": _clip(reason_message, REASON_MESSAGE_CHARS_MAX) or "(no message)",
         "source_topic": source_topic,
         "source_partition": source_partition,
         "source_offset": source_offset,
@@ -156,41 +167,48 @@ def _parse_object(raw: bytes) -> dict:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise InvalidInput(ReasonCode.NOT_JSON, f"not valid UTF-8 JSON: {_clip(str(error), QUOTED_VALUE_CHARS_MAX * 4)}") from None
+        detail = _clip(str(error), ERROR_MESSAGE_CHARS_MAX)
+        raise InvalidInput(ReasonCode.NOT_JSON, f"not valid UTF-8 JSON: {detail}") from None
     if not isinstance(value, dict):
-        raise InvalidInput(ReasonCode.NOT_AN_OBJECT, f"expected a JSON object, got a JSON {_json_type(value)}")
+        got = f"expected a JSON object, got a JSON {_json_type(value)}"
+        raise InvalidInput(ReasonCode.NOT_AN_OBJECT, got)
     return value
 
 
 def _inbound_validator(event: dict) -> jsonschema_rs.Validator:
     kind = event.get("type")
-    if kind is None:
+    if "type" not in event:
         raise InvalidInput(ReasonCode.SCHEMA, '(root): "type" is a required property')
     if not isinstance(kind, str):
-        raise InvalidInput(ReasonCode.SCHEMA, f"/type: expected a string, got a JSON {_json_type(kind)}")
+        got = f"/type: expected a string, got a JSON {_json_type(kind)}"
+        raise InvalidInput(ReasonCode.SCHEMA, got)
     if kind not in _LATEST_VERSION:
-        raise InvalidInput(ReasonCode.UNKNOWN_TYPE, f"/type: unknown event type {_quote(kind)}; known: {', '.join(INBOUND_TYPES)}")
+        known = ", ".join(INBOUND_TYPES)
+        unknown = f"/type: unknown event type {_quote(kind)}; known: {known}"
+        raise InvalidInput(ReasonCode.UNKNOWN_TYPE, unknown)
     version = event.get("schema_version")
-    if type(version) is not int:
-        return _INBOUND[(kind, _LATEST_VERSION[kind])]  # the schema reports the missing or mistyped version
+    if type(version) is not int:  # missing or mistyped: the schema says so, naming the field
+        return _INBOUND[(kind, _LATEST_VERSION[kind])]
     validator = _INBOUND.get((kind, version))
     if validator is None:
         known = ", ".join(str(v) for v in INBOUND_VERSIONS)
-        raise InvalidInput(ReasonCode.UNKNOWN_VERSION, f"/schema_version: {kind} version {version} is unknown; known: {known}")
+        unknown = f"/schema_version: {kind} version {version} is unknown; known: {known}"
+        raise InvalidInput(ReasonCode.UNKNOWN_VERSION, unknown)
     return validator
 
 
-def _check(validator: jsonschema_rs.Validator, document: dict, error_class: type, *reason: ReasonCode) -> None:
+def _problem(validator: jsonschema_rs.Validator, document: dict) -> str | None:
+    """What is wrong with ``document`` (field paths included), or None if it is valid."""
     if not validator.is_valid(document):
-        errors = islice(validator.iter_errors(document), SCHEMA_ERRORS_REPORTED_MAX)
-        raise error_class(*reason, _schema_message(errors))
+        return _schema_message(islice(validator.iter_errors(document), SCHEMA_ERRORS_REPORTED_MAX))
     float_path = _float_integer_path(document)
     if float_path is not None:
-        raise error_class(*reason, f"{float_path}: must be written as an integer literal, not with a fraction or exponent (1, not 1.0 or 1e0)")
+        return f"{float_path}: {INTEGER_LITERAL_RULE}"
+    return None
 
 
 def _float_integer_path(document: dict) -> str | None:
-    """Pointer to the first integer written as ``1.0`` / ``1e3`` in a schema-valid document, or None.
+    """Pointer to the first integer written ``1.0`` / ``1e3`` in a schema-valid document, or None.
 
     Every number at the top level of every schema is an integer; below it only
     ``items`` holds numbers, and there ``ITEM_INTEGER_FIELDS`` are the integers.
@@ -217,8 +235,7 @@ def _pointer(path: Iterable[str | int]) -> str:
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return names.get(type(value), "null")
+    return _JSON_TYPE_NAMES.get(type(value), "null")
 
 
 def _quote(text: str) -> str:
