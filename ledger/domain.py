@@ -70,8 +70,9 @@ class LoyaltyAccount(Aggregate):
         source_event_id: str
 
     class Fact(Aggregate.Event):
-        """Base of every ledger fact: what caused it."""
+        """Base of every ledger fact: whose it is and what caused it."""
 
+        member_id: str
         source_event_id: str
 
     class Outcome(Fact):
@@ -425,7 +426,7 @@ class LoyaltyAccount(Aggregate):
             self._evaluate_tier(clock, program, tier_reason, command)
 
     def _record(self, fact_class: type, clock: datetime, **fields) -> None:
-        self.trigger_event(fact_class, timestamp=clock, **fields)
+        self.trigger_event(fact_class, timestamp=clock, member_id=self.member_id, **fields)
 
     def _outcome(self, fact_class: type, clock: datetime, command: cmd.Command, **fields) -> None:
         self._record(fact_class, clock, source_event_id=command.event_id,

@@ -201,6 +201,7 @@ class EmbeddedPostgres:
         self.socket_dir: Path | None = None
         self._owns_base_dir = False
         self._owns_socket_dir = False
+        self._account: tuple[int, int] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- public API -----------------------------------------------------
@@ -285,12 +286,15 @@ class EmbeddedPostgres:
     # -- starting -------------------------------------------------------
 
     def _start(self, deadline: float) -> None:
-        account = _service_account()
+        account = self._account = _service_account()
         self._prepare_dirs(account)
         assert self.data_dir is not None
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb(account, deadline)
-        self._process = self._spawn(account)
+        try:
+            if not (self.data_dir / "PG_VERSION").exists():
+                self._initdb(account, deadline)
+            self._process = self._spawn(account)
+        except PermissionError as error:  # exec of a binary the user cannot reach
+            raise self._start_error(f"permission denied ({error})") from error
         self._wait_until_ready(deadline)
         if self.dbname != "postgres" and not self._database_exists(self.dbname):
             self.create_database(self.dbname)
@@ -404,9 +408,16 @@ class EmbeddedPostgres:
             conn.execute(statement)
 
     def _start_error(self, what: str) -> PostgresStartError:
+        hint = ""
+        if self._account is not None:
+            hint = (
+                f"\n(as root, the server runs as user {_account_name(self._account)!r}, "
+                f"who must be able to enter {self.base_dir}, {_bin_dir()} "
+                "and every directory above them)"
+            )
         return PostgresStartError(
             f"embedded PostgreSQL in {self.base_dir}: {what}; "
-            f"log {self.log_path}:\n{self._log_tail()}"
+            f"log {self.log_path}:\n{self._log_tail()}{hint}"
         )
 
     def _log_tail(self) -> str:
@@ -470,7 +481,8 @@ def eventsourcing_env_from_url(url: str) -> dict[str, str]:
 
 def _split_hostlist(hostlist: str) -> tuple[list[str], list[str]]:
     """``h1:5432,[::1]:5433,h3`` -> hosts and ports ('' where none is given)."""
-    hosts, ports = [], []
+    hosts: list[str] = []
+    ports: list[str] = []
     for item in hostlist.split(",") if hostlist else []:
         if item.startswith("["):
             host, _, rest = item[1:].partition("]")
@@ -504,6 +516,8 @@ def _env_from_fields(fields: dict[str, str], url: str) -> dict[str, str]:
         raise ValueError(f"URL names no host or socket directory: {_redact(url)}")
     user = fields["user"] or getpass.getuser()
     ports = [port or DEFAULT_URL_PORT for port in fields["port"].split(",")]
+    if not all(port.isdigit() for port in ports):
+        raise ValueError(f"URL has an invalid port: {_redact(url)}")
     return {
         "PERSISTENCE_MODULE": PERSISTENCE_MODULE,
         "POSTGRES_DBNAME": fields["dbname"] or user,
@@ -559,6 +573,10 @@ def _create_system_user(name: str) -> None:
             f"PostgreSQL cannot run as root and creating user {name!r} failed: "
             f"{result.stderr.strip()}"
         )
+
+
+def _account_name(account: tuple[int, int] | None) -> str:
+    return pwd.getpwuid(account[0]).pw_name if account is not None else getpass.getuser()
 
 
 def _chown(path: Path, account: tuple[int, int] | None) -> None:

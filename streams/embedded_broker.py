@@ -50,9 +50,10 @@ STOP_GRACE_S = 6.0  # tansu drains open client connections for ~5 s
 KILL_TIMEOUT_S = 5.0
 PORT_ATTEMPTS = 3
 PROBE_INTERVAL_S = 0.05
-PROBE_REQUEST_TIMEOUT_MS = 5_000
+PROBE_TIMEOUT_MS = 1_000  # per attempt; a local broker answers in milliseconds
 LOG_TAIL_LINES = 40
 LOG_FILE_NAME = "tansu.log"
+ATTEMPT_MARKER = "--- embedded_broker: starting tansu on "
 # tansu reads these as defaults for its command-line options.
 TANSU_SETTING_ENV_VARS = (
     "CLUSTER_ID",
@@ -206,6 +207,8 @@ class EmbeddedBroker:
         ]  # fmt: skip
         assert self.log_path is not None
         with open(self.log_path, "ab") as log_file:
+            log_file.write(f"{ATTEMPT_MARKER}{url} ---\n".encode())
+            log_file.flush()
             return subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -244,14 +247,15 @@ class EmbeddedBroker:
 
     def _probe(self, deadline: float) -> None:
         """Raise unless the broker answers a Kafka metadata request with itself."""
-        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        with socket.create_connection((self.host, self.port), timeout=1.0):
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        timeout_ms = max(1, min(remaining_ms, PROBE_TIMEOUT_MS))
+        with socket.create_connection((self.host, self.port), timeout=timeout_ms / 1000):
             pass  # fail fast (and quietly) before kafka-python logs bootstrap errors
         admin = KafkaAdminClient(
             bootstrap_servers=f"{self.host}:{self.port}",
             client_id="embedded-broker-probe",
-            bootstrap_timeout_ms=remaining_ms,
-            request_timeout_ms=min(remaining_ms, PROBE_REQUEST_TIMEOUT_MS),
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
         )
         try:
             brokers = admin.describe_cluster()["brokers"]
@@ -261,8 +265,11 @@ class EmbeddedBroker:
             raise BrokerStartError(f"metadata lists other brokers: {brokers}")
 
     def _lost_port_race(self) -> bool:
-        text = self._log_tail()
-        return self.requested_port is None and any(m in text for m in PORT_IN_USE_MARKERS)
+        """Did the latest attempt fail because the port was taken meanwhile?"""
+        latest_attempt = self._log_tail().rpartition(ATTEMPT_MARKER)[2]
+        return self.requested_port is None and any(
+            marker in latest_attempt for marker in PORT_IN_USE_MARKERS
+        )
 
     def _start_error(self, what: str) -> BrokerStartError:
         return BrokerStartError(
