@@ -32,6 +32,7 @@ from ledger.domain import (
 )
 from ledger.program import Program, load_program
 from ledger.rules import Lot, PurchaseRecord
+from ledger.wire import fact_fields
 
 SNAPSHOT_INTERVAL_EVENTS_DEFAULT = 100
 SNAPSHOT_INTERVAL_ENV = "LOYALTY_SNAPSHOT_INTERVAL_EVENTS"
@@ -87,12 +88,6 @@ class HistoryEntry:
     data: dict[str, Any]
 
 
-def fact_data(fact: Any) -> dict[str, Any]:
-    """A fact's own fields (without the library's originator fields)."""
-    hidden = {"originator_id", "originator_version", "timestamp", "originator_topic"}
-    return {name: value for name, value in vars(fact).items() if name not in hidden}
-
-
 def referrer_credits(facts: Iterable[Any]) -> list[cmd.CreditReferrer]:
     """The referrer credit each ``ReferralQualified`` fact owes to another account."""
     credits = []
@@ -125,6 +120,10 @@ class LoyaltyLedger(Application):
         """A process recorder, so facts and a tracking record commit together."""
         return self.factory.process_recorder()
 
+    def tracked_position(self, name: str) -> int | None:
+        """The last position recorded under tracking ``name`` (a Kafka partition, the outbox)."""
+        return self.recorder.max_tracking_id(name)
+
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(LotAsDict())
@@ -134,10 +133,15 @@ class LoyaltyLedger(Application):
 
     def apply(self, *commands: cmd.Command, tracking: Tracking | None = None) -> list[Result]:
         """Apply ``commands`` in order; save every fact and ``tracking`` in one transaction."""
+        results, accounts = self.decide(commands)
+        self.save_batch(accounts, tracking)
+        return results
+
+    def decide(self, commands: Iterable[cmd.Command]) -> tuple[list[Result], list[LoyaltyAccount]]:
+        """Apply ``commands`` to their accounts in memory; nothing is saved yet."""
         accounts: dict[str, LoyaltyAccount] = {}
         results = [self._apply_one(command, accounts) for command in commands]
-        self.save_accounts(accounts.values(), tracking)
-        return results
+        return results, list(accounts.values())
 
     def apply_in_order(self, commands: Sequence[cmd.Command]) -> list[Result]:
         """Direct application: each command, then at once the referrer credits it caused.
@@ -153,9 +157,14 @@ class LoyaltyLedger(Application):
                 results.extend(self.apply(credit))
         return results
 
-    def save_accounts(self, accounts: Iterable[LoyaltyAccount], tracking: Tracking | None) -> None:
+    def save_batch(self, aggregates: Iterable[Any], tracking: Tracking | None) -> None:
+        """Save the pending facts of ``aggregates`` and ``tracking`` in one transaction.
+
+        A tracking record for an offset already recorded (or lower) raises
+        IntegrityError and nothing is saved: a batch is never committed twice.
+        """
         processing_event: ProcessingEvent = ProcessingEvent(tracking=tracking)
-        processing_event.collect_events(*accounts)
+        processing_event.collect_events(*aggregates)
         if not processing_event.events and tracking is None:
             return
         recordings = self._record(processing_event)
@@ -211,7 +220,7 @@ class LoyaltyLedger(Application):
                 clock=fact.timestamp,
                 source_event_id=fact.source_event_id,
                 source_position=getattr(fact, "source_position", None),
-                data=fact_data(fact),
+                data=fact_fields(fact),
             )
             for fact in self.events.get(account_id(member_id))
         ]

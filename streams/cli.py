@@ -1,13 +1,29 @@
 """The ``loyalty`` command line: an entry point that decodes arguments, calls
-one application method and prints. Business rules live in ``ledger/``.
+one application function and prints. Business rules live in ``ledger/``.
+
+Every connection setting comes from ``LOYALTY_*`` environment variables
+(see ``streams/settings.py`` and the README's table); flags override them.
+Without a bootstrap server or database URL, the embedded ones are started.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from ledger.program import ProgramError, load_program
+from streams.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        bootstrap_servers=getattr(args, "bootstrap_servers", None),
+        database_url=getattr(args, "database_url", None),
+        program_file=getattr(args, "program", None),
+        partitions=getattr(args, "partitions", None),
+    )
 
 
 def _check_program(args: argparse.Namespace) -> int:
@@ -21,23 +37,90 @@ def _check_program(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from streams.topics import ensure_topics
+    from streams.worker import run_worker
+
+    settings = _settings(args)
+    if not settings.bootstrap_servers or not settings.database_url:
+        print("error: a worker needs LOYALTY_BOOTSTRAP_SERVERS and LOYALTY_DATABASE_URL "
+              "(or --bootstrap-servers / --database-url)", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    run_worker(settings, relay=args.relay, loglevel=args.loglevel)
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streams.producer import produce_lines, read_lines
+    from streams.topics import ensure_topics
+
+    settings = _settings(args)
+    if not settings.bootstrap_servers:
+        print("error: produce needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    last = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(args.file))
+    print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
+    return 0
+
+
+def _process(args: argparse.Namespace) -> int:
+    from streams.process import ProcessError, process
+
+    try:
+        process(Path(args.input), Path(args.out), _settings(args), workers=args.workers)
+    except ProcessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote the read models and logs to {args.out}")
+    return 0
+
+
 def _coming(args: argparse.Namespace) -> int:
     print(f"`loyalty {args.command}` is not built yet: see the open issues.", file=sys.stderr)
     return 2
 
 
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (LOYALTY_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--database-url", help="postgresql:// URL (LOYALTY_DATABASE_URL)")
+    parser.add_argument("--program", help="program file (LOYALTY_PROGRAM_FILE)")
+    parser.add_argument("--partitions", type=int, help="partitions of new topics (LOYALTY_PARTITIONS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loyalty", description=__doc__)
+    parser = argparse.ArgumentParser(prog="loyalty", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-program", help="validate a program file (TOML)")
     check.add_argument("file", nargs="?", help="program file; the default program when omitted")
     check.set_defaults(run=_check_program)
-    for name in ("demo", "worker", "produce", "process"):
-        commands.add_parser(name, help="(coming)").set_defaults(run=_coming)
+
+    worker = commands.add_parser("worker", help="run one worker process of the consumer group")
+    _connection_flags(worker)
+    worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
+    worker.add_argument("--loglevel", default="WARNING")
+    worker.set_defaults(run=_worker)
+
+    produce = commands.add_parser("produce", help="send each line of FILE.jsonl, keyed by member_id")
+    _connection_flags(produce)
+    produce.add_argument("file")
+    produce.set_defaults(run=_produce)
+
+    run = commands.add_parser("process", help="run INPUT.jsonl through the whole pipeline into DIR")
+    _connection_flags(run)
+    run.add_argument("input")
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    run.set_defaults(run=_process)
+
+    commands.add_parser("demo", help="(coming)").set_defaults(run=_coming)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     return args.run(args)
 

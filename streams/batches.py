@@ -1,0 +1,207 @@
+"""Apply one Kafka partition batch to the ledger with an exactly-once effect.
+
+This module runs in a worker thread (never on the faust event loop). For a
+batch of messages from one partition it:
+
+1. reads the partition's tracked offset from the event store and skips every
+   message at or below it (a redelivery after a crash or rebalance);
+2. decodes and validates each message; bad input becomes a ``DeadLetter``
+   record (not JSON, schema, unknown type, key that is not the member id);
+3. lets the ledger decide the valid commands in order; an ``event_id`` seen
+   with another payload becomes a dead letter too (``event_id_conflict``);
+4. saves every account's facts, the dead letters and one ``Tracking`` record
+   (topic:partition -> last offset) in one database transaction.
+
+A tracking or version conflict (another worker committed first: a zombie
+after a rebalance) raises IntegrityError inside the transaction, so nothing
+is saved twice; the batch is retried from step 1, which then skips what the
+other worker applied. A message that makes the ledger raise anything else is
+retried alone ``ledger_attempts_max`` times and then dead-lettered
+(``ledger_error``), so it never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+import orjson
+from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
+
+from ledger.application import CONFLICT, DUPLICATE, LoyaltyLedger
+from ledger.commands import Command, command_from_event
+from ledger.dead_letters import DeadLetter
+from streams.settings import Settings
+from streams.validation import InvalidInput, dead_letter_document, decode_inbound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass
+class BatchReport:
+    """What one partition batch did (for metrics and logs)."""
+
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    skipped: int = 0
+    conflicts_retried: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_dead_letter(self, reason: str) -> None:
+        self.dead_letters += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+class Rejected(Exception):
+    """A message that cannot become a command: it goes to the dead-letter topic."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+class PartitionBatchApplier:
+    """Applies partition batches to one ``LoyaltyLedger``; thread-confined use."""
+
+    def __init__(self, ledger: LoyaltyLedger, settings: Settings) -> None:
+        self.ledger = ledger
+        self.settings = settings
+
+    def apply(self, messages: Sequence[InboundMessage]) -> BatchReport:
+        """Apply one partition's messages (ascending offsets) exactly once in effect."""
+        report = BatchReport()
+        attempts_max = self.settings.ledger_attempts_max
+        for attempt in range(1, attempts_max + 1):
+            try:
+                return self._apply_once(messages, report)
+            except (IntegrityError, OperationalError) as conflict:
+                if attempt == attempts_max:
+                    raise
+                report.conflicts_retried += 1
+                log.warning("batch %s attempt %d: %s; retrying", messages[0].position, attempt, conflict)
+                time.sleep(self.settings.ledger_retry_backoff_ms * attempt / 1000)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    # ----------------------------------------------------------------- steps
+
+    def _apply_once(self, messages: Sequence[InboundMessage], report: BatchReport,
+                    isolate: bool = True) -> BatchReport:
+        fresh = self._fresh(messages)
+        report.skipped += len(messages) - len(fresh)
+        if not fresh:
+            return report
+        decoded, dead = self._decode_all(fresh, report)
+        try:
+            results, accounts = self.ledger.decide([command for _, command in decoded])
+        except Exception:  # noqa: BLE001 - isolate the message that makes the ledger raise
+            if not isolate:
+                raise
+            log.exception("batch %s: the ledger raised; applying its messages one by one",
+                          fresh[0].position)
+            return self._apply_isolated(fresh, report)
+        dead += self._conflicts(decoded, results, report)
+        self._count(results, report)
+        self.ledger.save_batch([*accounts, *dead], self._tracking(fresh[-1]))
+        return report
+
+    def _fresh(self, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+        first = messages[0]
+        tracked = self.ledger.tracked_position(self.settings.tracking_name(first.topic, first.partition))
+        return [m for m in messages if tracked is None or m.offset > tracked]
+
+    def _tracking(self, last: InboundMessage) -> Tracking:
+        return Tracking(self.settings.tracking_name(last.topic, last.partition), last.offset)
+
+    def _decode_all(self, messages: list[InboundMessage], report: BatchReport):
+        decoded: list[tuple[InboundMessage, Command]] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            try:
+                decoded.append((message, self._decode(message)))
+            except Rejected as rejected:
+                dead.append(self._dead_letter(message, rejected.reason_code, rejected.message, 1))
+                report.count_dead_letter(rejected.reason_code)
+        return decoded, dead
+
+    def _decode(self, message: InboundMessage) -> Command:
+        if message.topic == self.settings.credits_topic:
+            return self._decode_credit(message)
+        try:
+            event = decode_inbound(message.value)
+        except InvalidInput as invalid:
+            raise Rejected(str(invalid.reason_code), invalid.message) from None
+        if message.key != event["member_id"].encode("utf-8"):
+            raise Rejected("key_mismatch",
+                           f"the Kafka key must be the member_id {event['member_id']!r}")
+        return command_from_event(event, source_position=message.position)
+
+    def _decode_credit(self, message: InboundMessage) -> Command:
+        """Internal referrer credits come from our own outbox: JSON, trusted shape."""
+        try:
+            return command_from_event(orjson.loads(message.value or b""), message.position)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise Rejected("internal_invalid", f"bad referrer credit: {error}") from None
+
+    def _conflicts(self, decoded, results, report: BatchReport) -> list[DeadLetter]:
+        dead = []
+        for (message, _), result in zip(decoded, results):
+            if result.status == CONFLICT:
+                dead.append(self._dead_letter(message, "event_id_conflict", result.error, 1))
+                report.count_dead_letter("event_id_conflict")
+        return dead
+
+    @staticmethod
+    def _count(results, report: BatchReport) -> None:
+        for result in results:
+            if result.status == DUPLICATE:
+                report.duplicates += 1
+            elif result.status != CONFLICT:
+                report.applied += 1
+
+    def _apply_isolated(self, messages: list[InboundMessage], report: BatchReport) -> BatchReport:
+        """One message per transaction; a message that keeps failing is dead-lettered."""
+        for message in messages:
+            self._apply_alone(message, report)
+        return report
+
+    def _apply_alone(self, message: InboundMessage, report: BatchReport) -> None:
+        last_error = ""
+        for attempt in range(1, self.settings.ledger_attempts_max + 1):
+            try:
+                self._apply_once([message], report, isolate=False)
+                return
+            except (IntegrityError, OperationalError):
+                raise
+            except Exception as error:  # noqa: BLE001 - poison message
+                last_error = f"{type(error).__name__}: {error}"
+                log.warning("message %s attempt %d failed: %s", message.position, attempt, last_error)
+        dead = self._dead_letter(message, "ledger_error", last_error, self.settings.ledger_attempts_max)
+        report.count_dead_letter("ledger_error")
+        self.ledger.save_batch([dead], self._tracking(message))
+
+    def _dead_letter(self, message: InboundMessage, reason: str, text: str, attempts: int) -> DeadLetter:
+        envelope = dead_letter_document(
+            value=message.value, key=message.key, reason_code=reason, reason_message=text,
+            source_topic=message.topic, source_partition=message.partition,
+            source_offset=message.offset, attempts=attempts,
+            dead_lettered_at=datetime.now(timezone.utc),
+        )
+        return DeadLetter.record(envelope)

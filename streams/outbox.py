@@ -1,0 +1,131 @@
+"""The outbox relay: publish committed facts to Kafka, after commit.
+
+The relay follows the event store's notification log (which holds only
+committed facts) from its own tracking position, publishes every fact of a
+batch and waits for the broker's acknowledgements, and only then records the
+new position. So nothing is published for a transaction that did not commit,
+and a crash between publishing and recording the position republishes that
+batch on restart: at least once, never lost. Consumers dedupe by
+``fact_id`` / ``event_id``, the referrer's account by the credit's event id.
+
+Routing of one fact:
+
+- every ``LoyaltyAccount`` fact -> ``loyalty.ledger`` (key: member id);
+- ``tier_changed`` also -> ``loyalty.tier-changes`` (CONTRACT section 5);
+- ``referral_qualified`` also -> the internal credits topic, keyed by the
+  referrer, where the referrer's partition owner applies the credit;
+- a ``DeadLetter`` -> ``loyalty.dead-letter`` with the original key.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import orjson
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from ledger.application import LoyaltyLedger
+from ledger.commands import referrer_credit_event
+from ledger.dead_letters import DeadLetter
+from ledger.domain import LoyaltyAccount
+from ledger.wire import fact_document, tier_changed_document
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OUTBOX_TRACKING_NAME = "loyalty.outbox"
+PUBLISH_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Outbound:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def _json(document: dict) -> bytes:
+    return orjson.dumps(document)
+
+
+def route(fact: Any, settings: Settings) -> list[Outbound]:
+    """The messages one committed fact publishes."""
+    if isinstance(fact, DeadLetter.Recorded):
+        envelope = fact.envelope
+        key = base64.b64decode(envelope["key_base64"]) if envelope["key_base64"] else None
+        return [Outbound(settings.dead_letter_topic, key, _json(envelope))]
+    key = fact.member_id.encode("utf-8")
+    messages = [Outbound(settings.ledger_topic, key, _json(fact_document(fact)))]
+    if isinstance(fact, LoyaltyAccount.TierChanged):
+        messages.append(Outbound(settings.tier_changes_topic, key, _json(tier_changed_document(fact))))
+    if isinstance(fact, LoyaltyAccount.ReferralQualified):
+        credit = referrer_credit_event(fact.referrer_member_id, fact.referee_member_id,
+                                       fact.qualifying_event_id, fact.qualifying_occurred_at)
+        messages.append(Outbound(settings.credits_topic, fact.referrer_member_id.encode("utf-8"),
+                                 _json(credit)))
+    return messages
+
+
+class KafkaSender:
+    """Sends a list of messages and returns only when the broker acknowledged all."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        from kafka import KafkaProducer
+
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
+                                      linger_ms=5, client_id="loyalty-outbox")
+
+    def __call__(self, messages: Sequence[Outbound]) -> None:
+        futures = [self.producer.send(m.topic, key=m.key, value=m.value) for m in messages]
+        self.producer.flush(timeout=PUBLISH_TIMEOUT_MS / 1000)
+        for future in futures:
+            future.get(timeout=PUBLISH_TIMEOUT_MS / 1000)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class OutboxRelay:
+    """Follows the notification log and publishes each committed fact."""
+
+    def __init__(self, ledger: LoyaltyLedger, settings: Settings,
+                 send: Callable[[Sequence[Outbound]], None]) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.send = send
+
+    @property
+    def position(self) -> int:
+        return self.ledger.tracked_position(OUTBOX_TRACKING_NAME) or 0
+
+    def relay_once(self) -> int:
+        """Publish the next batch of notifications; return how many were relayed."""
+        notifications = self.ledger.recorder.select_notifications(
+            start=self.position + 1, limit=self.settings.outbox_batch_notifications_max)
+        if not notifications:
+            return 0
+        messages = [message for notification in notifications
+                    for message in route(self.ledger.mapper.to_domain_event(notification),
+                                         self.settings)]
+        self.send(messages)
+        self._record(notifications[-1].id)
+        return len(notifications)
+
+    def _record(self, notification_id: int) -> None:
+        try:
+            self.ledger.recorder.insert_tracking(Tracking(OUTBOX_TRACKING_NAME, notification_id))
+        except IntegrityError:
+            log.info("another relay recorded outbox position %d first", notification_id)
+
+    def caught_up(self) -> bool:
+        return self.position >= (self.ledger.recorder.max_notification_id() or 0)
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until ``stop`` is set; wait ``outbox_poll_interval_ms`` when idle."""
+        while not stop.is_set():
+            if self.relay_once() == 0:
+                stop.wait(self.settings.outbox_poll_interval_ms / 1000)

@@ -1,0 +1,71 @@
+"""One configuration surface for the stream processes.
+
+Every setting has an environment variable (``LOYALTY_...``) and a default;
+CLI flags override the environment. Limits carry their unit in their name.
+Secrets (the database URL's password) are never printed: use ``redacted()``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Mapping
+
+ENV_PREFIX = "LOYALTY_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str | None = None     # None: start the embedded broker
+    database_url: str | None = None          # None: start the embedded PostgreSQL
+    program_file: str | None = None          # None: the default program
+    events_topic: str = "loyalty.events"
+    ledger_topic: str = "loyalty.ledger"
+    tier_changes_topic: str = "loyalty.tier-changes"
+    dead_letter_topic: str = "loyalty.dead-letter"
+    credits_topic: str = "loyalty.referrer-credits"
+    partitions: int = 8
+    replication_factor: int = 1
+    consumer_group: str = "loyalty-ledger"
+    batch_events_max: int = 500
+    batch_wait_ms: int = 200
+    ledger_attempts_max: int = 3
+    ledger_retry_backoff_ms: int = 200
+    outbox_batch_notifications_max: int = 1000
+    outbox_poll_interval_ms: int = 100
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1500
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then ``LOYALTY_*`` variables, then non-None ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw not in (None, ""):
+                values[field.name] = int(raw) if field.type == "int" else raw
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def with_services(self, bootstrap_servers: str, database_url: str) -> "Settings":
+        return replace(self, bootstrap_servers=bootstrap_servers, database_url=database_url)
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``LOYALTY_*`` variables, for child processes."""
+        return {
+            ENV_PREFIX + field.name.upper(): str(getattr(self, field.name))
+            for field in fields(self)
+            if getattr(self, field.name) is not None
+        }
+
+    def redacted(self) -> dict[str, str]:
+        shown = {field.name: getattr(self, field.name) for field in fields(self)}
+        if self.database_url:
+            shown["database_url"] = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.database_url)
+        return shown
+
+    def tracking_name(self, topic: str, partition: int) -> str:
+        """The tracking record name of a Kafka partition in the event store."""
+        return f"{topic}:{partition}"
