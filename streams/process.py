@@ -58,16 +58,20 @@ class Worker:
         return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
 
 
-def start_workers(settings: Settings, count: int, log_dir: Path) -> list[Worker]:
+def start_worker(settings: Settings, relay: bool, log_path: Path) -> Worker:
+    """One ``loyalty worker`` process, configured through the environment only."""
     env = {**os.environ, **settings.to_env()}
-    workers = []
-    for number in range(count):
-        log_path = log_dir / f"worker-{number}.log"
-        command = [sys.executable, "-m", "streams.cli", "worker"] + (["--relay"] if number == 0 else [])
-        process = subprocess.Popen(command, env=env, stdout=open(log_path, "wb"),
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        workers.append(Worker(process, log_path))
-    return workers
+    command = [sys.executable, "-m", "streams.cli", "worker"] + (["--relay"] if relay else [])
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return Worker(process, log_path)
+
+
+def start_workers(settings: Settings, count: int, log_dir: Path) -> list[Worker]:
+    """``count`` workers in one consumer group; the first also runs the outbox relay."""
+    return [start_worker(settings, number == 0, log_dir / f"worker-{number}.log")
+            for number in range(count)]
 
 
 def stop_workers(workers: list[Worker]) -> None:
