@@ -40,7 +40,7 @@ QUOTED_VALUE_CHARS_MAX = 80
 
 INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "year_closed")
 INBOUND_VERSIONS = (1,)
-OUTBOUND_NAMES = ("tier_changed", "dead_letter")
+OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact")
 DEAD_LETTER_SCHEMA_VERSION = 1
 INTEGER_LITERAL_RULE = "write the integer as a literal, no fraction or exponent (1, not 1.0 or 1e0)"
 _JSON_TYPE_NAMES = {

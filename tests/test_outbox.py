@@ -48,6 +48,8 @@ def test_every_committed_fact_is_published_once_in_order(ledger):
     assert [f["type"] for f in facts] == ["account_opened", "points_earned", "tier_changed",
                                           "birthday_rewarded"]
     assert [f["ledger_version"] for f in facts] == [1, 2, 3, 4]
+    for fact in facts:
+        validate_outbound("ledger_fact", fact)
     assert all(m.key == b"m1" for m in sent.sent)
     assert relay.caught_up()
     relay_all(relay)  # nothing new: nothing published again
