@@ -2,7 +2,9 @@
 
 Every setting has an environment variable (``LOYALTY_...``) and a default;
 CLI flags override the environment. Limits carry their unit in their name.
-Secrets (the database URL's password) are never printed: use ``redacted()``.
+Secrets (the database URL's password, ``sasl_password``) are never printed:
+``redacted()`` and ``repr()`` hide them. Kafka security settings are turned
+into client options by ``streams/kafka_security.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 ENV_PREFIX = "LOYALTY_"
+INT_TYPES = ("int", "int | None")  # field annotations are strings (postponed evaluation)
+SECRET_SHOWN_AS = "***"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,14 @@ class Settings:
     outbox_poll_interval_ms: int = 100
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1500
+    security_protocol: str | None = None     # None: PLAINTEXT; or SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str | None = None        # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None         # secret: never printed
+    ssl_cafile: str | None = None            # PEM file of the CA that signed the brokers
+    ssl_certfile: str | None = None          # client certificate (mutual TLS)
+    ssl_keyfile: str | None = None           # client certificate's key
+    metrics_port: int | None = None          # None: no /metrics and /healthz server
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -45,7 +57,7 @@ class Settings:
         for field in fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw not in (None, ""):
-                values[field.name] = int(raw) if field.type == "int" else raw
+                values[field.name] = int(raw) if field.type in INT_TYPES else raw
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
@@ -64,7 +76,14 @@ class Settings:
         shown = {field.name: getattr(self, field.name) for field in fields(self)}
         if self.database_url:
             shown["database_url"] = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.database_url)
+        if self.sasl_password is not None:
+            shown["sasl_password"] = SECRET_SHOWN_AS
         return shown
+
+    def __repr__(self) -> str:
+        """The redacted settings, so a logged ``Settings`` never shows a secret."""
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
+        return f"Settings({shown})"
 
     def tracking_name(self, topic: str, partition: int) -> str:
         """The tracking record name of a Kafka partition in the event store."""
