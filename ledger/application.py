@@ -120,6 +120,18 @@ class LoyaltyLedger(Application):
         """A process recorder, so facts and a tracking record commit together."""
         return self.factory.process_recorder()
 
+    def evict_cached_accounts(self) -> None:
+        """Forget every cached account (after a failed batch or a rebalance).
+
+        With a cache (``AGGREGATE_CACHE_MAXSIZE``) the ledger decides on the
+        cached object in place; if saving fails, that object holds facts that
+        were never stored, so the cache must go. A stale cached account is
+        never a correctness problem: its save would collide with the stored
+        versions and fail.
+        """
+        if self.repository.cache is not None:
+            self.repository.cache.clear()
+
     def tracked_position(self, name: str) -> int | None:
         """The last position recorded under tracking ``name`` (a Kafka partition, the outbox)."""
         return self.recorder.max_tracking_id(name)

@@ -93,6 +93,7 @@ class PartitionBatchApplier:
             try:
                 return self._apply_once(messages, report)
             except (IntegrityError, OperationalError) as conflict:
+                self.ledger.evict_cached_accounts()
                 if attempt == attempts_max:
                     raise
                 report.conflicts_retried += 1
@@ -112,6 +113,7 @@ class PartitionBatchApplier:
         try:
             results, accounts = self.ledger.decide([command for _, command in decoded])
         except Exception:  # noqa: BLE001 - isolate the message that makes the ledger raise
+            self.ledger.evict_cached_accounts()
             if not isolate:
                 raise
             log.exception("batch %s: the ledger raised; applying its messages one by one",

@@ -40,6 +40,7 @@ class Settings:
     outbox_poll_interval_ms: int = 100
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1500
+    account_cache_accounts_max: int = 50_000
     security_protocol: str | None = None     # None: PLAINTEXT; or SSL, SASL_PLAINTEXT, SASL_SSL
     sasl_mechanism: str | None = None        # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
     sasl_username: str | None = None

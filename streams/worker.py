@@ -38,6 +38,18 @@ LEDGER_THREADS = 1  # one writer per process: partition batches are applied in o
 RELAY_JOIN_TIMEOUT_S = 10.0
 
 
+def account_cache_env(settings: Settings) -> dict[str, str]:
+    """eventsourcing's LRU aggregate cache, owned by this worker process.
+
+    No fast-forward (the partition owner is the only writer of its accounts)
+    and no deep copy (the applier evicts the cache whenever a batch fails).
+    """
+    if settings.account_cache_accounts_max <= 0:
+        return {}
+    return {"AGGREGATE_CACHE_MAXSIZE": str(settings.account_cache_accounts_max),
+            "AGGREGATE_CACHE_FASTFORWARD": "n", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
+
+
 def open_ledger(settings: Settings) -> LoyaltyLedger:
     """A ledger on the configured PostgreSQL, with the configured program.
 
@@ -46,6 +58,7 @@ def open_ledger(settings: Settings) -> LoyaltyLedger:
     when several workers start together, so that is retried a few times.
     """
     env = eventsourcing_env_from_url(settings.database_url)
+    env.update(account_cache_env(settings))
     if settings.program_file:
         env["LOYALTY_PROGRAM_FILE"] = settings.program_file
     for attempt in range(1, SCHEMA_SETUP_ATTEMPTS_MAX + 1):

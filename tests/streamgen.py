@@ -1,9 +1,13 @@
 """Deterministic random inbound streams for integration tests.
 
 Members buy, refund (partly or fully), redeem, celebrate birthdays and refer;
-"ambassadors" are referrers who only buy, so applying their credits later
-(through Kafka) or at once (directly) gives the same read values (README:
-the referrer credit). Year ends emit ``year_closed`` for every member seen.
+"ambassadors" are referrers who only make small purchases (they stay in the
+base tier, never redeem and never owe points) and are many enough that none
+reaches the yearly referrer cap. Only then does applying their credits later
+(through Kafka) or at once (directly) give the same read values: the README
+("The referrer credit") explains why the cap and a referrer's redemptions
+depend on the credits' arrival order. Year ends emit ``year_closed`` for
+every member seen.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from ledger.calendar import format_timestamp
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def generate_events(seed: int, count: int, members: int = 60, ambassadors: int = 6) -> list[dict]:
+AMBASSADOR_PURCHASE_MINOR_MAX = 3000
+
+
+def generate_events(seed: int, count: int, members: int = 60, ambassadors: int = 20) -> list[dict]:
     rng = random.Random(seed)
     member_ids = [f"s{seed}-m{n}" for n in range(members)]
     ambassador_ids = [f"s{seed}-a{n}" for n in range(ambassadors)]
@@ -52,7 +59,7 @@ def _next_event(rng, state, member_ids, ambassador_ids) -> dict:
     moment = state["moment"] - timedelta(days=rng.choice([0] * 19 + [40]))  # some late events
     if roll < 0.06:
         member = rng.choice(ambassador_ids)
-        return _purchase(rng, state, member, moment)
+        return _purchase(rng, state, member, moment, AMBASSADOR_PURCHASE_MINOR_MAX)
     member = rng.choice(member_ids)
     if roll < 0.55:
         return _purchase(rng, state, member, moment)
@@ -67,8 +74,9 @@ def _next_event(rng, state, member_ids, ambassador_ids) -> dict:
     return {**_base(state, "referral", member, moment), "referrer_member_id": referrer}
 
 
-def _purchase(rng, state, member, moment) -> dict:
+def _purchase(rng, state, member, moment, amount_max: int | None = None) -> dict:
     amount = int(rng.paretovariate(1.3) * 1500)
+    amount = min(amount, amount_max) if amount_max else amount
     event = {**_base(state, "purchase", member, moment), "amount_minor": amount,
              "currency": "EUR" if rng.random() > 0.02 else "USD", "store_id": f"store-{rng.randint(1, 9)}"}
     state["purchases"].setdefault(member, []).append([event["event_id"], amount])

@@ -92,6 +92,9 @@ def test_stream_results_equal_direct_application(pipeline_run):
     assert_same_as_direct(ledger, events)
     cross = [e for e in events if e["type"] == "referral" and "-a" in e["referrer_member_id"]]
     assert cross, "the stream has referrals to ambassadors on other partitions"
+    kinds = {type(fact).__name__ for fact in committed_facts(ledger)}
+    assert "ReferrerCredited" in kinds
+    assert "ReferrerCapped" not in kinds, "the cap's outcome depends on arrival order (README)"
 
 
 def test_dead_letters_equal_the_bad_lines(pipeline_run):
