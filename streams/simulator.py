@@ -157,7 +157,7 @@ DAY_CACHE_SIZE = 64
 LABEL_EVENT = "event"
 LABEL_DUPLICATE = "duplicate"
 _EPOCH = datetime(1970, 1, 1)
-_NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor")
+_NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor")  # or optional
 
 
 class MalformedKind(enum.StrEnum):
@@ -487,8 +487,7 @@ class Simulation:
 
     def _add_member(self, joined_on: date) -> _Member:
         rng, index = self.rng, len(self.members)
-        mean_per_day = self.config.purchases_per_member_year / DAYS_PER_YEAR
-        rate = rng.gammavariate(MEMBER_RATE_GAMMA_SHAPE, mean_per_day / MEMBER_RATE_GAMMA_SHAPE)
+        rate = self._purchase_rate_per_day()
         age_days = rng.randint(BIRTH_AGE_YEARS[0] * DAYS_PER_YEAR, BIRTH_AGE_YEARS[1] * DAYS_PER_YEAR)
         member = _Member(
             index=index, member_id=f"M-{index + 1:06d}",
@@ -502,6 +501,13 @@ class Simulation:
         self.birthdays.setdefault((member.birth.month, member.birth.day), []).append(index)
         return member
 
+    def _purchase_rate_per_day(self) -> float:
+        """The member's own purchase rate: gamma around the configured mean (0 stays 0)."""
+        mean = self.config.purchases_per_member_year / DAYS_PER_YEAR
+        if mean <= 0:
+            return 0.0
+        return self.rng.gammavariate(MEMBER_RATE_GAMMA_SHAPE, mean / MEMBER_RATE_GAMMA_SHAPE)
+
     def _popular_store(self) -> str:
         draw = self.rng.random() * self.store_weights[-1]
         return self.store_ids[min(bisect_right(self.store_weights, draw), len(self.store_ids) - 1)]
@@ -511,14 +517,14 @@ class Simulation:
         return self.members[min(bisect_right(self.cumulative_rates, draw), len(self.members) - 1)]
 
     def _joins(self, day: _Day, number: int) -> None:
-        """New members, spread evenly: each joins at a till and buys at once."""
+        """New members, spread evenly: each joins at a till (online on closed days) and buys."""
         total, days = self.config.new_members, self.config.days
         for _ in range(total * (number + 1) // days - total * number // days):
             member = self._add_member(day.date)
-            at = self._pos_time(day)
+            at = self._time(day, day.closed)
             if self.rng.randrange(PPM) < self.config.referral_rate_ppm:
                 self._referral(member, _At(at.epoch - REFERRAL_LEAD_SECONDS, 0))
-            self._visit(member, day, at=at)
+            self._visit(member, day, first=(at, day.closed))
 
     # --------------------------------------------------------- referrals
 
@@ -565,13 +571,15 @@ class Simulation:
         for _ in range(_poisson(self.rng, mean)):
             self._visit(self._pick_member(), day)
 
-    def _visit(self, member: _Member, day: _Day, at: _At | None = None) -> None:
+    def _visit(self, member: _Member, day: _Day, first: tuple[_At, bool] | None = None) -> None:
         """One shopping trip: maybe a redemption at the till, the purchase, maybe refunds later.
 
-        ``at`` is given for a new member's first visit, always at a till.
+        ``first`` (time, online) is given for a new member's first visit.
         """
-        online = at is None and (day.closed or self.rng.random() < member.online_share)
-        at = at or self._time(day, online)
+        if first is None:
+            online = day.closed or self.rng.random() < member.online_share
+            first = (self._time(day, online), online)
+        at, online = first
         store = ONLINE_STORE_ID if online else self._visit_store(member)
         delay = self._late_delay()
         redeemed = self._maybe_redeem(member, _At(at.epoch - REDEMPTION_LEAD_SECONDS, at.offset_s),
