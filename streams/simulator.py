@@ -523,7 +523,7 @@ class Simulation:
             member = self._add_member(day.date)
             at = self._time(day, day.closed)
             if self.rng.randrange(PPM) < self.config.referral_rate_ppm:
-                self._referral(member, _At(at.epoch - REFERRAL_LEAD_SECONDS, 0))
+                self._referral(member, _At(max(at.epoch - REFERRAL_LEAD_SECONDS, day.start), 0))
             self._visit(member, day, first=(at, day.closed))
 
     # --------------------------------------------------------- referrals
@@ -574,7 +574,9 @@ class Simulation:
     def _visit(self, member: _Member, day: _Day, first: tuple[_At, bool] | None = None) -> None:
         """One shopping trip: maybe a redemption at the till, the purchase, maybe refunds later.
 
-        ``first`` (time, online) is given for a new member's first visit.
+        ``first`` (time, online) is given for a new member's first visit. Whatever
+        happens before the purchase stays on its day: an event generated for day D
+        is never due before D, so the ones on time are released in order.
         """
         if first is None:
             online = day.closed or self.rng.random() < member.online_share
@@ -582,8 +584,8 @@ class Simulation:
         at, online = first
         store = ONLINE_STORE_ID if online else self._visit_store(member)
         delay = self._late_delay()
-        redeemed = self._maybe_redeem(member, _At(at.epoch - REDEMPTION_LEAD_SECONDS, at.offset_s),
-                                      store, online, delay)
+        redeem_at = _At(max(at.epoch - REDEMPTION_LEAD_SECONDS, day.start), at.offset_s)
+        redeemed = self._maybe_redeem(member, redeem_at, store, online, delay)
         event = self._purchase_event(member, day, at, store, online)
         emitted = self._schedule(event, at, delay, not_before=redeemed + 1)
         self._maybe_refund(member, _Purchase(event, at, emitted, online))
