@@ -34,6 +34,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 from ledger.application import CONFLICT, DUPLICATE, LoyaltyLedger
 from ledger.commands import Command, command_from_event
 from ledger.dead_letters import DeadLetter
+from ledger.domain import fact_type
 from streams.settings import Settings
 from streams.validation import InvalidInput, dead_letter_document, decode_inbound
 
@@ -62,11 +63,22 @@ class BatchReport:
     dead_letters: int = 0
     skipped: int = 0
     conflicts_retried: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)      # dead letters by reason
+    rejections: dict[str, int] = field(default_factory=dict)   # business rejections by reason
 
     def count_dead_letter(self, reason: str) -> None:
         self.dead_letters += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def add(self, other: "BatchReport") -> None:
+        """Merge a committed attempt's counts (only committed work is counted)."""
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.dead_letters += other.dead_letters
+        self.skipped += other.skipped
+        for mine, theirs in ((self.reasons, other.reasons), (self.rejections, other.rejections)):
+            for reason, count in theirs.items():
+                mine[reason] = mine.get(reason, 0) + count
 
 
 class Rejected(Exception):
@@ -91,7 +103,8 @@ class PartitionBatchApplier:
         attempts_max = self.settings.ledger_attempts_max
         for attempt in range(1, attempts_max + 1):
             try:
-                return self._apply_once(messages, report)
+                report.add(self._apply_once(messages))
+                return report
             except (IntegrityError, OperationalError) as conflict:
                 self.ledger.evict_cached_accounts()
                 if attempt == attempts_max:
@@ -103,10 +116,11 @@ class PartitionBatchApplier:
 
     # ----------------------------------------------------------------- steps
 
-    def _apply_once(self, messages: Sequence[InboundMessage], report: BatchReport,
-                    isolate: bool = True) -> BatchReport:
+    def _apply_once(self, messages: Sequence[InboundMessage], isolate: bool = True) -> BatchReport:
+        """One attempt: returns what it committed; raises (counting nothing) if it did not."""
+        report = BatchReport()
         fresh = self._fresh(messages)
-        report.skipped += len(messages) - len(fresh)
+        report.skipped = len(messages) - len(fresh)
         if not fresh:
             return report
         decoded, dead = self._decode_all(fresh, report)
@@ -118,7 +132,7 @@ class PartitionBatchApplier:
                 raise
             log.exception("batch %s: the ledger raised; applying its messages one by one",
                           fresh[0].position)
-            return self._apply_isolated(fresh, report)
+            return self._apply_isolated(fresh, BatchReport(skipped=report.skipped))
         dead += self._conflicts(decoded, results, report)
         self._count(results, report)
         self.ledger.save_batch([*accounts, *dead], self._tracking(fresh[-1]))
@@ -177,6 +191,9 @@ class PartitionBatchApplier:
                 report.duplicates += 1
             elif result.status != CONFLICT:
                 report.applied += 1
+            for fact in result.facts:
+                if fact_type(fact).endswith("_rejected"):
+                    report.rejections[fact.reason] = report.rejections.get(fact.reason, 0) + 1
 
     def _apply_isolated(self, messages: list[InboundMessage], report: BatchReport) -> BatchReport:
         """One message per transaction; a message that keeps failing is dead-lettered."""
@@ -188,7 +205,7 @@ class PartitionBatchApplier:
         last_error = ""
         for attempt in range(1, self.settings.ledger_attempts_max + 1):
             try:
-                self._apply_once([message], report, isolate=False)
+                report.add(self._apply_once([message], isolate=False))
                 return
             except (IntegrityError, OperationalError):
                 raise

@@ -52,6 +52,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from streams.kafka_security import kafka_python_options
     from streams.producer import produce_lines, read_lines
     from streams.topics import ensure_topics
 
@@ -60,7 +61,8 @@ def _produce(args: argparse.Namespace) -> int:
         print("error: produce needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
         return 2
     ensure_topics(settings)
-    last = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(args.file))
+    last = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(args.file),
+                         kafka_python_options(settings))
     print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
     return 0
 

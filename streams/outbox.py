@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_TRACKING_NAME = "loyalty.outbox"
 PUBLISH_TIMEOUT_MS = 30_000
+SENDER_LINGER_MS = 5
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ def route(fact: Any, settings: Settings) -> list[Outbound]:
 class KafkaSender:
     """Sends a list of messages and returns only when the broker acknowledged all."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         from kafka import KafkaProducer
 
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
-                                      linger_ms=5, client_id="loyalty-outbox")
+        from streams.kafka_security import kafka_python_options
+
+        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                      linger_ms=SENDER_LINGER_MS, client_id="loyalty-outbox",
+                                      **kafka_python_options(settings))
 
     def __call__(self, messages: Sequence[Outbound]) -> None:
         futures = [self.producer.send(m.topic, key=m.key, value=m.value) for m in messages]
@@ -93,10 +97,12 @@ class OutboxRelay:
     """Follows the notification log and publishes each committed fact."""
 
     def __init__(self, ledger: LoyaltyLedger, settings: Settings,
-                 send: Callable[[Sequence[Outbound]], None]) -> None:
+                 send: Callable[[Sequence[Outbound]], None],
+                 on_lag: Callable[[int], None] | None = None) -> None:
         self.ledger = ledger
         self.settings = settings
         self.send = send
+        self.on_lag = on_lag
 
     @property
     def position(self) -> int:
@@ -121,11 +127,17 @@ class OutboxRelay:
         except IntegrityError:
             log.info("another relay recorded outbox position %d first", notification_id)
 
+    def lag(self) -> int:
+        """Committed facts not yet published."""
+        return max((self.ledger.recorder.max_notification_id() or 0) - self.position, 0)
+
     def caught_up(self) -> bool:
-        return self.position >= (self.ledger.recorder.max_notification_id() or 0)
+        return self.lag() == 0
 
     def run(self, stop: threading.Event) -> None:
         """Relay until ``stop`` is set; wait ``outbox_poll_interval_ms`` when idle."""
         while not stop.is_set():
             if self.relay_once() == 0:
+                if self.on_lag is not None:
+                    self.on_lag(self.lag())
                 stop.wait(self.settings.outbox_poll_interval_ms / 1000)

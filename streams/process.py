@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -29,6 +29,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
+from streams.kafka_security import kafka_python_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import produce_lines, read_lines
 from streams.services import running_services
@@ -60,7 +61,8 @@ class Worker:
 
 def start_worker(settings: Settings, relay: bool, log_path: Path) -> Worker:
     """One ``loyalty worker`` process, configured through the environment only."""
-    env = {**os.environ, **settings.to_env()}
+    env = {**os.environ, **replace(settings, metrics_port=None).to_env()}
+    env.pop("LOYALTY_METRICS_PORT", None)  # several children cannot share one port
     command = [sys.executable, "-m", "streams.cli", "worker"] + (["--relay"] if relay else [])
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
@@ -129,7 +131,8 @@ def run_pipeline(input_path: Path, settings: Settings, workers: int,
     """Produce INPUT and run workers until processed; return the ledger to read from."""
     ensure_topics(settings)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
-    produced = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path))
+    produced = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
+                             kafka_python_options(settings))
     log.info("produced %d partitions' worth of lines", len(produced))
     running = start_workers(settings, workers, log_dir)
     try:

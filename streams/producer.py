@@ -36,10 +36,15 @@ def member_key(line: bytes) -> bytes | None:
     return member.encode("utf-8") if isinstance(member, str) else None
 
 
-def produce_lines(bootstrap_servers: str, topic: str, lines: Iterable[bytes]) -> dict[int, int]:
-    """Send every line; return {partition: highest acknowledged offset}."""
+def produce_lines(bootstrap_servers: str, topic: str, lines: Iterable[bytes],
+                  client_options: dict | None = None) -> dict[int, int]:
+    """Send every line; return {partition: highest acknowledged offset}.
+
+    ``client_options`` are extra kafka-python settings (TLS / SASL).
+    """
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
-                             linger_ms=PRODUCER_LINGER_MS, client_id="loyalty-produce")
+                             linger_ms=PRODUCER_LINGER_MS, client_id="loyalty-produce",
+                             **(client_options or {}))
     try:
         futures = [producer.send(topic, key=member_key(line), value=line) for line in lines]
         producer.flush(timeout=SEND_TIMEOUT_MS / 1000)

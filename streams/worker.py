@@ -23,10 +23,13 @@ from typing import Iterable
 
 import faust
 from eventsourcing.persistence import InternalError
+from faust.types import TP
 
 from ledger.application import LoyaltyLedger
 from ledger.embedded_postgres import eventsourcing_env_from_url
 from streams.batches import InboundMessage, PartitionBatchApplier
+from streams.kafka_security import faust_broker_options
+from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
 from streams.settings import Settings
 
@@ -82,7 +85,20 @@ def partition_batches(events: Iterable) -> list[list[InboundMessage]]:
     return [list(group) for _, group in groupby(messages, key=lambda m: (m.topic, m.partition))]
 
 
-def create_app(settings: Settings) -> faust.App:
+class WorkerHealth:
+    """Healthy until a batch fails; the next committed batch makes it healthy again."""
+
+    def __init__(self) -> None:
+        self.failed_batches_in_row = 0
+
+    def __call__(self) -> bool:
+        return self.failed_batches_in_row == 0
+
+
+def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
+               health: WorkerHealth | None = None) -> faust.App:
+    metrics = metrics or default_metrics()
+    health = health or WorkerHealth()
     app = faust.App(
         settings.consumer_group,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -94,20 +110,38 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
         producer_acks=-1,
+        **faust_broker_options(settings),
     )
     topic = app.topic(settings.events_topic, settings.credits_topic,
                       key_serializer="raw", value_serializer="raw")
     applier = PartitionBatchApplier(open_ledger(settings), settings)
     executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger")
 
+    async def apply_one(batch: list[InboundMessage]) -> None:
+        started = time.perf_counter()
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(executor, applier.apply, batch)
+        except Exception:
+            health.failed_batches_in_row += 1
+            raise
+        health.failed_batches_in_row = 0
+        metrics.record_batch(report, report.rejections, time.perf_counter() - started)
+        last = batch[-1]
+        lag = app.consumer.highwater(TP(last.topic, last.partition)) - (last.offset + 1)
+        metrics.set_consumer_lag(last.topic, last.partition, max(lag, 0))
+
     @app.agent(topic)
     async def apply_batches(stream):
-        loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.batch_events_max,
                                                within=settings.batch_wait_ms / 1000):
             for batch in partition_batches(events):
-                report = await loop.run_in_executor(executor, applier.apply, batch)
-                log.debug("batch %s: %s", batch[0].position, report)
+                await apply_one(batch)
+
+    @app.on_partitions_revoked.connect
+    async def forget_accounts(sender, revoked, **kwargs) -> None:
+        """Another worker may write these accounts now: drop the cache (in the ledger thread)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, applier.ledger.evict_cached_accounts)
 
     return app
 
@@ -115,7 +149,8 @@ def create_app(settings: Settings) -> faust.App:
 def start_relay(settings: Settings) -> tuple[threading.Thread, threading.Event]:
     """Run the outbox relay in a daemon thread until the returned event is set."""
     stop = threading.Event()
-    relay = OutboxRelay(open_ledger(settings), settings, KafkaSender(settings.bootstrap_servers))
+    relay = OutboxRelay(open_ledger(settings), settings, KafkaSender(settings),
+                        on_lag=default_metrics().set_outbox_lag)
     thread = threading.Thread(target=relay.run, args=(stop,), name="outbox-relay", daemon=True)
     thread.start()
     return thread, stop
@@ -123,7 +158,9 @@ def start_relay(settings: Settings) -> tuple[threading.Thread, threading.Event]:
 
 def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING") -> None:
     """Run one worker process until SIGTERM / SIGINT (faust handles the signals)."""
-    app = create_app(settings)
+    health = WorkerHealth()
+    app = create_app(settings, health=health)
+    server = start_http(settings.metrics_port, health=health) if settings.metrics_port else None
     relay_thread = start_relay(settings) if relay else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     try:
@@ -132,3 +169,5 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
         if relay_thread is not None:
             relay_thread[1].set()
             relay_thread[0].join(RELAY_JOIN_TIMEOUT_S)
+        if server is not None:
+            server.close()

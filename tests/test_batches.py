@@ -131,3 +131,22 @@ def test_dead_letters_are_recorded_once_per_position(ledger):
     letter = DeadLetter.record(dead_letters(ledger, envelope_batch)[0])
     with pytest.raises(IntegrityError):
         ledger.save_batch([letter], None)
+
+
+def test_a_retried_batch_counts_only_what_it_committed(ledger, monkeypatch):
+    events = [b.purchase("m1", "2025-01-01T10:00:00Z", 1000), b"bad",
+              b.redemption("m1", "2025-01-02T10:00:00Z", 999)]
+    real_save, calls = ledger.save_batch, []
+
+    def conflict_once(aggregates, tracking):
+        calls.append(tracking)
+        if len(calls) == 1:
+            raise IntegrityError("simulated version conflict")
+        return real_save(aggregates, tracking)
+
+    monkeypatch.setattr(ledger, "save_batch", conflict_once)
+    report = PartitionBatchApplier(ledger, SETTINGS).apply(messages(*events))
+    assert len(calls) == 2
+    assert (report.applied, report.dead_letters, report.conflicts_retried) == (2, 1, 1)
+    assert report.rejections == {"insufficient_points": 1}
+    assert ledger.find_account("m1").balance == 10
