@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ledger.program import ProgramError, load_program
+from streams import simulate_cli
 from streams.settings import Settings
 
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     run.set_defaults(run=_process)
 
+    simulate_cli.add_subcommand(commands)
     commands.add_parser("demo", help="(coming)").set_defaults(run=_coming)
     return parser
 

@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 
 SEND_TIMEOUT_MS = 60_000
 PRODUCER_LINGER_MS = 10
+SEND_CHUNK_LINES_MAX = 10_000
 
 
 def read_lines(path: str | Path) -> Iterator[bytes]:
@@ -45,13 +46,26 @@ def produce_lines(bootstrap_servers: str, topic: str, lines: Iterable[bytes],
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
                              linger_ms=PRODUCER_LINGER_MS, client_id="loyalty-produce",
                              **(client_options or {}))
+    last: dict[int, int] = {}
     try:
-        futures = [producer.send(topic, key=member_key(line), value=line) for line in lines]
-        producer.flush(timeout=SEND_TIMEOUT_MS / 1000)
-        last: dict[int, int] = {}
-        for future in futures:
-            sent = future.get(timeout=SEND_TIMEOUT_MS / 1000)
-            last[sent.partition] = max(last.get(sent.partition, -1), sent.offset)
+        for chunk in _chunks(lines, SEND_CHUNK_LINES_MAX):
+            futures = [producer.send(topic, key=member_key(line), value=line) for line in chunk]
+            producer.flush(timeout=SEND_TIMEOUT_MS / 1000)
+            for future in futures:
+                sent = future.get(timeout=SEND_TIMEOUT_MS / 1000)
+                last[sent.partition] = max(last.get(sent.partition, -1), sent.offset)
         return last
     finally:
         producer.close()
+
+
+def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Bounded lists of lines, so memory does not grow with the file."""
+    chunk: list[bytes] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

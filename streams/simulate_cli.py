@@ -11,6 +11,7 @@ import argparse
 import sys
 from datetime import date
 
+from streams.kafka_security import kafka_python_options
 from streams.simulator import SimulationConfig, SimulationSummary, send_to_kafka, write_jsonl
 
 _DEFAULTS = SimulationConfig()
@@ -72,7 +73,8 @@ def _to_kafka(config: SimulationConfig, args: argparse.Namespace) -> int:
         return 2
     ensure_topics(settings)
     summary = SimulationSummary()
-    last = send_to_kafka(config, settings.bootstrap_servers, settings.events_topic, summary)
+    last = send_to_kafka(config, settings.bootstrap_servers, settings.events_topic, summary,
+                         kafka_python_options(settings))
     print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
     print(summary.describe())
     return 0

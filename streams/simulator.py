@@ -811,9 +811,10 @@ def write_jsonl(config: SimulationConfig, path: str | Path,
 
 
 def send_to_kafka(config: SimulationConfig, bootstrap_servers: str, topic: str,
-                  summary: SimulationSummary | None = None) -> dict[int, int]:
+                  summary: SimulationSummary | None = None,
+                  client_options: dict | None = None) -> dict[int, int]:
     """Produce every line to ``topic`` keyed by its ``member_id`` (null when it has none);
-    returns {partition: highest acknowledged offset}."""
+    returns {partition: highest acknowledged offset}. ``client_options``: TLS / SASL."""
     from streams.producer import produce_lines
 
-    return produce_lines(bootstrap_servers, topic, simulate(config, summary))
+    return produce_lines(bootstrap_servers, topic, simulate(config, summary), client_options)
