@@ -52,6 +52,23 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup(args: argparse.Namespace) -> int:
+    """Create the missing topics and the event store's tables; safe to run again."""
+    from streams.topics import ensure_topics
+    from streams.worker import open_ledger
+
+    settings = _settings(args)
+    if not settings.database_url or (not args.no_topics and not settings.bootstrap_servers):
+        print("error: setup needs LOYALTY_DATABASE_URL and (unless --no-topics) "
+              "LOYALTY_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    if not args.no_topics:
+        print("topics created:", ", ".join(ensure_topics(settings)) or "none missing")
+    open_ledger(settings).close()
+    print("event store tables ready")
+    return 0
+
+
 def _produce(args: argparse.Namespace) -> int:
     from streams.kafka_security import kafka_python_options
     from streams.producer import produce_lines, read_lines
@@ -105,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
     worker.add_argument("--loglevel", default="WARNING")
     worker.set_defaults(run=_worker)
+
+    setup = commands.add_parser("setup", help="create the topics and the event store's tables")
+    _connection_flags(setup)
+    setup.add_argument("--no-topics", action="store_true",
+                       help="tables only (topics managed elsewhere, e.g. by Strimzi)")
+    setup.set_defaults(run=_setup)
 
     produce = commands.add_parser("produce", help="send each line of FILE.jsonl, keyed by member_id")
     _connection_flags(produce)
