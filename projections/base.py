@@ -1,0 +1,145 @@
+"""What every read model shares: its tracking recorder and its projection.
+
+- ``ReadModelRecorder`` is eventsourcing's ``PostgresTrackingRecorder`` plus
+  the read model's tables: ``create_table`` creates both, and a batch's rows
+  and its tracking record commit in one transaction (``commit_batch``), so a
+  crash at any point leaves rows and position consistent: the next run
+  resumes after the last committed batch, never skipping or counting twice.
+- ``ReadModelProjection`` is eventsourcing's ``Projection``: the library's
+  ``ProjectionRunner`` drives it one event at a time (``process_event``),
+  our catch-up and replay drive it a batch at a time (``write_rows``).
+  Handlers are methods named after the wire name of the fact they handle
+  (``points_earned``); a fact without a handler is ignored, and the
+  projection's ``topics`` (the facts it subscribes to) are derived from
+  those names, so the database never even sends it the others.
+
+Decisions: rows are keyed by ``member_id`` (every fact carries it); every
+time in a row is the account clock (``fact.timestamp``), never the wall
+clock; program numbers (tier thresholds, annual bonus) come from the same
+program file as the ledger's (``LOYALTY_PROGRAM_FILE``), or from the class
+attribute ``program`` (``with_program``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
+from psycopg import Cursor
+from psycopg.sql import SQL, Identifier
+
+from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
+from ledger.domain import FACT_TYPES, WIRE_NAMES
+from ledger.program import Program, load_program
+from projections.rows import Row, RowBatch, Table
+
+APPLICATION_NAME = LoyaltyLedger.name  # tracking records name the followed application
+
+
+class ReadModelRecorder(PostgresTrackingRecorder):
+    """A tracking recorder that owns a read model's tables."""
+
+    tables: ClassVar[tuple[Table, ...]] = ()
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = self.datastore.schema
+        self.sql_create_statements.extend(table.create_statement(schema) for table in self.tables)
+
+    @property
+    def schema(self) -> str:
+        return self.datastore.schema
+
+    def position(self) -> int:
+        """The last notification id of the ledger this read model has processed (0: none)."""
+        return self.max_tracking_id(APPLICATION_NAME) or 0
+
+    def commit_batch(self, write: Callable[[Cursor], None], tracking: Tracking) -> None:
+        """Run ``write`` and record ``tracking`` in one transaction."""
+        with self.datastore.transaction(commit=True) as cursor:
+            write(cursor)
+            self.track(cursor, tracking)
+
+    def track(self, cursor: Cursor, tracking: Tracking) -> None:
+        """Record ``tracking`` in the caller's transaction (raises if not past the position)."""
+        self._insert_tracking(cursor, tracking)
+
+    def reset(self) -> None:
+        """Drop the tables and forget the position, then create empty tables: one transaction."""
+        with self.datastore.transaction(commit=True) as cursor:
+            for table in self.tables:
+                cursor.execute(table.drop_statement(self.schema))
+            cursor.execute(SQL("DELETE FROM {}.{} WHERE application_name = %s").format(
+                Identifier(self.schema), Identifier(self.tracking_table_name)), (APPLICATION_NAME,))
+            for table in self.tables:
+                cursor.execute(table.create_statement(self.schema))
+
+    def rows(self, table: Table) -> list[Row]:
+        """Every row of ``table`` in key order."""
+        with self.datastore.transaction(commit=False) as cursor:
+            return cursor.execute(table.select_all_statement(self.schema)).fetchall()
+
+    def rows_of_members(self, table: Table, member_ids: Sequence[str]) -> list[Row]:
+        with self.datastore.transaction(commit=False) as cursor:
+            statement = table.select_members_statement(self.schema)
+            return cursor.execute(statement, (list(member_ids),)).fetchall()
+
+
+class ReadModelProjection(Projection[ReadModelRecorder]):
+    """Handlers named after wire names; one transaction per batch with its tracking."""
+
+    view_class: ClassVar[type[ReadModelRecorder]] = ReadModelRecorder
+    program: ClassVar[Program | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.topics = tuple(get_topic(fact_class) for name, fact_class in FACT_TYPES.items()
+                           if callable(getattr(cls, name, None)))
+
+    def __init__(self, view: ReadModelRecorder) -> None:
+        super().__init__(view)
+        self.rules = type(self).program or load_program(os.environ.get(PROGRAM_FILE_ENV))
+
+    @classmethod
+    def with_program(cls, program: Program) -> type["ReadModelProjection"]:
+        """This projection bound to ``program`` (what ``ProjectionRunner`` needs: a class)."""
+        return type(cls.__name__, (cls,), {"name": cls.name, "program": program})
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """eventsourcing's entry point (``ProjectionRunner``): a batch of one."""
+        self.process_batch([domain_event], tracking)
+
+    def process_batch(self, facts: Sequence[Any], tracking: Tracking) -> None:
+        """Apply ``facts`` and record ``tracking`` in one transaction."""
+        self.view.commit_batch(lambda cursor: self.write_rows(cursor, facts), tracking)
+
+    def write_rows(self, cursor: Cursor, facts: Sequence[Any]) -> None:
+        """Apply ``facts`` to the rows, inside the caller's transaction."""
+        handled = [(fact, handler) for fact in facts if (handler := self.handler_for(fact))]
+        rows = RowBatch(cursor, self.view.tables, self.view.schema)
+        rows.prefetch({fact.member_id for fact, _ in handled})
+        for table, keys in self.keys_to_read(fact for fact, _ in handled).items():
+            rows.prefetch_keys(table, keys)
+        for fact, handler in handled:
+            handler(fact, rows)
+        rows.write()
+
+    def keys_to_read(self, facts: Iterable[Any]) -> dict[Table, set[tuple]]:
+        """Rows outside the members' prefetch that the batch will read, read in one query."""
+        return {}
+
+    def handler_for(self, fact: Any) -> Callable[[Any, RowBatch], None] | None:
+        name = WIRE_NAMES.get(type(fact))
+        return getattr(self, name, None) if name else None
+
+
+def existing_row(rows: RowBatch, table: Table, key: tuple, fact: Any) -> Row:
+    """The row a fact updates; its absence is a bug (``account_opened`` comes first)."""
+    row = rows.get(table, key)
+    assert row is not None, (table.name, key, type(fact).__name__)
+    return row

@@ -1,0 +1,151 @@
+"""The programme-KPI read model: counters per member-year, year and tier, and open lots.
+
+Tables (all integers; rates are computed on read as basis points with the
+numerator and denominator alongside, averages as floor division in minor
+units):
+
+- ``kpi_members``: each member's current tier, to attribute a purchase to the
+  tier the member held when it was made (a purchase's ``points_earned`` comes
+  after its event's ``year_rollover`` change and before its ``spend`` change,
+  so the tier at that moment is the one whose multiplier applied);
+- ``kpi_member_years``: purchases and redemptions per member and year of
+  ``occurred_at`` (active = at least one accepted purchase in the year);
+- ``kpi_checks``: accepted purchases and their amount per year and tier
+  (the average check is gross: refunds do not change it);
+- ``kpi_points``: points earned, reversed, redeemed and expired per year of
+  the account clock when the fact was recorded (its booking year);
+- ``kpi_open_lots``: unspent points of every open lot with its expiry month,
+  the points liability (debt is not a liability and is not counted).
+
+``kpi_report`` turns them into one row per year and one per expiry month.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.calendar import year_of
+from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
+from projections.rows import Row, RowBatch, Table
+
+BASIS_POINTS = 10_000
+
+KPI_MEMBERS = Table(
+    name="kpi_members",
+    columns=(("member_id", "text NOT NULL"), ("tier", "text NOT NULL")),
+    key=("member_id",),
+)
+KPI_MEMBER_YEARS = Table(
+    name="kpi_member_years",
+    columns=(("member_id", "text NOT NULL"), ("year", "integer NOT NULL"),
+             ("purchases", "integer NOT NULL"), ("redemptions", "integer NOT NULL")),
+    key=("member_id", "year"),
+)
+KPI_CHECKS = Table(
+    name="kpi_checks",
+    columns=(("year", "integer NOT NULL"), ("tier", "text NOT NULL"),
+             ("purchases", "bigint NOT NULL"), ("amount_minor", "bigint NOT NULL")),
+    key=("year", "tier"),
+    member_scoped=False,
+)
+KPI_POINTS = Table(
+    name="kpi_points",
+    columns=(("year", "integer NOT NULL"), ("earned", "bigint NOT NULL"),
+             ("reversed", "bigint NOT NULL"), ("redeemed", "bigint NOT NULL"),
+             ("expired", "bigint NOT NULL")),
+    key=("year",),
+    member_scoped=False,
+)
+KPI_OPEN_LOTS = Table(
+    name="kpi_open_lots",
+    columns=(("member_id", "text NOT NULL"), ("lot_id", "integer NOT NULL"),
+             ("expires_month", "text NOT NULL"), ("remaining", "bigint NOT NULL")),
+    key=("member_id", "lot_id"),
+)
+
+
+class KpisRecorder(ReadModelRecorder):
+    tables = (KPI_MEMBERS, KPI_MEMBER_YEARS, KPI_CHECKS, KPI_POINTS, KPI_OPEN_LOTS)
+
+
+class KpisProjection(ReadModelProjection):
+    name = "kpis"
+    view_class = KpisRecorder
+
+    # ----------------------------------------------------------- handlers
+
+    def account_opened(self, fact: Any, rows: RowBatch) -> None:
+        rows.put(KPI_MEMBERS, {"member_id": fact.member_id, "tier": fact.tier})
+
+    def tier_changed(self, fact: Any, rows: RowBatch) -> None:
+        member = existing_row(rows, KPI_MEMBERS, (fact.member_id,), fact)
+        member["tier"] = fact.to_tier
+        rows.put(KPI_MEMBERS, member)
+
+    def points_earned(self, fact: Any, rows: RowBatch) -> None:
+        tier = existing_row(rows, KPI_MEMBERS, (fact.member_id,), fact)["tier"]
+        _bump(rows, KPI_MEMBER_YEARS, {"member_id": fact.member_id, "year": fact.year},
+              purchases=1)
+        _bump(rows, KPI_CHECKS, {"year": fact.year, "tier": tier},
+              purchases=1, amount_minor=fact.amount_minor)
+        self._award(fact, rows)
+
+    def birthday_rewarded(self, fact: Any, rows: RowBatch) -> None:
+        self._award(fact, rows)
+
+    def referral_qualified(self, fact: Any, rows: RowBatch) -> None:
+        self._award(fact, rows)
+
+    def referrer_credited(self, fact: Any, rows: RowBatch) -> None:
+        self._award(fact, rows)
+
+    def annual_incentive_awarded(self, fact: Any, rows: RowBatch) -> None:
+        self._award(fact, rows)
+
+    def points_reversed(self, fact: Any, rows: RowBatch) -> None:
+        _bump(rows, KPI_POINTS, _points_key(fact), reversed=fact.points)
+        _draw(rows, fact.member_id, fact.draws)
+
+    def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
+        _bump(rows, KPI_POINTS, _points_key(fact), redeemed=fact.points)
+        _bump(rows, KPI_MEMBER_YEARS,
+              {"member_id": fact.member_id, "year": year_of(fact.occurred_at)}, redemptions=1)
+        _draw(rows, fact.member_id, fact.draws)
+
+    def points_expired(self, fact: Any, rows: RowBatch) -> None:
+        _bump(rows, KPI_POINTS, _points_key(fact), expired=fact.points)
+        _draw(rows, fact.member_id, fact.lots)
+
+    # -------------------------------------------------------------- steps
+
+    def _award(self, fact: Any, rows: RowBatch) -> None:
+        _bump(rows, KPI_POINTS, _points_key(fact), earned=fact.points)
+        if fact.lot is not None:
+            rows.put(KPI_OPEN_LOTS, {"member_id": fact.member_id, "lot_id": fact.lot["lot_id"],
+                                     "expires_month": fact.lot["expires_at"].strftime("%Y-%m"),
+                                     "remaining": fact.lot["points"]})
+
+
+def _points_key(fact: Any) -> dict[str, int]:
+    return {"year": year_of(fact.timestamp)}
+
+
+def _bump(rows: RowBatch, table: Table, key: dict[str, Any], **amounts: int) -> None:
+    """Add ``amounts`` to the row with ``key`` (created with zeros when missing)."""
+    row = rows.get(table, tuple(key[name] for name in table.key))
+    if row is None:
+        row = {**key, **dict.fromkeys(table.column_names[len(table.key):], 0)}
+    for name, amount in amounts.items():
+        row[name] += amount
+    rows.put(table, row)
+
+
+def _draw(rows: RowBatch, member_id: str, draws: list[list[int]]) -> None:
+    """Take ``[[lot_id, points], ...]`` from the member's open lots; empty lots go."""
+    for lot_id, taken in draws:
+        lot: Row = existing_row(rows, KPI_OPEN_LOTS, (member_id, lot_id), draws)
+        lot["remaining"] -= taken
+        if lot["remaining"] == 0:
+            rows.delete(KPI_OPEN_LOTS, (member_id, lot_id))
+        else:
+            rows.put(KPI_OPEN_LOTS, lot)

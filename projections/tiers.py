@@ -1,0 +1,139 @@
+"""The tier read model (CONTRACT section 4): one row per member.
+
+``spend_current_year`` / ``spend_previous_year`` are qualifying spend
+(purchases minus refunds of those purchases, a refund counting in its
+purchase's year) of the clock's year and the year before; the row keeps the
+clock's year in ``clock_year`` (an internal column, not exported) and shifts
+both figures when a fact moves the clock into a later year. Spend of older
+years can never count again (the clock never moves back), so it is not kept.
+``next_tier`` / ``spend_to_next_tier`` come from the program's thresholds
+(null at the top tier); ``tier_since`` is the clock of the last
+``tier_changed``, or of ``account_opened`` for a member still in the base tier.
+
+Facts handled: ``account_opened``, ``tier_changed`` and every outcome (each
+moves the clock; purchases and refunds also change spend). Ignored:
+``points_expired``, ``referral_qualified``, ``annual_incentive_awarded``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.calendar import year_of
+from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
+from projections.rows import Row, RowBatch, Table
+
+TIERS = Table(
+    name="tiers",
+    columns=(
+        ("member_id", "text NOT NULL"),
+        ("tier", "text NOT NULL"),
+        ("spend_current_year", "bigint NOT NULL"),
+        ("spend_previous_year", "bigint NOT NULL"),
+        ("next_tier", "text"),
+        ("spend_to_next_tier", "bigint"),
+        ("tier_since", "timestamptz NOT NULL"),
+        ("clock_year", "integer NOT NULL"),
+    ),
+    key=("member_id",),
+)
+TIER_FIELDS = TIERS.column_names[:-1]  # clock_year is internal
+
+
+class TiersRecorder(ReadModelRecorder):
+    tables = (TIERS,)
+
+
+class TiersProjection(ReadModelProjection):
+    name = "tiers"
+    view_class = TiersRecorder
+
+    # ----------------------------------------------------------- handlers
+
+    def account_opened(self, fact: Any, rows: RowBatch) -> None:
+        row = {"member_id": fact.member_id, "tier": fact.tier, "spend_current_year": 0,
+               "spend_previous_year": 0, "tier_since": fact.timestamp,
+               "clock_year": year_of(fact.timestamp)}
+        self._save(row, rows)
+
+    def tier_changed(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["tier"] = fact.to_tier
+        row["tier_since"] = fact.timestamp
+        self._save(row, rows)
+
+    def points_earned(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        _add_spend(row, fact.year, fact.amount_minor)
+        self._save(row, rows)
+
+    def points_reversed(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        _add_spend(row, fact.purchase_year, -fact.amount_minor)
+        self._save(row, rows)
+
+    def purchase_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def refund_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def redemption_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def birthday_rewarded(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def birthday_already_rewarded(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def referral_registered(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def referral_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def referrer_credited(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def referrer_capped(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def year_closed(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def year_already_closed(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    # -------------------------------------------------------------- steps
+
+    def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
+        """The member's row with its years moved to the fact's clock."""
+        row = existing_row(rows, TIERS, (fact.member_id,), fact)
+        years_on = year_of(fact.timestamp) - row["clock_year"]
+        if years_on > 0:
+            carried = row["spend_current_year"] if years_on == 1 else 0
+            row["spend_previous_year"], row["spend_current_year"] = carried, 0
+            row["clock_year"] += years_on
+        return row
+
+    def _clock_only(self, fact: Any, rows: RowBatch) -> None:
+        self._save(self._at_clock(fact, rows), rows)
+
+    def _save(self, row: Row, rows: RowBatch) -> None:
+        following = self.rules.next_tier(row["tier"])
+        row["next_tier"] = following.name if following else None
+        row["spend_to_next_tier"] = (following.threshold_minor - row["spend_current_year"]
+                                     if following else None)
+        rows.put(TIERS, row)
+
+
+def _add_spend(row: Row, year: int, amount_minor: int) -> None:
+    """Spend of the clock's year or the year before; older years no longer count."""
+    if year == row["clock_year"]:
+        row["spend_current_year"] += amount_minor
+    elif year == row["clock_year"] - 1:
+        row["spend_previous_year"] += amount_minor
