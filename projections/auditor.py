@@ -1,0 +1,147 @@
+"""The auditor's view of one member, now, at a ledger version or as of a time.
+
+Read straight from the ledger (never from a read model): the account at the
+version (``find_account``) or as of the event time (``account_as_of``: the
+state after the last fact whose clock is at or before it), and its facts up
+to that version (``history``). Shows the balance and counters, the open lots
+with their expiry, the tier with the fact that set it, the annual progress,
+and every fact with its source ``event_id``, Kafka topic/partition/offset
+and ledger version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from ledger.application import HistoryEntry, LoyaltyLedger
+from ledger.domain import LoyaltyAccount
+from ledger.wire import json_ready
+from projections.figures import annual_figures, balance_figures, tier_figures
+
+HIDDEN_DETAILS = {"member_id", "source_event_id", "source_position", "fingerprint"}
+
+
+@dataclass(frozen=True)
+class MemberView:
+    member_id: str
+    version: int
+    clock: datetime
+    balance: dict[str, Any]
+    lots: list[dict[str, Any]]
+    tier: dict[str, Any]
+    annual: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None = None,
+                version: int | None = None) -> MemberView | None:
+    """The member as of ``as_of`` or at ``version`` (now if neither); None before any fact."""
+    if as_of is not None and version is not None:
+        raise ValueError("give as_of or version, not both")
+    account = (ledger.account_as_of(member_id, as_of) if as_of is not None
+               else ledger.find_account(member_id, version))
+    if account is None:
+        return None
+    entries = [entry for entry in ledger.history(member_id) if entry.version <= account.version]
+    return MemberView(
+        member_id=member_id, version=account.version, clock=account.clock,
+        balance=balance_figures(account), lots=_open_lots(account),
+        tier=tier_figures(account, ledger.program) | {"reason": _tier_reason(entries)},
+        annual=_annual(account, entries, ledger),
+        history=[_history_row(entry) for entry in entries],
+    )
+
+
+def member_view_document(view: MemberView) -> dict[str, Any]:
+    """The view as JSON-ready data (RFC 3339 UTC times)."""
+    return json_ready(asdict(view))
+
+
+def _open_lots(account: LoyaltyAccount) -> list[dict[str, Any]]:
+    return [{"lot_id": lot.lot_id, "occurred_at": lot.occurred_at, "expires_at": lot.expires_at,
+             "points": lot.points, "remaining": lot.remaining,
+             "source_event_id": lot.source_event_id} for lot in account.lots]
+
+
+def _tier_reason(entries: list[HistoryEntry]) -> dict[str, Any]:
+    """The ``tier_changed`` fact that set the tier, or the account's opening."""
+    changes = [entry for entry in entries if entry.type == "tier_changed"]
+    if not changes:
+        return {"reason": "base tier since account_opened", "version": entries[0].version,
+                "source_event_id": entries[0].source_event_id}
+    last = changes[-1]
+    return {"reason": last.data["reason"], "from_tier": last.data["from_tier"],
+            "qualifying_spend_minor": last.data["qualifying_spend_minor"],
+            "version": last.version, "source_event_id": last.source_event_id}
+
+
+def _annual(account: LoyaltyAccount, entries: list[HistoryEntry],
+            ledger: LoyaltyLedger) -> list[dict[str, Any]]:
+    awarded = {entry.data["year"]: entry.data["bonus_points"]
+               for entry in entries if entry.type == "year_closed"}
+    by_year = annual_figures(account, awarded, ledger.program)
+    return [by_year[year] for year in sorted(by_year)]
+
+
+def _history_row(entry: HistoryEntry) -> dict[str, Any]:
+    topic, partition, offset = _kafka_position(entry.source_position)
+    details = {name: value for name, value in entry.data.items() if name not in HIDDEN_DETAILS}
+    return {"version": entry.version, "type": entry.type, "clock": entry.clock,
+            "source_event_id": entry.source_event_id, "topic": topic, "partition": partition,
+            "offset": offset, "details": details}
+
+
+def _kafka_position(source_position: str | None) -> tuple[str | None, int | None, int | None]:
+    """``topic/partition/offset`` split (topic names cannot contain ``/``)."""
+    if not source_position:
+        return None, None, None
+    topic, partition, offset = source_position.rsplit("/", 2)
+    return topic, int(partition), int(offset)
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def render_member_view(view: MemberView, console: Console) -> None:
+    """Print the view as rich tables."""
+    console.print(f"[bold]{view.member_id}[/bold] at ledger version {view.version}, "
+                  f"clock {json_ready(view.clock)}")
+    console.print(_pairs("balance", view.balance))
+    console.print(_pairs("tier", {**view.tier, "reason": _compact(view.tier["reason"])}))
+    console.print(_rows("open lots", view.lots))
+    console.print(_rows("annual progress", view.annual))
+    history = [{**row, "details": _compact(row["details"])} for row in view.history]
+    console.print(_rows("history", history))
+
+
+def _pairs(title: str, values: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    for name, value in values.items():
+        table.add_row(name, _text(value))
+    return table
+
+
+def _rows(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for name in rows[0] if rows else ["(none)"]:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*(_text(value) for value in row.values()))
+    return table
+
+
+def _compact(values: dict[str, Any]) -> str:
+    return " ".join(f"{name}={_text(value)}" for name, value in values.items())
+
+
+def _text(value: Any) -> str:
+    ready = json_ready(value)
+    if isinstance(ready, (dict, list)):
+        return orjson.dumps(ready).decode()
+    return "" if ready is None else str(ready)
