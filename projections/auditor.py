@@ -54,7 +54,7 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
         balance=balance_figures(account), lots=_open_lots(account),
         tier=tier_figures(account, ledger.program) | {"reason": _tier_reason(entries)},
         annual=_annual(account, entries, ledger),
-        history=[_history_row(entry) for entry in entries],
+        history=_history(entries),
     )
 
 
@@ -89,8 +89,20 @@ def _annual(account: LoyaltyAccount, entries: list[HistoryEntry],
     return [by_year[year] for year in sorted(by_year)]
 
 
-def _history_row(entry: HistoryEntry) -> dict[str, Any]:
-    topic, partition, offset = _kafka_position(entry.source_position)
+def _history(entries: list[HistoryEntry]) -> list[dict[str, Any]]:
+    """Every fact with the Kafka position of the event that caused it.
+
+    Only a fact that marks its event applied (the outcome) records the
+    position; the other facts of the same event (expiry, tier changes, a
+    qualified referral, an annual award) get it through their event id.
+    """
+    positions = {entry.source_event_id: entry.source_position
+                 for entry in entries if entry.source_position}
+    return [_history_row(entry, positions.get(entry.source_event_id)) for entry in entries]
+
+
+def _history_row(entry: HistoryEntry, source_position: str | None) -> dict[str, Any]:
+    topic, partition, offset = _kafka_position(source_position)
     details = {name: value for name, value in entry.data.items() if name not in HIDDEN_DETAILS}
     return {"version": entry.version, "type": entry.type, "clock": entry.clock,
             "source_event_id": entry.source_event_id, "topic": topic, "partition": partition,
