@@ -29,7 +29,7 @@ from ledger.program import ProgramError
 from projections.auditor import member_view, member_view_document, render_member_view
 from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
 from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAMES, ReadModels,
-                                catch_up, live_runner, open_read_models, replay)
+                                catch_up, live_runner, open_read_models, replay, resume)
 from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
 
@@ -107,6 +107,8 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-notifications-max", type=int,
                         default=BATCH_NOTIFICATIONS_MAX_DEFAULT,
                         help="notifications per transaction (%(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="do not drop: catch up from the tracked positions (a restart)")
     parser.add_argument("--follow", action="store_true",
                         help="then keep following the ledger live until interrupted")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -120,25 +122,27 @@ def run_replay(args: argparse.Namespace) -> int:
                          f"{', '.join(READ_MODEL_NAMES)}")
     console = None if args.no_progress else Console(stderr=True)
     with opened(args, names) as (ledger, models):
-        done = replay(ledger, models, batch_notifications_max=args.batch_notifications_max,
-                      console=console)
+        rebuild = resume if args.resume else replay
+        done = rebuild(ledger, models, batch_notifications_max=args.batch_notifications_max,
+                       console=console)
         program = ledger.program
-    print(f"replayed {', '.join(names)}: {done.notifications} notifications in "
+    verb = "caught up" if args.resume else "replayed"
+    print(f"{verb} {', '.join(names)}: {done.notifications} notifications in "
           f"{done.transactions} transactions, position {done.position}", file=sys.stderr)
     return follow(eventsourcing_env(args), names, program) if args.follow else EXIT_OK
 
 
 def follow(env: dict[str, str], names: list[str], program: Any) -> int:
     """Follow the ledger live with one ``ProjectionRunner`` per read model until Ctrl-C."""
-    with ExitStack() as stack:
-        runners = [stack.enter_context(live_runner(env, name, program)) for name in names]
-        print(f"following {', '.join(names)} live (Ctrl-C stops)", file=sys.stderr)
-        try:
+    try:
+        with ExitStack() as stack:
+            runners = [stack.enter_context(live_runner(env, name, program)) for name in names]
+            print(f"following {', '.join(names)} live (Ctrl-C stops)", file=sys.stderr)
             while True:
                 for runner in runners:
                     runner.run_forever(timeout=FOLLOW_CHECK_INTERVAL_S)
-        except KeyboardInterrupt:
-            return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 # ---------------------------------------------------------------- verify

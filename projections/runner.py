@@ -9,7 +9,8 @@
   (the notifications after the last fact a read model needs are facts it
   ignores), so "caught up" means position = head.
 - ``replay`` drops the named read models (all by default) and catches them
-  up from the first notification, with a rich progress bar.
+  up from the first notification, with a rich progress bar; ``resume`` is
+  the same without the drop (a restart picks up where the last run stopped).
 - ``live_runner`` follows the log live with eventsourcing's
   ``ProjectionRunner`` (LISTEN/NOTIFY, one transaction per event), from the
   position a catch-up or replay left.
@@ -155,8 +156,17 @@ def replay(ledger: LoyaltyLedger, models: ReadModels, *,
     """
     for projection in models.projections.values():
         projection.view.reset()
+    return resume(ledger, models, batch_notifications_max=batch_notifications_max,
+                  console=console)
+
+
+def resume(ledger: LoyaltyLedger, models: ReadModels, *,
+           batch_notifications_max: int = BATCH_NOTIFICATIONS_MAX_DEFAULT,
+           console: Console | None = None) -> CatchUp:
+    """Catch the read models up from their tracked positions, with a progress bar."""
     head = ledger.recorder.max_notification_id() or 0
-    with progress_bar(console, head, f"replaying {', '.join(models.projections)}") as advance:
+    start = min(models.positions().values(), default=head)
+    with progress_bar(console, head - start, f"catching up {', '.join(models.projections)}") as advance:
         return catch_up(ledger, models, batch_notifications_max=batch_notifications_max,
                         on_progress=advance)
 

@@ -265,6 +265,9 @@ def test_commands_run_against_a_database_url(pg_ledger, pg_env, capsys, tmp_path
     assert run_cli("replay", "--database-url", url, "--no-progress", "--batch-notifications-max",
                    "5") == 0
     assert "replayed balances, tiers, annual, kpis" in capsys.readouterr().err
+    apply(pg_ledger, b.birthday("m-4", "2025-07-01T00:00:00Z"))
+    assert run_cli("replay", "balances", "--resume", "--database-url", url, "--no-progress") == 0
+    assert "caught up balances: 2 notifications in 1 transactions" in capsys.readouterr().err
     assert run_cli("export", "tiers", "--database-url", url, "--out", str(tmp_path / "t.csv"),
                    "--format", "csv") == 0
     assert (tmp_path / "t.csv").read_text().startswith("member_id,tier,")
@@ -274,6 +277,6 @@ def test_commands_run_against_a_database_url(pg_ledger, pg_env, capsys, tmp_path
     assert run_cli("member", "m-1", "--database-url", url, "--as-of", "2024-03-31T00:00:00+02:00") == 0
     assert "m-1" in capsys.readouterr().out
     assert run_cli("close-year", "2025", "--database-url", url) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert len(capsys.readouterr().out.splitlines()) == 4  # m-1, m-2, m-3, m-4
     assert run_cli("replay", "nonsense", "--database-url", url) == 2
     assert run_cli("member", "nobody", "--database-url", url) == 2

@@ -24,10 +24,14 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
+from projections.balances import BALANCES
 from projections.runner import (READ_MODEL_NAMES, catch_up, live_runner, open_read_models,
                                 read_model_digests, replay)
 from projections.verify import verify
 from projections.year_end import year_closed_events
+from tests import builders as b
+from tests.ledger_steps import apply
+from tests.projection_steps import database_url
 from tests.projection_stream import load_stream, stream
 
 BIG_STREAM_EVENTS = 20_000
@@ -268,3 +272,39 @@ def test_replaying_one_read_model_leaves_the_others_alone(pg_ledger, pg_env):
             assert read_model_digests(tiers) != {"tiers": before["tiers"]}
             replay(pg_ledger, tiers, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
         assert read_model_digests(models) == before
+
+
+FOLLOW_COMMAND = ("import sys; from tests.projection_steps import run_cli; "
+                  "sys.exit(run_cli(*sys.argv[1:]))")
+FOLLOW_STOP_TIMEOUT_S = 30.0
+
+
+def test_replay_then_follow_keeps_the_read_models_live_until_interrupted(pg_ledger, pg_env):
+    load_stream(pg_ledger, stream(SMALL_STREAM_EVENTS, STREAM_MEMBERS),
+                LEDGER_BATCH_COMMANDS_MAX, year_closed_events)
+    process = subprocess.Popen(
+        [sys.executable, "-c", FOLLOW_COMMAND, "replay", "--follow", "--no-progress",
+         "--database-url", database_url(pg_env)],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        with open_read_models(pg_env) as models:
+            _wait_for_position(process, models, pg_ledger.recorder.max_notification_id())
+            # Now the ledger moves on: the follower picks the new facts up live
+            apply(pg_ledger, b.purchase("late-comer", "2026-01-05T10:00:00Z", 4200))
+            _wait_for_position(process, models, pg_ledger.recorder.max_notification_id())
+            assert models.view("balances").rows_of_members(BALANCES, ["late-comer"])[0][
+                "balance"] == 42
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=FOLLOW_STOP_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_position(process: subprocess.Popen, models, position: int) -> None:
+    deadline = time.monotonic() + SUBPROCESS_START_TIMEOUT_S
+    while min(models.positions().values()) < position:
+        assert process.poll() is None, "the follower ended"
+        assert time.monotonic() < deadline, models.positions()
+        time.sleep(POLL_INTERVAL_S)
