@@ -79,7 +79,8 @@ def eventsourcing_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 @contextmanager
-def opened(args: argparse.Namespace, names: Any = None) -> Iterator[tuple[LoyaltyLedger, ReadModels]]:
+def opened(args: argparse.Namespace,
+           names: Any = None) -> Iterator[tuple[LoyaltyLedger, ReadModels]]:
     env = eventsourcing_env(args)
     ledger = LoyaltyLedger(env=env)
     try:
@@ -189,7 +190,8 @@ def _cell(value: Any) -> str:
 def _configure_member(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("member_id", metavar="MEMBER")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--as-of", help="RFC 3339 time: the state after the last fact at or before it")
+    when.add_argument("--as-of",
+                      help="RFC 3339 time: the state after the last fact at or before it")
     when.add_argument("--version", type=int, help="ledger version of the member's account")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 

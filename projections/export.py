@@ -78,7 +78,8 @@ def export_rows(kind: str, ledger: LoyaltyLedger,
         facts = committed_facts(ledger, [get_topic(LoyaltyAccount.TierChanged)])
         return TIER_CHANGE_FIELDS, map(tier_changed_document, facts)
     if kind == "ledger":
-        facts = committed_facts(ledger, [get_topic(fact_class) for fact_class in FACT_TYPES.values()])
+        topics = [get_topic(fact_class) for fact_class in FACT_TYPES.values()]
+        facts = committed_facts(ledger, topics)
         return ledger_fields(), map(fact_document, facts)
     raise ValueError(f"unknown export {kind!r}; known: {', '.join(EXPORT_KINDS)}")
 

@@ -166,7 +166,8 @@ class RowBatch:
                 columns = [[row[column] for row in changed] for column in table.column_names]
                 self.cursor.execute(table.upsert_statement(self.schema), columns)
             if gone:
-                self.cursor.execute(table.delete_statement(self.schema), list(map(list, zip(*gone))))
+                key_columns = list(map(list, zip(*gone)))
+                self.cursor.execute(table.delete_statement(self.schema), key_columns)
             keys.clear()
 
     def _is_prefetched(self, table: Table, key: Key) -> bool:

@@ -56,6 +56,8 @@ READ_MODELS: dict[str, type[ReadModelProjection]] = {
 }
 READ_MODEL_NAMES = tuple(READ_MODELS)
 FACTORY_ENV_NAME = "projections"  # POSTGRES_* may be overridden as PROJECTIONS_POSTGRES_*
+POOL_SIZE_ENV = "POSTGRES_POOL_SIZE"
+LIVE_RUNNER_POOL_CONNECTIONS = 2  # the subscription's LISTEN and one for reads and writes
 
 
 def program_from_env(env: EnvType | None) -> Program:
@@ -89,7 +91,7 @@ class ReadModels:
 def open_read_models(env: EnvType, names: Iterable[str] | None = None,
                      program: Program | None = None) -> ReadModels:
     """Open (creating tables if missing) the named read models, all by default."""
-    factory = InfrastructureFactory.construct(Environment(FACTORY_ENV_NAME, dict(env)))
+    factory = InfrastructureFactory.construct(Environment(FACTORY_ENV_NAME, {**os.environ, **env}))
     if not isinstance(factory, PostgresFactory):
         raise ValueError("the read models live in PostgreSQL: set PERSISTENCE_MODULE "
                          "to eventsourcing.postgres")
@@ -97,7 +99,8 @@ def open_read_models(env: EnvType, names: Iterable[str] | None = None,
     projections = {}
     for name in names or READ_MODEL_NAMES:
         projection_class = READ_MODELS[name]
-        view = projection_class.view_class(factory.datastore, tracking_table_name=f"{name}_tracking")
+        view = projection_class.view_class(factory.datastore,
+                                           tracking_table_name=f"{name}_tracking")
         view.create_table()
         projections[name] = projection_class.with_program(rules)(view)
     return ReadModels(factory, projections)
@@ -166,7 +169,8 @@ def resume(ledger: LoyaltyLedger, models: ReadModels, *,
     """Catch the read models up from their tracked positions, with a progress bar."""
     head = ledger.recorder.max_notification_id() or 0
     start = min(models.positions().values(), default=head)
-    with progress_bar(console, head - start, f"catching up {', '.join(models.projections)}") as advance:
+    label = f"catching up {', '.join(models.projections)}"
+    with progress_bar(console, head - start, label) as advance:
         return catch_up(ledger, models, batch_notifications_max=batch_notifications_max,
                         on_progress=advance)
 
@@ -175,10 +179,14 @@ def live_runner(env: EnvType, name: str, program: Program | None = None) -> Proj
     """Follow the log live with eventsourcing's ``ProjectionRunner`` (one event per transaction).
 
     Use it as a context manager; it starts from the read model's tracking position.
+    Each runner opens two connection pools (its view's and the ledger's); they
+    hold ``LIVE_RUNNER_POOL_CONNECTIONS`` connections each unless ``env`` sets
+    ``POSTGRES_POOL_SIZE``.
     """
     projection_class = READ_MODELS[name].with_program(program or program_from_env(env))
+    runner_env = {POOL_SIZE_ENV: str(LIVE_RUNNER_POOL_CONNECTIONS), **env}
     return ProjectionRunner(application_class=LoyaltyLedger, projection_class=projection_class,
-                            view_class=projection_class.view_class, env=dict(env))
+                            view_class=projection_class.view_class, env=runner_env)
 
 
 # ------------------------------------------------------------------ digests
@@ -210,7 +218,8 @@ class RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(console: Console | None, total: int, label: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(console: Console | None, total: int,
+                 label: str) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on ``console`` (none without one); yields ``advance(n)``."""
     if console is None:
         yield lambda advanced: None

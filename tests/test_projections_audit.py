@@ -160,7 +160,8 @@ def _assert_view_shows(view, then: dict) -> None:
     offsets = {row["source_event_id"]: row["offset"] for row in view.history}
     assert {(row["topic"], row["partition"]) for row in view.history} == {("loyalty.events", 3)}
     assert sorted(offsets.values()) == list(range(40, 40 + len(offsets)))
-    assert view.balance["balance"] == sum(lot["remaining"] for lot in view.lots) - view.balance["debt"]
+    unspent = sum(lot["remaining"] for lot in view.lots)
+    assert view.balance["balance"] == unspent - view.balance["debt"]
 
 
 def test_member_view_names_the_fact_behind_the_tier(pg_ledger):
@@ -274,7 +275,8 @@ def test_commands_run_against_a_database_url(pg_ledger, pg_env, capsys, tmp_path
     assert run_cli("member", "m-1", "--database-url", url, "--version", "3", "--json") == 0
     view = orjson.loads(capsys.readouterr().out)
     assert view["version"] == 3 and view["tier"]["tier"] == "silver"
-    assert run_cli("member", "m-1", "--database-url", url, "--as-of", "2024-03-31T00:00:00+02:00") == 0
+    assert run_cli("member", "m-1", "--database-url", url,
+                   "--as-of", "2024-03-31T00:00:00+02:00") == 0
     assert "m-1" in capsys.readouterr().out
     assert run_cli("close-year", "2025", "--database-url", url) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4  # m-1, m-2, m-3, m-4

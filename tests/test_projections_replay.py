@@ -9,6 +9,7 @@ rows, compared as a digest of every row of every table.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
+from rich.console import Console
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
@@ -46,6 +48,7 @@ RUNNER_WAIT_TIMEOUT_S = 120.0
 KILL_AFTER_POSITION_MIN = 300
 SUBPROCESS_START_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05
+PROGRESS_WIDTH_CHARS = 160
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,7 +77,8 @@ def test_replaying_each_read_model_rebuilds_exactly_the_rows_live_projection_wro
         # Replay: drop one read model at a time and rebuild it from the whole log
         for name in READ_MODEL_NAMES:
             with open_read_models(pg_env, [name], pg_ledger.program) as one:
-                done = replay(pg_ledger, one, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+                done = replay(pg_ledger, one,
+                              batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
                 assert done.position == head
                 assert read_model_digests(one) == {name: live[name]}, name
         replayed = time.monotonic()
@@ -242,9 +246,10 @@ def test_replay_commits_one_transaction_per_batch_not_per_event(pg_ledger, pg_en
     load_stream(pg_ledger, stream(SMALL_STREAM_EVENTS * 2, STREAM_MEMBERS),
                 LEDGER_BATCH_COMMANDS_MAX, year_closed_events)
     head = pg_ledger.recorder.max_notification_id()
+    console = Console(file=io.StringIO(), width=PROGRESS_WIDTH_CHARS)
     with open_read_models(pg_env) as models:
         xid_before = _current_xid(models)
-        done = replay(pg_ledger, models, batch_notifications_max=100)
+        done = replay(pg_ledger, models, batch_notifications_max=100, console=console)
         xid_after = _current_xid(models)
     batches = math.ceil(head / 100)
     assert done.notifications == head and done.transactions == batches
@@ -252,6 +257,9 @@ def test_replay_commits_one_transaction_per_batch_not_per_event(pg_ledger, pg_en
     # the four resets), not one per event
     assert batches <= xid_after - xid_before <= batches + len(READ_MODEL_NAMES) + 2
     assert xid_after - xid_before < head / 10
+    # and the progress bar showed the whole log, the rate and the time left
+    progress = console.file.getvalue()
+    assert f"{head}/{head}" in progress and "events/s" in progress and "ETA" in progress
 
 
 def _current_xid(models) -> int:
