@@ -17,6 +17,7 @@ from projections.annual import ANNUAL
 from projections.auditor import member_view
 from projections.balances import BALANCE_FIELDS, BALANCES
 from projections.export import export
+from projections.process_export import export_read_models
 from projections.runner import catch_up
 from projections.tiers import TIER_FIELDS, TIERS
 from projections.verify import verify
@@ -223,6 +224,15 @@ def test_kpi_export_has_year_and_liability_rows(pg_ledger, pg_env):
     assert {row["kind"] for row in rows} == {"year", "liability"}
     assert [row["year"] for row in rows if row["kind"] == "year"] == [2024, 2025]
     assert len(table) == len(rows)
+
+
+def test_loyalty_process_gets_its_read_model_files_caught_up(pg_ledger, pg_env, tmp_path):
+    a_small_ledger(pg_ledger)
+    counts = export_read_models(pg_ledger, database_url(pg_env), tmp_path)
+    assert counts == {"balances.jsonl": 3, "tiers.jsonl": 3, "annual.jsonl": 3}  # all in 2024
+    lines = (tmp_path / "balances.jsonl").read_text().splitlines()
+    balances = [orjson.loads(line) for line in lines]
+    assert [row["member_id"] for row in balances] == ["m-1", "m-2", "m-3"]
 
 
 def _export(kind: str, ledger, models, fmt: str = "jsonl") -> list[dict]:
