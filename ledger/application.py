@@ -30,6 +30,7 @@ from ledger.domain import (
     account_id,
     fact_type,
 )
+from ledger.postgres_recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.program import Program, load_program
 from ledger.rules import Lot, PurchaseRecord
 from ledger.wire import fact_fields
@@ -113,6 +114,7 @@ class LoyaltyLedger(Application):
                        or SNAPSHOT_INTERVAL_EVENTS_DEFAULT)
         self.snapshotting_intervals = {LoyaltyAccount: interval}
         merged.setdefault("IS_SNAPSHOTTING_ENABLED", "y")
+        merged.setdefault("PROCESS_RECORDER_TOPIC", UNPIPELINED_RECORDER_TOPIC)
         super().__init__(env=merged)
         self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
 
