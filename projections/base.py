@@ -5,6 +5,10 @@
   and its tracking record commit in one transaction (``commit_batch``), so a
   crash at any point leaves rows and position consistent: the next run
   resumes after the last committed batch, never skipping or counting twice.
+  A batch first locks the read model's position row (single-row tracking,
+  created at 0), then reads rows and applies only facts past that position:
+  two writers at once (a live runner and a catch-up) take turns and never
+  count a fact twice.
 - ``ReadModelProjection`` is eventsourcing's ``Projection``: the library's
   ``ProjectionRunner`` drives it one event at a time (``process_event``),
   our catch-up and replay drive it a batch at a time (``write_rows``).
@@ -59,25 +63,55 @@ class ReadModelRecorder(PostgresTrackingRecorder):
         """The last notification id of the ledger this read model has processed (0: none)."""
         return self.max_tracking_id(APPLICATION_NAME) or 0
 
-    def commit_batch(self, write: Callable[[Cursor], None], tracking: Tracking) -> None:
-        """Run ``write`` and record ``tracking`` in one transaction."""
+    def create_table(self) -> None:
+        """The library's tracking table, our tables, and this read model's position row."""
+        super().create_table()
         with self.datastore.transaction(commit=True) as cursor:
+            self._insert_position_row(cursor)
+
+    def commit_batch(self, write: Callable[[Cursor], None], tracking: Tracking) -> None:
+        """Run ``write`` and record ``tracking`` in one transaction (skip if already past)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            if tracking.notification_id <= self.lock_position(cursor):
+                return
             write(cursor)
             self.track(cursor, tracking)
+
+    def lock_position(self, cursor: Cursor) -> int:
+        """The position, locked until the caller's transaction ends.
+
+        Every writer takes this lock before it reads any row, so two writers
+        of one read model (a live runner and a catch-up, say) take turns, and
+        each reads the rows as they stand at the position it sees.
+        """
+        statement = SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s "
+                        "FOR UPDATE").format(Identifier(self.schema),
+                                             Identifier(self.tracking_table_name))
+        row = cursor.execute(statement, (APPLICATION_NAME,)).fetchone()
+        assert row is not None, f"no position row in {self.tracking_table_name}"
+        return row["notification_id"]
 
     def track(self, cursor: Cursor, tracking: Tracking) -> None:
         """Record ``tracking`` in the caller's transaction (raises if not past the position)."""
         self._insert_tracking(cursor, tracking)
 
     def reset(self) -> None:
-        """Drop the tables and forget the position, then create empty tables: one transaction."""
+        """Drop the tables and set the position to 0, then create empty tables: one transaction."""
         with self.datastore.transaction(commit=True) as cursor:
+            self.lock_position(cursor)
             for table in self.tables:
                 cursor.execute(table.drop_statement(self.schema))
             cursor.execute(SQL("DELETE FROM {}.{} WHERE application_name = %s").format(
                 Identifier(self.schema), Identifier(self.tracking_table_name)), (APPLICATION_NAME,))
+            self._insert_position_row(cursor)
             for table in self.tables:
                 cursor.execute(table.create_statement(self.schema))
+
+    def _insert_position_row(self, cursor: Cursor) -> None:
+        """Position 0 until the first batch: there is always a row to lock."""
+        cursor.execute(SQL("INSERT INTO {}.{} (application_name, notification_id) "
+                           "VALUES (%s, 0) ON CONFLICT DO NOTHING").format(
+            Identifier(self.schema), Identifier(self.tracking_table_name)), (APPLICATION_NAME,))
 
     def rows(self, table: Table) -> list[Row]:
         """Every row of ``table`` in key order."""

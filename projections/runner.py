@@ -140,13 +140,20 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
 
 def _commit(models: ReadModels, positions: dict[str, int],
             facts: Sequence[tuple[int, Any]], last: int) -> None:
-    """One transaction: every behind read model applies its facts and records ``last``."""
+    """One transaction: every read model behind ``last`` applies its new facts and records it.
+
+    Each read model's position is read under its lock inside the transaction
+    (another writer may have moved it since ``positions`` was read).
+    """
     behind = {name: p for name, p in models.projections.items() if positions[name] < last}
     with models.factory.datastore.transaction(commit=True) as cursor:
         for name, projection in behind.items():
-            projection.write_rows(cursor, [fact for id_, fact in facts if id_ > positions[name]])
+            current = projection.view.lock_position(cursor)
+            positions[name] = max(current, last)
+            if current >= last:
+                continue
+            projection.write_rows(cursor, [fact for id_, fact in facts if id_ > current])
             projection.view.track(cursor, Tracking(APPLICATION_NAME, last))
-    positions.update(dict.fromkeys(behind, last))
 
 
 def replay(ledger: LoyaltyLedger, models: ReadModels, *,

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 from contextlib import ExitStack
@@ -316,3 +317,41 @@ def _wait_for_position(process: subprocess.Popen, models, position: int) -> None
         assert process.poll() is None, "the follower ended"
         assert time.monotonic() < deadline, models.positions()
         time.sleep(POLL_INTERVAL_S)
+
+
+WRITER_JOIN_TIMEOUT_S = 120.0
+
+
+def test_two_catch_ups_at_once_take_turns_and_count_every_fact_once(medium_ledger, pg_env):
+    ledger, reference = medium_ledger
+    errors: list[BaseException] = []
+
+    def catch_up_in_a_thread(batch_notifications_max: int) -> None:
+        try:
+            with open_read_models(pg_env) as models:
+                catch_up(ledger, models, batch_notifications_max=batch_notifications_max)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    writers = [threading.Thread(target=catch_up_in_a_thread, args=(size,)) for size in (97, 131)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(WRITER_JOIN_TIMEOUT_S)
+    assert not errors and not any(writer.is_alive() for writer in writers), errors
+    with open_read_models(pg_env) as models:
+        assert read_model_digests(models) == reference
+
+
+def test_a_live_runner_and_a_catch_up_at_once_count_every_fact_once(medium_ledger, pg_env):
+    ledger, reference = medium_ledger
+    with ExitStack() as stack:
+        runners = {name: stack.enter_context(live_runner(pg_env, name, ledger.program))
+                   for name in READ_MODEL_NAMES}
+        with open_read_models(pg_env) as models:
+            catch_up(ledger, models, batch_notifications_max=97)
+        for runner in runners.values():
+            runner.wait(_last_notification_of(ledger, runner.projection.topics),
+                        timeout=RUNNER_WAIT_TIMEOUT_S)
+    with open_read_models(pg_env) as models:
+        assert read_model_digests(models) == reference
