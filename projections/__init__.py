@@ -1,1 +1,14 @@
-"""projections."""
+"""Read models of the ledger (CONTRACT section 4), replay and the auditor's tools.
+
+- ``balances``, ``tiers``, ``annual``, ``kpis``: one read model each (tables,
+  tracking recorder, projection with one handler per fact type);
+  ``kpi_report``: the programme KPIs from the ``kpis`` tables;
+- ``base``, ``rows``: what the read models share (recorder, projection,
+  batched row access);
+- ``runner``: open, catch up, replay, resume, follow live, digests;
+- ``figures``: a member's figures computed from the ledger alone;
+  ``verify`` compares the read models with them; ``auditor`` shows them;
+- ``export``, ``process_export``: JSONL/CSV exports and ``loyalty process``'s files;
+- ``year_end``: the year-end job's ``year_closed`` events;
+- ``cli``: ``replay``, ``verify``, ``member``, ``export``, ``close-year``.
+"""
