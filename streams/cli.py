@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ledger.program import ProgramError, load_program
+from projections import cli as projections_cli
 from streams import simulate_cli
 from streams.settings import Settings
 
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(run=_process)
 
     simulate_cli.add_subcommand(commands)
+    projections_cli.add_subcommands(commands)
     commands.add_parser("demo", help="(coming)").set_defaults(run=_coming)
     return parser
 
