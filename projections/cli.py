@@ -12,6 +12,7 @@ and ``--program`` (default: ``LOYALTY_PROGRAM_FILE``, else the default program).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -69,13 +70,25 @@ def _guarded(run: Any) -> Any:
 
 def eventsourcing_env(args: argparse.Namespace) -> dict[str, str]:
     """The event store's settings from ``--database-url`` / ``LOYALTY_DATABASE_URL``."""
-    url = args.database_url or os.environ.get(DATABASE_URL_ENV)
+    url = args.database_url or os.environ.get(DATABASE_URL_ENV) or _demo_store_url()
     if not url:
-        raise UsageError(f"give --database-url or set {DATABASE_URL_ENV}")
+        raise UsageError(f"give --database-url or set {DATABASE_URL_ENV} "
+                         "(or run `loyalty demo` here first)")
     env = eventsourcing_env_from_url(url)
     os.environ.update({key: value for key, value in env.items() if key.startswith("PG")})
     program = args.program or os.environ.get(PROGRAM_FILE_ENV)
     return env | ({PROGRAM_FILE_ENV: program} if program else {})
+
+
+@functools.cache
+def _demo_store_url() -> str | None:
+    """The store `loyalty demo` left in this directory, started once per process."""
+    from streams.services import demo_store_url
+
+    url = demo_store_url()
+    if url:
+        os.environ[DATABASE_URL_ENV] = url  # a --follow child process reuses it
+    return url
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -98,9 +99,18 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
-def _coming(args: argparse.Namespace) -> int:
-    print(f"`loyalty {args.command}` is not built yet: see the open issues.", file=sys.stderr)
-    return 2
+def _demo(args: argparse.Namespace) -> int:
+    from streams.demo import DemoOptions, run_demo
+    from streams.process import ProcessError
+
+    options = DemoOptions(members=args.members, stores=args.stores, days=args.days,
+                          seed=args.seed, workers=args.workers,
+                          rate_events_per_s=args.rate, demo_dir=Path(args.dir))
+    try:
+        return run_demo(options, _settings(args))
+    except ProcessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -144,12 +154,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate_cli.add_subcommand(commands)
     projections_cli.add_subcommands(commands)
-    commands.add_parser("demo", help="(coming)").set_defaults(run=_coming)
+    demo = commands.add_parser("demo", help="a simulated retail chain through the whole system, "
+                                             "with a live dashboard")
+    _connection_flags(demo)
+    demo.add_argument("--members", type=int, default=1000, help="members at the start (1000)")
+    demo.add_argument("--stores", type=int, default=20, help="stores (20)")
+    demo.add_argument("--days", type=int, default=365, help="simulated days (365)")
+    demo.add_argument("--seed", type=int, default=42, help="simulation seed (42)")
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    demo.add_argument("--rate", type=int, default=1500, help="events sent per second (1500)")
+    demo.add_argument("--dir", default=".loyalty-demo",
+                      help="where the demo keeps its embedded store and logs (.loyalty-demo)")
+    demo.set_defaults(run=_demo)
     return parser
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so embedded servers and children are stopped."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = build_parser().parse_args(argv)
     return args.run(args)
 
