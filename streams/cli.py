@@ -19,6 +19,8 @@ from projections import cli as projections_cli
 from streams import simulate_cli
 from streams.settings import Settings
 
+INTERRUPTED_EXIT_STATUS = 130
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
@@ -169,16 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    """SIGTERM unwinds like Ctrl-C, so embedded servers and children are stopped."""
-    raise SystemExit(128 + signum)
+def _interrupt_on_sigterm(signum, frame) -> None:
+    """SIGTERM is Ctrl-C: a following service stops cleanly (status 0), a one-shot
+    command unwinds (embedded servers and child processes are stopped) with 130."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT_STATUS
 
 
 if __name__ == "__main__":

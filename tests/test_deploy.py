@@ -31,7 +31,7 @@ VARIABLE = re.compile(r"\bLOYALTY_[A-Z][A-Z0-9_]*")
 HEALTH_PATH = "/healthz"
 LOYALTY_SERVICES = ("setup", "worker", "relay", "projections")
 LONG_RUNNING_SERVICES = ("worker", "relay", "projections")
-PENDING_COMMANDS = {"replay"}  # the projections issue; its services must be placeholders
+PENDING_COMMANDS: set[str] = set()  # commands a deploy file may name before they exist
 WORKLOAD_KINDS = ("Deployment", "Job")
 
 
