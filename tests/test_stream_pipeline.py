@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -172,3 +175,29 @@ def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s
             return
         time.sleep(0.02)
     raise AssertionError("no progress")
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+EXAMPLE_MARKER = "<!-- tier-subscriber-example -->"
+EXAMPLE_IDLE_STOP_MS = 8000
+
+
+def readme_example() -> str:
+    after = README.read_text().split(EXAMPLE_MARKER, 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_tier_subscriber_example_prints_every_tier_change_once(pipeline_run, tmp_path):
+    settings, ledger, _, _ = pipeline_run
+    expected = sorted(f"{f.member_id} {f.from_tier} -> {f.to_tier} {f.reason}"
+                      for f in committed_facts(ledger) if isinstance(f, LoyaltyAccount.TierChanged))
+    script = tmp_path / "subscriber.py"
+    script.write_text(readme_example())
+    env = {**os.environ, "LOYALTY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "LOYALTY_TIER_CHANGES_TOPIC": settings.tier_changes_topic,
+           "CONSUMER_GROUP": f"readme-{uuid.uuid4().hex[:8]}",
+           "STOP_WHEN_IDLE_MS": str(EXAMPLE_IDLE_STOP_MS)}
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=CONSUME_TIMEOUT_S * 2)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(run.stdout.splitlines()) == expected
