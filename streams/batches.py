@@ -18,18 +18,28 @@ is saved twice; the batch is retried from step 1, which then skips what the
 other worker applied. A message that makes the ledger raise anything else is
 retried alone ``ledger_attempts_max`` times and then dead-lettered
 (``ledger_error``), so it never blocks its partition.
+
+A database that cannot be reached (``OperationalError``/``InterfaceError``:
+the server restarting, the network gone) is not a conflict and not a poison
+message: ``DatabaseOutage`` retries the whole batch with a doubling back-off
+(``database_retry_backoff_ms`` up to ``database_retry_backoff_ms_max``) for
+as long as the outage lasts less than ``database_unavailable_s_max``; then it
+raises ``DatabaseUnavailable`` and the worker exits non-zero (``worker.py``).
+Nothing is committed while the database is away, so a retried batch is the
+same batch: the tracking row decides what is still to apply.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import orjson
-from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
 from ledger.application import CONFLICT, DUPLICATE, LoyaltyLedger
 from ledger.commands import Command, command_from_event
@@ -39,6 +49,75 @@ from streams.settings import Settings
 from streams.validation import InvalidInput, dead_letter_document, decode_inbound
 
 log = logging.getLogger(__name__)
+
+UNREACHABLE = (OperationalError, InterfaceError)  # the database, not the batch, is the problem
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached for longer than ``database_unavailable_s_max``."""
+
+
+class DatabaseOutage:
+    """Bounded retries while the database cannot be reached.
+
+    ``call(operation)`` runs ``operation`` until it returns; each time it
+    raises ``OperationalError`` or ``InterfaceError`` the caller waits
+    (``database_retry_backoff_ms``, doubling up to ``database_retry_backoff_ms_max``)
+    and tries again, until the outage (from the first failure of this call)
+    has lasted ``database_unavailable_s_max``: then ``DatabaseUnavailable``.
+    Setting ``stop`` ends the waiting early (a worker shutting down) with
+    ``DatabaseUnavailable`` too. ``on_retry`` runs before each wait (evict
+    caches). The check runs between attempts, so the outage can overrun the
+    limit by one attempt (at most eventsourcing's own retries of one call,
+    each waiting ``database_connect_timeout_s`` for a connection).
+    """
+
+    def __init__(self, settings: Settings, what: str, stop: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.what = what
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.outages = 0          # outages survived (for logs and tests)
+        self.retries = 0          # attempts that failed because the database was away
+
+    def call(self, operation: Callable[[], T], on_retry: Callable[[], None] = lambda: None) -> T:
+        first_failure_at: float | None = None
+        failures = 0
+        while True:
+            try:
+                result = operation()
+            except UNREACHABLE as error:
+                now = self.clock()
+                first_failure_at = now if first_failure_at is None else first_failure_at
+                failures += 1
+                self.retries += 1
+                on_retry()
+                self._wait_or_give_up(error, now - first_failure_at, failures)
+                continue
+            if failures:
+                self.outages += 1
+                log.warning("%s: the database is back after %.1f s and %d failed attempts",
+                            self.what, self.clock() - first_failure_at, failures)
+            return result
+
+    def _wait_or_give_up(self, error: Exception, unavailable_s: float, failures: int) -> None:
+        limit_s = self.settings.database_unavailable_s_max
+        if unavailable_s >= limit_s:
+            raise DatabaseUnavailable(
+                f"{self.what}: the database has been unreachable for {unavailable_s:.1f} s "
+                f"(database_unavailable_s_max = {limit_s} s, {failures} attempts); "
+                f"last error: {error}") from error
+        backoff_ms = min(self.settings.database_retry_backoff_ms * 2 ** min(failures - 1, 30),
+                         self.settings.database_retry_backoff_ms_max)
+        wait_s = min(backoff_ms / 1000, max(limit_s - unavailable_s, 0))
+        log.warning("%s: database unreachable for %.1f s (attempt %d; giving up after %d s): %s; "
+                    "retrying in %.1f s", self.what, unavailable_s, failures, limit_s,
+                    str(error).splitlines()[0] if str(error) else type(error).__name__, wait_s)
+        if self.stop.wait(wait_s):
+            raise DatabaseUnavailable(f"{self.what}: stopped while the database was unreachable "
+                                      f"({unavailable_s:.1f} s)") from error
 
 
 @dataclass(frozen=True)
@@ -93,24 +172,36 @@ class Rejected(Exception):
 class PartitionBatchApplier:
     """Applies partition batches to one ``LoyaltyLedger``; thread-confined use."""
 
-    def __init__(self, ledger: LoyaltyLedger, settings: Settings) -> None:
+    def __init__(self, ledger: LoyaltyLedger, settings: Settings,
+                 outage: DatabaseOutage | None = None) -> None:
         self.ledger = ledger
         self.settings = settings
+        self.outage = outage or DatabaseOutage(settings, "partition batches")
 
     def apply(self, messages: Sequence[InboundMessage]) -> BatchReport:
-        """Apply one partition's messages (ascending offsets) exactly once in effect."""
+        """Apply one partition's messages (ascending offsets) exactly once in effect.
+
+        Raises ``DatabaseUnavailable`` if the database stays unreachable for
+        ``database_unavailable_s_max``; nothing of the batch is then committed.
+        """
+        return self.outage.call(lambda: self._apply_with_conflict_retries(messages),
+                                on_retry=self.ledger.evict_cached_accounts)
+
+    def _apply_with_conflict_retries(self, messages: Sequence[InboundMessage]) -> BatchReport:
         report = BatchReport()
         attempts_max = self.settings.ledger_attempts_max
         for attempt in range(1, attempts_max + 1):
             try:
                 report.add(self._apply_once(messages))
                 return report
-            except (IntegrityError, OperationalError) as conflict:
+            except IntegrityError as conflict:
                 self.ledger.evict_cached_accounts()
                 if attempt == attempts_max:
                     raise
                 report.conflicts_retried += 1
-                log.warning("batch %s attempt %d: %s; retrying", messages[0].position, attempt, conflict)
+                log.warning("batch %s attempt %d: %s (another worker committed these offsets or "
+                            "accounts first: a zombie or a rebalance); retrying",
+                            messages[0].position, attempt, conflict)
                 time.sleep(self.settings.ledger_retry_backoff_ms * attempt / 1000)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -126,6 +217,9 @@ class PartitionBatchApplier:
         decoded, dead = self._decode_all(fresh, report)
         try:
             results, accounts = self.ledger.decide([command for _, command in decoded])
+        except (IntegrityError, *UNREACHABLE):
+            self.ledger.evict_cached_accounts()
+            raise  # the database's trouble, not a message's: retried by ``apply``
         except Exception:  # noqa: BLE001 - isolate the message that makes the ledger raise
             self.ledger.evict_cached_accounts()
             if not isolate:
@@ -207,7 +301,7 @@ class PartitionBatchApplier:
             try:
                 report.add(self._apply_once([message], isolate=False))
                 return
-            except (IntegrityError, OperationalError):
+            except (IntegrityError, *UNREACHABLE):
                 raise
             except Exception as error:  # noqa: BLE001 - poison message
                 last_error = f"{type(error).__name__}: {error}"

@@ -36,6 +36,10 @@ class Settings:
     batch_wait_ms: int = 200
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200
+    database_connect_timeout_s: int = 5      # longest wait for a pooled connection, per call
+    database_retry_backoff_ms: int = 200     # first wait after the database could not be reached
+    database_retry_backoff_ms_max: int = 5000  # the wait doubles up to this
+    database_unavailable_s_max: int = 120    # unreachable longer: the worker exits non-zero
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
     session_timeout_ms: int = 6000

@@ -9,12 +9,22 @@ offsets (faust acknowledges after the batch, which only saves re-reading).
 
 With ``relay=True`` the process also runs the outbox relay in a thread.
 Run one relay per deployment (more are safe, only wasteful: duplicates).
+
+When the database cannot be reached, the batch applier and the relay wait
+and retry (``streams.batches.DatabaseOutage``); if an outage outlasts
+``database_unavailable_s_max`` the process logs a CRITICAL message naming
+the limit, stops like on SIGTERM and exits with status
+``EXIT_DATABASE_UNAVAILABLE`` (3), so a supervisor (Kubernetes, systemd)
+sees a failed worker instead of one that spins or hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +37,7 @@ from faust.types import TP
 
 from ledger.application import LoyaltyLedger
 from ledger.embedded_postgres import eventsourcing_env_from_url
-from streams.batches import InboundMessage, PartitionBatchApplier
+from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
 from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
@@ -39,6 +49,9 @@ SCHEMA_SETUP_ATTEMPTS_MAX = 5
 SCHEMA_SETUP_BACKOFF_MS = 200
 LEDGER_THREADS = 1  # one writer per process: partition batches are applied in order
 RELAY_JOIN_TIMEOUT_S = 10.0
+EXIT_DATABASE_UNAVAILABLE = 3
+FATAL_STOP_TIMEOUT_S = 30.0  # a graceful stop after a fatal error; then the process is ended
+CONNECT_TIMEOUT_ENV = "POSTGRES_CONNECT_TIMEOUT"
 
 
 def account_cache_env(settings: Settings) -> dict[str, str]:
@@ -59,19 +72,28 @@ def open_ledger(settings: Settings) -> LoyaltyLedger:
     Opening creates the tables if missing; PostgreSQL can refuse two
     concurrent ``CREATE TABLE IF NOT EXISTS`` ("tuple concurrently updated")
     when several workers start together, so that is retried a few times.
+    A database that cannot be reached is waited for up to
+    ``database_unavailable_s_max`` (then ``DatabaseUnavailable``). Each call
+    waits at most ``database_connect_timeout_s`` for a connection (unless the
+    URL sets ``connect_timeout``), so an outage is noticed within seconds.
     """
     env = eventsourcing_env_from_url(settings.database_url)
+    env.setdefault(CONNECT_TIMEOUT_ENV, str(settings.database_connect_timeout_s))
     env.update(account_cache_env(settings))
     if settings.program_file:
         env["LOYALTY_PROGRAM_FILE"] = settings.program_file
-    for attempt in range(1, SCHEMA_SETUP_ATTEMPTS_MAX + 1):
-        try:
-            return LoyaltyLedger(env=env)
-        except InternalError:
-            if attempt == SCHEMA_SETUP_ATTEMPTS_MAX:
-                raise
-            time.sleep(SCHEMA_SETUP_BACKOFF_MS * attempt / 1000)
-    raise AssertionError("unreachable")
+
+    def construct() -> LoyaltyLedger:
+        for attempt in range(1, SCHEMA_SETUP_ATTEMPTS_MAX + 1):
+            try:
+                return LoyaltyLedger(env=env)
+            except InternalError:
+                if attempt == SCHEMA_SETUP_ATTEMPTS_MAX:
+                    raise
+                time.sleep(SCHEMA_SETUP_BACKOFF_MS * attempt / 1000)
+        raise AssertionError("unreachable")
+
+    return DatabaseOutage(settings, "opening the ledger").call(construct)
 
 
 def partition_batches(events: Iterable) -> list[list[InboundMessage]]:
@@ -95,10 +117,43 @@ class WorkerHealth:
         return self.failed_batches_in_row == 0
 
 
+class FatalStop:
+    """Ends the worker process with a non-zero status after an error it must not outlive.
+
+    ``trigger`` (from any thread) logs the reason at CRITICAL, also prints it
+    on standard error, asks faust to stop as on SIGTERM (partitions are
+    released, the relay thread is told to stop) and arms a timer that ends
+    the process after ``FATAL_STOP_TIMEOUT_S`` if the graceful stop hangs.
+    ``run_worker`` then exits with ``status``. Every batch commits atomically
+    with its tracking row, so stopping at any point loses nothing.
+    """
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.stopping = threading.Event()   # interrupts the database back-off waits
+        self._lock = threading.Lock()
+
+    def trigger(self, status: int, reason: str) -> None:
+        with self._lock:
+            if self.status is not None:
+                return
+            self.status, self.reason = status, reason
+        log.critical("worker exiting with status %d: %s", status, reason)
+        print(f"loyalty worker: fatal: {reason}; exiting with status {status}", file=sys.stderr,
+              flush=True)
+        self.stopping.set()
+        timer = threading.Timer(FATAL_STOP_TIMEOUT_S, os._exit, args=(status,))
+        timer.daemon = True
+        timer.start()
+        os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful shutdown
+
+
 def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
-               health: WorkerHealth | None = None) -> faust.App:
+               health: WorkerHealth | None = None, fatal: FatalStop | None = None) -> faust.App:
     metrics = metrics or default_metrics()
     health = health or WorkerHealth()
+    fatal = fatal or FatalStop()
     app = faust.App(
         settings.consumer_group,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -114,13 +169,19 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     )
     topic = app.topic(settings.events_topic, settings.credits_topic,
                       key_serializer="raw", value_serializer="raw")
-    applier = PartitionBatchApplier(open_ledger(settings), settings)
+    applier = PartitionBatchApplier(open_ledger(settings), settings,
+                                    DatabaseOutage(settings, "partition batches", fatal.stopping))
     executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger")
 
     async def apply_one(batch: list[InboundMessage]) -> None:
         started = time.perf_counter()
         try:
             report = await asyncio.get_running_loop().run_in_executor(executor, applier.apply, batch)
+        except DatabaseUnavailable as outage:
+            health.failed_batches_in_row += 1
+            fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(outage))
+            await asyncio.Event().wait()  # consume nothing more; the stop cancels this
+            raise
         except Exception:
             health.failed_batches_in_row += 1
             raise
@@ -146,28 +207,58 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     return app
 
 
-def start_relay(settings: Settings) -> tuple[threading.Thread, threading.Event]:
+def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: DatabaseOutage,
+                        fatal: FatalStop) -> None:
+    """``OutboxRelay.run`` with database outages waited out (bounded) instead of ending the thread."""
+    try:
+        while not stop.is_set():
+            if outage.call(relay.relay_once) == 0:
+                if relay.on_lag is not None:
+                    relay.on_lag(outage.call(relay.lag))
+                stop.wait(relay.settings.outbox_poll_interval_ms / 1000)
+    except DatabaseUnavailable as error:
+        if not stop.is_set():
+            fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(error))
+
+
+def start_relay(settings: Settings,
+                fatal: FatalStop | None = None) -> tuple[threading.Thread, threading.Event]:
     """Run the outbox relay in a daemon thread until the returned event is set."""
-    stop = threading.Event()
+    fatal = fatal or FatalStop()
+    stop = fatal.stopping  # a fatal stop also stops the relay
     relay = OutboxRelay(open_ledger(settings), settings, KafkaSender(settings),
                         on_lag=default_metrics().set_outbox_lag)
-    thread = threading.Thread(target=relay.run, args=(stop,), name="outbox-relay", daemon=True)
+    outage = DatabaseOutage(settings, "outbox relay", stop)
+    thread = threading.Thread(target=relay_until_stopped, args=(relay, stop, outage, fatal),
+                              name="outbox-relay", daemon=True)
     thread.start()
     return thread, stop
 
 
 def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING") -> None:
-    """Run one worker process until SIGTERM / SIGINT (faust handles the signals)."""
-    health = WorkerHealth()
-    app = create_app(settings, health=health)
+    """Run one worker process until SIGTERM / SIGINT (faust handles the signals).
+
+    Exits with ``EXIT_DATABASE_UNAVAILABLE`` when the database stayed
+    unreachable for longer than ``database_unavailable_s_max``.
+    """
+    health, fatal = WorkerHealth(), FatalStop()
+    try:
+        app = create_app(settings, health=health, fatal=fatal)
+        relay_thread = start_relay(settings, fatal) if relay else None
+    except DatabaseUnavailable as error:
+        log.critical("worker exiting with status %d: %s", EXIT_DATABASE_UNAVAILABLE, error)
+        print(f"loyalty worker: fatal: {error}; exiting with status {EXIT_DATABASE_UNAVAILABLE}",
+              file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_DATABASE_UNAVAILABLE) from error
     server = start_http(settings.metrics_port, health=health) if settings.metrics_port else None
-    relay_thread = start_relay(settings) if relay else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()
     finally:
+        fatal.stopping.set()  # ends back-off waits and the relay
         if relay_thread is not None:
-            relay_thread[1].set()
             relay_thread[0].join(RELAY_JOIN_TIMEOUT_S)
         if server is not None:
             server.close()
+        if fatal.status is not None:
+            raise SystemExit(fatal.status)
