@@ -50,7 +50,7 @@ SCHEMA_SETUP_BACKOFF_MS = 200
 LEDGER_THREADS = 1  # one writer per process: partition batches are applied in order
 RELAY_JOIN_TIMEOUT_S = 10.0
 EXIT_DATABASE_UNAVAILABLE = 3
-FATAL_STOP_TIMEOUT_S = 30.0  # a graceful stop after a fatal error; then the process is ended
+FATAL_STOP_TIMEOUT_S = 10.0  # a graceful stop after a fatal error; then the process is ended
 CONNECT_TIMEOUT_ENV = "POSTGRES_CONNECT_TIMEOUT"
 
 
