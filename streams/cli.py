@@ -56,6 +56,18 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _relay(args: argparse.Namespace) -> int:
+    from streams.worker import run_relay
+
+    settings = _settings(args)
+    if not settings.bootstrap_servers or not settings.database_url:
+        print("error: the relay needs LOYALTY_BOOTSTRAP_SERVERS and LOYALTY_DATABASE_URL",
+              file=sys.stderr)
+        return 2
+    run_relay(settings)
+    return 0
+
+
 def _setup(args: argparse.Namespace) -> int:
     """Create the missing topics and the event store's tables; safe to run again."""
     from streams.topics import ensure_topics
@@ -135,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
     worker.add_argument("--loglevel", default="WARNING")
     worker.set_defaults(run=_worker)
+
+    relay = commands.add_parser("relay", help="run the outbox relay alone (publish committed facts)")
+    _connection_flags(relay)
+    relay.set_defaults(run=_relay)
 
     setup = commands.add_parser("setup", help="create the topics and the event store's tables")
     _connection_flags(setup)

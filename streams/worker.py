@@ -235,6 +235,30 @@ def start_relay(settings: Settings,
     return thread, stop
 
 
+def run_relay(settings: Settings) -> None:
+    """``loyalty relay``: the outbox relay alone, in this thread, until SIGTERM / Ctrl-C.
+
+    Database outages are waited out like in the worker; past
+    ``database_unavailable_s_max`` it exits with ``EXIT_DATABASE_UNAVAILABLE``.
+    ``LOYALTY_METRICS_PORT`` serves ``/metrics`` (outbox lag) and ``/healthz``.
+    """
+    fatal = FatalStop()
+    relay = OutboxRelay(open_ledger(settings), settings, KafkaSender(settings),
+                        on_lag=default_metrics().set_outbox_lag)
+    outage = DatabaseOutage(settings, "outbox relay", fatal.stopping)
+    healthy = lambda: fatal.status is None  # noqa: E731 - a health callback
+    server = start_http(settings.metrics_port, health=healthy) if settings.metrics_port else None
+    try:
+        relay_until_stopped(relay, fatal.stopping, outage, fatal)
+    except KeyboardInterrupt:  # SIGTERM too (the CLI turns it into Ctrl-C): a clean stop
+        fatal.stopping.set()
+    finally:
+        if server is not None:
+            server.close()
+    if fatal.status is not None:
+        raise SystemExit(fatal.status)
+
+
 def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING") -> None:
     """Run one worker process until SIGTERM / SIGINT (faust handles the signals).
 

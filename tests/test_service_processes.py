@@ -1,4 +1,4 @@
-"""Worker (with relay) and projection follower as separate processes,
+"""Worker, outbox relay and projection follower as separate processes,
 configured only through environment variables: metrics move as events flow,
 health answers, and SIGTERM stops each cleanly within a named limit."""
 
@@ -60,9 +60,10 @@ def test_services_by_environment_report_metrics_and_stop_on_sigterm(
            "LOYALTY_DEAD_LETTER_TOPIC": f"dead-{suffix}", "LOYALTY_CONSUMER_GROUP": f"g-{suffix}"}
     subprocess.run([sys.executable, "-m", "streams.cli", "setup"], env=env, check=True,
                    capture_output=True, timeout=60)
-    worker_port, follower_port = find_free_port(), find_free_port()
+    worker_port, relay_port, follower_port = find_free_port(), find_free_port(), find_free_port()
     log = open(tmp_path / "services.log", "wb")
-    worker = spawn(["worker", "--relay"], {**env, "LOYALTY_METRICS_PORT": str(worker_port)}, log)
+    worker = spawn(["worker"], {**env, "LOYALTY_METRICS_PORT": str(worker_port)}, log)
+    relay = spawn(["relay"], {**env, "LOYALTY_METRICS_PORT": str(relay_port)}, log)
     follower = spawn(["replay", "--resume", "--follow", "--no-progress"],
                      {**env, "LOYALTY_METRICS_PORT": str(follower_port)}, log)
     try:
@@ -81,10 +82,13 @@ def test_services_by_environment_report_metrics_and_stop_on_sigterm(
         assert wait_for(lambda: scrape(follower_port, "/healthz")[0] == 200, METRICS_WAIT_S)
         assert wait_for(lambda: "loyalty_projection_lag_notifications" in scrape(follower_port)[1],
                         METRICS_WAIT_S)
+        assert scrape(relay_port, "/healthz")[0] == 200, (tmp_path / "services.log").read_text()[-3000:]
+        assert wait_for(lambda: "loyalty_outbox_lag_notifications 0.0"
+                        in scrape(relay_port)[1], METRICS_WAIT_S)
     finally:
-        statuses = [stop(process) for process in (worker, follower)]
+        statuses = [stop(process) for process in (worker, relay, follower)]
         log.close()
-    assert statuses == [0, 0], (tmp_path / "services.log").read_text()[-3000:]
+    assert statuses == [0, 0, 0], (tmp_path / "services.log").read_text()[-3000:]
 
 
 def stop(process: subprocess.Popen) -> int | None:
