@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import shutil
+import signal
+import time
 
 import psutil
 
@@ -65,3 +67,24 @@ def test_the_demo_is_the_same_for_the_same_seed_size(tmp_path):
                      "--out", str(tmp_path / "b.jsonl"), cwd=tmp_path)
     assert first.returncode == second.returncode == 0
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+INTERRUPT_AFTER_S = 8
+STOP_TIMEOUT_S = 60
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind(tmp_path):
+    brokers_before = brokers()
+    demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--members", "300",
+                             "--days", "365", "--rate", "500"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(INTERRUPT_AFTER_S)
+    children = psutil.Process(demo.pid).children(recursive=True)
+    assert children, "the demo started its workers and services"
+    demo.send_signal(signal.SIGINT)
+    output, _ = demo.communicate(timeout=STOP_TIMEOUT_S)
+    assert demo.returncode == 130, output[-2000:]
+    gone, alive = psutil.wait_procs(children, timeout=STOP_TIMEOUT_S)
+    assert alive == [], [p.info if hasattr(p, "info") else p for p in alive]
+    assert brokers() == brokers_before
+    shutil.rmtree(demo_store_dir(tmp_path / ".loyalty-demo").parent, ignore_errors=True)
