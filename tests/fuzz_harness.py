@@ -133,3 +133,38 @@ class Fleet:
     def logs(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
                          for path in sorted(self.log_dir.glob("*.log")))
+
+
+# ------------------------------------------------------------------ campaign stream
+
+AMBASSADOR_OPENING_MINOR = 1000
+OPENING_AT = "2023-12-01T09:00:00Z"  # before every event of tests.streamgen (2024 on)
+
+
+def campaign_stream(seed: int, count: int, members: int) -> tuple[list[dict], list[dict]]:
+    """(openings, events): a streamgen stream whose results cannot depend on arrival order.
+
+    The README lists the cases where the referrer credit's arrival order
+    changes a result (the cap, a referrer's own events between, a credit
+    moving the clock ahead of them, a credit opening an account). Here every
+    referee's referrals name an ambassador of its own (``<member>-amb``), so
+    each ambassador gets at most one credit and has no events of its own but
+    one opening purchase, which the caller applies before the stream
+    (``openings``). Every account's facts are then the same in any run, so the
+    read models' digests and the published tier changes can be compared
+    exactly, not only the balances. Ambassadors hash to other partitions than
+    their referees (11 in 12 with 12 partitions): credits cross partitions.
+    """
+    from tests.streamgen import generate_events
+
+    events = generate_events(seed=seed, count=count, members=members, ambassadors=max(members // 3, 1))
+    ambassadors = set()
+    for event in events:
+        if event["type"] == "referral" and event["referrer_member_id"] != event["member_id"]:
+            event["referrer_member_id"] = f"{event['member_id']}-amb"
+            ambassadors.add(event["referrer_member_id"])
+    openings = [{"type": "purchase", "schema_version": 1, "event_id": f"opening-{member}",
+                 "member_id": member, "occurred_at": OPENING_AT,
+                 "amount_minor": AMBASSADOR_OPENING_MINOR, "currency": "EUR", "store_id": "store-0"}
+                for member in sorted(ambassadors)]
+    return openings, events
