@@ -1,0 +1,1 @@
+"""Benchmarks of the loyalty ledger: ``python -m bench`` (see ``bench/run.py``, ``docs/BENCHMARKS.md``)."""

@@ -1,0 +1,117 @@
+"""Figures, their baselines and targets; the rich table and the JSON document.
+
+A ``Figure`` is one measured quantity (``runs`` values, reported as their
+median) next to the baseline measured in the same benchmark run, with the
+issue's target where it has one. ``document`` is what ``--out`` holds; the
+smoke test (``tests/test_bench_smoke.py``) checks its shape.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SCHEMA = "loyalty-bench/1"
+
+
+@dataclass
+class Measure:
+    """What was measured and its value in every run."""
+
+    what: str
+    runs: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"what": self.what, "runs": self.runs, "median": self.median}
+
+
+@dataclass
+class Target:
+    """A target of issue 6, checked on the medians (value, baseline)."""
+
+    text: str
+    check: Callable[[float, float], bool]
+
+
+@dataclass
+class Figure:
+    id: str
+    title: str
+    unit: str
+    size: str
+    value: Measure
+    baseline: Measure
+    target: Target | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """The value's median over the baseline's median."""
+        return self.value.median / self.baseline.median
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.target.check(self.value.median, self.baseline.median)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "title": self.title, "unit": self.unit, "size": self.size,
+            "value": self.value.as_json(), "baseline": self.baseline.as_json(),
+            "ratio_to_baseline": self.ratio,
+            "target": None if self.target is None else {"text": self.target.text, "met": self.met},
+            "notes": self.notes, "extra": self.extra,
+        }
+
+
+def document(figures: list[Figure], machine: dict[str, Any], run: dict[str, Any],
+             profiles: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "run": run, "machine": machine,
+            "figures": [figure.as_json() for figure in figures], "profiles": profiles}
+
+
+def number(value: float, unit: str) -> str:
+    digits = 1 if unit in ("ms", "MB") else 0
+    return f"{value:,.{digits}f} {unit}"
+
+
+TABLE_WIDTH_NOT_A_TERMINAL = 180
+
+
+def print_table(figures: list[Figure], machine: dict[str, Any], run: dict[str, Any],
+                console: Console | None = None) -> None:
+    console = console or Console(width=None if sys.stdout.isatty() else TABLE_WIDTH_NOT_A_TERMINAL)
+    title = (f"Loyalty ledger benchmark: {run['mode']} sizes, median of {run['runs']} run(s), "
+             f"{run['duration_s'] / 60:.1f} min")
+    table = Table(title=title, caption=machine_line(machine))
+    for column, justify in (("figure", "left"), ("size", "left"), ("median", "right"),
+                            ("baseline", "right"), ("", "left"), ("× baseline", "right"),
+                            ("target", "left")):
+        table.add_column(column, justify=justify)
+    for figure in figures:
+        target = ""
+        if figure.target is not None:
+            target = f"{figure.target.text}: " + ("[green]met[/]" if figure.met else "[red]not met[/]")
+        table.add_row(f"{figure.title} ({figure.value.what})", figure.size,
+                      number(figure.value.median, figure.unit), number(figure.baseline.median, figure.unit),
+                      figure.baseline.what, f"{figure.ratio:,.2f}", target)
+    console.print(table)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    return (f"{machine['cpu_model']}, {machine['cores_logical']} cores, "
+            f"{machine['memory_gb']:.0f} GB; Python {machine['python']}; "
+            f"PostgreSQL {machine['postgresql']} ({machine['postgresql_durability']}); "
+            f"broker {machine['broker']}; commit {machine['commit']}")

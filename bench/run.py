@@ -1,0 +1,364 @@
+"""``python -m bench``: throughput, replay, latency and memory, each against a baseline.
+
+Starts its own embedded broker and PostgreSQL, measures every figure
+``--runs`` times (its median is reported) next to its baseline measured in
+the same run, prints a table and writes it as JSON (``--out``, default
+``bench/results/<UTC time>-<size>.json``). See ``docs/BENCHMARKS.md``.
+
+Sizes: ``--quick`` (a smoke size, one run, under a minute), the default
+(about ten minutes on 2 cores), ``--big`` (the issue's sizes: a million
+stored facts to replay, streams over 100k and 1M members; about an hour).
+``--only`` measures some groups; ``--profile DIR`` adds one profiled run of
+ingest, replay and latency with py-spy (not counted in the medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from bench import ingest, latency, raw, replay
+from bench.ingest import Stream, WorkerRun
+from bench.load import member_lines, preload, simulated_lines
+from bench.profiling import py_spy_path
+from bench.report import Figure, Measure, Target, document, print_table
+from bench.services import REPO_ROOT, BenchServices, machine_facts
+from streams.settings import Settings
+
+GROUPS = ("raw", "ingest", "replay", "latency", "memory")
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+INGEST_TARGET_EVENTS_PER_S = 10_000
+INGEST_TARGET_TIMES_BASELINE = 10
+REPLAY_TARGET_FACTS_PER_S = 50_000
+LATENCY_TARGET_P99_MS = 250
+MEMORY_TARGET_TIMES_SMALLER = 1.2
+HEADLINE_WORKERS = 2  # one per core; what `loyalty process` starts
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int
+    ingest_events: int
+    baseline_events: int
+    raw_messages: int
+    raw_rows: int
+    replay_facts: int
+    replay_baseline_window_s: float
+    latency_seconds: float
+    latency_rate: int
+    latency_members: int
+    memory_members: tuple[int, int]
+    workers: tuple[int, ...] = (1, 2, 4)
+    session_timeout_ms: int | None = None   # None: the product's; quick shortens group joins
+    heartbeat_interval_ms: int | None = None
+
+
+SIZES = {
+    "quick": Sizes(runs=1, ingest_events=3_000, baseline_events=400, raw_messages=20_000,
+                   raw_rows=10_000, replay_facts=10_000, replay_baseline_window_s=2,
+                   latency_seconds=3, latency_rate=1_000, latency_members=200,
+                   memory_members=(1_000, 5_000), session_timeout_ms=2_000,
+                   heartbeat_interval_ms=500),
+    "default": Sizes(runs=3, ingest_events=30_000, baseline_events=3_000, raw_messages=200_000,
+                     raw_rows=100_000, replay_facts=200_000, replay_baseline_window_s=10,
+                     latency_seconds=20, latency_rate=1_000, latency_members=1_000,
+                     memory_members=(10_000, 100_000)),
+    "big": Sizes(runs=3, ingest_events=200_000, baseline_events=10_000, raw_messages=1_000_000,
+                 raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
+                 latency_seconds=60, latency_rate=1_000, latency_members=5_000,
+                 memory_members=(100_000, 1_000_000)),
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", const="quick", dest="size",
+                      help="smoke sizes, one run (under a minute)")
+    size.add_argument("--big", action="store_const", const="big", dest="size",
+                      help="the issue's sizes: 1M facts replayed, 100k and 1M members (about an hour)")
+    parser.set_defaults(size="default")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
+    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>.json)")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="measure only these groups")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
+    parser.add_argument("--not-durable", action="store_true",
+                        help="PostgreSQL without fsync (as the tests and the demo run it)")
+    args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if args.profile:
+        py_spy_path()  # fail now, not after minutes of measuring
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    sizes = SIZES[args.size]
+    sizes = replace(sizes, runs=args.runs or sizes.runs)
+    started_at = datetime.now(timezone.utc)
+    out = args.out or RESULTS_DIR / f"{started_at:%Y%m%dT%H%M%SZ}-{args.size}.json"
+    console = Console(stderr=True)
+    started = time.monotonic()
+    base = Settings.from_env(session_timeout_ms=sizes.session_timeout_ms,
+                             heartbeat_interval_ms=sizes.heartbeat_interval_ms)
+    with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as work, \
+            BenchServices(durable=not args.not_durable, base=base) as services:
+        bench = Bench(services, sizes, Path(work), console, args.profile)
+        machine = machine_facts(services)
+        for group in GROUPS:
+            if group in args.only:
+                console.rule(group)
+                getattr(bench, group)()
+    run = {"mode": args.size, "runs": sizes.runs, "started_at": started_at.isoformat(),
+           "duration_s": time.monotonic() - started, "sizes": sizes.__dict__,
+           "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(document(bench.figures, machine, run, bench.profiles),
+                                 option=orjson.OPT_INDENT_2))
+    print_table(bench.figures, machine, run)
+    console.print(f"written {out}")
+    return 0
+
+
+class Bench:
+    """The measurements of one benchmark run; each group appends its figures."""
+
+    def __init__(self, services: BenchServices, sizes: Sizes, work: Path, console: Console,
+                 profile_dir: Path | None) -> None:
+        self.services = services
+        self.sizes = sizes
+        self.work = work
+        self.console = console
+        self.profile_dir = profile_dir
+        self.figures: list[Figure] = []
+        self.profiles: dict[str, Any] = {}
+        self._streams: dict[str, Stream] = {}
+        self._lines: list[bytes] | None = None
+
+    # ------------------------------------------------------------ helpers
+
+    def lines(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = simulated_lines(self.sizes.ingest_events)
+        return self._lines
+
+    def stream(self, name: str, lines: Callable[[], Any]) -> Stream:
+        """A topic pre-loaded once with ``lines()`` and shared by every run that reads it."""
+        if name not in self._streams:
+            topic = f"bench.{name}.events"
+            self.services.create_topic(topic)
+            started = time.monotonic()
+            self._streams[name] = Stream(topic, preload(self.services.bootstrap_servers, topic, lines()))
+            self.log(f"pre-loaded {self._streams[name].events:,} events into {topic} "
+                     f"in {time.monotonic() - started:.1f} s")
+        return self._streams[name]
+
+    def repeat(self, what: str, measure: Callable[[int], float], unit: str) -> list[float]:
+        values = []
+        for number in range(1, self.sizes.runs + 1):
+            values.append(measure(number))
+            self.log(f"{what} run {number}/{self.sizes.runs}: {values[-1]:,.1f} {unit}")
+        return values
+
+    def log(self, text: str) -> None:
+        self.console.log(text)
+
+    def worker_runs(self, label: str, stream: Stream, workers: int, **overrides: Any) -> list[WorkerRun]:
+        results = []
+        for number in range(1, self.sizes.runs + 1):
+            run = ingest.run_workers(self.services, f"{label}-r{number}", stream, workers,
+                                     self.work / "logs", **overrides)
+            results.append(run)
+            self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} events/s "
+                     f"sustained, {run.wall_events_per_s:,.0f} start to processed ({run.wall_s:.1f} s), "
+                     f"worker RSS {run.rss_final_mb:,.0f} MB, cores {run.cores_used}")
+        return results
+
+    # ------------------------------------------------------------- groups
+
+    def raw(self) -> None:
+        lines = self.lines()
+        stream = self.stream("raw", lambda: itertools.islice(itertools.cycle(lines), self.sizes.raw_messages))
+        bootstrap = self.services.bootstrap_servers
+        fast = self.repeat("aiokafka + orjson", lambda _: raw.kafka_consume_rate(bootstrap, stream), "msg/s")
+        simple = self.repeat("kafka-python + json", lambda _: raw.kafka_python_consume_rate(bootstrap, stream),
+                             "msg/s")
+        self.figures.append(Figure(
+            "raw.kafka_consume_decode", "raw: Kafka consume + decode", "msg/s",
+            f"{stream.events:,} messages", Measure("aiokafka + orjson", fast),
+            Measure("kafka-python + json", simple),
+            notes="read a pre-loaded topic from offset 0 (partitions assigned, no group) and "
+                  "decode every value; the ceiling for the workers' input"))
+        url = self.services.database("raw")
+        rates = []
+        for number in range(1, self.sizes.runs + 1):
+            rates.append(raw.postgres_insert_rates(url, self.sizes.raw_rows))
+            self.log(f"PostgreSQL inserts run {number}/{self.sizes.runs}: "
+                     + ", ".join(f"{name} {rate:,.0f} rows/s" for name, rate in rates[-1].items()))
+        self.services.drop(url)
+        self.figures.append(Figure(
+            "raw.postgres_insert", "raw: PostgreSQL insert", "rows/s",
+            f"{self.sizes.raw_rows:,} rows of {raw.ROW_STATE_BYTES} B",
+            Measure("COPY", [r["copy"] for r in rates]),
+            Measure("executemany", [r["executemany"] for r in rates]),
+            notes="event-store-shaped rows (uuid, version, topic, 500-byte state) into a fresh "
+                  "table, each way in one transaction; the ceiling for the event store's inserts",
+            extra={"insert_per_transaction_rows_per_s": [r["insert_per_transaction"] for r in rates],
+                   "insert_per_transaction_rows": raw.single_insert_rows(self.sizes.raw_rows)}))
+
+    def ingest(self) -> None:
+        sizes = self.sizes
+        lines = self.lines()
+        stream = self.stream("ingest", lambda: lines)
+        per_event = self.stream("per-event", lambda: lines[:sizes.baseline_events])
+        scaling = {workers: self.worker_runs(f"ingest-w{workers}", stream, workers)
+                   for workers in sizes.workers}
+        baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1)
+        headline = scaling[HEADLINE_WORKERS]
+        size = f"{stream.events:,} events, {HEADLINE_WORKERS} workers"
+        notes = (f"simulator events pre-loaded into {self.services.base.partitions} partitions; "
+                 f"{HEADLINE_WORKERS} `loyalty worker` processes with the product's settings until "
+                 f"streams.process.is_processed; the baseline is the same pipeline with "
+                 f"batch_events_max=1 (one event and its tracking record per transaction) on the "
+                 f"first {per_event.events:,} events of the same stream")
+        self.figures.append(Figure(
+            "ingest.sustained", "ingest, sustained", "events/s", size,
+            Measure("batched", [r.sustained_events_per_s for r in headline]),
+            Measure("1 event/transaction", [r.sustained_events_per_s for r in baseline]),
+            Target(f">= {INGEST_TARGET_EVENTS_PER_S:,}/s and >= {INGEST_TARGET_TIMES_BASELINE}×",
+                   lambda v, b: v >= INGEST_TARGET_EVENTS_PER_S and v >= INGEST_TARGET_TIMES_BASELINE * b),
+            notes=notes + "; sustained: between 10 % and 90 % of the stream applied",
+            extra=_worker_extra(headline, baseline)))
+        self.figures.append(Figure(
+            "ingest.wall", "ingest, start to processed", "events/s", size,
+            Measure("batched", [r.wall_events_per_s for r in headline]),
+            Measure("1 event/transaction", [r.wall_events_per_s for r in baseline]),
+            notes=notes + "; from starting the workers (start-up and group join included) to "
+                          "is_processed (outbox drained, referrer credits applied)",
+            extra={"wall_s": [r.wall_s for r in headline], "baseline_wall_s": [r.wall_s for r in baseline]}))
+        one = min(sizes.workers)
+        for workers, runs in scaling.items():
+            self.figures.append(Figure(
+                f"scaling.workers_{workers}", f"scaling, {workers} worker(s)", "events/s",
+                f"{stream.events:,} events", Measure("sustained", [r.sustained_events_per_s for r in runs]),
+                Measure(f"{one} worker", [r.sustained_events_per_s for r in scaling[one]]),
+                notes=f"the ingest stream with {workers} worker process(es) in one consumer group "
+                      f"over {self.services.base.partitions} partitions, all on this box",
+                extra=_worker_extra(runs)))
+        if self.profile_dir:
+            profiled = ingest.run_workers(self.services, "ingest-profiled", stream, HEADLINE_WORKERS,
+                                          self.work / "logs", profile_dir=self.profile_dir / "ingest")
+            self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
+                                       "cores_used": profiled.cores_used, **profiled.profiles}
+
+    def replay(self) -> None:
+        store = replay.build_store(self.services, self.sizes.replay_facts)
+        self.log(f"replay store: {store.facts:,} facts from {store.events:,} events in {store.build_s:.0f} s")
+        window = self.sizes.replay_baseline_window_s
+        rebuilt = self.repeat("replay", lambda _: replay.replay_rate(store)[0], "facts/s")
+        runner = self.repeat("ProjectionRunner", lambda _: replay.runner_rate(store, window), "facts/s")
+        self.figures.append(Figure(
+            "replay", "replay, all read models", "facts/s", f"{store.facts:,} stored facts",
+            Measure("batched replay", rebuilt), Measure("ProjectionRunner", runner),
+            Target(f">= {REPLAY_TARGET_FACTS_PER_S:,}/s", lambda v, b: v >= REPLAY_TARGET_FACTS_PER_S),
+            notes=f"drop and rebuild balances, tiers, annual and kpis from a store of "
+                  f"{store.facts:,} facts ({store.events:,} simulator events applied through the "
+                  f"ledger) with projections.runner.replay; baseline: eventsourcing's "
+                  f"ProjectionRunner per read model (one fact per transaction), timed for at most "
+                  f"{window:g} s, slowest read model"))
+        if self.profile_dir:
+            rate, profile = replay.replay_rate(store, self.profile_dir / "replay.txt")
+            self.profiles["replay"] = {"facts_per_s": rate, "bench-process": profile}
+        self.services.drop(store.url)
+
+    def latency(self) -> None:
+        sizes = self.sizes
+        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
+        for number in range(1, sizes.runs + 1):
+            for follower, results in runs.items():
+                run = latency.measure(self.services, f"latency-{follower}-r{number}", follower,
+                                      sizes.latency_seconds, sizes.latency_rate, sizes.latency_members,
+                                      self.work / "logs")
+                results.append(run)
+                self.log(f"latency ({follower} follower) run {number}/{sizes.runs}: "
+                         f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
+                         f"max {run.percentile(100):,.0f} ms, offered {run.offered_per_s:,.0f}/s, "
+                         f"unseen {run.unseen}")
+        size = f"{sizes.latency_rate:,}/s for {sizes.latency_seconds:g} s"
+        for pct, name in ((50, "p50"), (99, "p99"), (100, "max")):
+            target = None
+            if pct == 99:
+                target = Target(f"<= {LATENCY_TARGET_P99_MS} ms", lambda v, b: v <= LATENCY_TARGET_P99_MS)
+            self.figures.append(Figure(
+                f"latency.{name}", f"latency {name}", "ms", size,
+                Measure("batched follower", [r.percentile(pct) for r in runs["batched"]]),
+                Measure("ProjectionRunner", [r.percentile(pct) for r in runs["runner"]]),
+                target,
+                notes=f"produce time to the balances row showing the purchase, {sizes.latency_members:,} "
+                      f"members, {latency.LATENCY_WORKERS} workers, polled every "
+                      f"{latency.POLL_INTERVAL_MS} ms; follower `loyalty replay --resume --follow`, "
+                      f"baseline eventsourcing's ProjectionRunner per read model",
+                extra={"offered_per_s": [r.offered_per_s for r in runs["batched"]],
+                       "unseen": [r.unseen for r in runs["batched"]],
+                       "baseline_unseen": [r.unseen for r in runs["runner"]],
+                       "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}))
+        if self.profile_dir:
+            run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
+                                  sizes.latency_rate, sizes.latency_members, self.work / "logs",
+                                  profile_dir=self.profile_dir / "latency")
+            self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
+
+    def memory(self) -> None:
+        small, large = self.sizes.memory_members
+        results = {}
+        for members in (small, large):
+            stream = self.stream(f"members-{members}", lambda members=members: member_lines(members))
+            results[members] = self.worker_runs(f"memory-{members}", stream, 1)
+        notes = ("RSS (psutil) of one `loyalty worker` (it also runs the outbox relay) once "
+                 "is_processed holds for a stream of one purchase per member; account cache "
+                 f"{self.services.base.account_cache_accounts_max:,} accounts")
+        self.figures.append(Figure(
+            "memory.small", f"worker RSS, {small:,} members", "MB", f"{small:,} members",
+            Measure("after the stream", [r.rss_final_mb for r in results[small]]),
+            Measure("after 1st batch", [r.rss_first_batch_mb for r in results[small]]),
+            notes=notes, extra={"rss_curve_events_mb": results[small][0].rss_curve}))
+        self.figures.append(Figure(
+            "memory.large", f"worker RSS, {large:,} members", "MB", f"{large:,} members",
+            Measure("after the stream", [r.rss_final_mb for r in results[large]]),
+            Measure(f"after {small:,} members", [r.rss_final_mb for r in results[small]]),
+            Target(f"<= {MEMORY_TARGET_TIMES_SMALLER}× baseline",
+                   lambda v, b: v <= MEMORY_TARGET_TIMES_SMALLER * b),
+            notes=notes, extra={"rss_curve_events_mb": results[large][0].rss_curve}))
+
+
+def _worker_extra(runs: list[WorkerRun], baseline: list[WorkerRun] | None = None) -> dict[str, Any]:
+    parts = runs[0].cores_used.keys()
+    extra: dict[str, Any] = {
+        "cores_used_median": {part: statistics.median(r.cores_used[part] for r in runs) for part in parts},
+        "first_progress_s": [r.first_progress_s for r in runs],
+        "wall_s": [r.wall_s for r in runs],
+        "worker_rss_mb": [r.rss_final_mb for r in runs],
+    }
+    if baseline:
+        extra["baseline_cores_used_median"] = {
+            part: statistics.median(r.cores_used[part] for r in baseline) for part in parts}
+    return extra
+
+
+if __name__ == "__main__":
+    sys.exit(main())
