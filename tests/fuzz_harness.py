@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import pytest
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from ledger.embedded_postgres import EmbeddedPostgres
@@ -32,6 +33,19 @@ from streams.process import Worker, start_worker
 from streams.settings import Settings
 
 T = TypeVar("T")
+LONG_FAULTS_ENV = "LOYALTY_LONG_FAULTS"
+
+
+@pytest.fixture
+def long_faults_requested(request) -> None:
+    """Long reliability runs go only when asked for: ``-m slow`` or LOYALTY_LONG_FAULTS=1.
+
+    Not a service check: nothing is missing, the run is just long (minutes),
+    so the default ``pytest -q`` leaves it out on purpose (docs/RELIABILITY.md).
+    """
+    if os.environ.get(LONG_FAULTS_ENV) == "1" or "slow" in (request.config.getoption("markexpr") or ""):
+        return
+    pytest.skip(f"long reliability run: opt in with {LONG_FAULTS_ENV}=1 or -m slow")
 
 READ_RETRY_TIMEOUT_S = 60
 READ_RETRY_INTERVAL_S = 0.5

@@ -51,7 +51,7 @@ from streams.process import wait_until_processed
 from streams.producer import produce_lines
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
-from tests.fuzz_harness import Fleet, campaign_stream, pipeline_settings
+from tests.fuzz_harness import Fleet, campaign_stream, long_faults_requested, pipeline_settings  # noqa: F401
 from tests.streamgen import with_faults
 from tests.test_stream_pipeline import consume_all, progress, total_messages
 
@@ -64,7 +64,6 @@ VERIFY_TIMEOUT_S = 600
 KILL_AT_FRACTION = (0.05, 0.9)  # a kill comes when a random fraction of the new chunk is applied
 KILL_WAIT_S_MAX = 60.0          # or after this long, whatever was applied by then
 RESTART_DELAY_S_MAX = 1.0     # and its victim is restarted up to this long after it died
-LONG_FAULTS_ENV = "LOYALTY_LONG_FAULTS"
 REPORT_ENV = "LOYALTY_CAMPAIGN_REPORT"
 OUTCOMES = {  # README "The ledger in one page", step 4: one outcome fact per applied event
     "points_earned", "purchase_rejected", "points_reversed", "refund_rejected", "points_redeemed",
@@ -293,18 +292,6 @@ def report(figures: Figures, campaign: Campaign) -> None:
 def test_short_fault_campaign_ends_where_a_fault_free_run_ends(kafka_bootstrap, embedded_pg, tmp_path):
     figures = run_campaign(SHORT, kafka_bootstrap, embedded_pg, tmp_path)
     assert figures.kills_mid_stream >= 1
-
-
-@pytest.fixture
-def long_faults_requested(request) -> None:
-    """The long campaign runs only when asked for: ``-m slow`` or LOYALTY_LONG_FAULTS=1.
-
-    Not a service check: nothing here is missing, the run is just long
-    (minutes), so the default ``pytest -q`` leaves it out on purpose.
-    """
-    if os.environ.get(LONG_FAULTS_ENV) == "1" or "slow" in (request.config.getoption("markexpr") or ""):
-        return
-    pytest.skip(f"long fault campaign: opt in with {LONG_FAULTS_ENV}=1 or -m slow")
 
 
 @pytest.mark.slow
