@@ -135,8 +135,11 @@ class LoyaltyLedger(Application):
         never a correctness problem: its save would collide with the stored
         versions and fail.
         """
-        if self.repository.cache is not None:
-            self.repository.cache.clear()
+        cache = self.repository.cache
+        if cache is not None:
+            # Not cache.clear(): eventsourcing 9.5.6's LRUCache.clear() resets
+            # only its LRU links, and get() still finds every entry.
+            self.repository.cache = type(cache)(maxsize=cache.maxsize)
 
     def tracked_position(self, name: str) -> int | None:
         """The last position recorded under tracking ``name`` (a Kafka partition, the outbox)."""
@@ -156,10 +159,18 @@ class LoyaltyLedger(Application):
         return results
 
     def decide(self, commands: Iterable[cmd.Command]) -> tuple[list[Result], list[LoyaltyAccount]]:
-        """Apply ``commands`` to their accounts in memory; nothing is saved yet."""
+        """Apply ``commands`` to their accounts in memory; nothing is saved yet.
+
+        If anything raises, cached accounts may hold undecided changes: the
+        cache is dropped before the error propagates.
+        """
         commands = list(commands)
-        accounts = self._preload({command.member_id for command in commands})
-        results = [self._apply_one(command, accounts) for command in commands]
+        try:
+            accounts = self._preload({command.member_id for command in commands})
+            results = [self._apply_one(command, accounts) for command in commands]
+        except BaseException:
+            self.evict_cached_accounts()
+            raise
         return results, list(accounts.values())
 
     def _preload(self, member_ids: set[str]) -> dict[str, LoyaltyAccount]:
@@ -222,6 +233,15 @@ class LoyaltyLedger(Application):
         A tracking record for an offset already recorded (or lower) raises
         IntegrityError and nothing is saved: a batch is never committed twice.
         """
+        try:
+            self._save(aggregates, tracking)
+        except BaseException:
+            # A cached account counted facts that may not be stored: deciding on
+            # it again would write versions after a gap. Reload from the store.
+            self.evict_cached_accounts()
+            raise
+
+    def _save(self, aggregates: Iterable[Any], tracking: Tracking | None) -> None:
         processing_event: ProcessingEvent = ProcessingEvent(tracking=tracking)
         for aggregate in aggregates:  # what collect_events() does, minus its Protocol checks
             processing_event.events.extend(aggregate.collect_events())

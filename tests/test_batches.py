@@ -150,3 +150,25 @@ def test_a_retried_batch_counts_only_what_it_committed(ledger, monkeypatch):
     assert (report.applied, report.dead_letters, report.conflicts_retried) == (2, 1, 1)
     assert report.rejections == {"insufficient_points": 1}
     assert ledger.find_account("m1").balance == 10
+
+
+def test_a_failed_save_of_any_kind_never_leaves_a_version_gap(pg_env, monkeypatch):
+    """A cached account whose save failed must not be decided on again (a gap in versions)."""
+    from streams.worker import account_cache_env
+    ledger = LoyaltyLedger(env={**pg_env, **account_cache_env(Settings())})
+    applier = PartitionBatchApplier(ledger, SETTINGS)
+    applier.apply(messages(b.purchase("m1", "2025-01-01T10:00:00Z", 1000)))
+    real_record = ledger._record
+
+    def broken_once(processing_event):
+        monkeypatch.setattr(ledger, "_record", real_record)
+        raise RuntimeError("the connection died in an unexpected way")
+
+    monkeypatch.setattr(ledger, "_record", broken_once)
+    with pytest.raises(RuntimeError):
+        ledger.save_batch(ledger.decide(b.commands(
+            b.purchase("m1", "2025-01-02T10:00:00Z", 1000)))[1], None)
+    applier.apply(messages(b.purchase("m1", "2025-01-03T10:00:00Z", 2000), start=1))
+    fresh = LoyaltyLedger(env=pg_env)  # no cache: reads the stored facts
+    account = fresh.find_account("m1")   # raises OriginatorVersionError on a gap
+    assert account.balance == 30

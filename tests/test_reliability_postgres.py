@@ -26,7 +26,7 @@ from tests.streamgen import generate_events, with_faults
 from tests.test_stream_pipeline import assert_same_as_direct, progress, total_messages
 
 PARTITIONS = 4
-EVENTS = 4000
+EVENTS = 12000
 OUTAGE_S = 15                     # how long PostgreSQL stays down mid-stream (> eventsourcing's own retries)
 UNAVAILABLE_S_MAX = 60            # the workers' limit in the restart test (longer than OUTAGE_S)
 SHORT_UNAVAILABLE_S_MAX = 10      # the limit in the give-up test
