@@ -7,6 +7,8 @@ suite holds on both backends (STYLE 9).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ledger.application import LoyaltyLedger
@@ -27,3 +29,22 @@ def ledger(ledger_env) -> LoyaltyLedger:
     app = LoyaltyLedger(env=ledger_env)
     yield app
     app.close()
+
+
+LONG_FAULTS_ENV = "LOYALTY_LONG_FAULTS"
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests (the long fault campaign: minutes) run only when asked for,
+    with ``-m slow`` or LOYALTY_LONG_FAULTS=1; otherwise they are deselected.
+
+    Deselected, not skipped: nothing is missing, the default run just leaves
+    the long variants out (their short versions run every time).
+    """
+    asked = os.environ.get(LONG_FAULTS_ENV) == "1" or "slow" in (config.getoption("markexpr") or "")
+    if asked:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
