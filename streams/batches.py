@@ -258,12 +258,6 @@ class PartitionBatchApplier:
             event = decode_inbound(message.value)
         except InvalidInput as invalid:
             raise Rejected(str(invalid.reason_code), invalid.message) from None
-        except Exception as error:  # noqa: BLE001 - the validator itself failed on this input
-            # e.g. jsonschema-rs' "Recursion limit reached" on a document nested thousands
-            # deep that orjson still parses: it cannot follow the schema, and it must not
-            # crash the batch (the partition would be stuck on it forever).
-            raise Rejected("schema", f"the document cannot be validated: "
-                                     f"{type(error).__name__}: {error}") from None
         if message.key != event["member_id"].encode("utf-8"):
             raise Rejected("key_mismatch",
                            f"the Kafka key must be the member_id {event['member_id']!r}")

@@ -639,3 +639,10 @@ def test_any_mangled_event_is_decoded_or_refused_with_invalid_input(event):
 @given(st.binary(max_size=200))
 def test_any_bytes_are_decoded_or_refused_with_invalid_input(raw):
     decode_or_refuse(raw)
+
+
+def test_a_document_nested_too_deep_for_the_validator_is_invalid_input():
+    deep = b'{"type": "purchase", "items": ' + b"[" * 600 + b"]" * 600 + b"}"
+    with pytest.raises(InvalidInput) as raised:
+        decode_inbound(deep)
+    assert raised.value.reason_code == "schema"
