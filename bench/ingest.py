@@ -42,7 +42,7 @@ from streams.process import ProcessError, Worker, is_processed, start_workers, s
 from streams.settings import Settings
 from streams.worker import open_ledger
 
-POLL_INTERVAL_MS = 100
+POLL_INTERVAL_MS = 200
 STABLE_POLLS_MIN = 2
 RUN_TIMEOUT_S = 1_800
 SUSTAINED_FROM_PCT = 10

@@ -18,11 +18,21 @@ has reached its ``occurred_at``. Its latency is the poll's time minus the
 send time, so the polling interval bounds the error. Events still not shown
 ``DRAIN_TIMEOUT_S`` after the last send count with the time waited (a lower
 bound) and are reported as ``unseen``.
+
+The same polls read the partitions' tracking rows, so each event's first
+stage is known too: produce time to the ledger's commit of its batch (its
+Kafka offset tracked). The rest of the latency is the follower's.
+
+``broker_hop_ms`` measures one hop through the broker alone (produce to a
+consumer's fetch) with a given ``fetch_max_wait_ms``: faust fixes it at
+1500 ms, and a broker that holds a fetch until data arrives answers at
+once whatever the value; the embedded broker answers later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import os
 import signal
@@ -37,7 +47,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.profiling import Profiler
 from bench.services import REPO_ROOT, BenchServices
@@ -57,6 +67,11 @@ DRAIN_TIMEOUT_S = 10
 FOLLOWER_STOP_TIMEOUT_S = 20
 STREAM_START = datetime(2025, 6, 2, tzinfo=timezone.utc)
 PURCHASE_MINOR = 2_599
+FAUST_FETCH_MAX_WAIT_MS = 1_500   # fixed in faust's aiokafka driver
+HOP_FETCH_MAX_WAIT_MS = 100      # the comparison: what faust's wait would cost if shorter
+HOP_MESSAGES = 40
+HOP_INTERVAL_MS = 50
+HOP_TIMEOUT_S = 30
 FOLLOWERS = {
     "batched": ["-m", "streams.cli", "replay", "--resume", "--follow", "--no-progress",
                 "--database-url"],
@@ -64,18 +79,26 @@ FOLLOWERS = {
 }
 
 
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(pct / 100 * len(ordered)) - 1, 0)]
+
+
 @dataclass
 class LatencyRun:
-    latencies_ms: list[float]
+    latencies_ms: list[float]          # produce to the balances row
+    ledger_latencies_ms: list[float]   # produce to the ledger's commit (offset tracked)
     sent: int
     unseen: int
     seconds: float
     profiles: dict[str, Any]
 
     def percentile(self, pct: float) -> float:
-        """Nearest-rank percentile."""
-        ordered = sorted(self.latencies_ms)
-        return ordered[max(math.ceil(pct / 100 * len(ordered)) - 1, 0)]
+        return percentile(self.latencies_ms, pct)
+
+    def ledger_percentile(self, pct: float) -> float:
+        return percentile(self.ledger_latencies_ms, pct) if self.ledger_latencies_ms else 0.0
 
     @property
     def offered_per_s(self) -> float:
@@ -99,8 +122,10 @@ def measure(services: BenchServices, label: str, follower: str, seconds: float, 
             profilers = {"follower": Profiler(follower_process.pid, profile_dir / "follower.txt"),
                          **{f"worker-{n}": Profiler(w.process.pid, profile_dir / f"latency-worker-{n}.txt")
                             for n, w in enumerate(workers)}}
+        tracking = Tracked(ledger.recorder.tracking_table_name,
+                           [settings.tracking_name(settings.events_topic, p) for p in range(settings.partitions)])
         run = asyncio.run(_offer(settings.bootstrap_servers, settings.events_topic,
-                                 settings.database_url, seconds, rate, members,
+                                 settings.database_url, seconds, rate, members, tracking,
                                  [follower_process, *(w.process for w in workers)]))
     finally:
         stop_workers(workers)
@@ -138,8 +163,22 @@ def purchase(member: str, number: int, occurred_at: datetime) -> bytes:
     })
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """Where the ledger records each partition's last applied offset."""
+
+    table: str
+    names: list[str]   # tracking names, partition order
+
+    async def offsets(self, db: psycopg.AsyncConnection) -> dict[int, int]:
+        cursor = await db.execute(
+            f"SELECT application_name, max(notification_id) FROM {self.table} "  # noqa: S608 - our name
+            "WHERE application_name = ANY(%s) GROUP BY application_name", (self.names,))
+        return {self.names.index(name): offset for name, offset in await cursor.fetchall()}
+
+
 async def _offer(bootstrap_servers: str, topic: str, database_url: str, seconds: float, rate: int,
-                 members: int, children: list[subprocess.Popen]) -> LatencyRun:
+                 members: int, tracking: Tracked, children: list[subprocess.Popen]) -> LatencyRun:
     names = [f"LAT-{number:06d}" for number in range(members)]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
                                 linger_ms=PRODUCER_LINGER_MS)
@@ -151,7 +190,7 @@ async def _offer(bootstrap_servers: str, topic: str, database_url: str, seconds:
                                     key=member.encode())
             await producer.flush()
             await _wait_for_rows(db, members, children)
-            return await _measured(producer, db, topic, names, seconds, rate, children)
+            return await _measured(producer, db, topic, names, seconds, rate, tracking, children)
     finally:
         await producer.stop()
 
@@ -170,10 +209,12 @@ async def _wait_for_rows(db: psycopg.AsyncConnection, members: int,
 
 
 async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, topic: str,
-                    names: list[str], seconds: float, rate: int,
+                    names: list[str], seconds: float, rate: int, tracking: Tracked,
                     children: list[subprocess.Popen]) -> LatencyRun:
     pending: dict[str, deque[tuple[datetime, float]]] = {name: deque() for name in names}
+    acked: dict[int, list[tuple[int, float]]] = {}   # partition -> heap of (offset, send time)
     latencies: list[float] = []
+    ledger_latencies: list[float] = []
     total = int(seconds * rate)
     sent_all = asyncio.Event()
 
@@ -186,9 +227,13 @@ async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, top
             while number < due:
                 member = names[number % len(names)]
                 occurred = STREAM_START + timedelta(seconds=len(names) + number)
-                pending[member].append((occurred, time.monotonic()))
-                acks.append(await producer.send(topic, purchase(member, len(names) + number, occurred),
-                                                key=member.encode()))
+                sent_at = time.monotonic()
+                pending[member].append((occurred, sent_at))
+                ack = await producer.send(topic, purchase(member, len(names) + number, occurred),
+                                          key=member.encode())
+                ack.add_done_callback(lambda done, sent_at=sent_at: heapq.heappush(
+                    acked.setdefault(done.result().partition, []), (done.result().offset, sent_at)))
+                acks.append(ack)
                 number += 1
             await asyncio.sleep(SEND_TICK_MS / 1000)
         await asyncio.gather(*acks)
@@ -202,6 +247,11 @@ async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, top
             if oldest is None and sent_all.is_set():
                 return 0
             polled_at = time.monotonic()
+            if any(acked.values()):
+                for partition, offset in (await tracking.offsets(db)).items():
+                    heap = acked.get(partition, [])
+                    while heap and heap[0][0] <= offset:
+                        ledger_latencies.append((polled_at - heapq.heappop(heap)[1]) * 1000)
             if oldest is not None:
                 cursor = await db.execute("SELECT member_id, last_event_at FROM balances "
                                           "WHERE last_event_at >= %s", (oldest,))
@@ -220,7 +270,7 @@ async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, top
     await send()
     offered_s = time.monotonic() - started
     unseen = await watcher
-    return LatencyRun(latencies, total, unseen, offered_s, {})
+    return LatencyRun(latencies, ledger_latencies, total, unseen, offered_s, {})
 
 
 def _give_up(pending: dict[str, deque[tuple[datetime, float]]], latencies: list[float],
@@ -238,3 +288,42 @@ def _check_alive(children: list[subprocess.Popen]) -> None:
     for child in children:
         if child.poll() is not None:
             raise RuntimeError(f"a pipeline process ({child.args}) exited with {child.returncode}")
+
+
+def broker_hop_ms(bootstrap_servers: str, topic: str, partitions: int,
+                  fetch_max_wait_ms: int) -> list[float]:
+    """Produce to consumer latency of ``HOP_MESSAGES`` messages, one every ``HOP_INTERVAL_MS``,
+    through an empty ``topic``."""
+    return asyncio.run(_hop(bootstrap_servers, topic, partitions, fetch_max_wait_ms))
+
+
+async def _hop(bootstrap_servers: str, topic: str, partitions: int, fetch_max_wait_ms: int) -> list[float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
+                                fetch_max_wait_ms=fetch_max_wait_ms)
+    await producer.start()
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        sent: dict[bytes, float] = {}
+        hops: list[float] = []
+
+        async def receive() -> None:
+            while len(hops) < HOP_MESSAGES:
+                for records in (await consumer.getmany(timeout_ms=HOP_INTERVAL_MS)).values():
+                    now = time.monotonic()
+                    hops.extend((now - sent[record.value]) * 1000 for record in records)
+
+        receiving = asyncio.create_task(receive())
+        for number in range(HOP_MESSAGES):
+            value = str(number).encode()
+            sent[value] = time.monotonic()
+            await producer.send_and_wait(topic, value, key=value)
+            await asyncio.sleep(HOP_INTERVAL_MS / 1000)
+        await asyncio.wait_for(receiving, HOP_TIMEOUT_S)
+        return hops
+    finally:
+        await consumer.stop()
+        await producer.stop()

@@ -114,4 +114,5 @@ def machine_line(machine: dict[str, Any]) -> str:
     return (f"{machine['cpu_model']}, {machine['cores_logical']} cores, "
             f"{machine['memory_gb']:.0f} GB; Python {machine['python']}; "
             f"PostgreSQL {machine['postgresql']} ({machine['postgresql_durability']}); "
-            f"broker {machine['broker']}; commit {machine['commit']}")
+            f"broker {machine['broker']}; commit {machine['commit']}; "
+            f"other load before the run {machine['background_cores_before_run']:.2f} cores")

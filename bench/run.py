@@ -34,7 +34,7 @@ from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
 from bench.report import Figure, Measure, Target, document, print_table
-from bench.services import REPO_ROOT, BenchServices, machine_facts
+from bench.services import REPO_ROOT, BenchServices, background_cores, machine_facts
 from streams.settings import Settings
 
 GROUPS = ("raw", "ingest", "replay", "latency", "memory")
@@ -45,6 +45,8 @@ REPLAY_TARGET_FACTS_PER_S = 50_000
 LATENCY_TARGET_P99_MS = 250
 MEMORY_TARGET_TIMES_SMALLER = 1.2
 HEADLINE_WORKERS = 2  # one per core; what `loyalty process` starts
+BACKGROUND_SAMPLE_S = 3.0
+BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,10 @@ SIZES = {
                    latency_seconds=3, latency_rate=1_000, latency_members=200,
                    memory_members=(1_000, 5_000), session_timeout_ms=2_000,
                    heartbeat_interval_ms=500),
-    "default": Sizes(runs=3, ingest_events=30_000, baseline_events=3_000, raw_messages=200_000,
-                     raw_rows=100_000, replay_facts=200_000, replay_baseline_window_s=10,
-                     latency_seconds=20, latency_rate=1_000, latency_members=1_000,
-                     memory_members=(10_000, 100_000)),
+    "default": Sizes(runs=3, ingest_events=20_000, baseline_events=2_000, raw_messages=200_000,
+                     raw_rows=100_000, replay_facts=100_000, replay_baseline_window_s=10,
+                     latency_seconds=10, latency_rate=1_000, latency_members=1_000,
+                     memory_members=(8_000, 80_000)),
     "big": Sizes(runs=3, ingest_events=200_000, baseline_events=10_000, raw_messages=1_000_000,
                  raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
                  latency_seconds=60, latency_rate=1_000, latency_members=5_000,
@@ -113,13 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(timezone.utc)
     out = args.out or RESULTS_DIR / f"{started_at:%Y%m%dT%H%M%SZ}-{args.size}.json"
     console = Console(stderr=True)
+    background = background_cores(BACKGROUND_SAMPLE_S)
+    if background > BACKGROUND_WARN_CORES:
+        console.print(f"[yellow]warning: other processes keep {background:.2f} cores busy; "
+                      f"the figures will be low and noisy[/]")
     started = time.monotonic()
     base = Settings.from_env(session_timeout_ms=sizes.session_timeout_ms,
                              heartbeat_interval_ms=sizes.heartbeat_interval_ms)
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as work, \
             BenchServices(durable=not args.not_durable, base=base) as services:
         bench = Bench(services, sizes, Path(work), console, args.profile)
-        machine = machine_facts(services)
+        machine = machine_facts(services) | {"background_cores_before_run": background}
         for group in GROUPS:
             if group in args.only:
                 console.rule(group)
@@ -297,8 +303,18 @@ class Bench:
                 results.append(run)
                 self.log(f"latency ({follower} follower) run {number}/{sizes.runs}: "
                          f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
-                         f"max {run.percentile(100):,.0f} ms, offered {run.offered_per_s:,.0f}/s, "
-                         f"unseen {run.unseen}")
+                         f"max {run.percentile(100):,.0f} ms (to the ledger's commit: p50 "
+                         f"{run.ledger_percentile(50):,.0f} ms, p99 {run.ledger_percentile(99):,.0f} ms), "
+                         f"offered {run.offered_per_s:,.0f}/s, unseen {run.unseen}")
+        hops = {}
+        for wait_ms in (latency.FAUST_FETCH_MAX_WAIT_MS, latency.HOP_FETCH_MAX_WAIT_MS):
+            topic = f"bench.hop-{wait_ms}.events"
+            self.services.create_topic(topic)
+            measured = latency.broker_hop_ms(self.services.bootstrap_servers, topic,
+                                             self.services.base.partitions, wait_ms)
+            hops[f"fetch_max_wait_ms_{wait_ms}"] = {
+                name: latency.percentile(measured, pct) for name, pct in (("p50", 50), ("p99", 99))}
+            self.log(f"broker hop with fetch_max_wait_ms={wait_ms}: {hops[f'fetch_max_wait_ms_{wait_ms}']}")
         size = f"{sizes.latency_rate:,}/s for {sizes.latency_seconds:g} s"
         for pct, name in ((50, "p50"), (99, "p99"), (100, "max")):
             target = None
@@ -313,7 +329,10 @@ class Bench:
                       f"members, {latency.LATENCY_WORKERS} workers, polled every "
                       f"{latency.POLL_INTERVAL_MS} ms; follower `loyalty replay --resume --follow`, "
                       f"baseline eventsourcing's ProjectionRunner per read model",
-                extra={"offered_per_s": [r.offered_per_s for r in runs["batched"]],
+                extra={"to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["batched"]],
+                       "baseline_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["runner"]],
+                       "broker_hop_ms": hops,
+                       "offered_per_s": [r.offered_per_s for r in runs["batched"]],
                        "unseen": [r.unseen for r in runs["batched"]],
                        "baseline_unseen": [r.unseen for r in runs["runner"]],
                        "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}))

@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
@@ -145,16 +146,31 @@ def _git_commit() -> str:
 
 
 def cpu_seconds(pids: dict[str, int], worker_pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far of each part: the services, the workers, this process."""
+    """CPU seconds so far of each part (the services, the workers, this process) and of
+    the whole box (``box``: every busy CPU, whoever used it)."""
     sample = {name: _tree_cpu_s(pid) for name, pid in pids.items()}
     sample["workers"] = sum(_tree_cpu_s(pid) for pid in worker_pids)
     sample["bench"] = _tree_cpu_s(os.getpid(), children=False)
+    box = psutil.cpu_times()
+    sample["box"] = box.user + box.nice + box.system + getattr(box, "irq", 0.0) \
+        + getattr(box, "softirq", 0.0) + getattr(box, "steal", 0.0)
     return sample
 
 
 def cores_used(before: dict[str, float], after: dict[str, float], elapsed_s: float) -> dict[str, float]:
-    """Cores each part kept busy on average between two samples (1.0 = one core)."""
-    return {name: round((after[name] - before[name]) / elapsed_s, 3) for name in after}
+    """Cores each part kept busy on average between two samples (1.0 = one core);
+    ``other``: what the box spent on processes that are not the benchmark's."""
+    used = {name: round((after[name] - before[name]) / elapsed_s, 3) for name in after}
+    used["other"] = round(max(used["box"] - sum(v for k, v in used.items() if k != "box"), 0.0), 3)
+    return used
+
+
+def background_cores(seconds: float) -> float:
+    """Cores kept busy by whatever runs on the box, over ``seconds`` before measuring."""
+    before = cpu_seconds({}, [])
+    time.sleep(seconds)
+    after = cpu_seconds({}, [])
+    return round((after["box"] - before["box"]) / seconds, 3)
 
 
 def _tree_cpu_s(pid: int, children: bool = True) -> float:
