@@ -45,7 +45,7 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     store = demo_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"
-    assert brokers() == brokers_before, "the demo left its broker running"
+    assert brokers() <= brokers_before, "the demo left its broker running"  # others may stop theirs
     # The commands it suggests reopen the same store
     replayed = loyalty("replay", "--no-progress", cwd=tmp_path)
     assert replayed.returncode == 0, replayed.stderr[-2000:]
@@ -86,5 +86,5 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind(tmp_path):
     assert demo.returncode == 130, output[-2000:]
     gone, alive = psutil.wait_procs(children, timeout=STOP_TIMEOUT_S)
     assert alive == [], [p.info if hasattr(p, "info") else p for p in alive]
-    assert brokers() == brokers_before
+    assert brokers() <= brokers_before
     shutil.rmtree(demo_store_dir(tmp_path / ".loyalty-demo").parent, ignore_errors=True)
