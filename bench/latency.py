@@ -16,7 +16,7 @@ each event to the producer and polls ``balances`` every ``POLL_INTERVAL_MS``:
 an event is shown once its member's ``last_event_at`` (the account clock)
 has reached its ``occurred_at``. Its latency is the poll's time minus the
 send time, so the polling interval bounds the error. Events still not shown
-``DRAIN_TIMEOUT_S`` after the last send count with the time waited (a lower
+``DRAIN_TIMEOUT_S`` (or the offered time, if shorter) after the last send count with the time waited (a lower
 bound) and are reported as ``unseen``.
 
 The same polls read the partitions' tracking rows, so each event's first
@@ -63,7 +63,7 @@ SEND_TICK_MS = 5
 PRODUCER_LINGER_MS = 5
 WARMUP_TIMEOUT_S = 180
 WARMUP_POLL_INTERVAL_MS = 100
-DRAIN_TIMEOUT_S = 10
+DRAIN_TIMEOUT_S = 10               # ... or the offered time if shorter
 FOLLOWER_STOP_TIMEOUT_S = 20
 STREAM_START = datetime(2025, 6, 2, tzinfo=timezone.utc)
 PURCHASE_MINOR = 2_599
@@ -260,7 +260,7 @@ async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, top
                     while queue and queue[0][0] <= clock:
                         latencies.append((polled_at - queue.popleft()[1]) * 1000)
             if sent_all.is_set():
-                drain_deadline = drain_deadline or polled_at + DRAIN_TIMEOUT_S
+                drain_deadline = drain_deadline or polled_at + min(DRAIN_TIMEOUT_S, seconds)
                 if polled_at > drain_deadline:
                     return _give_up(pending, latencies, polled_at)
             await asyncio.sleep(POLL_INTERVAL_MS / 1000)
