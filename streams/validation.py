@@ -117,8 +117,9 @@ def decode_inbound(raw: bytes | None, *, message_bytes_max: int = MESSAGE_BYTES_
         size = f"the message is {len(raw)} bytes; the limit is {message_bytes_max} bytes"
         raise InvalidInput(ReasonCode.TOO_LARGE, size)
     event = _parse_object(raw)
+    validator = _inbound_validator(event)  # InvalidInput: unknown type or version
     try:
-        problem = _problem(_inbound_validator(event), event)
+        problem = _problem(validator, event)
     except ValueError as error:  # jsonschema-rs: "Recursion limit reached" on deep nesting
         raise InvalidInput(ReasonCode.SCHEMA, f"the document cannot be validated: {error}") from None
     if problem is not None:
