@@ -13,6 +13,10 @@ outbox relay) and polls the event store every ``POLL_INTERVAL_MS``:
 - exactly-once effect: afterwards the store must hold one outcome fact per
   inbound event and per referrer credit, no more and no less.
 
+With ``relay_process`` the outbox relay runs as its own process (``loyalty
+relay``) and no worker runs it: the comparison that shows what the relay
+costs the worker that hosts it.
+
 ``sustained`` is the rate between the polls where 10 % and 90 % of the
 stream had been applied (interpolated), so worker start-up, the consumer
 group join and the last batch's drain are outside it; ``wall`` is the whole
@@ -24,8 +28,11 @@ sustained window (1.0 = one core busy), which shows what the box spends.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +45,8 @@ from bench.profiling import Profiler
 from bench.services import BenchServices, cores_used, cpu_seconds
 from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES, LoyaltyAccount
-from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
+from streams.process import (ProcessError, Worker, is_processed, start_worker, start_workers,
+                             stop_workers)
 from streams.settings import Settings
 from streams.worker import open_ledger
 
@@ -83,13 +91,14 @@ class WorkerRun:
 
 
 def run_workers(services: BenchServices, label: str, stream: Stream, workers: int,
-                log_dir: Path, profile_dir: Path | None = None,
+                log_dir: Path, profile_dir: Path | None = None, relay_process: bool = False,
                 **overrides: Any) -> WorkerRun:
     """Process ``stream`` with ``workers`` fresh worker processes; see the module notes."""
     settings = services.settings(label, stream.topic, **overrides)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
     try:
-        run = _timed(services, settings, ledger, stream, workers, log_dir / label, profile_dir)
+        run = _timed(services, settings, ledger, stream, workers, log_dir / label, profile_dir,
+                     relay_process)
         check_exactly_once(settings.database_url, stream.events)
         return run
     finally:
@@ -98,10 +107,10 @@ def run_workers(services: BenchServices, label: str, stream: Stream, workers: in
 
 
 def _timed(services: BenchServices, settings: Settings, ledger: LoyaltyLedger, stream: Stream,
-           workers: int, log_dir: Path, profile_dir: Path | None) -> WorkerRun:
+           workers: int, log_dir: Path, profile_dir: Path | None, relay_process: bool) -> WorkerRun:
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    running = start_workers(settings, workers, log_dir)
+    running = start_pipeline(settings, workers, log_dir, relay_process)
     pids = services.service_pids()
     cpu: list[dict[str, float]] = []
     profilers = {f"worker-{number}": Profiler(worker.process.pid, profile_dir / f"worker-{number}.txt")
@@ -147,6 +156,24 @@ def _window_cores(series: list[tuple[float, int]], cpu: list[dict[str, float]],
     last = max(last, 1)
     first = max(min(first, last - 1), 0)
     return cores_used(cpu[first], cpu[last], series[last][0] - series[first][0])
+
+
+def start_pipeline(settings: Settings, workers: int, log_dir: Path, relay_process: bool) -> list[Worker]:
+    """``workers`` worker processes; the relay in the first (``start_workers``) or its own."""
+    if not relay_process:
+        return start_workers(settings, workers, log_dir)
+    running = [start_worker(settings, False, log_dir / f"worker-{n}.log") for n in range(workers)]
+    return [*running, start_relay(settings, log_dir / "relay.log")]
+
+
+def start_relay(settings: Settings, log_path: Path) -> Worker:
+    """``loyalty relay`` as its own process, configured like the workers."""
+    env = {**os.environ, **replace(settings, metrics_port=None).to_env()}
+    env.pop("LOYALTY_METRICS_PORT", None)
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "relay"], env=env,
+                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return Worker(process, log_path)
 
 
 def _check_alive(running: list[Worker]) -> None:

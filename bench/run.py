@@ -100,6 +100,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
     parser.add_argument("--not-durable", action="store_true",
                         help="PostgreSQL without fsync (as the tests and the demo run it)")
+    parser.add_argument("--relay-process", action="store_true",
+                        help="run the outbox relay as its own process (`loyalty relay`), not in the "
+                             "first worker as `loyalty process` does")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -124,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                              heartbeat_interval_ms=sizes.heartbeat_interval_ms)
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as work, \
             BenchServices(durable=not args.not_durable, base=base) as services:
-        bench = Bench(services, sizes, Path(work), console, args.profile)
+        bench = Bench(services, sizes, Path(work), console, args.profile, args.relay_process)
         machine = machine_facts(services) | {"background_cores_before_run": background}
         for group in GROUPS:
             if group in args.only:
                 console.rule(group)
                 getattr(bench, group)()
     run = {"mode": args.size, "runs": sizes.runs, "started_at": started_at.isoformat(),
+           "outbox_relay": "own process" if args.relay_process else "in the first worker",
            "duration_s": time.monotonic() - started, "sizes": sizes.__dict__,
            "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +149,9 @@ class Bench:
     """The measurements of one benchmark run; each group appends its figures."""
 
     def __init__(self, services: BenchServices, sizes: Sizes, work: Path, console: Console,
-                 profile_dir: Path | None) -> None:
+                 profile_dir: Path | None, relay_process: bool = False) -> None:
         self.services = services
+        self.relay_process = relay_process
         self.sizes = sizes
         self.work = work
         self.console = console
@@ -188,7 +193,7 @@ class Bench:
         results = []
         for number in range(1, self.sizes.runs + 1):
             run = ingest.run_workers(self.services, f"{label}-r{number}", stream, workers,
-                                     self.work / "logs", **overrides)
+                                     self.work / "logs", relay_process=self.relay_process, **overrides)
             results.append(run)
             self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} events/s "
                      f"sustained, {run.wall_events_per_s:,.0f} start to processed ({run.wall_s:.1f} s), "
@@ -268,7 +273,8 @@ class Bench:
                 extra=_worker_extra(runs)))
         if self.profile_dir:
             profiled = ingest.run_workers(self.services, "ingest-profiled", stream, HEADLINE_WORKERS,
-                                          self.work / "logs", profile_dir=self.profile_dir / "ingest")
+                                          self.work / "logs", profile_dir=self.profile_dir / "ingest",
+                                          relay_process=self.relay_process)
             self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                        "cores_used": profiled.cores_used, **profiled.profiles}
 
@@ -299,7 +305,7 @@ class Bench:
             for follower, results in runs.items():
                 run = latency.measure(self.services, f"latency-{follower}-r{number}", follower,
                                       sizes.latency_seconds, sizes.latency_rate, sizes.latency_members,
-                                      self.work / "logs")
+                                      self.work / "logs", relay_process=self.relay_process)
                 results.append(run)
                 self.log(f"latency ({follower} follower) run {number}/{sizes.runs}: "
                          f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
@@ -339,7 +345,8 @@ class Bench:
         if self.profile_dir:
             run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
                                   sizes.latency_rate, sizes.latency_members, self.work / "logs",
-                                  profile_dir=self.profile_dir / "latency")
+                                  profile_dir=self.profile_dir / "latency",
+                                  relay_process=self.relay_process)
             self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
 
     def memory(self) -> None:
