@@ -113,8 +113,9 @@ def _timed(services: BenchServices, settings: Settings, ledger: LoyaltyLedger, s
     running = start_pipeline(settings, workers, log_dir, relay_process)
     pids = services.service_pids()
     cpu: list[dict[str, float]] = []
-    profilers = {f"worker-{number}": Profiler(worker.process.pid, profile_dir / f"worker-{number}.txt")
-                 for number, worker in enumerate(running)} if profile_dir else {}
+    names = [worker.log_path.stem for worker in running]  # worker-0, worker-1, ..., relay
+    profilers = {name: Profiler(worker.process.pid, profile_dir / f"{name}.txt")
+                 for name, worker in zip(names, running)} if profile_dir else {}
     series: list[tuple[float, int]] = []
     rss_curve: list[tuple[int, float]] = []
     try:

@@ -122,8 +122,8 @@ def measure(services: BenchServices, label: str, follower: str, seconds: float, 
     try:
         if profile_dir:
             profilers = {"follower": Profiler(follower_process.pid, profile_dir / "follower.txt"),
-                         **{f"worker-{n}": Profiler(w.process.pid, profile_dir / f"latency-worker-{n}.txt")
-                            for n, w in enumerate(workers)}}
+                         **{w.log_path.stem: Profiler(w.process.pid, profile_dir / f"{w.log_path.stem}.txt")
+                            for w in workers}}
         tracking = Tracked(ledger.recorder.tracking_table_name,
                            [settings.tracking_name(settings.events_topic, p) for p in range(settings.partitions)])
         run = asyncio.run(_offer(settings.bootstrap_servers, settings.events_topic,

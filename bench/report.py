@@ -8,10 +8,12 @@ smoke test (``tests/test_bench_smoke.py``) checks its shape.
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -116,3 +118,26 @@ def machine_line(machine: dict[str, Any]) -> str:
             f"PostgreSQL {machine['postgresql']} ({machine['postgresql_durability']}); "
             f"broker {machine['broker']}; commit {machine['commit']}; "
             f"other load before the run {machine['background_cores_before_run']:.2f} cores")
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The table of a written JSON document, as Markdown (for docs/BENCHMARKS.md)."""
+    lines = ["| figure | size | median | runs | baseline | baseline median | × baseline | target |",
+             "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |"]
+    for figure in doc["figures"]:
+        value, baseline, unit = figure["value"], figure["baseline"], figure["unit"]
+        runs = ", ".join(number(run, unit).rsplit(" ", 1)[0] for run in value["runs"])
+        target = figure["target"]
+        judged = "" if target is None else f"{target['text']}: **{'met' if target['met'] else 'not met'}**"
+        lines.append(f"| {figure['title']} ({value['what']}) | {figure['size']} | "
+                     f"{number(value['median'], unit)} | {runs} | {baseline['what']} | "
+                     f"{number(baseline['median'], unit)} | {figure['ratio_to_baseline']:,.2f} | {judged} |")
+    lines.append("")
+    lines.append(machine_line(doc["machine"]) + f"; {doc['run']['mode']} sizes, "
+                 f"{doc['run']['runs']} run(s), {doc['run']['duration_s'] / 60:.1f} min, "
+                 f"`{doc['run']['command']}`")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m bench.report bench/results/FILE.json
+    print(markdown(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))

@@ -15,6 +15,7 @@ ingest, replay and latency with py-spy (not counted in the medians).
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import statistics
 import sys
@@ -280,6 +281,7 @@ class Bench:
 
     def replay(self) -> None:
         store = replay.build_store(self.services, self.sizes.replay_facts)
+        gc.collect()  # the build's accounts and simulator state, not a pause inside a replay transaction
         self.log(f"replay store: {store.facts:,} facts from {store.events:,} events in {store.build_s:.0f} s")
         window = self.sizes.replay_baseline_window_s
         rebuilt = self.repeat("replay", lambda _: replay.replay_rate(store)[0], "facts/s")
