@@ -82,15 +82,30 @@ def _check_ssl(settings: Settings, protocol: str) -> None:
 def kafka_python_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python clients (producer, consumer, admin)."""
     protocol = security_protocol(settings)
+    options = _protocol_and_sasl(settings, protocol)
+    if protocol in TLS_PROTOCOLS:
+        options["ssl_check_hostname"] = True
+        options.update({name: getattr(settings, name) for name in SSL_FIELDS
+                        if getattr(settings, name) is not None})
+    return options
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka clients (the outbox relay's producer)."""
+    protocol = security_protocol(settings)
+    options = _protocol_and_sasl(settings, protocol)
+    if protocol in TLS_PROTOCOLS:
+        options["ssl_context"] = ssl_context(settings)
+    return options
+
+
+def _protocol_and_sasl(settings: Settings, protocol: str) -> dict[str, Any]:
+    """The options kafka-python and aiokafka name alike."""
     options: dict[str, Any] = {"security_protocol": protocol}
     if protocol in SASL_PROTOCOLS:
         options.update(sasl_mechanism=settings.sasl_mechanism.upper(),
                        sasl_plain_username=settings.sasl_username,
                        sasl_plain_password=settings.sasl_password)
-    if protocol in TLS_PROTOCOLS:
-        options["ssl_check_hostname"] = True
-        options.update({name: getattr(settings, name) for name in SSL_FIELDS
-                        if getattr(settings, name) is not None})
     return options
 
 

@@ -38,6 +38,7 @@ from faust.types import TP
 from ledger.application import LoyaltyLedger
 from ledger.embedded_postgres import eventsourcing_env_from_url
 from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
+from streams.faust_transport import LedgerApp
 from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
@@ -154,8 +155,9 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     metrics = metrics or default_metrics()
     health = health or WorkerHealth()
     fatal = fatal or FatalStop()
-    app = faust.App(
+    app = LedgerApp(
         settings.consumer_group,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
         web_enabled=False,
@@ -219,6 +221,10 @@ def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: Datab
     except DatabaseUnavailable as error:
         if not stop.is_set():
             fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(error))
+    finally:
+        close_sender = getattr(relay.send, "close", None)
+        if close_sender is not None:
+            close_sender()
 
 
 def start_relay(settings: Settings,

@@ -1,18 +1,20 @@
-"""Kafka security settings -> kafka-python and faust options; secrets never shown."""
+"""Kafka security settings -> kafka-python, aiokafka and faust options; secrets never shown."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import ssl
 import subprocess
 
 import faust
 import pytest
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from streams.kafka_security import (KafkaSecurityError, faust_broker_options, kafka_python_options,
-                                    security_protocol)
+from streams.kafka_security import (KafkaSecurityError, aiokafka_options, faust_broker_options,
+                                    kafka_python_options, security_protocol)
 from streams.settings import Settings
 
 SECRET = "s3cret-Passw0rd"
@@ -92,6 +94,23 @@ def test_mutual_tls_options_for_kafka_python():
 def test_every_option_is_a_kafka_python_setting(client):
     settings = sasl("SASL_SSL", ssl_cafile="/ca.pem", ssl_certfile="/c.pem", ssl_keyfile="/c.key")
     assert set(kafka_python_options(settings)) <= set(client.DEFAULT_CONFIG)
+
+
+# ----------------------------------------------------------------- aiokafka
+
+
+def test_aiokafka_options_for_the_outbox_producer(certificate):
+    cert, key = certificate
+    assert aiokafka_options(Settings()) == {"security_protocol": "PLAINTEXT"}
+    options = aiokafka_options(sasl("SASL_SSL", ssl_cafile=cert, ssl_certfile=cert, ssl_keyfile=key))
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512" and options["sasl_plain_password"] == SECRET
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    assert "ssl_context" not in aiokafka_options(sasl())  # SASL_PLAINTEXT: no TLS
+
+
+def test_every_option_is_an_aiokafka_producer_argument():
+    accepted = inspect.signature(AIOKafkaProducer).parameters
+    assert set(aiokafka_options(sasl("SASL_SSL"))) <= set(accepted)
 
 
 # -------------------------------------------------------------------- faust
