@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Tracking, Transcoder, Transcoding
+from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.utils import EnvType
 
 from ledger import commands as cmd
@@ -33,7 +34,8 @@ from ledger.domain import (
     fact_type,
 )
 from ledger.postgres_recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
-from ledger.postgres_recorder import UnpipelinedProcessRecorder, bulk_stored_events
+from ledger.postgres_recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
+                                      bulk_stored_events, more_tracking)
 from ledger.program import Program, load_program
 from ledger.rules import Lot, PurchaseRecord
 from ledger.wire import fact_fields
@@ -123,8 +125,11 @@ class LoyaltyLedger(Application):
         self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
 
     def construct_recorder(self):
-        """A process recorder, so facts and a tracking record commit together."""
-        return self.factory.process_recorder()
+        """A process recorder, so facts and their tracking records commit together."""
+        recorder = self.factory.process_recorder()
+        if type(recorder) is POPOProcessRecorder:  # the in-memory store: same multi-tracking API
+            return MultiTrackingPOPORecorder()
+        return recorder
 
     def evict_cached_accounts(self) -> None:
         """Forget every cached account (after a failed batch or a rebalance).
@@ -144,6 +149,10 @@ class LoyaltyLedger(Application):
     def tracked_position(self, name: str) -> int | None:
         """The last position recorded under tracking ``name`` (a Kafka partition, the outbox)."""
         return self.recorder.max_tracking_id(name)
+
+    def tracked_positions(self, names: Sequence[str]) -> dict[str, int | None]:
+        """``tracked_position`` of each of ``names``, in one query."""
+        return self.recorder.max_tracking_ids(names)
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
@@ -227,26 +236,30 @@ class LoyaltyLedger(Application):
                 results.extend(self.apply(credit))
         return results
 
-    def save_batch(self, aggregates: Iterable[Any], tracking: Tracking | None) -> None:
+    def save_batch(self, aggregates: Iterable[Any], tracking: Tracking | Sequence[Tracking] | None) -> None:
         """Save the pending facts of ``aggregates`` and ``tracking`` in one transaction.
 
-        A tracking record for an offset already recorded (or lower) raises
-        IntegrityError and nothing is saved: a batch is never committed twice.
+        ``tracking`` may be several records (one per Kafka partition of a
+        batch); all of them commit with the facts or none does. A tracking
+        record for an offset already recorded (or lower) raises IntegrityError
+        and nothing is saved: a batch is never committed twice.
         """
+        trackings = [] if tracking is None else [tracking] if isinstance(tracking, Tracking) else list(tracking)
         try:
-            self._save(aggregates, tracking)
+            self._save(aggregates, trackings)
         except BaseException:
             # A cached account counted facts that may not be stored: deciding on
             # it again would write versions after a gap. Reload from the store.
             self.evict_cached_accounts()
             raise
 
-    def _save(self, aggregates: Iterable[Any], tracking: Tracking | None) -> None:
-        processing_event: ProcessingEvent = ProcessingEvent(tracking=tracking)
+    def _save(self, aggregates: Iterable[Any], trackings: list[Tracking]) -> None:
+        processing_event: ProcessingEvent = ProcessingEvent(tracking=trackings[0] if trackings else None)
+        processing_event.saved_kwargs.update(more_tracking(trackings))
         for aggregate in aggregates:  # what collect_events() does, minus its Protocol checks
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
-        if not processing_event.events and tracking is None:
+        if not processing_event.events and not trackings:
             return
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)

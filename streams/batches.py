@@ -1,16 +1,24 @@
-"""Apply one Kafka partition batch to the ledger with an exactly-once effect.
+"""Apply a batch of Kafka messages to the ledger with an exactly-once effect.
 
 This module runs in a worker thread (never on the faust event loop). For a
-batch of messages from one partition it:
+batch of messages from one or more partitions (each partition's messages in
+offset order) it:
 
-1. reads the partition's tracked offset from the event store and skips every
-   message at or below it (a redelivery after a crash or rebalance);
+1. reads the tracked offset of every partition in the batch from the event
+   store (one query) and skips every message at or below its partition's
+   (a redelivery after a crash or rebalance);
 2. decodes and validates each message; bad input becomes a ``DeadLetter``
    record (not JSON, schema, unknown type, key that is not the member id);
 3. lets the ledger decide the valid commands in order; an ``event_id`` seen
    with another payload becomes a dead letter too (``event_id_conflict``);
 4. saves every account's facts, the dead letters and one ``Tracking`` record
-   (topic:partition -> last offset) in one database transaction.
+   per partition (topic:partition -> last offset) in one database transaction.
+
+One transaction per worker batch rather than per partition: the event store
+serialises writers with a table lock and each transaction costs several
+round trips and a WAL flush, so fewer, larger transactions are the cheapest
+throughput there is (``docs/BENCHMARKS.md``). A member's messages all come
+from one partition of a topic, so nothing about a member's order changes.
 
 A tracking or version conflict (another worker committed first: a zombie
 after a rebalance) raises IntegrityError inside the transaction, so nothing
@@ -179,7 +187,7 @@ class PartitionBatchApplier:
         self.outage = outage or DatabaseOutage(settings, "partition batches")
 
     def apply(self, messages: Sequence[InboundMessage]) -> BatchReport:
-        """Apply one partition's messages (ascending offsets) exactly once in effect.
+        """Apply messages of one or more partitions (each in ascending offsets) exactly once in effect.
 
         Raises ``DatabaseUnavailable`` if the database stays unreachable for
         ``database_unavailable_s_max``; nothing of the batch is then committed.
@@ -229,16 +237,24 @@ class PartitionBatchApplier:
             return self._apply_isolated(fresh, BatchReport(skipped=report.skipped))
         dead += self._conflicts(decoded, results, report)
         self._count(results, report)
-        self.ledger.save_batch([*accounts, *dead], self._tracking(fresh[-1]))
+        self.ledger.save_batch([*accounts, *dead], self._tracking(fresh))
         return report
 
     def _fresh(self, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
-        first = messages[0]
-        tracked = self.ledger.tracked_position(self.settings.tracking_name(first.topic, first.partition))
-        return [m for m in messages if tracked is None or m.offset > tracked]
+        names = {message: self._tracking_name(message) for message in messages}
+        tracked = self.ledger.tracked_positions(sorted(set(names.values())))
+        return [m for m in messages if tracked[names[m]] is None or m.offset > tracked[names[m]]]
 
-    def _tracking(self, last: InboundMessage) -> Tracking:
-        return Tracking(self.settings.tracking_name(last.topic, last.partition), last.offset)
+    def _tracking_name(self, message: InboundMessage) -> str:
+        return self.settings.tracking_name(message.topic, message.partition)
+
+    def _tracking(self, messages: Sequence[InboundMessage]) -> list[Tracking]:
+        """One record per partition: the last (highest) offset of its messages."""
+        last: dict[str, int] = {}
+        for message in messages:
+            name = self._tracking_name(message)
+            last[name] = max(last.get(name, message.offset), message.offset)
+        return [Tracking(name, offset) for name, offset in last.items()]
 
     def _decode_all(self, messages: list[InboundMessage], report: BatchReport):
         decoded: list[tuple[InboundMessage, Command]] = []
@@ -308,7 +324,7 @@ class PartitionBatchApplier:
                 log.warning("message %s attempt %d failed: %s", message.position, attempt, last_error)
         dead = self._dead_letter(message, "ledger_error", last_error, self.settings.ledger_attempts_max)
         report.count_dead_letter("ledger_error")
-        self.ledger.save_batch([dead], self._tracking(message))
+        self.ledger.save_batch([dead], self._tracking([message]))
 
     def _dead_letter(self, message: InboundMessage, reason: str, text: str, attempts: int) -> DeadLetter:
         envelope = dead_letter_document(

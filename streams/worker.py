@@ -1,11 +1,12 @@
 """The faust worker: ``loyalty.events`` (and referrer credits) -> the ledger.
 
 One agent takes bounded batches (``batch_events_max`` events or
-``batch_wait_ms``, whichever comes first), splits them by partition and hands
-each partition's messages to ``PartitionBatchApplier`` in a single worker
-thread, so no database call ever runs on the event loop. Exactly-once effect
-comes from the tracking record committed with each batch, not from Kafka
-offsets (faust acknowledges after the batch, which only saves re-reading).
+``batch_wait_ms``, whichever comes first), orders them by partition and
+offset and hands the whole batch to ``PartitionBatchApplier`` in a single
+worker thread, so no database call ever runs on the event loop. Exactly-once
+effect comes from the tracking records (one per partition) committed with
+each batch in one transaction, not from Kafka offsets (faust acknowledges
+after the batch, which only saves re-reading).
 
 With ``relay=True`` the process also runs the outbox relay in a thread.
 Run one relay per deployment (more are safe, only wasteful: duplicates).
@@ -97,15 +98,19 @@ def open_ledger(settings: Settings) -> LoyaltyLedger:
     return DatabaseOutage(settings, "opening the ledger").call(construct)
 
 
-def partition_batches(events: Iterable) -> list[list[InboundMessage]]:
-    """Split a faust batch into per-partition lists in offset order."""
+def inbound_messages(events: Iterable) -> list[InboundMessage]:
+    """A faust batch as messages grouped by partition, each partition in offset order."""
     messages = [
         InboundMessage(e.message.topic, e.message.partition, e.message.offset,
                        e.message.key, e.message.value)
         for e in events
     ]
     messages.sort(key=lambda m: (m.topic, m.partition, m.offset))
-    return [list(group) for _, group in groupby(messages, key=lambda m: (m.topic, m.partition))]
+    return messages
+
+
+def last_of_each_partition(messages: list[InboundMessage]) -> list[InboundMessage]:
+    return [list(group)[-1] for _, group in groupby(messages, key=lambda m: (m.topic, m.partition))]
 
 
 class WorkerHealth:
@@ -189,16 +194,15 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
             raise
         health.failed_batches_in_row = 0
         metrics.record_batch(report, report.rejections, time.perf_counter() - started)
-        last = batch[-1]
-        lag = app.consumer.highwater(TP(last.topic, last.partition)) - (last.offset + 1)
-        metrics.set_consumer_lag(last.topic, last.partition, max(lag, 0))
+        for last in last_of_each_partition(batch):
+            lag = app.consumer.highwater(TP(last.topic, last.partition)) - (last.offset + 1)
+            metrics.set_consumer_lag(last.topic, last.partition, max(lag, 0))
 
     @app.agent(topic)
     async def apply_batches(stream):
         async for events in stream.take_events(settings.batch_events_max,
                                                within=settings.batch_wait_ms / 1000):
-            for batch in partition_batches(events):
-                await apply_one(batch)
+            await apply_one(inbound_messages(events))  # every partition in one transaction
 
     @app.on_partitions_revoked.connect
     async def forget_accounts(sender, revoked, **kwargs) -> None:

@@ -172,3 +172,43 @@ def test_a_failed_save_of_any_kind_never_leaves_a_version_gap(pg_env, monkeypatc
     fresh = LoyaltyLedger(env=pg_env)  # no cache: reads the stored facts
     account = fresh.find_account("m1")   # raises OriginatorVersionError on a gap
     assert account.balance == 30
+
+
+# ------------------------------------------------------ batches over partitions
+
+
+def test_a_batch_over_partitions_commits_one_tracking_record_per_partition(ledger):
+    p0 = messages(*[b.purchase("m1", f"2025-01-0{day}T10:00:00Z", 1000) for day in (1, 2, 3)])
+    p3 = messages(*[b.purchase("m2", f"2025-01-0{day}T10:00:00Z", 2000) for day in (1, 2)],
+                  start=40, partition=3)
+    report = PartitionBatchApplier(ledger, SETTINGS).apply([*p0, *p3])
+    assert (report.applied, report.skipped) == (5, 0)
+    assert ledger.tracked_positions([f"{TOPIC}:0", f"{TOPIC}:3", f"{TOPIC}:5"]) == {
+        f"{TOPIC}:0": 2, f"{TOPIC}:3": 41, f"{TOPIC}:5": None}
+    # a redelivery overlapping each partition differently applies only the new offsets
+    more = messages(b.purchase("m2", "2025-01-05T10:00:00Z", 3000), start=42, partition=3)
+    again = PartitionBatchApplier(ledger, SETTINGS).apply([*p0[1:], *p3, *more])
+    assert (again.applied, again.skipped) == (1, 4)
+    assert (ledger.find_account("m1").balance, ledger.find_account("m2").balance) == (30, 70)
+
+
+def test_a_batch_over_partitions_commits_all_or_nothing(ledger, monkeypatch):
+    """Another worker commits partition 1 first: the whole batch fails, then retries without it."""
+    p0 = messages(b.purchase("m1", "2025-01-01T10:00:00Z", 1000))
+    p1 = messages(b.purchase("m2", "2025-01-01T10:00:00Z", 2000), partition=1)
+    real_save, attempts = ledger.save_batch, []
+
+    def owner_commits_partition_1_first(aggregates, tracking):
+        attempts.append(sorted(t.application_name for t in tracking))
+        if len(attempts) == 1:  # between this worker's read of the positions and its commit
+            real_save([], Tracking(f"{TOPIC}:1", 0))  # the owner's commit of offset 0
+        return real_save(aggregates, tracking)
+
+    monkeypatch.setattr(ledger, "save_batch", owner_commits_partition_1_first)
+    report = PartitionBatchApplier(ledger, SETTINGS).apply([*p0, *p1])
+    assert attempts == [[f"{TOPIC}:0", f"{TOPIC}:1"], [f"{TOPIC}:0"]]  # retried without partition 1
+    assert (report.applied, report.skipped, report.conflicts_retried) == (1, 1, 1)
+    assert ledger.find_account("m2") is None  # the failed attempt kept nothing of m2 ...
+    alone = LoyaltyLedger()
+    PartitionBatchApplier(alone, SETTINGS).apply(p0)
+    assert len(ledger.history("m1")) == len(alone.history("m1"))  # ... nor a second copy of m1
