@@ -37,6 +37,7 @@ from ledger.postgres_recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres_recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
 from ledger.program import Program, load_program
+from ledger.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
 from ledger.rules import Lot, PurchaseRecord
 from ledger.wire import fact_fields
 
@@ -120,6 +121,7 @@ class LoyaltyLedger(Application):
         self.snapshotting_intervals = {LoyaltyAccount: interval}
         merged.setdefault("IS_SNAPSHOTTING_ENABLED", "y")
         merged.setdefault("PROCESS_RECORDER_TOPIC", UNPIPELINED_RECORDER_TOPIC)
+        merged.setdefault("TRANSCODER_TOPIC", ORJSON_TRANSCODER_TOPIC)
         super().__init__(env=merged)
         self._known_absent: set[str] = set()
         self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
