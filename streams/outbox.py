@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 OUTBOX_TRACKING_NAME = "loyalty.outbox"
 PUBLISH_TIMEOUT_MS = 30_000
 SENDER_LINGER_MS = 5
+SENDER_BATCH_BYTES_MAX = 1_048_576  # one record batch per partition and round, up to this size
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,18 @@ class KafkaSender:
     several times faster here, see ``../docs/BENCHMARKS.md``). The relay is a
     plain thread, so the sender owns a private event loop and runs it only
     while a batch is being sent (``run_until_complete``); calls must not
-    overlap, which the relay's single thread guarantees.
+    overlap, which the relay's single thread guarantees. A round's messages
+    go as one record batch per partition, partitioned by the key exactly as
+    the producer's default partitioner does (referrer credits must land on
+    the referrer's partition).
     """
 
     def __init__(self, settings: Settings) -> None:
+        from aiokafka.partitioner import DefaultPartitioner
+
         self.loop = asyncio.new_event_loop()
         self.producer = self.loop.run_until_complete(self._started(settings))
+        self.partitioner = DefaultPartitioner()  # murmur2 of the key, as Kafka's clients do
 
     @staticmethod
     async def _started(settings: Settings):
@@ -96,6 +103,7 @@ class KafkaSender:
 
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                     linger_ms=SENDER_LINGER_MS, client_id="loyalty-outbox",
+                                    max_batch_size=SENDER_BATCH_BYTES_MAX,
                                     request_timeout_ms=PUBLISH_TIMEOUT_MS,
                                     **aiokafka_options(settings))
         await producer.start()
@@ -105,8 +113,27 @@ class KafkaSender:
         self.loop.run_until_complete(asyncio.wait_for(self._send(messages), PUBLISH_TIMEOUT_MS / 1000))
 
     async def _send(self, messages: Sequence[Outbound]) -> None:
-        acknowledged = [await self.producer.send(m.topic, key=m.key, value=m.value) for m in messages]
+        """One record batch per partition (in order), not one ``send`` per message."""
+        acknowledged = []
+        for (topic, partition), group in (await self._by_partition(messages)).items():
+            batch = self.producer.create_batch()
+            for message in group:
+                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                    acknowledged.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    batch = self.producer.create_batch()  # a first message always fits
+                    batch.append(key=message.key, value=message.value, timestamp=None)
+            acknowledged.append(await self.producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*acknowledged)
+
+    async def _by_partition(self, messages: Sequence[Outbound]) -> dict[tuple[str, int], list[Outbound]]:
+        """Messages by (topic, partition), chosen as the producer's own partitioner would."""
+        partitions = {topic: sorted(await self.producer.partitions_for(topic))
+                      for topic in {m.topic for m in messages}}
+        grouped: dict[tuple[str, int], list[Outbound]] = {}
+        for m in messages:
+            partition = self.partitioner(m.key, partitions[m.topic], partitions[m.topic])
+            grouped.setdefault((m.topic, partition), []).append(m)
+        return grouped
 
     def close(self) -> None:
         try:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.domain import account_id
 from ledger.wire import tier_changed_document
@@ -16,6 +20,7 @@ from tests import builders as b
 from tests.test_batches import messages
 
 SETTINGS = Settings(outbox_batch_notifications_max=3)
+READ_TIMEOUT_S = 60
 
 
 class Collector:
@@ -92,3 +97,51 @@ def test_referral_credits_go_to_the_referrer_key_and_dead_letters_keep_their_key
     (letter,) = sent.on(SETTINGS.dead_letter_topic)
     validate_outbound("dead_letter", letter)
     assert letter["source_offset"] == 50
+
+
+# ---------------------------------------------------------- the Kafka sender
+
+
+def test_the_kafka_sender_partitions_like_the_producer_and_keeps_order(kafka_bootstrap):
+    """Record batches per partition, more than one batch per partition, every key where
+    aiokafka's own ``send`` would put it (referrer credits rely on it)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from streams.outbox import SENDER_BATCH_BYTES_MAX, KafkaSender, Outbound
+
+    topic, partitions = f"test.sender.{uuid.uuid4().hex[:8]}", 8
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    admin.close()
+    value_bytes = 2_000
+    per_key = SENDER_BATCH_BYTES_MAX // value_bytes  # two record batches for most keys' partitions
+    keys = [f"m{n}".encode() for n in range(12)]
+    sent = [Outbound(topic, key, f"{key.decode()}:{n}:".encode().ljust(value_bytes, b"."))
+            for n in range(per_key) for key in keys]
+    sender = KafkaSender(Settings(bootstrap_servers=kafka_bootstrap))
+    try:
+        sender(sent)
+    finally:
+        sender.close()
+    received = asyncio.run(read_all(kafka_bootstrap, topic, len(sent)))
+    assert sorted((k, v) for (k, v, _) in received) == sorted((m.key, m.value) for m in sent)  # each once
+    for key in keys:
+        values = [value for (k, value, _) in received if k == key]
+        assert values == [m.value for m in sent if m.key == key]  # in order
+        assert {p for (k, _, p) in received if k == key} == {
+            DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))}
+
+
+async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, bytes, int]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    received = []
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            while len(received) < count:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    received.extend((r.key, r.value, r.partition) for r in records)
+    finally:
+        await consumer.stop()
+    return received
