@@ -5,9 +5,10 @@ The store is built once per benchmark run, straight through the ledger
 credits applied in the next batch) until it holds at least the requested
 number of facts; Kafka is not needed to have facts to replay.
 
-- figure: ``projections.runner.replay`` (drop the read models, then catch up
-  ``BATCH_NOTIFICATIONS_MAX_DEFAULT`` notifications per transaction for all
-  read models at once, what ``loyalty replay`` runs);
+- figure: ``projections.runner.replay`` (drop the read models, then rebuild
+  them in memory, all at once, committing rows and positions every
+  ``REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT`` notifications; what
+  ``loyalty replay`` runs);
 - baseline: the library's plain runner, eventsourcing's ``ProjectionRunner``
   (``projections.runner.live_runner``, one event per transaction), one per
   read model, all four at once in this process, from position 0 of freshly
@@ -32,8 +33,8 @@ from bench.services import BenchServices
 from ledger.application import LoyaltyLedger, referrer_credits
 from ledger.commands import command_from_event
 from ledger.embedded_postgres import eventsourcing_env_from_url
-from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAMES, live_runner,
-                                open_read_models, replay)
+from projections.runner import (READ_MODEL_NAMES, REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT,
+                                live_runner, open_read_models, replay)
 from streams.simulator import SimulationConfig, simulate_events
 from streams.worker import account_cache_env
 
@@ -88,7 +89,8 @@ def replay_rate(store: Store, profile_to: Path | None = None) -> tuple[float, di
     try:
         with open_read_models(store.env, program=ledger.program) as models:
             started = time.perf_counter()
-            done = replay(ledger, models, batch_notifications_max=BATCH_NOTIFICATIONS_MAX_DEFAULT)
+            done = replay(ledger, models,
+                          batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT)
             elapsed = time.perf_counter() - started
     finally:
         if profiler is not None:

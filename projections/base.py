@@ -11,7 +11,8 @@
   count a fact twice.
 - ``ReadModelProjection`` is eventsourcing's ``Projection``: the library's
   ``ProjectionRunner`` drives it one event at a time (``process_event``),
-  our catch-up and replay drive it a batch at a time (``write_rows``).
+  our catch-up and replay drive it a batch at a time (``apply`` to a
+  ``RowBatch``, then its ``write``).
   Handlers are methods named after the wire name of the fact they handle
   (``points_earned``); a fact without a handler is ignored, and the
   projection's ``topics`` (the facts it subscribes to) are derived from
@@ -38,7 +39,7 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
-from ledger.domain import FACT_TYPES, WIRE_NAMES
+from ledger.domain import FACT_TYPES
 from ledger.program import Program, load_program
 from projections.rows import Row, RowBatch, Table
 
@@ -113,6 +114,11 @@ class ReadModelRecorder(PostgresTrackingRecorder):
                            "VALUES (%s, 0) ON CONFLICT DO NOTHING").format(
             Identifier(self.schema), Identifier(self.tracking_table_name)), (APPLICATION_NAME,))
 
+    def is_empty(self, cursor: Cursor) -> bool:
+        """No rows in any of the read model's tables (what a rebuild from position 0 expects)."""
+        return all(cursor.execute(table.is_empty_statement(self.schema)).fetchone()["empty"]
+                   for table in self.tables)
+
     def rows(self, table: Table) -> list[Row]:
         """Every row of ``table`` in key order."""
         with self.datastore.transaction(commit=False) as cursor:
@@ -154,22 +160,34 @@ class ReadModelProjection(Projection[ReadModelRecorder]):
 
     def write_rows(self, cursor: Cursor, facts: Sequence[Any]) -> None:
         """Apply ``facts`` to the rows, inside the caller's transaction."""
-        handled = [(fact, handler) for fact in facts if (handler := self.handler_for(fact))]
-        rows = RowBatch(cursor, self.view.tables, self.view.schema)
-        rows.prefetch({fact.member_id for fact, _ in handled})
-        for table, keys in self.keys_to_read(fact for fact, _ in handled).items():
-            rows.prefetch_keys(table, keys)
+        rows = self.row_batch()
+        rows.cursor = cursor
+        self.apply(facts, rows)
+        rows.write()
+
+    def row_batch(self, *, complete: bool = False) -> RowBatch:
+        """A ``RowBatch`` over this read model's tables (``complete``: they are empty)."""
+        return RowBatch(self.view.tables, self.view.schema, complete=complete)
+
+    def apply(self, facts: Iterable[Any], rows: RowBatch) -> None:
+        """Apply ``facts`` to ``rows`` in memory, reading first what they need (not written)."""
+        handlers = self.handlers()
+        handled = [(fact, handler) for fact in facts if (handler := handlers.get(type(fact)))]
+        if not rows.complete:
+            rows.prefetch({fact.member_id for fact, _ in handled})
+            for table, keys in self.keys_to_read(fact for fact, _ in handled).items():
+                rows.prefetch_keys(table, keys)
         for fact, handler in handled:
             handler(fact, rows)
-        rows.write()
+
+    def handlers(self) -> dict[type, Callable[[Any, RowBatch], None]]:
+        """Each handled fact class and its handler (looked up now: tests may patch one)."""
+        found = {fact_class: getattr(self, name, None) for name, fact_class in FACT_TYPES.items()}
+        return {fact_class: handler for fact_class, handler in found.items() if callable(handler)}
 
     def keys_to_read(self, facts: Iterable[Any]) -> dict[Table, set[tuple]]:
         """Rows outside the members' prefetch that the batch will read, read in one query."""
         return {}
-
-    def handler_for(self, fact: Any) -> Callable[[Any, RowBatch], None] | None:
-        name = WIRE_NAMES.get(type(fact))
-        return getattr(self, name, None) if name else None
 
 
 def existing_row(rows: RowBatch, table: Table, key: tuple, fact: Any) -> Row:

@@ -22,6 +22,7 @@ units):
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ledger.calendar import year_of
@@ -84,10 +85,10 @@ class KpisProjection(ReadModelProjection):
 
     def points_earned(self, fact: Any, rows: RowBatch) -> None:
         tier = existing_row(rows, KPI_MEMBERS, (fact.member_id,), fact)["tier"]
-        _bump(rows, KPI_MEMBER_YEARS, {"member_id": fact.member_id, "year": fact.year},
-              purchases=1)
-        _bump(rows, KPI_CHECKS, {"year": fact.year, "tier": tier},
-              purchases=1, amount_minor=fact.amount_minor)
+        _counters(rows, KPI_MEMBER_YEARS, (fact.member_id, fact.year))["purchases"] += 1
+        checks = _counters(rows, KPI_CHECKS, (fact.year, tier))
+        checks["purchases"] += 1
+        checks["amount_minor"] += fact.amount_minor
         self._award(fact, rows)
 
     def birthday_rewarded(self, fact: Any, rows: RowBatch) -> None:
@@ -103,41 +104,48 @@ class KpisProjection(ReadModelProjection):
         self._award(fact, rows)
 
     def points_reversed(self, fact: Any, rows: RowBatch) -> None:
-        _bump(rows, KPI_POINTS, _points_key(fact), reversed=fact.points)
+        _points(rows, fact)["reversed"] += fact.points
         _draw(rows, fact.member_id, fact.draws)
 
     def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
-        _bump(rows, KPI_POINTS, _points_key(fact), redeemed=fact.points)
-        _bump(rows, KPI_MEMBER_YEARS,
-              {"member_id": fact.member_id, "year": year_of(fact.occurred_at)}, redemptions=1)
+        _points(rows, fact)["redeemed"] += fact.points
+        member_year = (fact.member_id, year_of(fact.occurred_at))
+        _counters(rows, KPI_MEMBER_YEARS, member_year)["redemptions"] += 1
         _draw(rows, fact.member_id, fact.draws)
 
     def points_expired(self, fact: Any, rows: RowBatch) -> None:
-        _bump(rows, KPI_POINTS, _points_key(fact), expired=fact.points)
+        _points(rows, fact)["expired"] += fact.points
         _draw(rows, fact.member_id, fact.lots)
 
     # -------------------------------------------------------------- steps
 
     def _award(self, fact: Any, rows: RowBatch) -> None:
-        _bump(rows, KPI_POINTS, _points_key(fact), earned=fact.points)
-        if fact.lot is not None:
-            rows.put(KPI_OPEN_LOTS, {"member_id": fact.member_id, "lot_id": fact.lot["lot_id"],
-                                     "expires_month": fact.lot["expires_at"].strftime("%Y-%m"),
-                                     "remaining": fact.lot["points"]})
+        _points(rows, fact)["earned"] += fact.points
+        lot = fact.lot
+        if lot is not None:
+            rows.put(KPI_OPEN_LOTS, {"member_id": fact.member_id, "lot_id": lot["lot_id"],
+                                     "expires_month": _month(lot["expires_at"]),
+                                     "remaining": lot["points"]})
 
 
-def _points_key(fact: Any) -> dict[str, int]:
-    return {"year": year_of(fact.timestamp)}
+def _month(moment: datetime) -> str:
+    """``YYYY-MM`` (``strftime`` costs ten times as much)."""
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
-def _bump(rows: RowBatch, table: Table, key: dict[str, Any], **amounts: int) -> None:
-    """Add ``amounts`` to the row with ``key`` (created with zeros when missing)."""
-    row = rows.get(table, tuple(key[name] for name in table.key))
+def _points(rows: RowBatch, fact: Any) -> Row:
+    """The points counters of the year of the fact's clock (its booking year)."""
+    return _counters(rows, KPI_POINTS, (year_of(fact.timestamp),))
+
+
+def _counters(rows: RowBatch, table: Table, key: tuple) -> Row:
+    """The row with ``key``, created with zero counters when missing, for the caller to add to
+    (it is marked changed)."""
+    row = rows.get(table, key)
     if row is None:
-        row = {**key, **dict.fromkeys(table.column_names[len(table.key):], 0)}
-    for name, amount in amounts.items():
-        row[name] += amount
+        row = dict(zip(table.key, key)) | dict.fromkeys(table.column_names[len(key):], 0)
     rows.put(table, row)
+    return row
 
 
 def _draw(rows: RowBatch, member_id: str, draws: list[list[int]]) -> None:

@@ -1,23 +1,33 @@
-"""Read-model tables and the rows one batch of facts touches.
+"""Read-model tables and the rows a read model reads and writes, one transaction at a time.
 
 A ``Table`` names its columns and primary key once; every statement is built
 from those names with ``psycopg.sql`` identifiers, and every value (member
-ids above all) travels as a query parameter, never inside the SQL text.
+ids above all) travels as a query parameter or COPY data, never inside the
+SQL text.
 
-``RowBatch`` is how a projection writes: the rows a batch needs are read
-once (all rows of the batch's members for member-scoped tables, one query
-per table; other rows by key on first use), handlers change them in
-memory, and ``write`` stores every changed row with one upsert per
-table (arrays through ``unnest``, so one statement whatever the number of
-rows). So a batch of a thousand facts costs a handful of round trips, and a
-batch of one (a live event) costs three or four.
+``RowBatch`` is how a projection writes, in one of two modes:
+
+- per transaction (``complete=False``, live catch-up of a read model that
+  has rows): the rows a batch needs are read once (all rows of the batch's
+  members for member-scoped tables, one query per table; other rows by key on
+  first use), handlers change them in memory, and ``write`` stores every
+  changed row with one upsert per table (arrays through ``unnest``). A batch
+  of a thousand facts costs a handful of round trips, a batch of one (a live
+  event) three or four. ``clear`` forgets the rows after the commit.
+- complete (``complete=True``, a read model rebuilt from position 0): the
+  tables were empty when the batch began, so the batch holds every row there
+  is and never reads one; it keeps its rows from one transaction to the next
+  and knows which of them are stored, so ``write`` sends new rows with one
+  binary ``COPY`` per table and replaces stored ones by deleting them first
+  (no upsert, no ``ON CONFLICT``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
+from operator import itemgetter
 from typing import Any
 
 from psycopg import Cursor
@@ -36,12 +46,27 @@ class Table:
     key: tuple[str, ...]
     member_scoped: bool = True  # key starts with member_id: prefetch a batch's members
 
-    @property
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
-    def key_of(self, row: Row) -> Key:
-        return tuple(row[name] for name in self.key)
+    @cached_property
+    def key_of(self) -> Callable[[Row], Key]:
+        """``key_of(row)``: the row's key as a tuple."""
+        if len(self.key) == 1:
+            only = self.key[0]
+            return lambda row: (row[only],)
+        return itemgetter(*self.key)
+
+    @cached_property
+    def values_of(self) -> Callable[[Row], tuple[Any, ...]]:
+        """``values_of(row)``: the row's values in column order (a COPY record)."""
+        return itemgetter(*self.column_names)
+
+    @cached_property
+    def copy_types(self) -> tuple[str, ...]:
+        """The columns' SQL types without constraints (binary COPY needs them)."""
+        return tuple(kind.split()[0] for _, kind in self.columns)
 
     def _qualified(self, schema: str) -> Composed:
         return SQL("{}.{}").format(Identifier(schema), Identifier(self.name))
@@ -56,6 +81,10 @@ class Table:
     @cache
     def drop_statement(self, schema: str) -> Composed:
         return SQL("DROP TABLE IF EXISTS {}").format(self._qualified(schema))
+
+    @cache
+    def is_empty_statement(self, schema: str) -> Composed:
+        return SQL("SELECT NOT EXISTS (SELECT FROM {}) AS empty").format(self._qualified(schema))
 
     def select_statement(self, schema: str, where: Composed) -> Composed:
         columns = SQL(", ").join(map(Identifier, self.column_names))
@@ -87,6 +116,12 @@ class Table:
             SQL(", ").join(updates))
 
     @cache
+    def copy_statement(self, schema: str) -> Composed:
+        """Insert rows with binary COPY (every key must be new)."""
+        return SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            self._qualified(schema), SQL(", ").join(map(Identifier, self.column_names)))
+
+    @cache
     def delete_statement(self, schema: str) -> Composed:
         """Delete many rows at once: one array parameter per key column."""
         return SQL("DELETE FROM {} WHERE ({}) IN (SELECT * FROM {})").format(
@@ -110,41 +145,53 @@ class Table:
 
 
 class RowBatch:
-    """The rows of ``tables`` that one batch reads and writes, inside its transaction."""
+    """The rows of ``tables`` a read model reads and writes through (see the module doc)."""
 
-    def __init__(self, cursor: Cursor, tables: Iterable[Table], schema: str) -> None:
-        self.cursor = cursor
+    def __init__(self, tables: Iterable[Table], schema: str, *, complete: bool = False) -> None:
+        self.cursor: Cursor | None = None  # the current transaction's, set by the caller
         self.schema = schema
+        self.complete = complete
         self.tables = {table.name: table for table in tables}
         self._rows: dict[str, dict[Key, Row | None]] = {name: {} for name in self.tables}
         self._dirty: dict[str, set[Key]] = {name: set() for name in self.tables}
+        self._stored: dict[str, set[Key]] = {name: set() for name in self.tables}  # complete only
         self._members: set[str] = set()
+
+    def __len__(self) -> int:
+        """Rows held in memory (complete: every row of the read model)."""
+        return sum(len(rows) for rows in self._rows.values())
 
     def prefetch(self, member_ids: set[str]) -> None:
         """Read every row of ``member_ids`` in the member-scoped tables (one query each)."""
-        self._members |= member_ids
+        if self.complete or member_ids <= self._members:
+            return
+        wanted = sorted(member_ids - self._members)
+        self._members.update(wanted)
         for table in self.tables.values():
-            if table.member_scoped and member_ids:
+            if table.member_scoped:
                 statement = table.select_members_statement(self.schema)
-                for row in self.cursor.execute(statement, (sorted(member_ids),)).fetchall():
-                    self._rows[table.name][table.key_of(row)] = row
+                self._remember(table, self.cursor.execute(statement, (wanted,)).fetchall())
 
     def prefetch_keys(self, table: Table, keys: set[Key]) -> None:
         """Read the rows with ``keys`` (one query); keys without a row are remembered as absent."""
+        if self.complete:
+            return
         wanted = sorted(keys - self._rows[table.name].keys(), key=repr)
         if not wanted:
             return
         self._rows[table.name].update(dict.fromkeys(wanted))
         statement = table.select_keys_statement(self.schema)
-        for row in self.cursor.execute(statement, list(map(list, zip(*wanted)))).fetchall():
-            self._rows[table.name][table.key_of(row)] = row
+        self._remember(table, self.cursor.execute(statement, list(map(list, zip(*wanted)))))
 
     def get(self, table: Table, key: Key) -> Row | None:
-        """The row with ``key`` (None if there is none), read at most once per batch."""
+        """The row with ``key`` (None if there is none), read at most once per transaction."""
         cached = self._rows[table.name]
-        if key not in cached:
-            cached[key] = None if self._is_prefetched(table, key) else self._read(table, key)
-        return cached[key]
+        if key in cached:
+            return cached[key]
+        if self.complete or self._is_prefetched(table, key):
+            return None
+        cached[key] = row = self._read(table, key)
+        return row
 
     def put(self, table: Table, row: Row) -> None:
         key = table.key_of(row)
@@ -156,19 +203,58 @@ class RowBatch:
         self._dirty[table.name].add(key)
 
     def write(self) -> None:
-        """Store every changed row: one upsert and one delete statement per table."""
+        """Store every changed row in the current transaction."""
         for name, keys in self._dirty.items():
-            table, rows = self.tables[name], self._rows[name]
-            ordered = sorted(keys, key=repr)
-            changed = [rows[key] for key in ordered if rows[key] is not None]
-            gone = [key for key in ordered if rows[key] is None]
-            if changed:
-                columns = [[row[column] for row in changed] for column in table.column_names]
-                self.cursor.execute(table.upsert_statement(self.schema), columns)
-            if gone:
-                key_columns = list(map(list, zip(*gone)))
-                self.cursor.execute(table.delete_statement(self.schema), key_columns)
+            if keys:
+                (self._copy if self.complete else self._upsert)(self.tables[name], keys)
             keys.clear()
+
+    def clear(self) -> None:
+        """Forget every row (after a per-transaction batch commits)."""
+        assert not self.complete, "a complete batch keeps its rows"
+        for rows in self._rows.values():
+            rows.clear()
+        self._members.clear()
+
+    def _upsert(self, table: Table, keys: set[Key]) -> None:
+        """One upsert and one delete statement."""
+        rows = self._rows[table.name]
+        ordered = sorted(keys, key=repr)  # the same lock order in every writer
+        changed = [rows[key] for key in ordered if rows[key] is not None]
+        gone = [key for key in ordered if rows[key] is None]
+        if changed:
+            columns = [[row[column] for row in changed] for column in table.column_names]
+            self.cursor.execute(table.upsert_statement(self.schema), columns)
+        if gone:
+            self.cursor.execute(table.delete_statement(self.schema), list(map(list, zip(*gone))))
+
+    def _copy(self, table: Table, keys: set[Key]) -> None:
+        """Delete the stored rows among ``keys``, then COPY every changed row."""
+        rows, stored = self._rows[table.name], self._stored[table.name]
+        replaced = [key for key in keys if key in stored]
+        if replaced:
+            self.cursor.execute(table.delete_statement(self.schema),
+                                list(map(list, zip(*replaced))))
+        gone = {key for key in keys if rows[key] is None}
+        stored.difference_update(gone)
+        for key in gone:
+            del rows[key]
+        changed = keys - gone
+        stored.update(changed)
+        if changed:
+            values_of = table.values_of
+            with self.cursor.copy(table.copy_statement(self.schema)) as copy:
+                copy.set_types(table.copy_types)
+                for key in changed:
+                    copy.write_row(values_of(rows[key]))
+
+    def _remember(self, table: Table, fetched: Iterable[Row]) -> None:
+        """Rows read from the database, unless this transaction already holds them."""
+        cached, key_of = self._rows[table.name], table.key_of
+        for row in fetched:
+            key = key_of(row)
+            if cached.get(key) is None and key not in self._dirty[table.name]:
+                cached[key] = row
 
     def _is_prefetched(self, table: Table, key: Key) -> bool:
         return table.member_scoped and key[0] in self._members

@@ -17,9 +17,11 @@ moves the clock; purchases and refunds also change spend). Ignored:
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from ledger.calendar import year_of
+from ledger.program import Tier
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
 from projections.rows import Row, RowBatch, Table
 
@@ -123,8 +125,12 @@ class TiersProjection(ReadModelProjection):
     def _clock_only(self, fact: Any, rows: RowBatch) -> None:
         self._save(self._at_clock(fact, rows), rows)
 
+    @cached_property
+    def _next_tiers(self) -> dict[str, Tier | None]:
+        return {tier.name: self.rules.next_tier(tier.name) for tier in self.rules.tiers}
+
     def _save(self, row: Row, rows: RowBatch) -> None:
-        following = self.rules.next_tier(row["tier"])
+        following = self._next_tiers[row["tier"]]
         row["next_tier"] = following.name if following else None
         row["spend_to_next_tier"] = (following.threshold_minor - row["spend_current_year"]
                                      if following else None)
