@@ -14,6 +14,14 @@ eventsourcing's ``select_notifications`` returns the same notifications, but
 through a dict row and a ``Notification`` per fact, which cost as much again
 as the database did to send them. Like ``select_notifications``, a read is
 retried on a lost connection.
+
+A chunk is a range of notification ids (``chunk_notifications_max`` ids at
+most, so as many notifications at most), not ``LIMIT`` on an open range as
+``select_notifications`` does: on a freshly written log, before autovacuum
+has analysed it, PostgreSQL plans ``id > start ORDER BY id LIMIT n`` as a
+bitmap scan of every later notification and a sort spilled to disk, and
+that for every chunk (measured on 100,000 facts: 330 ms per query and 14 us
+of PostgreSQL CPU per fact read, against 4 us with bounded ranges).
 """
 
 from __future__ import annotations
@@ -56,11 +64,11 @@ class LogReader:
 
     @retry((InterfaceError, OperationalError), max_attempts=READ_ATTEMPTS_MAX,
            wait=READ_RETRY_WAIT_S)
-    def read(self, after: int, stop: int, limit: int) -> list[tuple[int, StoredEvent]]:
-        """At most ``limit`` notifications with ``after < id <= stop``, in id order."""
+    def read(self, after: int, last: int) -> list[tuple[int, StoredEvent]]:
+        """The notifications with ``after < id <= last``, in id order."""
         with self.recorder.datastore.get_connection() as connection, \
                 connection.cursor(row_factory=tuple_row, binary=True) as cursor:
-            cursor.execute(self.statement, (after, stop, self.topics, limit), prepare=True)
+            cursor.execute(self.statement, (after, last, self.topics), prepare=True)
             return [(id_, StoredEvent(originator_id, version, topic, state))
                     for id_, originator_id, version, topic, state in cursor.fetchall()]
 
@@ -69,7 +77,7 @@ def _select_statement(recorder: PostgresApplicationRecorder) -> Composed:
     return SQL(
         "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
         "WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s) "
-        "ORDER BY notification_id LIMIT %s"
+        "ORDER BY notification_id"
     ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
 
 
@@ -83,35 +91,33 @@ def read_log(reader: LogReader, start: int, stop: int, *, window_notifications_m
     assert window_notifications_max > 0 and chunk_notifications_max > 0
     window = Window(window_notifications_max, chunk_notifications_max)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-read-ahead") as pool:
-        position = start
-        pending = pool.submit(reader.read, position, stop, window.next_limit())
-        while position < stop:
-            notifications = pending.result()
-            chunk = window.chunk(notifications, stop)
-            position = chunk.last
-            if position < stop:
-                pending = pool.submit(reader.read, position, stop, window.next_limit())
+        last = window.next_last(start, stop)
+        pending = pool.submit(reader.read, start, last)
+        while True:
+            chunk = window.chunk(pending.result(), last, stop)
+            if chunk.last < stop:
+                last = window.next_last(chunk.last, stop)
+                pending = pool.submit(reader.read, chunk.last, last)
             yield chunk
+            if chunk.last >= stop:
+                return
 
 
 class Window:
     """Cuts the log into windows of ``window_max`` notifications at most, read in chunks of
-    ``chunk_max`` at most."""
+    ``chunk_max`` ids at most."""
 
     def __init__(self, window_max: int, chunk_max: int) -> None:
         self.window_max = window_max
         self.chunk_max = chunk_max
         self.used = 0  # notifications of the current window read so far
-        self.limit = 0  # the limit of the read in flight
 
-    def next_limit(self) -> int:
-        self.limit = min(self.chunk_max, self.window_max - self.used)
-        return self.limit
+    def next_last(self, after: int, stop: int) -> int:
+        """The end of the next chunk's range of ids."""
+        return min(stop, after + min(self.chunk_max, self.window_max - self.used))
 
-    def chunk(self, notifications: list[tuple[int, StoredEvent]], stop: int) -> Chunk:
-        """The chunk a read of ``self.limit`` returned (fewer: the log ends before ``stop``)."""
-        complete = len(notifications) == self.limit
-        last = notifications[-1][0] if complete else stop
+    def chunk(self, notifications: list[tuple[int, StoredEvent]], last: int, stop: int) -> Chunk:
+        """The chunk read up to ``last``; it ends its window when that is full or at ``stop``."""
         self.used += len(notifications)
         ends_window = self.used == self.window_max or last >= stop
         if ends_window:
