@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import Tracking
@@ -39,6 +40,7 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
+from ledger.calendar import UTC, year_of
 from ledger.domain import FACT_TYPES
 from ledger.program import Program, load_program
 from projections.rows import Row, RowBatch, Table
@@ -188,6 +190,12 @@ class ReadModelProjection(Projection[ReadModelRecorder]):
     def keys_to_read(self, facts: Iterable[Any]) -> dict[Table, set[tuple]]:
         """Rows outside the members' prefetch that the batch will read, read in one query."""
         return {}
+
+
+def utc_year(moment: datetime) -> int:
+    """``ledger.calendar.year_of``, without its conversion for a moment already in UTC (every
+    fact's clock is): a fifth of the tier and KPI handlers' time."""
+    return moment.year if moment.tzinfo is UTC else year_of(moment)
 
 
 def existing_row(rows: RowBatch, table: Table, key: tuple, fact: Any) -> Row:

@@ -35,6 +35,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
+UNKNOWN: Any = object()  # not in memory (None: known to have no row)
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,9 @@ class RowBatch:
     def get(self, table: Table, key: Key) -> Row | None:
         """The row with ``key`` (None if there is none), read at most once per transaction."""
         cached = self._rows[table.name]
-        if key in cached:
-            return cached[key]
+        row = cached.get(key, UNKNOWN)
+        if row is not UNKNOWN:
+            return row
         if self.complete or self._is_prefetched(table, key):
             return None
         cached[key] = row = self._read(table, key)
@@ -231,22 +233,21 @@ class RowBatch:
     def _copy(self, table: Table, keys: set[Key]) -> None:
         """Delete the stored rows among ``keys``, then COPY every changed row."""
         rows, stored = self._rows[table.name], self._stored[table.name]
-        replaced = [key for key in keys if key in stored]
+        replaced = [key for key in keys if key in stored] if stored else []
         if replaced:
             self.cursor.execute(table.delete_statement(self.schema),
                                 list(map(list, zip(*replaced))))
-        gone = {key for key in keys if rows[key] is None}
-        stored.difference_update(gone)
-        for key in gone:
-            del rows[key]
-        changed = keys - gone
-        stored.update(changed)
-        if changed:
-            values_of = table.values_of
-            with self.cursor.copy(table.copy_statement(self.schema)) as copy:
-                copy.set_types(table.copy_types)
-                for key in changed:
-                    copy.write_row(values_of(rows[key]))
+        values_of = table.values_of
+        with self.cursor.copy(table.copy_statement(self.schema)) as copy:
+            copy.set_types(table.copy_types)
+            for key in keys:
+                row = rows[key]
+                if row is None:
+                    del rows[key]
+                    stored.discard(key)
+                else:
+                    copy.write_row(values_of(row))
+                    stored.add(key)
 
     def _remember(self, table: Table, fetched: Iterable[Row]) -> None:
         """Rows read from the database, unless this transaction already holds them."""

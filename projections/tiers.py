@@ -20,9 +20,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from ledger.calendar import year_of
 from ledger.program import Tier
-from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
+from projections.base import ReadModelProjection, ReadModelRecorder, existing_row, utc_year
 from projections.rows import Row, RowBatch, Table
 
 TIERS = Table(
@@ -55,7 +54,7 @@ class TiersProjection(ReadModelProjection):
     def account_opened(self, fact: Any, rows: RowBatch) -> None:
         row = {"member_id": fact.member_id, "tier": fact.tier, "spend_current_year": 0,
                "spend_previous_year": 0, "tier_since": fact.timestamp,
-               "clock_year": year_of(fact.timestamp)}
+               "clock_year": utc_year(fact.timestamp)}
         self._save(row, rows)
 
     def tier_changed(self, fact: Any, rows: RowBatch) -> None:
@@ -115,7 +114,7 @@ class TiersProjection(ReadModelProjection):
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
         """The member's row with its years moved to the fact's clock."""
         row = existing_row(rows, TIERS, (fact.member_id,), fact)
-        years_on = year_of(fact.timestamp) - row["clock_year"]
+        years_on = utc_year(fact.timestamp) - row["clock_year"]
         if years_on > 0:
             carried = row["spend_current_year"] if years_on == 1 else 0
             row["spend_previous_year"], row["spend_current_year"] = carried, 0
