@@ -36,7 +36,7 @@ from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
 
 DATABASE_URL_ENV = "LOYALTY_DATABASE_URL"
-FOLLOW_POLL_INTERVAL_MS = 50  # how often ``replay --follow`` looks for new facts when idle
+FOLLOW_POLL_INTERVAL_MS = 25  # how often ``replay --follow`` looks for new facts when idle
 MISMATCHES_SHOWN_MAX_DEFAULT = 50
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 

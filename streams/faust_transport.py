@@ -22,7 +22,7 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-CONSUMER_FETCH_MAX_WAIT_MS_DEFAULT = 100
+CONSUMER_FETCH_MAX_WAIT_MS_DEFAULT = 25
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

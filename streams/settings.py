@@ -33,8 +33,8 @@ class Settings:
     replication_factor: int = 1
     consumer_group: str = "loyalty-ledger"
     batch_events_max: int = 500
-    batch_wait_ms: int = 200
-    consumer_fetch_max_wait_ms: int = 100  # faust hard-codes 1,500 ms; see streams/faust_transport.py
+    batch_wait_ms: int = 50
+    consumer_fetch_max_wait_ms: int = 25  # faust hard-codes 1,500 ms; see streams/faust_transport.py
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200
     database_connect_timeout_s: int = 5      # longest wait for a pooled connection, per call
