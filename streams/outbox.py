@@ -33,7 +33,7 @@ from ledger.application import LoyaltyLedger
 from ledger.commands import referrer_credit_event
 from ledger.dead_letters import DeadLetter
 from ledger.domain import LoyaltyAccount
-from ledger.wire import fact_document, tier_changed_document
+from ledger.wire import fact_message, tier_changed_document
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def route(fact: Any, settings: Settings) -> list[Outbound]:
         key = base64.b64decode(envelope["key_base64"]) if envelope["key_base64"] else None
         return [Outbound(settings.dead_letter_topic, key, _json(envelope))]
     key = fact.member_id.encode("utf-8")
-    messages = [Outbound(settings.ledger_topic, key, _json(fact_document(fact)))]
+    messages = [Outbound(settings.ledger_topic, key, fact_message(fact))]
     if isinstance(fact, LoyaltyAccount.TierChanged):
         messages.append(Outbound(settings.tier_changes_topic, key, _json(tier_changed_document(fact))))
     if isinstance(fact, LoyaltyAccount.ReferralQualified):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
+
 from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES
-from ledger.wire import LIBRARY_FIELDS, fact_document
+from ledger.wire import LIBRARY_FIELDS, fact_document, fact_message
 from schemas import load_schema
 from streams.exports import committed_facts
 from streams.validation import validate_outbound
@@ -47,3 +49,12 @@ def test_the_schema_lists_exactly_each_fact_class_fields():
     for wire, fact_class in FACT_TYPES.items():
         fields = {f.name for f in dataclasses.fields(fact_class)} - LIBRARY_FIELDS - COMMON
         assert set(definitions[wire]["required"]) == fields, wire
+
+
+def test_the_relays_fast_message_is_the_documents_bytes():
+    ledger = LoyaltyLedger()
+    ledger.apply_in_order(b.commands(*every_kind_of_fact()))
+    facts = list(committed_facts(ledger))
+    assert len({type(fact) for fact in facts}) > 10
+    for fact in facts:
+        assert fact_message(fact) == orjson.dumps(fact_document(fact))
