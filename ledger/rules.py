@@ -70,7 +70,8 @@ def draw_points(
 
 def expiring_lots(lots: list[Lot], clock: datetime) -> list[list[int]]:
     """``[[lot_id, unspent], ...]`` for every open lot whose expiry is at or before ``clock``."""
-    return [[lot.lot_id, lot.remaining] for lot in oldest_first(lots) if lot.expires_at <= clock]
+    due = [lot for lot in lots if lot.expires_at <= clock]  # usually none: filter before sorting
+    return [[lot.lot_id, lot.remaining] for lot in oldest_first(due)]
 
 
 def qualifying_spend(spend_by_year: dict[str, int], clock: datetime) -> int:
