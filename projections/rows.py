@@ -17,9 +17,9 @@ SQL text.
 - complete (``complete=True``, a read model rebuilt from position 0): the
   tables were empty when the batch began, so the batch holds every row there
   is and never reads one; it keeps its rows from one transaction to the next
-  and knows which of them are stored, so ``write`` sends new rows with one
-  binary ``COPY`` per table and replaces stored ones by deleting them first
-  (no upsert, no ``ON CONFLICT``).
+  (each written at the commit), so it knows which changed rows are stored:
+  ``write`` deletes those, then sends every changed row with one binary
+  ``COPY`` per table (no upsert, no ``ON CONFLICT``).
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ class RowBatch:
         self.tables = {table.name: table for table in tables}
         self._rows: dict[str, dict[Key, Row | None]] = {name: {} for name in self.tables}
         self._dirty: dict[str, set[Key]] = {name: set() for name in self.tables}
-        self._stored: dict[str, set[Key]] = {name: set() for name in self.tables}  # complete only
+        # complete only: dirty keys whose row was stored before this transaction changed it
+        self._replaced: dict[str, set[Key]] = {name: set() for name in self.tables}
         self._members: set[str] = set()
 
     def __len__(self) -> int:
@@ -197,12 +198,21 @@ class RowBatch:
 
     def put(self, table: Table, row: Row) -> None:
         key = table.key_of(row)
+        self._change(table.name, key)
         self._rows[table.name][key] = row
-        self._dirty[table.name].add(key)
 
     def delete(self, table: Table, key: Key) -> None:
+        self._change(table.name, key)
         self._rows[table.name][key] = None
-        self._dirty[table.name].add(key)
+
+    def _change(self, name: str, key: Key) -> None:
+        """Mark ``key`` changed; complete, note whether it was stored (a row in memory before
+        its first change in this transaction: every row there was written at the last)."""
+        dirty = self._dirty[name]
+        if key not in dirty:
+            dirty.add(key)
+            if self.complete and self._rows[name].get(key) is not None:
+                self._replaced[name].add(key)
 
     def write(self) -> None:
         """Store every changed row in the current transaction."""
@@ -232,11 +242,11 @@ class RowBatch:
 
     def _copy(self, table: Table, keys: set[Key]) -> None:
         """Delete the stored rows among ``keys``, then COPY every changed row."""
-        rows, stored = self._rows[table.name], self._stored[table.name]
-        replaced = [key for key in keys if key in stored] if stored else []
+        rows, replaced = self._rows[table.name], self._replaced[table.name]
         if replaced:
             self.cursor.execute(table.delete_statement(self.schema),
                                 list(map(list, zip(*replaced))))
+            replaced.clear()
         values_of = table.values_of
         with self.cursor.copy(table.copy_statement(self.schema)) as copy:
             copy.set_types(table.copy_types)
@@ -244,10 +254,8 @@ class RowBatch:
                 row = rows[key]
                 if row is None:
                     del rows[key]
-                    stored.discard(key)
                 else:
                     copy.write_row(values_of(row))
-                    stored.add(key)
 
     def _remember(self, table: Table, fetched: Iterable[Row]) -> None:
         """Rows read from the database, unless this transaction already holds them."""

@@ -13,7 +13,8 @@ from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
 from projections.balances import BALANCES
 from projections.rows import RowBatch
-from projections.runner import catch_up, open_read_models, read_model_digests, replay, resume
+from projections.runner import (WINDOW_IDLE_TIMEOUT_S, catch_up, open_read_models,
+                                read_model_digests, replay, resume)
 from projections.verify import verify
 from projections.year_end import year_closed_events
 from tests.projection_stream import load_stream, stream
@@ -117,7 +118,31 @@ def test_replay_applies_upcasters_to_old_stored_facts(loaded, pg_env, monkeypatc
         assert _total_earned(models) == earned_before + _count_of(ledger, "PointsEarned")
 
 
-def test_a_complete_row_batch_never_reads_and_copies_only_new_rows():
+def test_a_window_may_stay_busy_in_memory_longer_than_the_idle_in_transaction_timeout(
+        loaded, pg_env, monkeypatch):
+    # eventsourcing ends a session idle in a transaction for 5 s; a rebuild's window sends
+    # nothing while it applies its facts in memory, so it sets a longer limit for itself
+    ledger, _ = loaded
+    seen = []
+    with open_read_models(pg_env, ["balances"], ledger.program) as models:
+        balances = models.projections["balances"]
+        apply = balances.apply
+
+        def apply_and_look(facts, rows):
+            statement = "SELECT current_setting('idle_in_transaction_session_timeout') AS t"
+            seen.append(rows.cursor.execute(statement).fetchone()["t"])
+            apply(facts, rows)
+
+        monkeypatch.setattr(balances, "apply", apply_and_look)
+        replay(ledger, models)
+    assert set(seen) == {f"{WINDOW_IDLE_TIMEOUT_S // 60}min"}
+    with open_read_models(pg_env, ["balances"], ledger.program) as models:
+        with models.factory.datastore.transaction(commit=False) as cursor:
+            outside = cursor.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+    assert outside["idle_in_transaction_session_timeout"] == "5s"  # only in the window
+
+
+def test_a_complete_row_batch_never_reads_a_row():
     rows = RowBatch([BALANCES], "public", complete=True)
     rows.cursor = None  # any read or statement would fail
     assert rows.get(BALANCES, ("nobody",)) is None
