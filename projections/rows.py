@@ -13,7 +13,7 @@ SQL text.
   first use), handlers change them in memory, and ``write`` stores every
   changed row with one upsert per table (arrays through ``unnest``). A batch
   of a thousand facts costs a handful of round trips, a batch of one (a live
-  event) three or four. ``clear`` forgets the rows after the commit.
+  event) three or four. Each transaction gets a new batch.
 - complete (``complete=True``, a read model rebuilt from position 0): the
   tables were empty when the batch began, so the batch holds every row there
   is and never reads one; it keeps its rows from one transaction to the next
@@ -221,17 +221,10 @@ class RowBatch:
                 (self._copy if self.complete else self._upsert)(self.tables[name], keys)
             keys.clear()
 
-    def clear(self) -> None:
-        """Forget every row (after a per-transaction batch commits)."""
-        assert not self.complete, "a complete batch keeps its rows"
-        for rows in self._rows.values():
-            rows.clear()
-        self._members.clear()
-
     def _upsert(self, table: Table, keys: set[Key]) -> None:
         """One upsert and one delete statement."""
         rows = self._rows[table.name]
-        ordered = sorted(keys, key=repr)  # the same lock order in every writer
+        ordered = sorted(keys, key=repr)
         changed = [rows[key] for key in ordered if rows[key] is not None]
         gone = [key for key in ordered if rows[key] is None]
         if changed:
