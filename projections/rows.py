@@ -25,7 +25,7 @@ SQL text.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from operator import itemgetter
 from typing import Any
@@ -145,6 +145,16 @@ class Table:
         return SQL(" AND ").join(SQL("{} = %s").format(Identifier(name)) for name in self.key)
 
 
+@dataclass(eq=False)
+class TableRows:
+    """What a ``RowBatch`` holds of one table."""
+
+    table: Table
+    rows: dict[Key, Row | None] = field(default_factory=dict)  # None: known to have no row
+    dirty: set[Key] = field(default_factory=set)  # changed in this transaction
+    replaced: set[Key] = field(default_factory=set)  # complete: dirty and stored before
+
+
 class RowBatch:
     """The rows of ``tables`` a read model reads and writes through (see the module doc)."""
 
@@ -152,16 +162,12 @@ class RowBatch:
         self.cursor: Cursor | None = None  # the current transaction's, set by the caller
         self.schema = schema
         self.complete = complete
-        self.tables = {table.name: table for table in tables}
-        self._rows: dict[str, dict[Key, Row | None]] = {name: {} for name in self.tables}
-        self._dirty: dict[str, set[Key]] = {name: set() for name in self.tables}
-        # complete only: dirty keys whose row was stored before this transaction changed it
-        self._replaced: dict[str, set[Key]] = {name: set() for name in self.tables}
+        self._tables = {table.name: TableRows(table) for table in tables}
         self._members: set[str] = set()
 
     def __len__(self) -> int:
         """Rows held in memory (complete: every row of the read model)."""
-        return sum(len(rows) for rows in self._rows.values())
+        return sum(len(held.rows) for held in self._tables.values())
 
     def prefetch(self, member_ids: set[str]) -> None:
         """Read every row of ``member_ids`` in the member-scoped tables (one query each)."""
@@ -169,62 +175,65 @@ class RowBatch:
             return
         wanted = sorted(member_ids - self._members)
         self._members.update(wanted)
-        for table in self.tables.values():
-            if table.member_scoped:
-                statement = table.select_members_statement(self.schema)
-                self._remember(table, self.cursor.execute(statement, (wanted,)).fetchall())
+        for held in self._tables.values():
+            if held.table.member_scoped:
+                statement = held.table.select_members_statement(self.schema)
+                self._remember(held, self.cursor.execute(statement, (wanted,)).fetchall())
 
     def prefetch_keys(self, table: Table, keys: set[Key]) -> None:
         """Read the rows with ``keys`` (one query); keys without a row are remembered as absent."""
+        held = self._tables[table.name]
         if self.complete:
             return
-        wanted = sorted(keys - self._rows[table.name].keys(), key=repr)
+        wanted = sorted(keys - held.rows.keys(), key=repr)
         if not wanted:
             return
-        self._rows[table.name].update(dict.fromkeys(wanted))
+        held.rows.update(dict.fromkeys(wanted))
         statement = table.select_keys_statement(self.schema)
-        self._remember(table, self.cursor.execute(statement, list(map(list, zip(*wanted)))))
+        self._remember(held, self.cursor.execute(statement, list(map(list, zip(*wanted)))))
 
     def get(self, table: Table, key: Key) -> Row | None:
         """The row with ``key`` (None if there is none), read at most once per transaction."""
-        cached = self._rows[table.name]
-        row = cached.get(key, UNKNOWN)
+        rows = self._tables[table.name].rows
+        row = rows.get(key, UNKNOWN)
         if row is not UNKNOWN:
             return row
         if self.complete or self._is_prefetched(table, key):
             return None
-        cached[key] = row = self._read(table, key)
+        rows[key] = row = self._read(table, key)
         return row
 
     def put(self, table: Table, row: Row) -> None:
+        held = self._tables[table.name]
         key = table.key_of(row)
-        self._change(table.name, key)
-        self._rows[table.name][key] = row
+        if key not in held.dirty:
+            self._first_change(held, key)
+        held.rows[key] = row
 
     def delete(self, table: Table, key: Key) -> None:
-        self._change(table.name, key)
-        self._rows[table.name][key] = None
+        held = self._tables[table.name]
+        if key not in held.dirty:
+            self._first_change(held, key)
+        held.rows[key] = None
 
-    def _change(self, name: str, key: Key) -> None:
-        """Mark ``key`` changed; complete, note whether it was stored (a row in memory before
-        its first change in this transaction: every row there was written at the last)."""
-        dirty = self._dirty[name]
-        if key not in dirty:
-            dirty.add(key)
-            if self.complete and self._rows[name].get(key) is not None:
-                self._replaced[name].add(key)
+    def _first_change(self, held: TableRows, key: Key) -> None:
+        """Mark ``key`` changed; complete, note whether it is stored (it is if its row was in
+        memory before its first change in this transaction: each was written at the last)."""
+        held.dirty.add(key)
+        if self.complete and held.rows.get(key) is not None:
+            held.replaced.add(key)
 
     def write(self) -> None:
         """Store every changed row in the current transaction."""
-        for name, keys in self._dirty.items():
-            if keys:
-                (self._copy if self.complete else self._upsert)(self.tables[name], keys)
-            keys.clear()
+        for held in self._tables.values():
+            if held.dirty:
+                (self._copy if self.complete else self._upsert)(held)
+                held.dirty.clear()
 
-    def _upsert(self, table: Table, keys: set[Key]) -> None:
+    def _upsert(self, held: TableRows) -> None:
         """One upsert and one delete statement."""
-        rows = self._rows[table.name]
-        ordered = sorted(keys, key=repr)
+        table, rows = held.table, held.rows
+        ordered = sorted(held.dirty, key=repr)
         changed = [rows[key] for key in ordered if rows[key] is not None]
         gone = [key for key in ordered if rows[key] is None]
         if changed:
@@ -233,30 +242,30 @@ class RowBatch:
         if gone:
             self.cursor.execute(table.delete_statement(self.schema), list(map(list, zip(*gone))))
 
-    def _copy(self, table: Table, keys: set[Key]) -> None:
-        """Delete the stored rows among ``keys``, then COPY every changed row."""
-        rows, replaced = self._rows[table.name], self._replaced[table.name]
-        if replaced:
+    def _copy(self, held: TableRows) -> None:
+        """Delete the stored rows among the changed ones, then COPY every changed row."""
+        table, rows = held.table, held.rows
+        if held.replaced:
             self.cursor.execute(table.delete_statement(self.schema),
-                                list(map(list, zip(*replaced))))
-            replaced.clear()
+                                list(map(list, zip(*held.replaced))))
+            held.replaced.clear()
         values_of = table.values_of
         with self.cursor.copy(table.copy_statement(self.schema)) as copy:
             copy.set_types(table.copy_types)
-            for key in keys:
+            for key in held.dirty:
                 row = rows[key]
                 if row is None:
                     del rows[key]
                 else:
                     copy.write_row(values_of(row))
 
-    def _remember(self, table: Table, fetched: Iterable[Row]) -> None:
+    def _remember(self, held: TableRows, fetched: Iterable[Row]) -> None:
         """Rows read from the database, unless this transaction already holds them."""
-        cached, key_of = self._rows[table.name], table.key_of
+        rows, key_of = held.rows, held.table.key_of
         for row in fetched:
             key = key_of(row)
-            if cached.get(key) is None and key not in self._dirty[table.name]:
-                cached[key] = row
+            if rows.get(key) is None and key not in held.dirty:
+                rows[key] = row
 
     def _is_prefetched(self, table: Table, key: Key) -> bool:
         return table.member_scoped and key[0] in self._members
