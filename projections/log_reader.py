@@ -30,7 +30,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (ApplicationRecorder, InterfaceError, OperationalError,
+                                      StoredEvent)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
@@ -55,17 +56,30 @@ class Chunk:
 
 
 class LogReader:
-    """Reads notifications of ``topics`` from the ledger's recorder, a chunk per query."""
+    """Reads notifications of ``topics`` from the ledger's recorder, a chunk per query.
 
-    def __init__(self, recorder: PostgresApplicationRecorder, topics: Sequence[str]) -> None:
+    On PostgreSQL with its own query (above); any other recorder (the
+    in-memory store a reference run uses) through its ``select_notifications``.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder, topics: Sequence[str]) -> None:
         self.recorder = recorder
         self.topics = list(topics)
-        self.statement = _select_statement(recorder)
+        on_postgres = isinstance(recorder, PostgresApplicationRecorder)
+        self.statement = _select_statement(recorder) if on_postgres else None
+
+    def read(self, after: int, last: int) -> list[tuple[int, StoredEvent]]:
+        """The notifications with ``after < id <= last``, in id order."""
+        if self.statement is None:
+            notifications = self.recorder.select_notifications(
+                start=after, limit=last - after, stop=last, topics=self.topics,
+                inclusive_of_start=False)
+            return [(notification.id, notification) for notification in notifications]
+        return self._read_postgres(after, last)
 
     @retry((InterfaceError, OperationalError), max_attempts=READ_ATTEMPTS_MAX,
            wait=READ_RETRY_WAIT_S)
-    def read(self, after: int, last: int) -> list[tuple[int, StoredEvent]]:
-        """The notifications with ``after < id <= last``, in id order."""
+    def _read_postgres(self, after: int, last: int) -> list[tuple[int, StoredEvent]]:
         with self.recorder.datastore.get_connection() as connection, \
                 connection.cursor(row_factory=tuple_row, binary=True) as cursor:
             cursor.execute(self.statement, (after, last, self.topics), prepare=True)

@@ -118,6 +118,18 @@ def test_replay_applies_upcasters_to_old_stored_facts(loaded, pg_env, monkeypatc
         assert _total_earned(models) == earned_before + _count_of(ledger, "PointsEarned")
 
 
+def test_read_models_follow_a_ledger_in_memory_as_they_follow_one_on_postgres(loaded, pg_env):
+    # A reference run keeps its ledger in memory: the log is read through the library then
+    _, reference = loaded
+    ledger = LoyaltyLedger(env={})
+    load_stream(ledger, stream(STREAM_EVENTS, STREAM_MEMBERS), LEDGER_BATCH_COMMANDS_MAX,
+                year_closed_events)
+    with open_read_models(pg_env, program=ledger.program) as models:
+        replay(ledger, models, batch_notifications_max=WINDOW_NOTIFICATIONS)
+        assert read_model_digests(models) == reference
+    ledger.close()
+
+
 def test_a_window_may_stay_busy_in_memory_longer_than_the_idle_in_transaction_timeout(
         loaded, pg_env, monkeypatch):
     # eventsourcing ends a session idle in a transaction for 5 s; a rebuild's window sends
