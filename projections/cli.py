@@ -30,7 +30,8 @@ from ledger.embedded_postgres import eventsourcing_env_from_url
 from ledger.program import ProgramError
 from projections.auditor import member_view, member_view_document, render_member_view
 from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
-from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAMES, ReadModels,
+from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAMES,
+                                REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, ReadModels,
                                 catch_up, open_read_models, replay, resume)
 from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
@@ -122,9 +123,10 @@ def output(path: str | None) -> Iterator[TextIO]:
 def _configure_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("read_models", nargs="*", metavar="READ_MODEL",
                         help=f"any of {', '.join(READ_MODEL_NAMES)} (default: all)")
-    parser.add_argument("--batch-notifications-max", type=int,
-                        default=BATCH_NOTIFICATIONS_MAX_DEFAULT,
-                        help="notifications per transaction (%(default)s)")
+    parser.add_argument("--batch-notifications-max", type=int, default=None,
+                        help=f"notifications per transaction (rebuild: "
+                             f"{REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT:,}; --follow: "
+                             f"{BATCH_NOTIFICATIONS_MAX_DEFAULT:,})")
     parser.add_argument("--resume", action="store_true",
                         help="do not drop: catch up from the tracked positions (a restart)")
     parser.add_argument("--follow", action="store_true",
@@ -141,14 +143,24 @@ def run_replay(args: argparse.Namespace) -> int:
     console = None if args.no_progress else Console(stderr=True)
     with opened(args, names) as (ledger, models):
         rebuild = resume if args.resume else replay
-        done = rebuild(ledger, models, batch_notifications_max=args.batch_notifications_max,
-                       console=console)
+        done = rebuild(ledger, models, batch_notifications_max=batch_sizes(args)[0], console=console)
         verb = "caught up" if args.resume else "replayed"
         print(f"{verb} {', '.join(names)}: {done.notifications} notifications in "
               f"{done.transactions} transactions, position {done.position}", file=sys.stderr)
         if not args.follow:
             return EXIT_OK
-        return follow(ledger, models, names, args.batch_notifications_max)
+        return follow(ledger, models, names, batch_sizes(args)[1])
+
+
+def batch_sizes(args: argparse.Namespace) -> tuple[int, int]:
+    """Notifications per transaction: (rebuilding or resuming, following live).
+
+    A rebuild commits rarely (it holds rows in memory and writes them with
+    COPY, ``projections/runner.py``); following live commits small batches.
+    ``--batch-notifications-max`` sets both.
+    """
+    given = args.batch_notifications_max
+    return given or REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, given or BATCH_NOTIFICATIONS_MAX_DEFAULT
 
 
 def follow(ledger: LoyaltyLedger, models: ReadModels, names: list[str],

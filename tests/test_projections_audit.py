@@ -292,3 +292,15 @@ def test_commands_run_against_a_database_url(pg_ledger, pg_env, capsys, tmp_path
     assert len(capsys.readouterr().out.splitlines()) == 4  # m-1, m-2, m-3, m-4
     assert run_cli("replay", "nonsense", "--database-url", url) == 2
     assert run_cli("member", "nobody", "--database-url", url) == 2
+
+
+def test_replay_rebuilds_in_large_transactions_and_follows_in_small_ones():
+    from projections.cli import batch_sizes
+    from projections.runner import BATCH_NOTIFICATIONS_MAX_DEFAULT, REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT
+    from streams.cli import build_parser
+
+    default = build_parser().parse_args(["replay", "--follow"])
+    assert batch_sizes(default) == (REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, BATCH_NOTIFICATIONS_MAX_DEFAULT)
+    assert REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT > BATCH_NOTIFICATIONS_MAX_DEFAULT
+    given = build_parser().parse_args(["replay", "--batch-notifications-max", "7"])
+    assert batch_sizes(given) == (7, 7)
