@@ -2,8 +2,8 @@
 
 ``LoyaltyLedger.apply`` takes a batch of commands (one Kafka partition batch,
 say), applies them in order to their members' accounts, and saves every
-resulting fact of every account plus an optional ``Tracking`` record in one
-database transaction. A redelivered ``event_id`` is reported as a duplicate
+resulting fact of every account plus optional ``Tracking`` records (one per
+Kafka partition of the batch) in one database transaction. A redelivered ``event_id`` is reported as a duplicate
 and changes nothing; the same ``event_id`` with another payload is reported as
 a conflict and changes nothing either.
 
@@ -37,8 +37,8 @@ from ledger.postgres_recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres_recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
 from ledger.program import Program, load_program
-from ledger.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
 from ledger.rules import Lot, PurchaseRecord
+from ledger.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
 from ledger.wire import fact_fields
 
 SNAPSHOT_INTERVAL_EVENTS_DEFAULT = 100
