@@ -1,11 +1,12 @@
 """The ledger's application service: load accounts, decide, save atomically.
 
-``LoyaltyLedger.apply`` takes a batch of commands (one Kafka partition batch,
+``LoyaltyLedger.apply`` takes a batch of commands (a worker's Kafka batch,
 say), applies them in order to their members' accounts, and saves every
 resulting fact of every account plus optional ``Tracking`` records (one per
-Kafka partition of the batch) in one database transaction. A redelivered ``event_id`` is reported as a duplicate
-and changes nothing; the same ``event_id`` with another payload is reported as
-a conflict and changes nothing either.
+Kafka partition of the batch) in one database transaction. A redelivered
+``event_id`` is reported as a duplicate and changes nothing; the same
+``event_id`` with another payload is reported as a conflict and changes
+nothing either.
 
 Auditor reads: an account at a version or as of an event time, and its full
 history with each fact's cause.
