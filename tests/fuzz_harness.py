@@ -150,6 +150,22 @@ AMBASSADOR_OPENING_MINOR = 1000
 OPENING_AT = "2023-12-01T09:00:00Z"  # before every event of tests.streamgen (2024 on)
 
 
+def produce_with_faults(settings: Settings, events: list[dict], seed: int, bad_every: int) -> dict[int, int]:
+    """Create the topics and produce ``events`` with duplicates and bad input mixed in.
+
+    Returns the last offset produced per partition (what ``progress`` and
+    ``wait_until_processed`` compare with).
+    """
+    from streams.producer import produce_lines
+    from streams.topics import ensure_topics
+    from tests.streamgen import with_faults
+
+    lines, _ = with_faults(events, seed=seed, bad_every=bad_every)
+    ensure_topics(settings)
+    return produce_lines(settings.bootstrap_servers, settings.events_topic,
+                         [line.encode() for line in lines])
+
+
 def campaign_stream(seed: int, count: int, members: int) -> tuple[list[dict], list[dict]]:
     """(openings, events): a streamgen stream whose results cannot depend on arrival order.
 

@@ -21,7 +21,7 @@ from streams.process import stop_workers, wait_until_processed
 from streams.producer import produce_lines
 from streams.topics import ensure_topics
 from streams.worker import EXIT_DATABASE_UNAVAILABLE, open_ledger
-from tests.fuzz_harness import Fleet, PrivatePostgres, pipeline_settings, retrying
+from tests.fuzz_harness import Fleet, PrivatePostgres, pipeline_settings, produce_with_faults, retrying
 from tests.streamgen import generate_events, with_faults
 from tests.test_stream_pipeline import assert_same_as_direct, progress, total_messages
 
@@ -59,11 +59,8 @@ def test_postgres_restarted_mid_stream_loses_nothing_and_counts_nothing_twice(
                                  database_unavailable_s_max=UNAVAILABLE_S_MAX,
                                  database_retry_backoff_ms=200, database_retry_backoff_ms_max=2000)
     events = generate_events(seed=23, count=EVENTS)
-    lines, _ = with_faults(events, seed=23, bad_every=500)
-    ensure_topics(settings)
+    produced = produce_with_faults(settings, events, seed=23, bad_every=500)
     ledger = open_ledger(settings)
-    produced = produce_lines(settings.bootstrap_servers, settings.events_topic,
-                             [line.encode() for line in lines])
     fleet = Fleet(settings, tmp_path)
     try:
         fleet.start_worker(relay=True)

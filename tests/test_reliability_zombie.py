@@ -27,13 +27,12 @@ from ledger.domain import LoyaltyAccount
 from streams.batches import PartitionBatchApplier
 from streams.exports import committed_facts
 from streams.process import wait_until_processed
-from streams.producer import produce_lines
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from streams.worker import open_ledger
 from tests import builders as b
-from tests.fuzz_harness import Fleet, long_faults_requested, pipeline_settings  # noqa: F401
-from tests.streamgen import generate_events, with_faults
+from tests.fuzz_harness import (Fleet, long_faults_requested, pipeline_settings,  # noqa: F401
+                                produce_with_faults)
+from tests.streamgen import generate_events
 from tests.test_batches import TOPIC, messages
 from tests.test_stream_pipeline import assert_same_as_direct, progress, total_messages
 
@@ -126,11 +125,8 @@ def test_a_frozen_worker_thawed_after_losing_its_partitions_commits_nothing_twic
     database = embedded_pg.create_database(f"zombie_{int(time.time() * 1000)}")
     settings = pipeline_settings(kafka_bootstrap, database.url, "zombie", PARTITIONS)
     events = generate_events(seed=17, count=FROZEN_STREAM_EVENTS)
-    lines, _ = with_faults(events, seed=17, bad_every=600)
-    ensure_topics(settings)
+    produced = produce_with_faults(settings, events, seed=17, bad_every=600)
     ledger = open_ledger(settings)
-    produced = produce_lines(settings.bootstrap_servers, settings.events_topic,
-                             [line.encode() for line in lines])
     fleet = Fleet(settings, tmp_path)
     try:
         zombie = fleet.start_worker(relay=True)
