@@ -52,7 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.profiling import Profiler
 from bench.services import REPO_ROOT, BenchServices
 from ledger.calendar import format_timestamp
-from ledger.embedded_postgres import eventsourcing_env_from_url
+from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import open_read_models
 from bench.ingest import start_pipeline
 from streams.process import stop_workers

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from ledger.embedded_postgres import eventsourcing_env_from_url
+from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import READ_MODEL_NAMES, live_runner
 
 RUNNING_LIMIT_S = 3_600  # a forgotten follower stops by itself

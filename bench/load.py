@@ -1,6 +1,6 @@
 """Workloads and pre-loading them into the broker.
 
-- ``simulated_lines``: the first N events of ``streams.simulator`` (a retail
+- ``simulated_lines``: the first N events of ``streams.devkit.simulator`` (a retail
   chain's POS and CRM traffic, valid events only), as JSON lines.
 - ``member_lines``: one purchase for each of N members (the memory figure:
   a stream "over N members").
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from ledger.calendar import format_timestamp
 from streams.producer import member_key
-from streams.simulator import SimulationConfig, simulate_events
+from streams.devkit.simulator import SimulationConfig, simulate_events
 
 SIMULATED_EVENTS_PER_MEMBER_YEAR = 25  # the simulator's default chain makes about 33
 SIMULATION_SEED = 6

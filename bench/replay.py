@@ -32,10 +32,10 @@ from bench.profiling import Profiler
 from bench.services import BenchServices
 from ledger.application import LoyaltyLedger, referrer_credits
 from ledger.commands import command_from_event
-from ledger.embedded_postgres import eventsourcing_env_from_url
+from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import (READ_MODEL_NAMES, REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT,
                                 live_runner, open_read_models, replay)
-from streams.simulator import SimulationConfig, simulate_events
+from streams.devkit.simulator import SimulationConfig, simulate_events
 from streams.worker import account_cache_env
 
 BUILD_BATCH_EVENTS = 1_000

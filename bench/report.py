@@ -3,7 +3,7 @@
 A ``Figure`` is one measured quantity (``runs`` values, reported as their
 median) next to the baseline measured in the same benchmark run, with the
 issue's target where it has one. ``document`` is what ``--out`` holds; the
-smoke test (``tests/test_bench_smoke.py``) checks its shape.
+smoke test (``tests/bench/test_smoke.py``) checks its shape.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import psycopg
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from ledger.embedded_postgres import EmbeddedPostgres
-from streams.embedded_broker import EmbeddedBroker, resolve_tansu_binary
+from streams.devkit.embedded_postgres import EmbeddedPostgres
+from streams.devkit.embedded_broker import EmbeddedBroker, resolve_tansu_binary
 from streams.settings import Settings
 from streams.topics import ADMIN_REQUEST_TIMEOUT_MS, ensure_topics
 

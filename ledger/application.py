@@ -34,12 +34,12 @@ from ledger.domain import (
     account_id,
     fact_type,
 )
-from ledger.postgres_recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
-from ledger.postgres_recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
+from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
+from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
 from ledger.program import Program, load_program
 from ledger.rules import Lot, PurchaseRecord
-from ledger.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
+from ledger.postgres.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
 from ledger.wire import fact_fields
 
 SNAPSHOT_INTERVAL_EVENTS_DEFAULT = 100

@@ -55,7 +55,7 @@ def fact_message(fact: Any) -> bytes:
     The ledger's datetimes are all in UTC, which orjson writes exactly as
     ``format_timestamp`` does (``OPT_UTC_Z``), so the recursive
     ``json_ready`` walk (half of the relay's per-fact time) is not needed.
-    ``tests/test_fact_schema.py`` checks the bytes are equal for a generated stream.
+    ``tests/ledger/test_fact_schema.py`` checks the bytes are equal for a generated stream.
     """
     return orjson.dumps({
         "type": fact_type(fact),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.application import LoyaltyLedger
-from ledger.embedded_postgres import eventsourcing_env_from_url
+from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.export import export
 from projections.runner import BATCH_NOTIFICATIONS_MAX_DEFAULT, catch_up, open_read_models
 

@@ -1,7 +1,7 @@
 """Catch up, replay and follow the read models.
 
 - ``catch_up`` reads the ledger's notification log in chunks
-  (``projections.log_reader``: one query per ``read_notifications_max``
+  (``ledger.postgres.log_reader``: one query per ``read_notifications_max``
   notifications, the next chunk read ahead in a helper thread), decodes each
   fact once, and applies it to every open read model; every
   ``batch_notifications_max`` notifications it commits ONE transaction that
@@ -59,7 +59,7 @@ from projections.annual import AnnualProjection
 from projections.balances import BalancesProjection
 from projections.base import APPLICATION_NAME, ReadModelProjection
 from projections.kpis import KpisProjection
-from projections.log_reader import Chunk, LogReader, read_log
+from ledger.postgres.log_reader import Chunk, LogReader, read_log
 from projections.rows import RowBatch
 from projections.tiers import TiersProjection
 

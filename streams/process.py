@@ -32,7 +32,7 @@ from ledger.domain import LoyaltyAccount
 from streams.kafka_security import kafka_python_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import produce_lines, read_lines
-from streams.services import running_services
+from streams.devkit.services import running_services
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker import open_ledger

@@ -37,7 +37,7 @@ from eventsourcing.persistence import InternalError
 from faust.types import TP
 
 from ledger.application import LoyaltyLedger
-from ledger.embedded_postgres import eventsourcing_env_from_url
+from ledger.postgres.urls import eventsourcing_env_from_url
 from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
 from streams.faust_transport import LedgerApp
 from streams.kafka_security import faust_broker_options

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from ledger.application import LoyaltyLedger
-from tests.service_fixtures import *  # noqa: F401,F403  (embedded_pg, kafka_bootstrap, pg_env)
+from tests.support.services import *  # noqa: F401,F403  (embedded_pg, kafka_bootstrap, pg_env)
 
 BACKENDS = ["memory", "postgres"]
 

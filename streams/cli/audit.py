@@ -1,0 +1,310 @@
+"""The auditor's commands: ``replay``, ``verify``, ``member``, ``export``, ``close-year``.
+
+``add_subcommands(subparsers)`` registers them on the ``loyalty`` command
+line (``streams/cli/__init__.py`` calls it); each sets ``run`` to a function taking
+the parsed arguments and returning the exit status. They decode arguments,
+call one function of ``projections`` and print: no rule lives here.
+
+Every command takes ``--database-url`` (default: ``LOYALTY_DATABASE_URL``)
+and ``--program`` (default: ``LOYALTY_PROGRAM_FILE``, else the default program).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, TextIO
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
+from ledger.calendar import parse_timestamp
+from ledger.postgres.urls import eventsourcing_env_from_url
+from ledger.program import ProgramError
+from projections import follower
+from projections.auditor import member_view, member_view_document, render_member_view
+from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
+from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAMES,
+                                REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, ReadModels,
+                                catch_up, open_read_models, replay, resume)
+from projections.verify import VerifyReport, verify
+from projections.year_end import year_closed_events
+from streams.metrics import default_metrics, start_http
+
+DATABASE_URL_ENV = "LOYALTY_DATABASE_URL"
+MISMATCHES_SHOWN_MAX_DEFAULT = 50
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command that cannot run as given; the message says why."""
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register replay, verify, member, export and close-year on ``subparsers``."""
+    for name, helptext, configure, run in COMMANDS:
+        parser = subparsers.add_parser(name, help=helptext, description=helptext)
+        _connection_flags(parser)
+        configure(parser)
+        parser.set_defaults(run=_guarded(run))
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help=f"postgresql:// URL ({DATABASE_URL_ENV})")
+    parser.add_argument("--program", help=f"program file ({PROGRAM_FILE_ENV})")
+
+
+def _guarded(run: Any) -> Any:
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (UsageError, ProgramError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    return guarded
+
+
+def eventsourcing_env(args: argparse.Namespace) -> dict[str, str]:
+    """The event store's settings from ``--database-url`` / ``LOYALTY_DATABASE_URL``."""
+    url = args.database_url or os.environ.get(DATABASE_URL_ENV) or _demo_store_url()
+    if not url:
+        raise UsageError(f"give --database-url or set {DATABASE_URL_ENV} "
+                         "(or run `loyalty demo` here first)")
+    env = eventsourcing_env_from_url(url)
+    os.environ.update({key: value for key, value in env.items() if key.startswith("PG")})
+    program = args.program or os.environ.get(PROGRAM_FILE_ENV)
+    return env | ({PROGRAM_FILE_ENV: program} if program else {})
+
+
+METRICS_PORT_ENV = "LOYALTY_METRICS_PORT"
+
+
+@functools.cache
+def _demo_store_url() -> str | None:
+    """The store `loyalty demo` left in this directory, started once per process."""
+    from streams.devkit.services import demo_store_url  # the dev kit, lazily
+
+    url = demo_store_url()
+    if url:
+        os.environ[DATABASE_URL_ENV] = url  # a --follow child process reuses it
+    return url
+
+
+@contextmanager
+def opened(args: argparse.Namespace,
+           names: Any = None) -> Iterator[tuple[LoyaltyLedger, ReadModels]]:
+    env = eventsourcing_env(args)
+    ledger = LoyaltyLedger(env=env)
+    try:
+        with open_read_models(env, names, ledger.program) as models:
+            yield ledger, models
+    finally:
+        ledger.close()
+
+
+@contextmanager
+def output(path: str | None) -> Iterator[TextIO]:
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        yield stream
+
+
+# ---------------------------------------------------------------- replay
+
+
+def _configure_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("read_models", nargs="*", metavar="READ_MODEL",
+                        help=f"any of {', '.join(READ_MODEL_NAMES)} (default: all)")
+    parser.add_argument("--batch-notifications-max", type=int, default=None,
+                        help=f"notifications per transaction (rebuild: "
+                             f"{REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT:,}; --follow: "
+                             f"{BATCH_NOTIFICATIONS_MAX_DEFAULT:,})")
+    parser.add_argument("--resume", action="store_true",
+                        help="do not drop: catch up from the tracked positions (a restart)")
+    parser.add_argument("--follow", action="store_true",
+                        help="then keep following the ledger live until interrupted")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    names = args.read_models or list(READ_MODEL_NAMES)
+    unknown = sorted(set(names) - set(READ_MODEL_NAMES))
+    if unknown:
+        raise UsageError(f"unknown read model {', '.join(unknown)}; known: "
+                         f"{', '.join(READ_MODEL_NAMES)}")
+    console = None if args.no_progress else Console(stderr=True)
+    with opened(args, names) as (ledger, models):
+        rebuild = resume if args.resume else replay
+        done = rebuild(ledger, models, batch_notifications_max=batch_sizes(args)[0], console=console)
+        verb = "caught up" if args.resume else "replayed"
+        print(f"{verb} {', '.join(names)}: {done.notifications} notifications in "
+              f"{done.transactions} transactions, position {done.position}", file=sys.stderr)
+        if not args.follow:
+            return EXIT_OK
+        return follow(ledger, models, names, batch_sizes(args)[1])
+
+
+def batch_sizes(args: argparse.Namespace) -> tuple[int, int]:
+    """Notifications per transaction: (rebuilding or resuming, following live).
+
+    A rebuild commits rarely (it holds rows in memory and writes them with
+    COPY, ``projections/runner.py``); following live commits small batches.
+    ``--batch-notifications-max`` sets both.
+    """
+    given = args.batch_notifications_max
+    return given or REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, given or BATCH_NOTIFICATIONS_MAX_DEFAULT
+
+
+def follow(ledger: LoyaltyLedger, models: ReadModels, names: list[str],
+           batch_notifications_max: int) -> int:
+    """Follow the ledger live (``projections/follower.py``) until Ctrl-C / SIGTERM (then exit 0).
+
+    With ``LOYALTY_METRICS_PORT`` set it serves ``/metrics``
+    (``loyalty_projection_lag_notifications``) and ``/healthz``.
+    """
+    try:
+        with ExitStack() as stack:
+            record_lag = _serve_health(stack)
+            print(f"following {', '.join(names)} live (Ctrl-C stops)", file=sys.stderr)
+            follower.follow(ledger, models, batch_notifications_max, record_lag)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _serve_health(stack: ExitStack) -> Any:
+    """The metrics and health server when ``LOYALTY_METRICS_PORT`` is set; the lag recorder."""
+    port = os.environ.get(METRICS_PORT_ENV)
+    if not port:
+        return None
+    stack.callback(start_http(int(port), health=lambda: True).close)
+    return default_metrics().set_projection_lag
+
+
+# ---------------------------------------------------------------- verify
+
+
+def _configure_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catch-up", action="store_true",
+                        help="catch the read models up with the ledger first")
+    parser.add_argument("--mismatches-shown-max", type=int, default=MISMATCHES_SHOWN_MAX_DEFAULT,
+                        help="rows of the mismatch table (%(default)s); all are counted")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    with opened(args, READ_MODEL_EXPORTS) as (ledger, models):
+        if args.catch_up:
+            catch_up(ledger, models, batch_notifications_max=BATCH_NOTIFICATIONS_MAX_DEFAULT)
+        report = verify(ledger, models)
+    print_report(report, Console(), args.mismatches_shown_max)
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def print_report(report: VerifyReport, console: Console, shown_max: int) -> None:
+    positions = ", ".join(f"{name} at {position}" for name, position in report.positions.items())
+    console.print(f"checked {report.members} members; ledger head {report.head}; {positions}")
+    if report.ok:
+        console.print("[green]no mismatches[/green]")
+        return
+    table = Table(title=f"{len(report.mismatches)} mismatches")
+    for column in ("read model", "member", "year", "field", "ledger", "read model value"):
+        table.add_column(column)
+    for m in report.mismatches[:shown_max]:
+        table.add_row(m.read_model, m.member_id, _cell(m.year), m.field, _cell(m.ledger),
+                      _cell(m.read_model_value))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+# ---------------------------------------------------------------- member
+
+
+def _configure_member(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("member_id", metavar="MEMBER")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--as-of",
+                      help="RFC 3339 time: the state after the last fact at or before it")
+    when.add_argument("--version", type=int, help="ledger version of the member's account")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def run_member(args: argparse.Namespace) -> int:
+    as_of = parse_timestamp(args.as_of) if args.as_of else None
+    ledger = LoyaltyLedger(env=eventsourcing_env(args))
+    try:
+        view = member_view(ledger, args.member_id, as_of=as_of, version=args.version)
+    finally:
+        ledger.close()
+    if view is None:
+        raise UsageError(f"member {args.member_id!r} has no facts at that point")
+    if args.json:
+        print(orjson.dumps(member_view_document(view), option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_member_view(view, Console())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- export
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=EXPORT_KINDS)
+    parser.add_argument("--format", choices=FORMATS, default="jsonl")
+    parser.add_argument("--out", help="file to write (standard output by default)")
+    parser.add_argument("--no-catch-up", action="store_true",
+                        help="export the read models as they stand, without catching up first")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with opened(args) as (ledger, models):
+        if not args.no_catch_up:
+            catch_up(ledger, models, batch_notifications_max=BATCH_NOTIFICATIONS_MAX_DEFAULT)
+        with output(args.out) as out:
+            count = export(args.kind, ledger, models, out, args.format)
+    print(f"exported {count} {args.kind} rows", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- close-year
+
+
+def _configure_close_year(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("year", type=int, metavar="YEAR")
+    parser.add_argument("--out", help="JSONL file of the events (standard output by default)")
+
+
+def run_close_year(args: argparse.Namespace) -> int:
+    ledger = LoyaltyLedger(env=eventsourcing_env(args))
+    try:
+        events = year_closed_events(ledger, args.year)
+    finally:
+        ledger.close()
+    with output(args.out) as out:
+        for event in events:
+            out.write(orjson.dumps(event).decode() + "\n")
+    print(f"{len(events)} year_closed events for {args.year}", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = (
+    ("replay", "drop read models and rebuild them from the event store", _configure_replay,
+     run_replay),
+    ("verify", "recompute every member from the ledger and compare with the read models",
+     _configure_verify, run_verify),
+    ("member", "the auditor's view of one member (now, --as-of TIME or --version N)",
+     _configure_member, run_member),
+    ("export", "write a read model or the ledger's facts as JSONL or CSV", _configure_export,
+     run_export),
+    ("close-year", "the year-end job's year_closed events, one per known member",
+     _configure_close_year, run_close_year),
+)

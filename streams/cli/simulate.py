@@ -1,0 +1,87 @@
+"""``loyalty simulate``: a deterministic POS/CRM stream to a JSONL file or to Kafka.
+
+An entry point only: it turns flags into a ``SimulationConfig``, calls
+``streams.devkit.simulator`` and prints the summary. ``streams/cli/__init__.py`` registers it
+with ``add_subcommand(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+
+from streams.kafka_security import kafka_python_options
+from streams.devkit.simulator import SimulationConfig, SimulationSummary, send_to_kafka, write_jsonl
+
+_DEFAULTS = SimulationConfig()
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``simulate`` on the ``loyalty`` parser's subcommands; returns its parser."""
+    parser = subparsers.add_parser(
+        "simulate", help="generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
+    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"default {_DEFAULTS.seed}")
+    parser.add_argument("--members", type=int, default=_DEFAULTS.members,
+                        help=f"members at the start (default {_DEFAULTS.members})")
+    parser.add_argument("--stores", type=int, default=_DEFAULTS.stores,
+                        help=f"default {_DEFAULTS.stores}")
+    parser.add_argument("--days", type=int, default=_DEFAULTS.days, help=f"default {_DEFAULTS.days}")
+    parser.add_argument("--start", type=_iso_date, default=_DEFAULTS.start,
+                        help=f"first day, YYYY-MM-DD (default {_DEFAULTS.start})")
+    parser.add_argument("--duplicate-rate-ppm", type=int, default=_DEFAULTS.duplicate_rate_ppm,
+                        help=f"redelivered lines per million (default {_DEFAULTS.duplicate_rate_ppm})")
+    parser.add_argument("--malformed-rate-ppm", type=int, default=_DEFAULTS.malformed_rate_ppm,
+                        help=f"malformed lines per million (default {_DEFAULTS.malformed_rate_ppm})")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="FILE.jsonl", help="write the lines to this file")
+    target.add_argument("--kafka", action="store_true",
+                        help="send to LOYALTY_EVENTS_TOPIC keyed by member_id")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (LOYALTY_BOOTSTRAP_SERVERS)")
+    parser.set_defaults(run=run_simulate)
+    return parser
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.kafka:
+        return _to_kafka(config, args)
+    summary = write_jsonl(config, args.out)
+    print(f"wrote {args.out}\n{summary.describe()}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> SimulationConfig:
+    return SimulationConfig(
+        seed=args.seed, members=args.members, stores=args.stores, start=args.start,
+        days=args.days, duplicate_rate_ppm=args.duplicate_rate_ppm,
+        malformed_rate_ppm=args.malformed_rate_ppm,
+    )
+
+
+def _to_kafka(config: SimulationConfig, args: argparse.Namespace) -> int:
+    from streams.settings import Settings
+    from streams.topics import ensure_topics
+
+    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers)
+    if not settings.bootstrap_servers:
+        print("error: --kafka needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    summary = SimulationSummary()
+    last = send_to_kafka(config, settings.bootstrap_servers, settings.events_topic, summary,
+                         kafka_python_options(settings))
+    print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
+    print(summary.describe())
+    return 0
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None

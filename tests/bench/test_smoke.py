@@ -1,0 +1,77 @@
+"""A smoke run of the benchmark (``python -m bench --quick``), so it cannot rot.
+
+It runs the real command at its smallest sizes, one run per figure, and
+checks the JSON it writes: every figure is there with a positive median and
+a positive baseline from the same run, the machine facts and the targets are
+filled, and no process the benchmark started is left behind. Nothing here
+asserts a speed: the figures of a smoke run mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMOKE_TIMEOUT_S = 600
+FIGURES = {
+    "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
+    "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay",
+    "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
+}
+TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large"}
+RUN_MARK_ENV = "BENCH_SMOKE_RUN_ID"  # inherited by every process the benchmark starts
+
+
+def processes_marked(mark: str) -> list[str]:
+    """Command lines of live processes whose environment carries ``mark``."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if process.environ().get(RUN_MARK_ENV) == mark:
+                found.append(" ".join(process.info["cmdline"] or []))
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    mark = uuid.uuid4().hex
+
+    # The command the README documents, at smoke size.
+    finished = subprocess.run([sys.executable, "-m", "bench", "--quick", "--runs", "1", "--out", str(out)],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+                              env={**os.environ, RUN_MARK_ENV: mark})
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "ingest, sustained" in finished.stdout  # the table
+
+    # Every figure, each with a positive value and baseline in every run.
+    report = json.loads(out.read_text())
+    figures = {figure["id"]: figure for figure in report["figures"]}
+    assert set(figures) == FIGURES
+    for figure in figures.values():
+        for measure in (figure["value"], figure["baseline"]):
+            assert measure["what"], figure["id"]
+            assert len(measure["runs"]) == 1, figure["id"]
+            assert all(value > 0 for value in measure["runs"]), figure["id"]
+            assert measure["median"] > 0, figure["id"]
+        assert figure["ratio_to_baseline"] > 0
+        assert figure["size"] and figure["unit"]
+
+    # The issue's targets are judged; the machine is described.
+    assert {id_ for id_, figure in figures.items() if figure["target"]} == TARGETS
+    assert all(isinstance(figures[id_]["target"]["met"], bool) for id_ in TARGETS)
+    machine = report["machine"]
+    assert machine["cores_logical"] > 0
+    assert machine["python"] and machine["postgresql"] and machine["broker"]
+    assert report["run"]["mode"] == "quick" and report["run"]["runs"] == 1
+
+    # Workers, followers, the broker and PostgreSQL are all gone.
+    assert processes_marked(mark) == []

@@ -1,0 +1,90 @@
+"""``loyalty demo`` with small settings, then the commands it suggests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import shutil
+import signal
+import time
+
+import psutil
+
+from streams.devkit.services import demo_store_dir
+
+DEMO_TIMEOUT_S = 300
+COMMAND_TIMEOUT_S = 120
+
+
+def loyalty(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=DEMO_TIMEOUT_S)
+
+
+def servers_under(path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if str(path) in cmdline and ("postgres" in cmdline or "tansu" in cmdline):
+            found.append(process)
+    return found
+
+
+def brokers() -> int:
+    return sum(1 for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("tansu"))
+
+
+def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path):
+    brokers_before = brokers()
+    demo = loyalty("demo", "--members", "80", "--days", "60", "--rate", "4000", "--seed", "7",
+                   cwd=tmp_path)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "verify: OK" in demo.stdout
+    assert "programme KPIs" in demo.stdout and "Try next" in demo.stdout
+    store = demo_store_dir(tmp_path / ".loyalty-demo")
+    assert (store / "data" / "PG_VERSION").exists()
+    assert servers_under(store) == [], "the demo left a server running"
+    assert brokers() <= brokers_before, "the demo left its broker running"  # others may stop theirs
+    # The commands it suggests reopen the same store
+    replayed = loyalty("replay", "--no-progress", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert "replayed balances, tiers, annual, kpis" in replayed.stderr
+    verified = loyalty("verify", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout[-2000:]
+    assert "no mismatches" in verified.stdout
+    member = demo.stdout.split("loyalty member ")[1].split()[0]
+    shown = loyalty("member", member, cwd=tmp_path)
+    assert shown.returncode == 0 and member in shown.stdout
+    assert servers_under(store) == []
+    shutil.rmtree(store.parent)
+
+
+def test_the_demo_is_the_same_for_the_same_seed_size(tmp_path):
+    first = loyalty("simulate", "--members", "50", "--days", "30", "--seed", "3",
+                    "--out", str(tmp_path / "a.jsonl"), cwd=tmp_path)
+    second = loyalty("simulate", "--members", "50", "--days", "30", "--seed", "3",
+                     "--out", str(tmp_path / "b.jsonl"), cwd=tmp_path)
+    assert first.returncode == second.returncode == 0
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+INTERRUPT_AFTER_S = 8
+STOP_TIMEOUT_S = 60
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind(tmp_path):
+    brokers_before = brokers()
+    demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--members", "300",
+                             "--days", "365", "--rate", "500"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(INTERRUPT_AFTER_S)
+    children = psutil.Process(demo.pid).children(recursive=True)
+    assert children, "the demo started its workers and services"
+    demo.send_signal(signal.SIGINT)
+    output, _ = demo.communicate(timeout=STOP_TIMEOUT_S)
+    assert demo.returncode == 130, output[-2000:]
+    gone, alive = psutil.wait_procs(children, timeout=STOP_TIMEOUT_S)
+    assert alive == [], [p.info if hasattr(p, "info") else p for p in alive]
+    assert brokers() <= brokers_before
+    shutil.rmtree(demo_store_dir(tmp_path / ".loyalty-demo").parent, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""Steps shared by the stream-pipeline tests: progress from tracking rows, topics read
+back, and the comparison of a pipeline's accounts with the direct application of the same events."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from ledger.application import LoyaltyLedger
+from ledger.commands import command_from_event
+from ledger.domain import LoyaltyAccount
+
+CONSUME_TIMEOUT_S = 60
+
+
+def read_values(account: LoyaltyAccount | None) -> tuple | None:
+    if account is None:
+        return None
+    return (account.balance, account.lifetime_earned, account.lifetime_reversed,
+            account.lifetime_redeemed, account.lifetime_expired, account.debt, account.tier,
+            account.spend_by_year, sorted(account.closed_years), sorted(account.birthday_years))
+
+
+def assert_same_as_direct(ledger: LoyaltyLedger, events: list[dict]) -> None:
+    direct = LoyaltyLedger()
+    direct.apply_in_order([command_from_event(event) for event in events])
+    members = {e["member_id"] for e in events} | {
+        e["referrer_member_id"] for e in events if e["type"] == "referral"}
+    mismatches = {m: (read_values(ledger.find_account(m)), read_values(direct.find_account(m)))
+                  for m in members
+                  if read_values(ledger.find_account(m)) != read_values(direct.find_account(m))}
+    assert not mismatches, list(mismatches.items())[:3]
+
+
+def consume_all(bootstrap: str, topic: str, distinct_min: int) -> list[dict]:
+    """Read a topic from the beginning with kafka-python until ``distinct_min`` event ids."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=2000,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    received, deadline = [], time.monotonic() + CONSUME_TIMEOUT_S
+    while len({r["event_id"] for r in received}) < distinct_min and time.monotonic() < deadline:
+        for message in consumer:
+            received.append(json.loads(message.value))
+    consumer.close()
+    return received
+
+
+def total_messages(produced: dict[int, int]) -> int:
+    return sum(offset + 1 for offset in produced.values())
+
+
+def progress(ledger, settings, produced) -> int:
+    """Messages of the events topic covered by tracking records."""
+    return sum((ledger.tracked_position(settings.tracking_name(settings.events_topic, p)) or -1) + 1
+               for p in produced)
+
+
+def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if progress(ledger, settings, produced) >= total_messages(produced) * fraction_min:
+            return
+        time.sleep(0.02)
+    raise AssertionError("no progress")
