@@ -28,7 +28,6 @@ from eventsourcing.utils import EnvType
 
 from ledger import commands as cmd
 from ledger.domain import (
-    COMMAND_HANDLERS,
     EventIdConflict,
     LoyaltyAccount,
     account_id,
@@ -56,7 +55,10 @@ class LotAsDict(Transcoding):
     name = "loyalty_lot"
 
     def encode(self, obj: Lot) -> dict:
-        return dict(vars(obj))
+        state = dict(vars(obj))
+        if state["active_from"] is None:  # an active lot is stored as before pending points
+            del state["active_from"]
+        return state
 
     def decode(self, data: dict) -> Lot:
         return Lot(**data)
@@ -296,7 +298,7 @@ class LoyaltyLedger(Application):
         except EventIdConflict as conflict:
             return Result(command.event_id, command.member_id, CONFLICT, error=str(conflict))
         first_new = 0 if opened_now else len(account.pending_events)
-        COMMAND_HANDLERS[type(command)](account, command, self.program)
+        account.decide(command, self.program)
         facts = list(account.pending_events[first_new:])
         return Result(command.event_id, command.member_id, APPLIED, facts)
 

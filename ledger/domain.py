@@ -34,6 +34,10 @@ from ledger.rules import (
 )
 
 MEMBER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:loyalty-ledger:member")
+CONTRACT_2_COUNTERS = (
+    "lifetime_adjusted_in", "lifetime_adjusted_out", "lifetime_transferred_in",
+    "lifetime_transferred_out", "lifetime_cancelled", "lifetime_forfeited", "held",
+)
 
 
 class EventIdConflict(Exception):
@@ -76,11 +80,22 @@ class LoyaltyAccount(Aggregate):
         source_event_id: str
 
     class Outcome(Fact):
-        """The one fact per applied inbound event that marks its ``event_id`` applied."""
+        """The one fact per applied inbound event that marks its ``event_id`` applied.
+
+        Version 2 (contract 2, section 11) records ``program_version``, the
+        program that decided it; a version-1 fact was decided by version 1.
+        """
 
         occurred_at: datetime
         fingerprint: str
         source_position: str | None
+        program_version: int
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["program_version"] = 1
 
         def apply(self, account: "LoyaltyAccount") -> None:
             account.applied[self.source_event_id] = self.fingerprint
@@ -257,6 +272,16 @@ class LoyaltyAccount(Aggregate):
 
     # ------------------------------------------------------------------ state
 
+    # Version 2 (contract 2): the counters of sections 8 to 10. A version-1
+    # snapshot had none of them, so each starts at 0.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict) -> None:
+        for counter in CONTRACT_2_COUNTERS:
+            state.setdefault(counter, 0)
+        state.setdefault("transferred_by_year", {})
+
     @staticmethod
     def create_id(member_id: str) -> UUID:
         return account_id(member_id)
@@ -272,6 +297,14 @@ class LoyaltyAccount(Aggregate):
         self.lifetime_reversed = 0
         self.lifetime_redeemed = 0
         self.lifetime_expired = 0
+        self.lifetime_adjusted_in = 0
+        self.lifetime_adjusted_out = 0
+        self.lifetime_transferred_in = 0
+        self.lifetime_transferred_out = 0
+        self.lifetime_cancelled = 0
+        self.lifetime_forfeited = 0
+        self.held = 0
+        self.transferred_by_year: dict[str, int] = {}
         self.applied: dict[str, str] = {}
         self.purchases: dict[str, PurchaseRecord] = {}
         self.spend_by_year: dict[str, int] = {}
@@ -301,14 +334,33 @@ class LoyaltyAccount(Aggregate):
 
     @property
     def balance(self) -> int:
-        return sum(lot.remaining for lot in self.lots) - self.debt
+        """Unspent points of active lots minus debt: what the member can spend now."""
+        return sum(lot.remaining for lot in self.lots if lot.active_from is None) - self.debt
+
+    @property
+    def pending(self) -> int:
+        """Unspent points of lots not active yet (section 8)."""
+        return sum(lot.remaining for lot in self.lots if lot.active_from is not None)
 
     def check_invariant(self) -> None:
-        """Programmer invariant: balance = earned - reversed - redeemed - expired."""
-        flows = (self.lifetime_earned - self.lifetime_reversed
-                 - self.lifetime_redeemed - self.lifetime_expired)
-        assert self.balance == flows, (self.member_id, self.balance, flows)
-        assert self.debt == 0 or not self.lots, "debt and open lots never coexist"
+        """Programmer invariant (contract 2): balance + held + pending = what came in - what left."""
+        came_in = (self.lifetime_earned + self.lifetime_adjusted_in
+                   + self.lifetime_transferred_in + self.lifetime_cancelled)
+        left = (self.lifetime_reversed + self.lifetime_redeemed + self.lifetime_expired
+                + self.lifetime_adjusted_out + self.lifetime_transferred_out
+                + self.lifetime_forfeited)
+        parts = self.balance + self.held + self.pending
+        assert parts == came_in - left, (self.member_id, parts, came_in - left)
+        active = [lot for lot in self.lots if lot.active_from is None]
+        assert self.debt == 0 or not active, "debt and active lots never coexist"
+
+    def decide(self, command: cmd.Command, program: Program) -> None:
+        """Run the command's handler; its outcome fact records ``program.version``."""
+        self._program_version = program.version
+        try:
+            COMMAND_HANDLERS[type(command)](self, command, program)
+        finally:
+            del self._program_version
 
     def has_applied(self, command: cmd.Command) -> bool:
         """True for a duplicate; EventIdConflict if the id came with another payload."""
@@ -431,7 +483,8 @@ class LoyaltyAccount(Aggregate):
     def _outcome(self, fact_class: type, clock: datetime, command: cmd.Command, **fields) -> None:
         self._record(fact_class, clock, source_event_id=command.event_id,
                      occurred_at=command.occurred_at, fingerprint=command.fingerprint,
-                     source_position=command.source_position, **fields)
+                     source_position=command.source_position,
+                     program_version=self._program_version, **fields)
 
     def _expire(self, clock: datetime, command: cmd.Command) -> None:
         lots = expiring_lots(self.lots, clock)

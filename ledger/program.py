@@ -5,12 +5,18 @@ which equals CONTRACT section 3. A bad file raises ``ProgramError`` naming the
 field (``tiers[1].threshold_minor: ...``). Loading happens once at start-up,
 so it uses a JSON Schema validator for the shape and plain checks for the
 cross-field rules (ascending thresholds, a zero first threshold).
+
+Contract 2 (sections 8 to 11) adds optional fields, each with a default that
+keeps section 3's results: ``program.version`` (1), ``program.pending_days``
+(0), ``program.tier_basis`` (``annual``), a tier's ``discount_pct`` (0),
+``[adjustments]`` ``points_max`` and ``reason_codes`` and ``[transfers]``
+``points_per_year_max``.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema_rs
@@ -19,6 +25,12 @@ DEFAULT_PROGRAM_PATH = Path(__file__).parent / "programs" / "default.toml"
 PERCENT = 100
 TIERS_MAX = 16
 NUMBER_MAX = 10**9
+PENDING_DAYS_MAX = 90
+REASON_CODES_MAX = 64
+TIER_BASES = ("annual", "lifetime")
+ADJUSTMENT_POINTS_MAX_DEFAULT = 1_000_000
+ADJUSTMENT_REASON_CODES_DEFAULT = ("goodwill", "correction", "migration", "fraud")
+TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT = 10_000
 
 
 class ProgramError(ValueError):
@@ -34,6 +46,7 @@ class Tier:
     name: str
     threshold_minor: int
     multiplier_pct: int
+    discount_pct: int = 0  # what a till gives this tier; the ledger does not apply it
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,13 @@ class Program:
     referrer_bonuses_per_year_max: int
     annual_purchases_min: int
     annual_bonus_pct: int
+    version: int = 1
+    pending_days: int = 0
+    tier_basis: str = "annual"
+    adjustment_points_max: int = ADJUSTMENT_POINTS_MAX_DEFAULT
+    adjustment_reason_codes: tuple[str, ...] = ADJUSTMENT_REASON_CODES_DEFAULT
+    transfer_points_per_year_max: int = TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT
+    source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
 
     @property
     def base_tier(self) -> Tier:
@@ -66,6 +86,9 @@ class Program:
         """The highest tier whose threshold is at most ``spend_minor``."""
         reached = [tier for tier in self.tiers if tier.threshold_minor <= spend_minor]
         return reached[-1]
+
+    def tier_rank(self, name: str) -> int:
+        return [tier.name for tier in self.tiers].index(name)
 
     def next_tier(self, name: str) -> Tier | None:
         names = [tier.name for tier in self.tiers]
@@ -99,6 +122,9 @@ PROGRAM_FILE_SCHEMA = {
                 "expiry_months", "birthday_points",
             ],
             "properties": {
+                "version": _count(1),
+                "pending_days": {"type": "integer", "minimum": 0, "maximum": PENDING_DAYS_MAX},
+                "tier_basis": {"enum": list(TIER_BASES)},
                 "name": {"type": "string", "minLength": 1, "maxLength": 64},
                 "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
                 "minor_units_per_unit": _count(1),
@@ -119,6 +145,7 @@ PROGRAM_FILE_SCHEMA = {
                     "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
                     "threshold_minor": _count(0),
                     "multiplier_pct": _count(0),
+                    "discount_pct": {"type": "integer", "minimum": 0, "maximum": PERCENT},
                 },
             },
         },
@@ -141,6 +168,22 @@ PROGRAM_FILE_SCHEMA = {
             "additionalProperties": False,
             "required": ["purchases_min", "bonus_pct"],
             "properties": {"purchases_min": _count(1), "bonus_pct": _count(0)},
+        },
+        "adjustments": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "points_max": _count(1),
+                "reason_codes": {
+                    "type": "array", "uniqueItems": True, "maxItems": REASON_CODES_MAX,
+                    "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
+                },
+            },
+        },
+        "transfers": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"points_per_year_max": _count(0)},
         },
     },
 }
@@ -183,6 +226,7 @@ def parse_program(text: str, source: str = "<program>") -> Program:
     _check_shape(document, source)
     _check_tiers(document["tiers"], source)
     head, referral, annual = document["program"], document["referral"], document["annual_incentive"]
+    adjustments, transfers = document.get("adjustments", {}), document.get("transfers", {})
     return Program(
         name=head["name"],
         currency=head["currency"],
@@ -197,6 +241,15 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         referrer_bonuses_per_year_max=referral["referrer_bonuses_per_year_max"],
         annual_purchases_min=annual["purchases_min"],
         annual_bonus_pct=annual["bonus_pct"],
+        version=head.get("version", 1),
+        pending_days=head.get("pending_days", 0),
+        tier_basis=head.get("tier_basis", "annual"),
+        adjustment_points_max=adjustments.get("points_max", ADJUSTMENT_POINTS_MAX_DEFAULT),
+        adjustment_reason_codes=tuple(
+            adjustments.get("reason_codes", ADJUSTMENT_REASON_CODES_DEFAULT)),
+        transfer_points_per_year_max=transfers.get(
+            "points_per_year_max", TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT),
+        source_text=text,
     )
 
 

@@ -21,6 +21,7 @@ class Lot:
     points: int
     remaining: int
     source_event_id: str
+    active_from: datetime | None = None  # a pending lot's activation time; None once active
 
 
 @dataclass

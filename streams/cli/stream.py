@@ -21,7 +21,8 @@ def _check_program(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     tiers = ", ".join(f"{t.name} >= {t.threshold_minor} ({t.multiplier_pct}%)" for t in program.tiers)
-    print(f"program {program.name!r} OK: currency {program.currency}; tiers {tiers}")
+    print(f"program {program.name!r} version {program.version} OK: "
+          f"currency {program.currency}; tiers {tiers}")
     return 0
 
 

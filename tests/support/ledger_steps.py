@@ -8,10 +8,13 @@ from tests.support.builders import commands
 
 
 def apply(ledger: LoyaltyLedger, *events: dict) -> list[Result]:
-    """Apply events directly in order (referrer credits at once), checking the invariant."""
-    results = ledger.apply_in_order(commands(*events))
-    for member in {result.member_id for result in results}:
-        ledger.find_account(member).check_invariant()
+    """Apply events directly in order (credits at once), checking the invariant after each."""
+    results = []
+    for command in commands(*events):
+        step = ledger.apply_in_order([command])
+        for member in {result.member_id for result in step}:
+            ledger.find_account(member).check_invariant()
+        results.extend(step)
     return results
 
 
