@@ -17,7 +17,7 @@ field for field. Facts are nested, past-tense classes; their wire names
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -28,6 +28,8 @@ from ledger.program import Program
 from ledger.rules import (
     Lot,
     PurchaseRecord,
+    activating_lots,
+    active_lots,
     draw_points,
     expiring_lots,
     qualifying_spend,
@@ -107,6 +109,22 @@ class LoyaltyAccount(Aggregate):
         def apply(self, account: "LoyaltyAccount") -> None:
             account.lifetime_expired += self.points
             _apply_draws(account, self.lots)
+
+    class PointsActivated(Fact):
+        """Pending lots reached their activation time (section 8): each paid debt first."""
+
+        points: int
+        debt_paid: int
+        lots: list[list[int]]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            activated = {lot_id: paid for lot_id, _, paid in self.lots}
+            for lot in account.lots:
+                if lot.lot_id in activated:
+                    lot.active_from = None
+                    lot.remaining -= activated[lot.lot_id]
+            account.debt -= self.debt_paid
+            account.lots = [lot for lot in account.lots if lot.remaining > 0]
 
     class TierChanged(Fact):
         from_tier: str
@@ -409,7 +427,7 @@ class LoyaltyAccount(Aggregate):
             self._outcome(self.RedemptionRejected, clock, command, reason="insufficient_points",
                           points=command.points, balance=balance, reward_id=command.reward_id)
         else:
-            draws, _ = draw_points(self.lots, command.points)
+            draws, _ = draw_points(active_lots(self.lots), command.points)
             self._outcome(self.PointsRedeemed, clock, command, points=command.points,
                           reward_id=command.reward_id,
                           cash_top_up_minor=command.cash_top_up_minor, draws=draws)
@@ -464,8 +482,9 @@ class LoyaltyAccount(Aggregate):
     # ---------------------------------------------------------- decision steps
 
     def _begin(self, command: cmd.Command, program: Program) -> datetime:
-        """Advance the clock, expire what is due, re-evaluate the tier (year rollover)."""
+        """Advance the clock, activate and expire what is due, re-evaluate the tier (year rollover)."""
         clock = max(self.clock, command.occurred_at)
+        self._activate(clock, command)
         self._expire(clock, command)
         self._evaluate_tier(clock, program, "year_rollover", command)
         return clock
@@ -486,6 +505,13 @@ class LoyaltyAccount(Aggregate):
                      source_position=command.source_position,
                      program_version=self._program_version, **fields)
 
+    def _activate(self, clock: datetime, command: cmd.Command) -> None:
+        lots = activating_lots(self.lots, clock, self.debt)
+        if lots:
+            self._record(self.PointsActivated, clock, source_event_id=command.event_id,
+                         points=sum(points for _, points, _ in lots),
+                         debt_paid=sum(paid for _, _, paid in lots), lots=lots)
+
     def _expire(self, clock: datetime, command: cmd.Command) -> None:
         lots = expiring_lots(self.lots, clock)
         if lots:
@@ -502,21 +528,35 @@ class LoyaltyAccount(Aggregate):
                          from_tier=self.tier, to_tier=tier, reason=reason,
                          qualifying_spend_minor=spend)
 
-    def _award(self, points: int, lot_time: datetime, program: Program) -> dict:
-        """New points pay debt first; only the rest forms a lot dated ``lot_time``."""
-        debt_paid = min(points, self.debt)
+    def _award(self, points: int, lot_time: datetime, program: Program,
+               active_from: datetime | None = None) -> dict:
+        """New points pay debt first; only the rest forms a lot dated ``lot_time``.
+
+        A pending lot (``active_from`` given) pays no debt: it pays on activation.
+        """
+        debt_paid = 0 if active_from is not None else min(points, self.debt)
         rest = points - debt_paid
         lot = None
         if rest > 0:
             lot = {"lot_id": self.next_lot_id, "points": rest, "occurred_at": lot_time,
                    "expires_at": add_months(lot_time, program.expiry_months)}
+            if active_from is not None:
+                lot["active_from"] = active_from
         return {"points": points, "debt_paid": debt_paid, "lot": lot}
+
+    @staticmethod
+    def _activation_time(command: cmd.RecordPurchase, program: Program,
+                         clock: datetime) -> datetime | None:
+        """A purchase's lot is pending until occurred_at + pending_days, unless that has passed."""
+        active_from = command.occurred_at + timedelta(days=program.pending_days)
+        return active_from if active_from > clock else None
 
     def _earn_purchase(self, command: cmd.RecordPurchase, program: Program,
                        clock: datetime) -> None:
         multiplier = program.tier(self.tier).multiplier_pct
         points = program.purchase_points(command.amount_minor, multiplier)
-        award = self._award(points, command.occurred_at, program)
+        award = self._award(points, command.occurred_at, program,
+                            self._activation_time(command, program, clock))
         self._outcome(self.PointsEarned, clock, command, year=year_of(command.occurred_at),
                       amount_minor=command.amount_minor, store_id=command.store_id,
                       channel=command.channel, multiplier_pct=multiplier, **award)
@@ -549,7 +589,9 @@ class LoyaltyAccount(Aggregate):
         refunded_total = purchase.refunded_minor + command.amount_minor
         target = purchase.points * refunded_total // purchase.amount_minor
         points = target - purchase.reversed_points
-        draws, shortfall = draw_points(self.lots, points, first_lot_id=purchase.lot_id)
+        own_or_active = [lot for lot in self.lots
+                         if lot.active_from is None or lot.lot_id == purchase.lot_id]
+        draws, shortfall = draw_points(own_or_active, points, first_lot_id=purchase.lot_id)
         self._outcome(self.PointsReversed, clock, command,
                       purchase_event_id=purchase.event_id, purchase_year=purchase.year,
                       amount_minor=command.amount_minor, refunded_minor_total=refunded_total,
@@ -584,6 +626,7 @@ COMMAND_HANDLERS = {
 FACT_TYPES: dict[str, type] = {
     "account_opened": LoyaltyAccount.Opened,
     "points_expired": LoyaltyAccount.PointsExpired,
+    "points_activated": LoyaltyAccount.PointsActivated,
     "tier_changed": LoyaltyAccount.TierChanged,
     "points_earned": LoyaltyAccount.PointsEarned,
     "purchase_rejected": LoyaltyAccount.PurchaseRejected,

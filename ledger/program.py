@@ -22,6 +22,7 @@ from pathlib import Path
 import jsonschema_rs
 
 DEFAULT_PROGRAM_PATH = Path(__file__).parent / "programs" / "default.toml"
+RETAIL_EXAMPLE_PROGRAM_PATH = DEFAULT_PROGRAM_PATH.with_name("retail-example.toml")
 PERCENT = 100
 TIERS_MAX = 16
 NUMBER_MAX = 10**9

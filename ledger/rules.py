@@ -69,6 +69,27 @@ def draw_points(
     return draws, left
 
 
+def active_lots(lots: list[Lot]) -> list[Lot]:
+    """The lots a member can spend from (pending lots are never drawn: section 8)."""
+    return [lot for lot in lots if lot.active_from is None]
+
+
+def activating_lots(lots: list[Lot], clock: datetime, debt: int) -> list[list[int]]:
+    """``[[lot_id, points, debt_paid], ...]``: pending lots due at ``clock``, oldest first.
+
+    Each pays what remains of ``debt`` first. A lot whose expiry comes at or
+    before its activation never activates (it expires instead).
+    """
+    due = [lot for lot in lots if lot.active_from is not None
+           and lot.active_from <= clock and lot.expires_at > lot.active_from]
+    activations = []
+    for lot in oldest_first(due):
+        paid = min(lot.remaining, debt)
+        debt -= paid
+        activations.append([lot.lot_id, lot.remaining, paid])
+    return activations
+
+
 def expiring_lots(lots: list[Lot], clock: datetime) -> list[list[int]]:
     """``[[lot_id, unspent], ...]`` for every open lot whose expiry is at or before ``clock``."""
     due = [lot for lot in lots if lot.expires_at <= clock]  # usually none: filter before sorting

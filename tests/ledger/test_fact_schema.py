@@ -8,6 +8,7 @@ import orjson
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES
+from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
 from ledger.wire import LIBRARY_FIELDS, fact_document, fact_message
 from schemas import load_schema
 from streams.exports import committed_facts
@@ -32,11 +33,18 @@ def every_kind_of_fact() -> list[dict]:
     return events
 
 
+def every_kind_of_contract_2_fact() -> list[dict]:
+    """Facts only a program with contract 2's rules records (pending points...)."""
+    return [b.purchase("pender", "2025-03-01T10:00:00Z", 5000),
+            b.birthday("pender", "2025-03-20T10:00:00Z")]
+
+
 def test_every_fact_type_is_published_valid_against_its_schema():
-    ledger = LoyaltyLedger()
-    ledger.apply_in_order(b.commands(*every_kind_of_fact()))
+    default, retail = LoyaltyLedger(), LoyaltyLedger(program=load_program(RETAIL_EXAMPLE_PROGRAM_PATH))
+    default.apply_in_order(b.commands(*every_kind_of_fact()))
+    retail.apply_in_order(b.commands(*every_kind_of_contract_2_fact()))
     seen = set()
-    for fact in committed_facts(ledger):
+    for fact in [*committed_facts(default), *committed_facts(retail)]:
         document = fact_document(fact)
         validate_outbound("ledger_fact", document)
         seen.add(document["type"])

@@ -123,3 +123,110 @@ def test_a_snapshot_taken_before_contract_2_reads_with_zero_counters(ledger):
     assert (revived.balance, revived.lifetime_transferred_in, revived.held) == (50, 0, 0)
     assert revived.transferred_by_year == {}
     revived.check_invariant()
+
+
+# ---------------------------------------------------- pending points (8)
+
+def test_purchase_points_wait_out_the_return_window_and_activate_on_the_exact_second(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    # A purchase's lot is pending for 14 days: not spendable
+    results = apply(ledger, b.purchase(M, "2025-03-01T10:00:00Z", 10000),
+                    b.redemption(M, "2025-03-15T09:59:59Z", 1))
+    (earned,) = facts(results, "points_earned")
+    assert earned.lot["active_from"] == utc("2025-03-15T10:00:00Z")
+    assert [f.reason for f in facts(results, "redemption_rejected")] == ["insufficient_points"]
+    assert not facts(results, "points_activated")
+    member = account(ledger, M)
+    assert (member.balance, member.pending) == (0, 100)
+    # One second later any event activates it, before the event's effect
+    results = apply(ledger, b.redemption(M, "2025-03-15T10:00:00Z", 30))
+    (activated,) = facts(results, "points_activated")
+    assert (activated.points, activated.debt_paid, activated.lots) == (100, 0, [[1, 100, 0]])
+    assert [fact_type(f) for f in results[0].facts] == ["points_activated", "points_redeemed"]
+    member = account(ledger, M)
+    assert (member.balance, member.pending, member.lifetime_earned) == (70, 0, 100)
+
+
+def test_a_late_purchase_past_its_activation_time_is_created_active(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    results = apply(ledger, b.birthday(M, "2025-04-01T10:00:00Z"),
+                    b.purchase(M, "2025-03-01T10:00:00Z", 10000))
+    (earned,) = facts(results, "points_earned")
+    assert "active_from" not in earned.lot
+    assert not facts(results, "points_activated")
+    assert (account(ledger, M).balance, account(ledger, M).pending) == (300, 0)
+
+
+def test_other_awards_are_active_at_once(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    apply(ledger, b.birthday(M, "2025-04-01T10:00:00Z"))
+    assert (account(ledger, M).balance, account(ledger, M).pending) == (200, 0)
+
+
+def test_a_refund_while_pending_takes_its_own_pending_lot_and_creates_no_debt(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    buy = b.purchase(M, "2025-03-01T10:00:00Z", 10000)
+    results = apply(ledger, b.birthday(M, "2025-02-01T10:00:00Z"), buy,
+                    b.refund(M, "2025-03-02T10:00:00Z", buy["event_id"], 10000))
+    (reversed_,) = facts(results, "points_reversed")
+    assert (reversed_.draws, reversed_.debt_created) == ([[2, 100]], 0)
+    member = account(ledger, M)
+    assert (member.balance, member.pending, member.debt) == (200, 0, 0)
+
+
+def test_a_refund_after_activation_and_spending_creates_debt(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    buy = b.purchase(M, "2025-03-01T10:00:00Z", 10000)
+    results = apply(ledger, buy, b.redemption(M, "2025-03-20T10:00:00Z", 80),
+                    b.refund(M, "2025-03-21T10:00:00Z", buy["event_id"], 10000))
+    (reversed_,) = facts(results, "points_reversed")
+    assert (reversed_.draws, reversed_.debt_created) == ([[1, 20]], 80)
+    assert (account(ledger, M).balance, account(ledger, M).debt) == (-80, 80)
+
+
+def test_a_refund_never_draws_other_pending_lots(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    first = b.purchase(M, "2025-03-01T10:00:00Z", 10000)
+    results = apply(ledger, first, b.redemption(M, "2025-03-20T10:00:00Z", 100),
+                    b.purchase(M, "2025-03-21T10:00:00Z", 5000),
+                    b.refund(M, "2025-03-22T10:00:00Z", first["event_id"], 10000))
+    (reversed_,) = facts(results, "points_reversed")
+    assert (reversed_.draws, reversed_.debt_created) == ([], 100)
+    member = account(ledger, M)
+    assert (member.balance, member.pending, member.debt) == (-100, 50, 100)
+
+
+def test_activated_points_pay_debt_first(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    first = b.purchase(M, "2025-03-01T10:00:00Z", 10000)
+    apply(ledger, first, b.redemption(M, "2025-03-20T10:00:00Z", 100),
+          b.purchase(M, "2025-03-21T10:00:00Z", 5000),   # 50 pending
+          b.purchase(M, "2025-03-22T10:00:00Z", 8000),   # 80 pending
+          b.refund(M, "2025-03-23T10:00:00Z", first["event_id"], 10000))  # debt 100
+    # On activation, oldest first: 50 all pay debt, 80 pay the other 50 and keep 30
+    results = apply(ledger, b.birthday(M, "2025-04-10T10:00:00Z"))
+    (activated,) = facts(results, "points_activated")
+    assert activated.lots == [[2, 50, 50], [3, 80, 50]]
+    assert activated.debt_paid == 100
+    member = account(ledger, M)
+    assert (member.balance, member.pending, member.debt) == (30 + 200, 0, 0)
+
+
+def test_a_pending_lot_that_expires_before_its_activation_never_activates(ledger_on):
+    ledger = ledger_on(pending_days=60, expiry_months=1)
+    results = apply(ledger, b.purchase(M, "2025-03-01T10:00:00Z", 10000),
+                    b.birthday(M, "2025-06-01T10:00:00Z"))
+    assert not facts(results, "points_activated")
+    (expired,) = facts(results, "points_expired")
+    assert (expired.points, expired.lots) == (100, [[1, 100]])
+    member = account(ledger, M)
+    assert (member.balance, member.pending, member.lifetime_expired) == (200, 0, 100)
+
+
+def test_pending_purchase_points_count_in_the_annual_incentive(ledger_on):
+    ledger = ledger_on(pending_days=90, annual_purchases_min=1)
+    results = apply(ledger, b.purchase(M, "2025-12-20T10:00:00Z", 100000),
+                    b.year_closed(M, "2026-01-01T00:00:00Z", 2025))
+    (closed,) = facts(results, "year_closed")
+    assert (closed.net_purchase_points, closed.bonus_points) == (1000, 50)
+    assert (account(ledger, M).balance, account(ledger, M).pending) == (50, 1000)
