@@ -71,6 +71,17 @@ class CloseYear(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AdjustPoints(Command):
+    """Customer service adds (``points`` > 0) or takes away (< 0) points (section 9)."""
+
+    points: int
+    reason_code: str
+    operator_id: str
+    note: str | None = None
+    allow_debt: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class CreditReferrer(Command):
     """Internal: the referrer's share of a qualified referral.
 
@@ -138,6 +149,17 @@ def _year_closed(event: dict, common: dict) -> Command:
     return CloseYear(**common, year=event["year"])
 
 
+def _adjustment(event: dict, common: dict) -> Command:
+    return AdjustPoints(
+        **common,
+        points=event["points"],
+        reason_code=event["reason_code"],
+        operator_id=event["operator_id"],
+        note=event.get("note"),
+        allow_debt=event.get("allow_debt", False),
+    )
+
+
 def _referrer_credit(event: dict, common: dict) -> Command:
     return CreditReferrer(
         **common,
@@ -153,6 +175,7 @@ PARSERS = {
     "birthday": _birthday,
     "redemption": _redemption,
     "year_closed": _year_closed,
+    "adjustment": _adjustment,
     REFERRER_CREDIT_TYPE: _referrer_credit,
 }
 

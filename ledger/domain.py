@@ -53,11 +53,19 @@ def account_id(member_id: str) -> UUID:
 
 def _apply_award(account: "LoyaltyAccount", fact) -> None:
     account.lifetime_earned += fact.points
+    _apply_new_points(account, fact)
+
+
+def _apply_new_points(account: "LoyaltyAccount", fact) -> None:
+    """New points: ``debt_paid`` of them paid debt, the rest formed ``fact.lot``."""
     account.debt -= fact.debt_paid
     if fact.lot is not None:
-        account.lots.append(Lot(**fact.lot, remaining=fact.lot["points"],
-                                source_event_id=fact.source_event_id))
-        account.next_lot_id = fact.lot["lot_id"] + 1
+        _add_lot(account, fact.lot, fact.source_event_id)
+
+
+def _add_lot(account: "LoyaltyAccount", lot: dict, source_event_id: str) -> None:
+    account.lots.append(Lot(**lot, remaining=lot["points"], source_event_id=source_event_id))
+    account.next_lot_id = lot["lot_id"] + 1
 
 
 def _apply_draws(account: "LoyaltyAccount", draws: list[list[int]]) -> None:
@@ -265,6 +273,36 @@ class LoyaltyAccount(Aggregate):
         year: int
         bonuses_in_year: int
 
+    class PointsAdjusted(Outcome):
+        """Section 9: positive points pay debt then form ``lot``; negative ones are ``draws``."""
+
+        points: int
+        reason_code: str
+        operator_id: str
+        note: str | None
+        allow_debt: bool
+        debt_paid: int
+        lot: dict | None
+        draws: list[list[int]]
+        debt_created: int
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            if self.points > 0:
+                account.lifetime_adjusted_in += self.points
+                _apply_new_points(account, self)
+            else:
+                account.lifetime_adjusted_out -= self.points
+                _apply_draws(account, self.draws)
+                account.debt += self.debt_created
+
+    class AdjustmentRejected(Outcome):
+        reason: str
+        points: int
+        reason_code: str
+        operator_id: str
+        balance: int
+
     class YearClosed(Outcome):
         year: int
         purchases: int
@@ -471,6 +509,20 @@ class LoyaltyAccount(Aggregate):
             self._outcome(self.ReferrerCredited, clock, command, **common, **award)
         self._finish(command, program, clock)
 
+    def adjust_points(self, command: cmd.AdjustPoints, program: Program) -> None:
+        clock = self._begin(command, program)
+        reason = self._adjustment_rejection(command, program)
+        common = dict(points=command.points, reason_code=command.reason_code,
+                      operator_id=command.operator_id)
+        if reason is not None:
+            self._outcome(self.AdjustmentRejected, clock, command, reason=reason,
+                          balance=self.balance, **common)
+        else:
+            self._outcome(self.PointsAdjusted, clock, command, note=command.note,
+                          allow_debt=command.allow_debt, **common,
+                          **self._adjustment_effect(command, program))
+        self._finish(command, program, clock)
+
     def close_year(self, command: cmd.CloseYear, program: Program) -> None:
         clock = self._begin(command, program)
         if command.year in self.closed_years:
@@ -597,6 +649,24 @@ class LoyaltyAccount(Aggregate):
                       amount_minor=command.amount_minor, refunded_minor_total=refunded_total,
                       points=points, draws=draws, debt_created=shortfall)
 
+    def _adjustment_rejection(self, command: cmd.AdjustPoints, program: Program) -> str | None:
+        if abs(command.points) > program.adjustment_points_max:
+            return "adjustment_too_large"
+        if command.reason_code not in program.adjustment_reason_codes:
+            return "unknown_reason_code"
+        if command.points < 0 and not command.allow_debt and self.balance < -command.points:
+            return "insufficient_points"
+        return None
+
+    def _adjustment_effect(self, command: cmd.AdjustPoints, program: Program) -> dict:
+        """Positive: an award (debt first, then an active lot). Negative: drawn, shortfall as debt."""
+        if command.points > 0:
+            award = self._award(command.points, command.occurred_at, program)
+            return {"debt_paid": award["debt_paid"], "lot": award["lot"], "draws": [],
+                    "debt_created": 0}
+        draws, shortfall = draw_points(active_lots(self.lots), -command.points)
+        return {"debt_paid": 0, "lot": None, "draws": draws, "debt_created": shortfall}
+
     def _close_year(self, command: cmd.CloseYear, program: Program, clock: datetime) -> None:
         purchases = self.purchases_in_year(command.year)
         counted = sum(1 for p in purchases if not p.fully_refunded)
@@ -619,6 +689,7 @@ COMMAND_HANDLERS = {
     cmd.RegisterReferral: LoyaltyAccount.register_referral,
     cmd.CreditReferrer: LoyaltyAccount.credit_referrer,
     cmd.CloseYear: LoyaltyAccount.close_year,
+    cmd.AdjustPoints: LoyaltyAccount.adjust_points,
 }
 
 # Wire names of the ledger facts: published on ``loyalty.ledger`` as ``type``.
@@ -644,6 +715,8 @@ FACT_TYPES: dict[str, type] = {
     "year_closed": LoyaltyAccount.YearClosed,
     "year_already_closed": LoyaltyAccount.YearAlreadyClosed,
     "annual_incentive_awarded": LoyaltyAccount.AnnualIncentiveAwarded,
+    "points_adjusted": LoyaltyAccount.PointsAdjusted,
+    "adjustment_rejected": LoyaltyAccount.AdjustmentRejected,
 }
 WIRE_NAMES: dict[type, str] = {fact_class: name for name, fact_class in FACT_TYPES.items()}
 

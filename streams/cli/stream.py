@@ -1,4 +1,4 @@
-"""The stream commands: ``setup``, ``worker``, ``relay``, ``produce`` and ``check-program``.
+"""The stream commands: ``setup``, ``worker``, ``relay``, ``produce``, ``adjust`` and ``check-program``.
 
 Each decodes its flags, calls one function of ``streams`` or ``ledger`` and
 prints; no rule lives here.
@@ -85,8 +85,43 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adjust(args: argparse.Namespace) -> int:
+    """Print the file's totals first; then, unless a dry run, produce its adjustment events."""
+    from streams.adjust_file import AdjustFileError, adjustment_events, totals
+
+    try:
+        with open(args.file, "rb") as stream:
+            events = adjustment_events(stream.read(), args.operator, args.reason, args.at)
+    except (OSError, AdjustFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(totals(events).line())
+    if args.dry_run:
+        print("dry run: nothing sent")
+        return 0
+    return _produce_events(args, events)
+
+
+def _produce_events(args: argparse.Namespace, events: list[dict]) -> int:
+    import orjson
+
+    from streams.kafka_security import kafka_python_options
+    from streams.producer import produce_lines
+    from streams.topics import ensure_topics
+
+    settings = settings_from(args)
+    if not settings.bootstrap_servers:
+        print("error: adjust needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    produce_lines(settings.bootstrap_servers, settings.events_topic,
+                  [orjson.dumps(event) for event in events], kafka_python_options(settings))
+    print(f"sent {len(events)} adjustment events to {settings.events_topic}")
+    return 0
+
+
 def add_subcommands(commands: Any) -> None:
-    """Register check-program, worker, relay, setup and produce on ``commands``."""
+    """Register check-program, worker, relay, setup, produce and adjust on ``commands``."""
     check = commands.add_parser("check-program", help="validate a program file (TOML)")
     check.add_argument("file", nargs="?", help="program file; the default program when omitted")
     check.set_defaults(run=_check_program)
@@ -111,3 +146,14 @@ def add_subcommands(commands: Any) -> None:
     connection_flags(produce)
     produce.add_argument("file")
     produce.set_defaults(run=_produce)
+
+    adjust = commands.add_parser(
+        "adjust", help="bulk adjustments: one adjustment event per row of FILE.csv "
+                       "(member_id, points[, note, occurred_at, allow_debt])")
+    connection_flags(adjust)
+    adjust.add_argument("file")
+    adjust.add_argument("--operator", required=True, help="operator_id of every adjustment")
+    adjust.add_argument("--reason", required=True, help="reason_code of every adjustment")
+    adjust.add_argument("--at", help="occurred_at (RFC 3339) of rows without one")
+    adjust.add_argument("--dry-run", action="store_true", help="print the totals, send nothing")
+    adjust.set_defaults(run=_adjust)

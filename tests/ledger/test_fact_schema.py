@@ -36,7 +36,11 @@ def every_kind_of_fact() -> list[dict]:
 def every_kind_of_contract_2_fact() -> list[dict]:
     """Facts only a program with contract 2's rules records (pending points...)."""
     return [b.purchase("pender", "2025-03-01T10:00:00Z", 5000),
-            b.birthday("pender", "2025-03-20T10:00:00Z")]
+            b.birthday("pender", "2025-03-20T10:00:00Z"),
+            b.adjustment("pender", "2025-03-21T10:00:00Z", 20, note="sorry"),
+            b.adjustment("pender", "2025-03-22T10:00:00Z", -10_000, reason_code="fraud",
+                         allow_debt=True),
+            b.adjustment("pender", "2025-03-23T10:00:00Z", 5, reason_code="whim")]
 
 
 def test_every_fact_type_is_published_valid_against_its_schema():

@@ -230,3 +230,63 @@ def test_pending_purchase_points_count_in_the_annual_incentive(ledger_on):
     (closed,) = facts(results, "year_closed")
     assert (closed.net_purchase_points, closed.bonus_points) == (1000, 50)
     assert (account(ledger, M).balance, account(ledger, M).pending) == (50, 1000)
+
+
+# ------------------------------------------------------- adjustments (9)
+
+def test_a_positive_adjustment_pays_debt_first_then_forms_an_active_lot(ledger):
+    buy = b.purchase(M, "2025-01-10T10:00:00Z", 10000)
+    apply(ledger, buy, b.redemption(M, "2025-01-11T10:00:00Z", 100),
+          b.refund(M, "2025-01-12T10:00:00Z", buy["event_id"], 10000))  # debt 100
+    results = apply(ledger, b.adjustment(M, "2025-02-01T10:00:00Z", 250, note="sorry"))
+    (adjusted,) = facts(results, "points_adjusted")
+    assert (adjusted.points, adjusted.debt_paid, adjusted.lot["points"]) == (250, 100, 150)
+    assert adjusted.lot["expires_at"] == utc("2026-02-01T10:00:00Z")
+    assert (adjusted.reason_code, adjusted.operator_id, adjusted.note) == ("goodwill", "cs-1", "sorry")
+    member = account(ledger, M)
+    assert (member.balance, member.debt, member.lifetime_adjusted_in) == (150, 0, 250)
+    assert member.lifetime_earned == 100  # an adjustment is not earned
+
+
+def test_a_negative_adjustment_draws_oldest_first(ledger):
+    apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"), b.purchase(M, "2025-01-11T10:00:00Z", 10000))
+    results = apply(ledger, b.adjustment(M, "2025-02-01T10:00:00Z", -250, reason_code="correction"))
+    (adjusted,) = facts(results, "points_adjusted")
+    assert (adjusted.draws, adjusted.debt_created) == ([[1, 200], [2, 50]], 0)
+    member = account(ledger, M)
+    assert (member.balance, member.lifetime_adjusted_out) == (50, 250)
+
+
+def test_a_negative_adjustment_beyond_the_balance_needs_allow_debt(ledger):
+    apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"))
+    results = apply(ledger, b.adjustment(M, "2025-02-01T10:00:00Z", -300, reason_code="fraud"))
+    (rejected,) = facts(results, "adjustment_rejected")
+    assert (rejected.reason, rejected.balance) == ("insufficient_points", 200)
+    results = apply(ledger, b.adjustment(M, "2025-02-02T10:00:00Z", -300, reason_code="fraud",
+                                         allow_debt=True))
+    (adjusted,) = facts(results, "points_adjusted")
+    assert (adjusted.draws, adjusted.debt_created) == ([[1, 200]], 100)
+    member = account(ledger, M)
+    assert (member.balance, member.debt, member.lifetime_adjusted_out) == (-100, 100, 300)
+
+
+def test_adjustment_rejections_in_the_contracts_order(ledger_on):
+    ledger = ledger_on(adjustment_points_max=1000)
+    results = apply(
+        ledger,
+        b.adjustment(M, "2025-02-01T10:00:00Z", -1001, reason_code="whim"),   # too large wins
+        b.adjustment(M, "2025-02-02T10:00:00Z", 1000, reason_code="whim"),
+        b.adjustment(M, "2025-02-03T10:00:00Z", -1, reason_code="goodwill"),
+        b.adjustment(M, "2025-02-04T10:00:00Z", 1000, reason_code="migration"),
+    )
+    assert [f.reason for f in facts(results, "adjustment_rejected")] == [
+        "adjustment_too_large", "unknown_reason_code", "insufficient_points"]
+    member = account(ledger, M)
+    assert (member.balance, member.clock) == (1000, utc("2025-02-04T10:00:00Z"))
+
+
+def test_a_negative_adjustment_never_draws_pending_lots(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    results = apply(ledger, b.purchase(M, "2025-03-01T10:00:00Z", 10000),
+                    b.adjustment(M, "2025-03-02T10:00:00Z", -10))
+    assert [f.reason for f in facts(results, "adjustment_rejected")] == ["insufficient_points"]

@@ -72,11 +72,16 @@ def valid_events(draw) -> dict:
         event |= {"points": draw(amount), "reward_id": f"{text}#w"}
     elif kind == "year_closed":
         event |= {"year": draw(st.integers(min_value=1970, max_value=2999))}
+    elif kind == "adjustment":
+        event |= {"points": draw(amount), "reason_code": f"{text}#c", "operator_id": f"{text}#o"}
+    elif kind == "transfer":
+        event |= {"to_member_id": f"{text}#t", "points": draw(amount)}
     return event
 
 
 INTEGER_FIELDS = {"purchase": ["amount_minor"], "refund": ["amount_minor"],
-                  "redemption": ["points"], "year_closed": ["year"]}
+                  "redemption": ["points"], "year_closed": ["year"],
+                  "adjustment": ["points"], "transfer": ["points"]}
 STRING_FIELDS = ["event_id", "member_id", "occurred_at"]
 MAX_LENGTHS = {"event_id": 128, "member_id": 64, "store_id": 64, "purchase_event_id": 128,
                "referrer_member_id": 64}

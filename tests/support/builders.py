@@ -48,5 +48,16 @@ def year_closed(member: str, at: str, year: int, *, event_id: str | None = None)
     return _event("year_closed", member, at, event_id, year=year)
 
 
+def adjustment(member: str, at: str, points: int, *, reason_code: str = "goodwill",
+               operator: str = "cs-1", event_id: str | None = None, **optional) -> dict:
+    return _event("adjustment", member, at, event_id, points=points, reason_code=reason_code,
+                  operator_id=operator, **optional)
+
+
+def transfer(member: str, at: str, to_member: str, points: int, *,
+             event_id: str | None = None) -> dict:
+    return _event("transfer", member, at, event_id, to_member_id=to_member, points=points)
+
+
 def commands(*events: dict) -> list[Command]:
     return [command_from_event(event) for event in events]
