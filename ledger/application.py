@@ -111,6 +111,20 @@ def referrer_credits(facts: Iterable[Any]) -> list[cmd.CreditReferrer]:
     return credits
 
 
+def transfer_credit_document(fact: Any) -> dict | None:
+    """The internal credit message a ``PointsTransferredOut`` fact owes its receiver."""
+    if not isinstance(fact, LoyaltyAccount.PointsTransferredOut):
+        return None
+    return cmd.transfer_credit_event(fact.member_id, fact.to_member_id, fact.source_event_id,
+                                     fact.occurred_at, fact.lots)
+
+
+def transfer_credits(facts: Iterable[Any]) -> list[cmd.CreditTransfer]:
+    """The transfer credit each ``PointsTransferredOut`` fact owes to another account."""
+    documents = [transfer_credit_document(fact) for fact in facts]
+    return [cmd.command_from_event(document) for document in documents if document is not None]
+
+
 class LoyaltyLedger(Application):
     """The event-sourced ledger of every member's ``LoyaltyAccount``."""
 
@@ -237,7 +251,7 @@ class LoyaltyLedger(Application):
         for command in commands:
             result = self.apply(command)[0]
             results.append(result)
-            for credit in referrer_credits(result.facts):
+            for credit in [*referrer_credits(result.facts), *transfer_credits(result.facts)]:
                 results.extend(self.apply(credit))
         return results
 

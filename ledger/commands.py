@@ -1,5 +1,5 @@
 """Inbound commands: one frozen dataclass per inbound event type, plus the
-internal referrer credit.
+internal referrer and transfer credits.
 
 ``command_from_event`` turns an inbound event (a dict that already passed its
 JSON Schema) into a command. Every command carries the source ``event_id``
@@ -21,6 +21,7 @@ from ledger.calendar import format_timestamp, parse_timestamp
 
 FINGERPRINT_HEX_CHARS = 32
 REFERRER_CREDIT_TYPE = "referrer_credit"
+TRANSFER_CREDIT_TYPE = "transfer_credit"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +80,27 @@ class AdjustPoints(Command):
     operator_id: str
     note: str | None = None
     allow_debt: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferPoints(Command):
+    """The sender (``member_id``) gives ``points`` to ``to_member_id`` (section 10)."""
+
+    to_member_id: str
+    points: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreditTransfer(Command):
+    """Internal: a transfer's points arriving at the receiver (``member_id``).
+
+    ``lots`` are the sender's drawn lots in draw order: ``points``,
+    ``occurred_at`` and ``expires_at`` each (a transfer never extends expiry).
+    """
+
+    from_member_id: str
+    transfer_event_id: str
+    lots: tuple[dict, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +182,17 @@ def _adjustment(event: dict, common: dict) -> Command:
     )
 
 
+def _transfer(event: dict, common: dict) -> Command:
+    return TransferPoints(**common, to_member_id=event["to_member_id"], points=event["points"])
+
+
+def _transfer_credit(event: dict, common: dict) -> Command:
+    lots = tuple({"points": lot["points"], "occurred_at": parse_timestamp(lot["occurred_at"]),
+                  "expires_at": parse_timestamp(lot["expires_at"])} for lot in event["lots"])
+    return CreditTransfer(**common, from_member_id=event["from_member_id"],
+                          transfer_event_id=event["transfer_event_id"], lots=lots)
+
+
 def _referrer_credit(event: dict, common: dict) -> Command:
     return CreditReferrer(
         **common,
@@ -176,7 +209,9 @@ PARSERS = {
     "redemption": _redemption,
     "year_closed": _year_closed,
     "adjustment": _adjustment,
+    "transfer": _transfer,
     REFERRER_CREDIT_TYPE: _referrer_credit,
+    TRANSFER_CREDIT_TYPE: _transfer_credit,
 }
 
 
@@ -208,4 +243,25 @@ def referrer_credit_event(
         "occurred_at": format_timestamp(occurred_at),
         "referee_member_id": referee_member_id,
         "qualifying_event_id": qualifying_event_id,
+    }
+
+
+def transfer_credit_event(sender: str, receiver: str, transfer_event_id: str,
+                          occurred_at: datetime, lots: list[dict]) -> dict:
+    """The internal message that carries a transfer's points to the receiver's partition.
+
+    Its ``event_id`` is derived from the transfer's, and every field from the
+    transfer's fact, so a redelivered credit is a duplicate on the receiver's
+    account (exactly once in effect).
+    """
+    return {
+        "type": TRANSFER_CREDIT_TYPE,
+        "schema_version": 1,
+        "event_id": f"transfer-credit:{transfer_event_id}",
+        "member_id": receiver,
+        "occurred_at": format_timestamp(occurred_at),
+        "from_member_id": sender,
+        "transfer_event_id": transfer_event_id,
+        "lots": [{"points": lot["points"], "occurred_at": format_timestamp(lot["occurred_at"]),
+                  "expires_at": format_timestamp(lot["expires_at"])} for lot in lots],
     }

@@ -303,6 +303,47 @@ class LoyaltyAccount(Aggregate):
         operator_id: str
         balance: int
 
+    class PointsTransferredOut(Outcome):
+        """Section 10, the sender's side: ``lots`` drawn (id, points, dates), oldest first."""
+
+        to_member_id: str
+        year: int
+        points: int
+        lots: list[dict]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.lifetime_transferred_out += self.points
+            _apply_draws(account, [[lot["lot_id"], lot["points"]] for lot in self.lots])
+            year_key = str(self.year)
+            account.transferred_by_year[year_key] = (
+                account.transferred_by_year.get(year_key, 0) + self.points)
+
+    class TransferRejected(Outcome):
+        reason: str
+        to_member_id: str
+        points: int
+        balance: int
+
+    class PointsTransferredIn(Outcome):
+        """Section 10, the receiver's side: past-expiry parts expired at once, the rest
+        paid ``debt_paid`` and formed ``lots`` with the sender's dates."""
+
+        from_member_id: str
+        transfer_event_id: str
+        points: int
+        expired: int
+        debt_paid: int
+        lots: list[dict]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.lifetime_transferred_in += self.points
+            account.lifetime_expired += self.expired
+            account.debt -= self.debt_paid
+            for lot in self.lots:
+                _add_lot(account, lot, self.source_event_id)
+
     class YearClosed(Outcome):
         year: int
         purchases: int
@@ -523,6 +564,27 @@ class LoyaltyAccount(Aggregate):
                           **self._adjustment_effect(command, program))
         self._finish(command, program, clock)
 
+    def transfer_points(self, command: cmd.TransferPoints, program: Program) -> None:
+        clock = self._begin(command, program)
+        reason = self._transfer_rejection(command, program)
+        if reason is not None:
+            self._outcome(self.TransferRejected, clock, command, reason=reason,
+                          to_member_id=command.to_member_id, points=command.points,
+                          balance=self.balance)
+        else:
+            self._outcome(self.PointsTransferredOut, clock, command,
+                          to_member_id=command.to_member_id, year=year_of(command.occurred_at),
+                          points=command.points, lots=self._transfer_draws(command.points))
+        self._finish(command, program, clock)
+
+    def credit_transfer(self, command: cmd.CreditTransfer, program: Program) -> None:
+        clock = self._begin(command, program)
+        self._outcome(self.PointsTransferredIn, clock, command,
+                      from_member_id=command.from_member_id,
+                      transfer_event_id=command.transfer_event_id,
+                      **self._arriving_lots(command.lots, clock))
+        self._finish(command, program, clock)
+
     def close_year(self, command: cmd.CloseYear, program: Program) -> None:
         clock = self._begin(command, program)
         if command.year in self.closed_years:
@@ -667,6 +729,40 @@ class LoyaltyAccount(Aggregate):
         draws, shortfall = draw_points(active_lots(self.lots), -command.points)
         return {"debt_paid": 0, "lot": None, "draws": draws, "debt_created": shortfall}
 
+    def _transfer_rejection(self, command: cmd.TransferPoints, program: Program) -> str | None:
+        if command.to_member_id == self.member_id:
+            return "self_transfer"
+        this_year = self.transferred_by_year.get(str(year_of(command.occurred_at)), 0)
+        if this_year + command.points > program.transfer_points_per_year_max:
+            return "transfer_limit"
+        if self.balance < command.points:
+            return "insufficient_points"
+        return None
+
+    def _transfer_draws(self, points: int) -> list[dict]:
+        """The active lots a transfer takes, oldest first, with the dates the receiver keeps."""
+        by_id = {lot.lot_id: lot for lot in self.lots}
+        draws, _ = draw_points(active_lots(self.lots), points)
+        return [{"lot_id": lot_id, "points": taken, "occurred_at": by_id[lot_id].occurred_at,
+                 "expires_at": by_id[lot_id].expires_at} for lot_id, taken in draws]
+
+    def _arriving_lots(self, lots: tuple[dict, ...], clock: datetime) -> dict:
+        """Contract 2's rule for arriving points, lot by lot in draw order: a part
+        past expiry expires, the rest pays debt first, then forms a lot keeping its dates."""
+        expired, debt_left, created = 0, self.debt, []
+        for lot in lots:
+            if lot["expires_at"] <= clock:
+                expired += lot["points"]
+                continue
+            paid = min(lot["points"], debt_left)
+            debt_left -= paid
+            if lot["points"] > paid:
+                created.append({"lot_id": self.next_lot_id + len(created),
+                                "points": lot["points"] - paid,
+                                "occurred_at": lot["occurred_at"], "expires_at": lot["expires_at"]})
+        return {"points": sum(lot["points"] for lot in lots), "expired": expired,
+                "debt_paid": self.debt - debt_left, "lots": created}
+
     def _close_year(self, command: cmd.CloseYear, program: Program, clock: datetime) -> None:
         purchases = self.purchases_in_year(command.year)
         counted = sum(1 for p in purchases if not p.fully_refunded)
@@ -690,6 +786,8 @@ COMMAND_HANDLERS = {
     cmd.CreditReferrer: LoyaltyAccount.credit_referrer,
     cmd.CloseYear: LoyaltyAccount.close_year,
     cmd.AdjustPoints: LoyaltyAccount.adjust_points,
+    cmd.TransferPoints: LoyaltyAccount.transfer_points,
+    cmd.CreditTransfer: LoyaltyAccount.credit_transfer,
 }
 
 # Wire names of the ledger facts: published on ``loyalty.ledger`` as ``type``.
@@ -717,6 +815,9 @@ FACT_TYPES: dict[str, type] = {
     "annual_incentive_awarded": LoyaltyAccount.AnnualIncentiveAwarded,
     "points_adjusted": LoyaltyAccount.PointsAdjusted,
     "adjustment_rejected": LoyaltyAccount.AdjustmentRejected,
+    "points_transferred_out": LoyaltyAccount.PointsTransferredOut,
+    "transfer_rejected": LoyaltyAccount.TransferRejected,
+    "points_transferred_in": LoyaltyAccount.PointsTransferredIn,
 }
 WIRE_NAMES: dict[type, str] = {fact_class: name for name, fact_class in FACT_TYPES.items()}
 

@@ -14,6 +14,8 @@ Routing of one fact:
 - ``tier_changed`` also -> ``loyalty.tier-changes`` (CONTRACT section 5);
 - ``referral_qualified`` also -> the internal credits topic, keyed by the
   referrer, where the referrer's partition owner applies the credit;
+- ``points_transferred_out`` also -> the credits topic, keyed by the receiver
+  (``transfer-credit:<event_id>``, CONTRACT section 10);
 - a ``DeadLetter`` -> ``loyalty.dead-letter`` with the original key.
 """
 
@@ -29,7 +31,7 @@ from typing import Any, Callable, Sequence
 import orjson
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.application import LoyaltyLedger
+from ledger.application import LoyaltyLedger, transfer_credit_document
 from ledger.commands import referrer_credit_event
 from ledger.dead_letters import DeadLetter
 from ledger.domain import LoyaltyAccount
@@ -70,7 +72,16 @@ def route(fact: Any, settings: Settings) -> list[Outbound]:
                                        fact.qualifying_event_id, fact.qualifying_occurred_at)
         messages.append(Outbound(settings.credits_topic, fact.referrer_member_id.encode("utf-8"),
                                  _json(credit)))
+    messages.extend(transfer_credit_messages(fact, settings))
     return messages
+
+
+def transfer_credit_messages(fact: Any, settings: Settings) -> list[Outbound]:
+    """A ``points_transferred_out`` fact's credit, to the credits topic keyed by the receiver."""
+    credit = transfer_credit_document(fact)
+    if credit is None:
+        return []
+    return [Outbound(settings.credits_topic, credit["member_id"].encode("utf-8"), _json(credit))]
 
 
 class KafkaSender:

@@ -40,7 +40,10 @@ def every_kind_of_contract_2_fact() -> list[dict]:
             b.adjustment("pender", "2025-03-21T10:00:00Z", 20, note="sorry"),
             b.adjustment("pender", "2025-03-22T10:00:00Z", -10_000, reason_code="fraud",
                          allow_debt=True),
-            b.adjustment("pender", "2025-03-23T10:00:00Z", 5, reason_code="whim")]
+            b.adjustment("pender", "2025-03-23T10:00:00Z", 5, reason_code="whim"),
+            b.birthday("giver", "2025-03-01T10:00:00Z"),
+            b.transfer("giver", "2025-03-02T10:00:00Z", "pender", 150),
+            b.transfer("giver", "2025-03-03T10:00:00Z", "giver", 10)]
 
 
 def test_every_fact_type_is_published_valid_against_its_schema():

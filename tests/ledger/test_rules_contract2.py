@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from ledger.application import LoyaltyLedger
+from ledger.application import LoyaltyLedger, transfer_credits
 from eventsourcing.domain import Snapshot
 
 from ledger.domain import CONTRACT_2_COUNTERS, LoyaltyAccount, account_id, fact_type
@@ -290,3 +290,92 @@ def test_a_negative_adjustment_never_draws_pending_lots(ledger_on):
     results = apply(ledger, b.purchase(M, "2025-03-01T10:00:00Z", 10000),
                     b.adjustment(M, "2025-03-02T10:00:00Z", -10))
     assert [f.reason for f in facts(results, "adjustment_rejected")] == ["insufficient_points"]
+
+
+# --------------------------------------------------------- transfers (10)
+
+R = "receiver-1"
+
+
+def test_a_transfer_moves_points_oldest_first_keeping_their_expiry(ledger):
+    apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"), b.purchase(M, "2025-02-11T10:00:00Z", 10000),
+          b.purchase(R, "2025-01-10T10:00:00Z", 5000))
+    results = apply(ledger, b.transfer(M, "2025-03-01T10:00:00Z", R, 250))
+    (out,) = facts(results, "points_transferred_out")
+    assert [(lot["lot_id"], lot["points"]) for lot in out.lots] == [(1, 200), (2, 50)]
+    (into,) = facts(results, "points_transferred_in")
+    assert into.source_event_id == f"transfer-credit:{out.source_event_id}"
+    assert (into.points, into.expired, into.debt_paid) == (250, 0, 0)
+    assert [(lot["lot_id"], lot["points"], lot["expires_at"]) for lot in into.lots] == [
+        (2, 200, utc("2026-01-10T10:00:00Z")), (3, 50, utc("2026-02-11T10:00:00Z"))]
+    sender, receiver = account(ledger, M), account(ledger, R)
+    assert (sender.balance, sender.lifetime_transferred_out) == (50, 250)
+    assert (receiver.balance, receiver.lifetime_transferred_in) == (300, 250)
+    # The gift's lots keep their dates, after the receiver's lot of the same occurred_at
+    results = apply(ledger, b.redemption(R, "2025-03-02T10:00:00Z", 220))
+    (redeemed,) = facts(results, "points_redeemed")
+    assert redeemed.draws == [[1, 50], [2, 170]]
+
+
+def test_a_transfer_opens_the_receivers_account(ledger):
+    apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"))
+    results = apply(ledger, b.transfer(M, "2025-03-01T10:00:00Z", "newcomer", 120))
+    assert [f.member_id for f in facts(results, "points_transferred_in")] == ["newcomer"]
+    receiver = account(ledger, "newcomer")
+    assert (receiver.balance, receiver.tier, receiver.clock) == (120, "bronze", utc("2025-03-01T10:00:00Z"))
+
+
+def test_transfer_rejections_first_failure_wins(ledger_on):
+    ledger = ledger_on(transfer_points_per_year_max=300)
+    apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"))
+    results = apply(
+        ledger,
+        b.transfer(M, "2025-03-01T10:00:00Z", M, 10_000),    # self wins over everything
+        b.transfer(M, "2025-03-02T10:00:00Z", R, 301),        # over the yearly limit
+        b.transfer(M, "2025-03-03T10:00:00Z", R, 250),        # too many points
+        b.transfer(M, "2025-03-04T10:00:00Z", R, 150),
+        b.transfer(M, "2025-03-05T10:00:00Z", R, 151),        # 150 + 151 > 300 this year
+    )
+    assert [f.reason for f in facts(results, "transfer_rejected")] == [
+        "self_transfer", "transfer_limit", "insufficient_points", "transfer_limit"]
+    apply(ledger, b.birthday(M, "2026-01-10T10:00:00Z"))
+    results = apply(ledger, b.transfer(M, "2026-01-11T10:00:00Z", R, 151))  # a new year
+    assert [f.points for f in facts(results, "points_transferred_out")] == [151]
+    assert account(ledger, M).transferred_by_year == {"2025": 150, "2026": 151}
+
+
+def test_a_zero_yearly_limit_turns_transfers_off(ledger_on):
+    ledger = ledger_on(transfer_points_per_year_max=0)
+    results = apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"),
+                    b.transfer(M, "2025-03-01T10:00:00Z", R, 1))
+    assert [f.reason for f in facts(results, "transfer_rejected")] == ["transfer_limit"]
+
+
+def test_a_transfer_never_draws_pending_lots(ledger_on):
+    ledger = ledger_on(pending_days=14)
+    results = apply(ledger, b.purchase(M, "2025-03-01T10:00:00Z", 10000),
+                    b.transfer(M, "2025-03-02T10:00:00Z", R, 1))
+    assert [f.reason for f in facts(results, "transfer_rejected")] == ["insufficient_points"]
+
+
+def test_arriving_points_past_expiry_expire_at_once_and_the_rest_pays_debt(ledger):
+    # The receiver's clock is already past the expiry of the sender's oldest lot
+    buy = b.purchase(R, "2025-06-01T10:00:00Z", 10000)
+    apply(ledger, b.birthday(M, "2024-12-01T10:00:00Z"), b.purchase(M, "2025-02-01T10:00:00Z", 10000),
+          buy, b.redemption(R, "2025-06-02T10:00:00Z", 100),
+          b.refund(R, "2025-12-05T10:00:00Z", buy["event_id"], 10000))   # receiver owes 100
+    results = apply(ledger, b.transfer(M, "2025-03-01T10:00:00Z", R, 250))
+    (into,) = facts(results, "points_transferred_in")
+    # 200 from a lot that expired 2025-12-01: gone at once; 50 pay debt; nothing is left
+    assert (into.points, into.expired, into.debt_paid, into.lots) == (250, 200, 50, [])
+    receiver = account(ledger, R)
+    assert (receiver.balance, receiver.debt) == (-50, 50)
+    assert (receiver.lifetime_transferred_in, receiver.lifetime_expired) == (250, 200)
+
+
+def test_a_redelivered_transfer_credit_is_a_duplicate(ledger):
+    apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"))
+    results = apply(ledger, b.transfer(M, "2025-03-01T10:00:00Z", R, 120))
+    (credit,) = transfer_credits(results[0].facts)
+    assert [r.status for r in ledger.apply(credit)] == ["duplicate"]
+    assert account(ledger, R).balance == 120

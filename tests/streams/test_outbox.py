@@ -12,7 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.domain import account_id
 from ledger.wire import tier_changed_document
-from streams.batches import PartitionBatchApplier
+from streams.batches import InboundMessage, PartitionBatchApplier
 from streams.outbox import OutboxRelay
 from streams.settings import Settings
 from streams.validation import validate_outbound
@@ -97,6 +97,23 @@ def test_referral_credits_go_to_the_referrer_key_and_dead_letters_keep_their_key
     (letter,) = sent.on(SETTINGS.dead_letter_topic)
     validate_outbound("dead_letter", letter)
     assert letter["source_offset"] == 50
+
+
+def test_transfer_credits_go_to_the_receiver_key_and_apply_there_once(ledger):
+    ledger.apply(*b.commands(b.birthday("giver", "2025-01-01T10:00:00Z"),
+                             b.transfer("giver", "2025-01-02T10:00:00Z", "taker", 150,
+                                        event_id="gift-1")))
+    sent = Collector()
+    relay_all(OutboxRelay(ledger, SETTINGS, sent))
+    (credit,) = [m for m in sent.sent if m.topic == SETTINGS.credits_topic]
+    assert credit.key == b"taker"
+    assert json.loads(credit.value)["event_id"] == "transfer-credit:gift-1"
+    # The receiver's partition owner applies it; a redelivery changes nothing
+    applier = PartitionBatchApplier(ledger, Settings())
+    for offset in (7, 8):
+        applier.apply([InboundMessage(SETTINGS.credits_topic, 0, offset, credit.key, credit.value)])
+    assert ledger.find_account("taker").balance == 150
+    assert ledger.find_account("taker").lifetime_transferred_in == 150
 
 
 # ---------------------------------------------------------- the Kafka sender
