@@ -32,6 +32,7 @@ from ledger.rules import (
     active_lots,
     draw_points,
     expiring_lots,
+    lifetime_spend,
     qualifying_spend,
 )
 
@@ -635,12 +636,22 @@ class LoyaltyAccount(Aggregate):
 
     def _evaluate_tier(self, clock: datetime, program: Program, reason: str,
                        command: cmd.Command) -> None:
-        spend = qualifying_spend(self.spend_by_year, clock)
-        tier = program.tier_for_spend(spend).name
+        tier, spend = self._tier_at(clock, program)
         if tier != self.tier:
             self._record(self.TierChanged, clock, source_event_id=command.event_id,
                          from_tier=self.tier, to_tier=tier, reason=reason,
                          qualifying_spend_minor=spend)
+
+    def _tier_at(self, clock: datetime, program: Program) -> tuple[str, int]:
+        """The tier the program gives at ``clock`` and the spend it judged."""
+        if not program.lifetime_tiers:
+            spend = qualifying_spend(self.spend_by_year, clock)
+            return program.tier_for_spend(spend).name, spend
+        spend = lifetime_spend(self.spend_by_year)
+        tier = program.tier_for_spend(spend).name
+        if program.tier_rank(tier) < program.tier_rank(self.tier):
+            return self.tier, spend  # an accumulating tier never drops
+        return tier, spend
 
     def _award(self, points: int, lot_time: datetime, program: Program,
                active_from: datetime | None = None) -> dict:

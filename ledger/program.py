@@ -28,7 +28,8 @@ TIERS_MAX = 16
 NUMBER_MAX = 10**9
 PENDING_DAYS_MAX = 90
 REASON_CODES_MAX = 64
-TIER_BASES = ("annual", "lifetime")
+ANNUAL_TIERS, LIFETIME_TIERS = "annual", "lifetime"
+TIER_BASES = (ANNUAL_TIERS, LIFETIME_TIERS)
 ADJUSTMENT_POINTS_MAX_DEFAULT = 1_000_000
 ADJUSTMENT_REASON_CODES_DEFAULT = ("goodwill", "correction", "migration", "fraud")
 TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT = 10_000
@@ -67,7 +68,7 @@ class Program:
     annual_bonus_pct: int
     version: int = 1
     pending_days: int = 0
-    tier_basis: str = "annual"
+    tier_basis: str = ANNUAL_TIERS
     adjustment_points_max: int = ADJUSTMENT_POINTS_MAX_DEFAULT
     adjustment_reason_codes: tuple[str, ...] = ADJUSTMENT_REASON_CODES_DEFAULT
     transfer_points_per_year_max: int = TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT
@@ -90,6 +91,11 @@ class Program:
 
     def tier_rank(self, name: str) -> int:
         return [tier.name for tier in self.tiers].index(name)
+
+    @property
+    def lifetime_tiers(self) -> bool:
+        """Tiers on lifetime spend that never drop (section 11's accumulating tiers)."""
+        return self.tier_basis == LIFETIME_TIERS
 
     def next_tier(self, name: str) -> Tier | None:
         names = [tier.name for tier in self.tiers]
@@ -244,7 +250,7 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         annual_bonus_pct=annual["bonus_pct"],
         version=head.get("version", 1),
         pending_days=head.get("pending_days", 0),
-        tier_basis=head.get("tier_basis", "annual"),
+        tier_basis=head.get("tier_basis", ANNUAL_TIERS),
         adjustment_points_max=adjustments.get("points_max", ADJUSTMENT_POINTS_MAX_DEFAULT),
         adjustment_reason_codes=tuple(
             adjustments.get("reason_codes", ADJUSTMENT_REASON_CODES_DEFAULT)),

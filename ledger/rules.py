@@ -101,3 +101,8 @@ def qualifying_spend(spend_by_year: dict[str, int], clock: datetime) -> int:
     this_year = spend_by_year.get(str(clock.year), 0)
     last_year = spend_by_year.get(str(clock.year - 1), 0)
     return max(this_year, last_year)
+
+
+def lifetime_spend(spend_by_year: dict[str, int]) -> int:
+    """Qualifying spend of every year: the basis of ``tier_basis = "lifetime"`` (section 11)."""
+    return sum(spend_by_year.values())

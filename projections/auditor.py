@@ -65,7 +65,7 @@ def member_view_document(view: MemberView) -> dict[str, Any]:
 
 def _open_lots(account: LoyaltyAccount) -> list[dict[str, Any]]:
     return [{"lot_id": lot.lot_id, "occurred_at": lot.occurred_at, "expires_at": lot.expires_at,
-             "points": lot.points, "remaining": lot.remaining,
+             "points": lot.points, "remaining": lot.remaining, "active_from": lot.active_from,
              "source_event_id": lot.source_event_id} for lot in account.lots]
 
 

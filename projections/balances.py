@@ -7,15 +7,26 @@ including those that paid debt) adds to ``lifetime_earned`` and to the
 balance; a reversal, redemption or expiry takes its points off the balance.
 So the row keeps balance = earned - reversed - redeemed - expired.
 
+Contract 2 adds ``held``, ``pending`` and the counters of adjustments,
+transfers, cancellations and forfeits, so the row keeps balance + held +
+pending = earned + adjusted_in + transferred_in + cancelled - reversed -
+redeemed - expired - adjusted_out - transferred_out - forfeited. A pending
+lot's points are ``pending`` until ``points_activated``; since an expiry or
+a refund may draw a pending lot, the row keeps the unspent points of its
+pending lots in the internal column ``pending_lots`` (JSON, lot id to points:
+``{}`` with the default program).
+
 Facts handled: ``account_opened``, every outcome (each moves the clock) and
 the awards that are not outcomes (``referral_qualified``,
-``annual_incentive_awarded``) and ``points_expired``. Ignored:
-``tier_changed`` (its clock is its event's outcome's clock).
+``annual_incentive_awarded``), ``points_activated`` and ``points_expired``.
+Ignored: ``tier_changed`` (its clock is its event's outcome's clock).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
 from projections.rows import Row, RowBatch, Table
@@ -31,10 +42,21 @@ BALANCES = Table(
         ("lifetime_reversed", "bigint NOT NULL"),
         ("debt", "bigint NOT NULL"),
         ("last_event_at", "timestamptz NOT NULL"),
+        ("held", "bigint NOT NULL DEFAULT 0"),
+        ("pending", "bigint NOT NULL DEFAULT 0"),
+        ("lifetime_adjusted_in", "bigint NOT NULL DEFAULT 0"),
+        ("lifetime_adjusted_out", "bigint NOT NULL DEFAULT 0"),
+        ("lifetime_transferred_in", "bigint NOT NULL DEFAULT 0"),
+        ("lifetime_transferred_out", "bigint NOT NULL DEFAULT 0"),
+        ("lifetime_cancelled", "bigint NOT NULL DEFAULT 0"),
+        ("lifetime_forfeited", "bigint NOT NULL DEFAULT 0"),
+        ("pending_lots", "text NOT NULL DEFAULT '{}'"),
     ),
     key=("member_id",),
 )
-BALANCE_FIELDS = BALANCES.column_names
+BALANCE_FIELDS = BALANCES.column_names[:-1]  # pending_lots is internal
+COUNTER_FIELDS = tuple(name for name in BALANCE_FIELDS if name not in ("member_id", "last_event_at"))
+NO_PENDING_LOTS = "{}"
 
 
 class BalancesRecorder(ReadModelRecorder):
@@ -48,9 +70,9 @@ class BalancesProjection(ReadModelProjection):
     # ----------------------------------------------------------- handlers
 
     def account_opened(self, fact: Any, rows: RowBatch) -> None:
-        counters = dict.fromkeys(BALANCE_FIELDS[1:-1], 0)
+        counters = dict.fromkeys(COUNTER_FIELDS, 0)
         rows.put(BALANCES, {"member_id": fact.member_id, **counters,
-                            "last_event_at": fact.timestamp})
+                            "last_event_at": fact.timestamp, "pending_lots": NO_PENDING_LOTS})
 
     def points_earned(self, fact: Any, rows: RowBatch) -> None:
         self._award(fact, rows)
@@ -71,7 +93,7 @@ class BalancesProjection(ReadModelProjection):
         row = self._at_clock(fact, rows)
         row["lifetime_reversed"] += fact.points
         row["debt"] += fact.debt_created
-        row["balance"] -= fact.points
+        row["balance"] -= fact.points - _take_pending(row, fact.draws)
         rows.put(BALANCES, row)
 
     def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
@@ -83,8 +105,48 @@ class BalancesProjection(ReadModelProjection):
     def points_expired(self, fact: Any, rows: RowBatch) -> None:
         row = self._at_clock(fact, rows)
         row["lifetime_expired"] += fact.points
+        row["balance"] -= fact.points - _take_pending(row, fact.lots)
+        rows.put(BALANCES, row)
+
+    def points_activated(self, fact: Any, rows: RowBatch) -> None:
+        """Pending points become spendable; those that paid debt leave the debt."""
+        row = self._at_clock(fact, rows)
+        _take_pending(row, [[lot_id, points] for lot_id, points, _ in fact.lots])
+        row["debt"] -= fact.debt_paid
+        row["balance"] += fact.points
+        rows.put(BALANCES, row)
+
+    def points_adjusted(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        if fact.points > 0:
+            row["lifetime_adjusted_in"] += fact.points
+            row["debt"] -= fact.debt_paid
+        else:
+            row["lifetime_adjusted_out"] -= fact.points
+            row["debt"] += fact.debt_created
+        row["balance"] += fact.points
+        rows.put(BALANCES, row)
+
+    def points_transferred_out(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["lifetime_transferred_out"] += fact.points
         row["balance"] -= fact.points
         rows.put(BALANCES, row)
+
+    def points_transferred_in(self, fact: Any, rows: RowBatch) -> None:
+        """Arriving points: a past-expiry part expired at once, the rest paid debt or formed lots."""
+        row = self._at_clock(fact, rows)
+        row["lifetime_transferred_in"] += fact.points
+        row["lifetime_expired"] += fact.expired
+        row["debt"] -= fact.debt_paid
+        row["balance"] += fact.points - fact.expired
+        rows.put(BALANCES, row)
+
+    def adjustment_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def transfer_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
 
     def purchase_rejected(self, fact: Any, rows: RowBatch) -> None:
         self._clock_only(fact, rows)
@@ -124,9 +186,40 @@ class BalancesProjection(ReadModelProjection):
         rows.put(BALANCES, self._at_clock(fact, rows))
 
     def _award(self, fact: Any, rows: RowBatch) -> None:
-        """New points pay debt first; either way they add to earned and to the balance."""
+        """New points pay debt first; either way they add to earned and to the balance,
+        unless they form a pending lot (section 8: then they are ``pending``)."""
         row = self._at_clock(fact, rows)
         row["lifetime_earned"] += fact.points
         row["debt"] -= fact.debt_paid
-        row["balance"] += fact.points
+        lot = fact.lot
+        if lot is not None and "active_from" in lot:
+            _add_pending(row, lot["lot_id"], lot["points"])
+            row["balance"] += fact.points - lot["points"]
+        else:
+            row["balance"] += fact.points
         rows.put(BALANCES, row)
+
+
+def _add_pending(row: Row, lot_id: int, points: int) -> None:
+    lots = orjson.loads(row["pending_lots"])
+    lots[str(lot_id)] = points
+    row["pending_lots"] = orjson.dumps(lots).decode()
+    row["pending"] += points
+
+
+def _take_pending(row: Row, draws: list[list[int]]) -> int:
+    """Take ``draws`` ([lot_id, points]) from the row's pending lots; return the points taken."""
+    if row["pending_lots"] == NO_PENDING_LOTS:  # the default program: no pending lot, ever
+        return 0
+    lots = orjson.loads(row["pending_lots"])
+    taken = 0
+    for lot_id, points in draws:
+        key = str(lot_id)
+        if key in lots:
+            lots[key] -= points
+            taken += points
+            if lots[key] == 0:
+                del lots[key]
+    row["pending_lots"] = orjson.dumps(lots).decode()
+    row["pending"] -= taken
+    return taken

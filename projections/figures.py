@@ -13,8 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.calendar import year_of
-from ledger.domain import LoyaltyAccount
+from ledger.domain import CONTRACT_2_COUNTERS, LoyaltyAccount
 from ledger.program import Program
+from ledger.rules import lifetime_spend
+
+
+CONTRACT_2_LIFETIME_COUNTERS = tuple(c for c in CONTRACT_2_COUNTERS if c.startswith("lifetime_"))
 
 
 def fold(facts: Sequence[Any]) -> LoyaltyAccount:
@@ -36,12 +40,16 @@ def balance_figures(account: LoyaltyAccount) -> dict[str, Any]:
         "lifetime_reversed": account.lifetime_reversed,
         "debt": account.debt,
         "last_event_at": account.clock,
+        "held": account.held,
+        "pending": account.pending,
+        **{counter: getattr(account, counter) for counter in CONTRACT_2_LIFETIME_COUNTERS},
     }
 
 
 def tier_figures(account: LoyaltyAccount, program: Program) -> dict[str, Any]:
     year = year_of(account.clock)
     spend = account.spend_in_year(year)
+    judged = lifetime_spend(account.spend_by_year) if program.lifetime_tiers else spend
     following = program.next_tier(account.tier)
     return {
         "member_id": account.member_id,
@@ -49,8 +57,9 @@ def tier_figures(account: LoyaltyAccount, program: Program) -> dict[str, Any]:
         "spend_current_year": spend,
         "spend_previous_year": account.spend_in_year(year - 1),
         "next_tier": following.name if following else None,
-        "spend_to_next_tier": following.threshold_minor - spend if following else None,
+        "spend_to_next_tier": following.threshold_minor - judged if following else None,
         "tier_since": account.tier_since,
+        "discount_pct": program.tier(account.tier).discount_pct,
     }
 
 

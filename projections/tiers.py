@@ -7,8 +7,11 @@ clock's year in ``clock_year`` (an internal column, not exported) and shifts
 both figures when a fact moves the clock into a later year. Spend of older
 years can never count again (the clock never moves back), so it is not kept.
 ``next_tier`` / ``spend_to_next_tier`` come from the program's thresholds
-(null at the top tier); ``tier_since`` is the clock of the last
-``tier_changed``, or of ``account_opened`` for a member still in the base tier.
+(null at the top tier; with ``tier_basis = "lifetime"`` the distance is from
+lifetime spend, kept in the internal ``spend_lifetime``); ``discount_pct`` is
+the tier's till discount (contract 2, section 11); ``tier_since`` is the clock
+of the last ``tier_changed``, or of ``account_opened`` for a member still in
+the base tier.
 
 Facts handled: ``account_opened``, ``tier_changed`` and every outcome (each
 moves the clock; purchases and refunds also change spend). Ignored:
@@ -34,11 +37,13 @@ TIERS = Table(
         ("next_tier", "text"),
         ("spend_to_next_tier", "bigint"),
         ("tier_since", "timestamptz NOT NULL"),
+        ("discount_pct", "integer NOT NULL DEFAULT 0"),
         ("clock_year", "integer NOT NULL"),
+        ("spend_lifetime", "bigint NOT NULL DEFAULT 0"),
     ),
     key=("member_id",),
 )
-TIER_FIELDS = TIERS.column_names[:-1]  # clock_year is internal
+TIER_FIELDS = TIERS.column_names[:-2]  # clock_year and spend_lifetime are internal
 
 
 class TiersRecorder(ReadModelRecorder):
@@ -54,7 +59,7 @@ class TiersProjection(ReadModelProjection):
     def account_opened(self, fact: Any, rows: RowBatch) -> None:
         row = {"member_id": fact.member_id, "tier": fact.tier, "spend_current_year": 0,
                "spend_previous_year": 0, "tier_since": fact.timestamp,
-               "clock_year": utc_year(fact.timestamp)}
+               "clock_year": utc_year(fact.timestamp), "spend_lifetime": 0}
         self._save(row, rows)
 
     def tier_changed(self, fact: Any, rows: RowBatch) -> None:
@@ -109,6 +114,21 @@ class TiersProjection(ReadModelProjection):
     def year_already_closed(self, fact: Any, rows: RowBatch) -> None:
         self._clock_only(fact, rows)
 
+    def points_adjusted(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def adjustment_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def points_transferred_out(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def transfer_rejected(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
+    def points_transferred_in(self, fact: Any, rows: RowBatch) -> None:
+        self._clock_only(fact, rows)
+
     # -------------------------------------------------------------- steps
 
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
@@ -128,16 +148,23 @@ class TiersProjection(ReadModelProjection):
     def _next_tiers(self) -> dict[str, Tier | None]:
         return {tier.name: self.rules.next_tier(tier.name) for tier in self.rules.tiers}
 
+    @cached_property
+    def _judged_spend_column(self) -> str:
+        return "spend_lifetime" if self.rules.lifetime_tiers else "spend_current_year"
+
     def _save(self, row: Row, rows: RowBatch) -> None:
         following = self._next_tiers[row["tier"]]
         row["next_tier"] = following.name if following else None
-        row["spend_to_next_tier"] = (following.threshold_minor - row["spend_current_year"]
+        row["spend_to_next_tier"] = (following.threshold_minor - row[self._judged_spend_column]
                                      if following else None)
+        row["discount_pct"] = self.rules.tier(row["tier"]).discount_pct
         rows.put(TIERS, row)
 
 
 def _add_spend(row: Row, year: int, amount_minor: int) -> None:
-    """Spend of the clock's year or the year before; older years no longer count."""
+    """Spend of the clock's year or the year before; older years no longer count
+    toward those two, every year toward ``spend_lifetime``."""
+    row["spend_lifetime"] += amount_minor
     if year == row["clock_year"]:
         row["spend_current_year"] += amount_minor
     elif year == row["clock_year"] - 1:

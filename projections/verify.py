@@ -15,7 +15,8 @@ Decisions:
   the positions and the ledger's head are reported alongside.
 - Reported, one ``Mismatch`` per wrong field: a missing or unexpected row
   (``field`` = ``row``), a field whose value differs, and a balance row that
-  breaks balance = earned - reversed - redeemed - expired
+  breaks balance + held + pending = in - out (contract 2; with the default
+  program, balance = earned - reversed - redeemed - expired)
   (``field`` = ``balance_invariant``; the same check runs on the ledger's own
   account, reported under read model ``ledger``).
 - Members are checked ``verify_accounts_per_chunk`` at a time: that many
@@ -43,7 +44,10 @@ from projections.year_end import known_members
 
 VERIFY_ACCOUNTS_PER_CHUNK = 500
 VERIFIED_TABLES = {"balances": BALANCES, "tiers": TIERS, "annual": ANNUAL}
-COUNTERS = ("lifetime_earned", "lifetime_reversed", "lifetime_redeemed", "lifetime_expired")
+POINTS_IN = ("lifetime_earned", "lifetime_adjusted_in", "lifetime_transferred_in",
+             "lifetime_cancelled")
+POINTS_OUT = ("lifetime_reversed", "lifetime_redeemed", "lifetime_expired", "lifetime_adjusted_out",
+              "lifetime_transferred_out", "lifetime_forfeited")
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,10 @@ def _compare(read_model: str, member: str, year: int | None, expected: dict | No
 
 
 def _flows(row: Any, get: Any) -> tuple[int, int]:
-    earned, reversed_, redeemed, expired = (get(row, name) for name in COUNTERS)
-    return get(row, "balance"), earned - reversed_ - redeemed - expired
+    """(balance + held + pending, what came in - what left): contract 2's invariant."""
+    parts = get(row, "balance") + get(row, "held") + get(row, "pending")
+    flows = sum(get(row, name) for name in POINTS_IN) - sum(get(row, name) for name in POINTS_OUT)
+    return parts, flows
 
 
 def _balance_invariant(member: str, row: dict | None) -> Iterator[Mismatch]:

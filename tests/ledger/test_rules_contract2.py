@@ -379,3 +379,24 @@ def test_a_redelivered_transfer_credit_is_a_duplicate(ledger):
     (credit,) = transfer_credits(results[0].facts)
     assert [r.status for r in ledger.apply(credit)] == ["duplicate"]
     assert account(ledger, R).balance == 120
+
+
+# ------------------------------------------- tier benefits, lifetime tiers (11)
+
+def test_lifetime_tiers_accumulate_and_never_drop(ledger_on):
+    ledger = ledger_on(tier_basis="lifetime")
+    buy = b.purchase(M, "2024-03-01T10:00:00Z", 30000, event_id="first")
+    results = apply(ledger, buy, b.purchase(M, "2025-06-01T10:00:00Z", 30000))
+    (change,) = facts(results, "tier_changed")
+    assert (change.to_tier, change.reason, change.qualifying_spend_minor) == ("silver", "spend", 60000)
+    # Years later, with no spend in the last two years, and after a refund: still silver
+    results = apply(ledger, b.birthday(M, "2028-01-01T10:00:00Z"),
+                    b.refund(M, "2028-01-02T10:00:00Z", "first", 30000))
+    assert not facts(results, "tier_changed")
+    assert account(ledger, M).tier == "silver"
+
+
+def test_annual_tiers_still_drop_by_default(ledger):
+    apply(ledger, b.purchase(M, "2024-03-01T10:00:00Z", 60000))
+    results = apply(ledger, b.birthday(M, "2026-01-01T10:00:00Z"))
+    assert [(f.to_tier, f.reason) for f in facts(results, "tier_changed")] == [("bronze", "year_rollover")]

@@ -184,10 +184,14 @@ def test_read_model_exports_use_the_contract_field_names(pg_ledger, pg_env):
         table = _export("balances", pg_ledger, models, "csv")
     assert [list(row) for row in lines["balances"]][0] == [
         "member_id", "balance", "lifetime_earned", "lifetime_redeemed", "lifetime_expired",
-        "lifetime_reversed", "debt", "last_event_at"]
+        "lifetime_reversed", "debt", "last_event_at",
+        # contract 2
+        "held", "pending", "lifetime_adjusted_in", "lifetime_adjusted_out",
+        "lifetime_transferred_in", "lifetime_transferred_out", "lifetime_cancelled",
+        "lifetime_forfeited"]
     assert list(lines["tiers"][0]) == ["member_id", "tier", "spend_current_year",
                                        "spend_previous_year", "next_tier", "spend_to_next_tier",
-                                       "tier_since"]
+                                       "tier_since", "discount_pct"]
     assert list(lines["annual"][0]) == ["member_id", "year", "purchases", "net_purchase_points",
                                         "eligible", "projected_bonus", "awarded_bonus"]
     assert lines["balances"][0]["last_event_at"].endswith("Z")

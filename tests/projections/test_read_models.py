@@ -20,6 +20,12 @@ from tests.support.ledger_steps import apply
 from tests.projections.steps import projected, rows_by_key, utc
 
 
+# Contract 2's columns: 0 with the default program (no pending lots, holds, transfers...)
+CONTRACT_2_ZEROS = {"held": 0, "pending": 0, "lifetime_adjusted_in": 0, "lifetime_adjusted_out": 0,
+                    "lifetime_transferred_in": 0, "lifetime_transferred_out": 0,
+                    "lifetime_cancelled": 0, "lifetime_forfeited": 0, "pending_lots": "{}"}
+
+
 @pytest.fixture
 def pg_ledger(pg_env):
     ledger = LoyaltyLedger(env=pg_env)
@@ -46,11 +52,11 @@ def test_balance_rows_follow_awards_redemptions_expiry_reversals_and_debt(pg_led
     assert rows[("A",)] == {
         "member_id": "A", "balance": 100, "lifetime_earned": 300, "lifetime_redeemed": 30,
         "lifetime_expired": 70, "lifetime_reversed": 100, "debt": 0,
-        "last_event_at": utc("2025-02-02T10:00:00Z")}
+        "last_event_at": utc("2025-02-02T10:00:00Z"), **CONTRACT_2_ZEROS}
     assert rows[("B",)] == {
         "member_id": "B", "balance": -50, "lifetime_earned": 150, "lifetime_redeemed": 100,
         "lifetime_expired": 0, "lifetime_reversed": 100, "debt": 50,
-        "last_event_at": utc("2025-03-04T10:00:00Z")}
+        "last_event_at": utc("2025-03-04T10:00:00Z"), **CONTRACT_2_ZEROS}
 
 
 def test_tier_row_counts_spend_by_year_of_the_clock_and_rolls_over(pg_ledger, pg_env):

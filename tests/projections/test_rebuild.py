@@ -109,9 +109,10 @@ def test_replay_applies_upcasters_to_old_stored_facts(loaded, pg_env, monkeypatc
     ledger, _ = loaded
     with open_read_models(pg_env, ["balances"], ledger.program) as models:
         earned_before = _total_earned(models)
-        # A new version of points_earned: version 1 facts (all of them) get one more point
-        monkeypatch.setattr(LoyaltyAccount.PointsEarned, "class_version", 2, raising=False)
-        monkeypatch.setattr(LoyaltyAccount.PointsEarned, "upcast_v1_v2",
+        # A new version of points_earned: the facts stored (all of them) get one more point
+        current = LoyaltyAccount.PointsEarned.class_version
+        monkeypatch.setattr(LoyaltyAccount.PointsEarned, "class_version", current + 1)
+        monkeypatch.setattr(LoyaltyAccount.PointsEarned, f"upcast_v{current}_v{current + 1}",
                             staticmethod(lambda state: state.update(points=state["points"] + 1)),
                             raising=False)
         replay(ledger, models)
