@@ -37,6 +37,8 @@ from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
 from ledger.program import Program, load_program
+from ledger.program_versions import (PROGRAM_VERSIONS_ID, ProgramVersionRefused,
+                                     ProgramVersions)
 from ledger.rules import Lot, PurchaseRecord
 from ledger.postgres.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
 from ledger.wire import fact_fields
@@ -141,6 +143,7 @@ class LoyaltyLedger(Application):
         merged.setdefault("TRANSCODER_TOPIC", ORJSON_TRANSCODER_TOPIC)
         super().__init__(env=merged)
         self._known_absent: set[str] = set()
+        self._recorded_programs: dict[int, Program] = {}
         self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
 
     def construct_recorder(self):
@@ -321,6 +324,39 @@ class LoyaltyLedger(Application):
             return LoyaltyAccount.open(command, self.program)
         account = self.find_account(command.member_id)
         return account if account is not None else LoyaltyAccount.open(command, self.program)
+
+    def record_program_version(self) -> None:
+        """Record this ledger's program file in the event store the first time it runs.
+
+        ``ProgramVersionRefused`` (nothing recorded) if its version is lower
+        than the highest recorded, or if its version was recorded with
+        another file.
+        """
+        registry = self._program_versions() or ProgramVersions.start()
+        refusal = registry.refusal(self.program)
+        if refusal is not None:
+            raise ProgramVersionRefused(refusal)
+        registry.record(self.program)
+        self.save(registry)
+
+    def program_for(self, version: int) -> Program:
+        """The program of ``version`` as recorded (this ledger's own if it is that version)."""
+        if version == self.program.version:
+            return self.program
+        found = self._recorded_programs.get(version)
+        if found is None:
+            registry = self._program_versions()
+            found = registry.program(version) if registry is not None else None
+            if found is None:
+                raise KeyError(f"program version {version} is not recorded in the event store")
+            self._recorded_programs[version] = found
+        return found
+
+    def _program_versions(self) -> ProgramVersions | None:
+        try:
+            return self.repository.get(PROGRAM_VERSIONS_ID)
+        except AggregateNotFoundError:
+            return None
 
     # ----------------------------------------------------------------- reads
 

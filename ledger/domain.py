@@ -2,8 +2,12 @@
 
 Commands decide, events record. Each command (``record_purchase``,
 ``record_refund``, ...) follows CONTRACT section 3 step by step: advance the
-clock, expire, evaluate the tier (``year_rollover``), apply the effect, expire
-again, evaluate the tier (``spend`` / ``refund``). Everything the rules
+clock, activate pending lots (contract 2, section 8), expire, evaluate the
+tier (``year_rollover``), apply the effect, expire again, evaluate the tier
+(``spend`` / ``refund``). Contract 2's adjustments and transfers (sections 9,
+10) are commands too; a transfer's credit reaches the receiver's account as
+the internal ``CreditTransfer`` command. ``decide`` runs a command and has
+its outcome fact record the program version that decided it. Everything the rules
 decide (points, the lot created, the lots drawn and how much from each, debt
 paid or created, expiry times, tier before and after) is computed here and
 put in the fact; a fact's ``apply`` only copies it into state, never raises,

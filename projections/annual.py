@@ -75,7 +75,7 @@ class AnnualProjection(ReadModelProjection):
         row = self._year_row(fact.member_id, fact.year, rows)
         row["purchases"] += 1
         row["net_purchase_points"] += fact.points
-        self._save(row, rows)
+        self._save(row, rows, fact)
 
     def points_reversed(self, fact: Any, rows: RowBatch) -> None:
         purchase = existing_row(rows, PURCHASES, (fact.member_id, fact.purchase_event_id), fact)
@@ -83,12 +83,12 @@ class AnnualProjection(ReadModelProjection):
         row["net_purchase_points"] -= fact.points
         if fact.refunded_minor_total == purchase["amount_minor"]:
             row["purchases"] -= 1
-        self._save(row, rows)
+        self._save(row, rows, fact)
 
     def year_closed(self, fact: Any, rows: RowBatch) -> None:
         row = self._year_row(fact.member_id, fact.year, rows)
         row["awarded_bonus"] = fact.bonus_points
-        self._save(row, rows)
+        self._save(row, rows, fact)
 
     # -------------------------------------------------------------- steps
 
@@ -99,8 +99,10 @@ class AnnualProjection(ReadModelProjection):
                    "eligible": False, "projected_bonus": 0, "awarded_bonus": None}
         return row
 
-    def _save(self, row: Row, rows: RowBatch) -> None:
-        row["eligible"] = row["purchases"] >= self.rules.annual_purchases_min
-        row["projected_bonus"] = (self.rules.annual_bonus(row["net_purchase_points"])
+    def _save(self, row: Row, rows: RowBatch, fact: Any) -> None:
+        """Eligibility and bonus under the program version of the fact that changed the row."""
+        rules = self.rules_of(fact)
+        row["eligible"] = row["purchases"] >= rules.annual_purchases_min
+        row["projected_bonus"] = (rules.annual_bonus(row["net_purchase_points"])
                                   if row["eligible"] else 0)
         rows.put(ANNUAL, row)

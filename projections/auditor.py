@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ledger.application import HistoryEntry, LoyaltyLedger
 from ledger.domain import LoyaltyAccount
+from ledger.program import Program
 from ledger.wire import json_ready
 from projections.figures import annual_figures, balance_figures, tier_figures
 
@@ -52,7 +53,8 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
     return MemberView(
         member_id=member_id, version=account.version, clock=account.clock,
         balance=balance_figures(account), lots=_open_lots(account),
-        tier=tier_figures(account, ledger.program) | {"reason": _tier_reason(entries)},
+        tier=tier_figures(account, _deciding_program(ledger, entries)) | {
+            "reason": _tier_reason(entries)},
         annual=_annual(account, entries, ledger),
         history=_history(entries),
     )
@@ -61,6 +63,12 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
 def member_view_document(view: MemberView) -> dict[str, Any]:
     """The view as JSON-ready data (RFC 3339 UTC times)."""
     return json_ready(asdict(view))
+
+
+def _deciding_program(ledger: LoyaltyLedger, entries: list[HistoryEntry]) -> Program:
+    """The program version of the last outcome (as recorded), else the ledger's own."""
+    versions = [entry.data["program_version"] for entry in entries if "program_version" in entry.data]
+    return ledger.program_for(versions[-1]) if versions else ledger.program
 
 
 def _open_lots(account: LoyaltyAccount) -> list[dict[str, Any]]:

@@ -143,6 +143,19 @@ class ReadModelProjection(Projection[ReadModelRecorder]):
         cls.topics = tuple(get_topic(fact_class) for name, fact_class in FACT_TYPES.items()
                            if callable(getattr(cls, name, None)))
 
+    # The recorded program of a version (``LoyaltyLedger.program_for``), bound by
+    # ``catch_up``: a fact is projected with the program version it names.
+    program_of: Callable[[int], Program] | None = None
+
+    def rules_of(self, fact: Any) -> Program:
+        """The program that decided ``fact`` (this projection's own for facts without a version)."""
+        return self.rules_of_version(getattr(fact, "program_version", self.rules.version))
+
+    def rules_of_version(self, version: int) -> Program:
+        if version == self.rules.version or self.program_of is None:
+            return self.rules
+        return self.program_of(version)
+
     def __init__(self, view: ReadModelRecorder) -> None:
         super().__init__(view)
         self.rules = type(self).program or load_program(os.environ.get(PROGRAM_FILE_ENV))

@@ -69,11 +69,35 @@ def awarded_bonuses(facts: Sequence[Any]) -> dict[int, int]:
             if isinstance(fact, LoyaltyAccount.YearClosed)}
 
 
-def annual_figures(account: LoyaltyAccount, awarded: dict[int, int],
-                   program: Program) -> dict[int, dict[str, Any]]:
-    """A row per year with purchases or a ``year_closed`` (``awarded``: bonus by closed year)."""
+def annual_figures(account: LoyaltyAccount, awarded: dict[int, int], program: Program,
+                   year_programs: dict[int, Program] | None = None) -> dict[int, dict[str, Any]]:
+    """A row per year with purchases or a ``year_closed`` (``awarded``: bonus by closed year);
+    ``year_programs``: the program of the last fact of a year, where it is not ``program``."""
     years = {purchase.year for purchase in account.purchases.values()} | set(awarded)
-    return {year: _annual_row(account, year, awarded.get(year), program) for year in years}
+    chosen = year_programs or {}
+    return {year: _annual_row(account, year, awarded.get(year), chosen.get(year, program))
+            for year in years}
+
+
+def program_versions(facts: Sequence[Any]) -> tuple[int | None, dict[int, int]]:
+    """The program version of the last outcome, and of the last fact of each annual year
+    (a purchase, a refund by its purchase's year, a ``year_closed``)."""
+    last, by_year = None, {}
+    for fact in facts:
+        if isinstance(fact, LoyaltyAccount.Outcome):
+            last = fact.program_version
+        year = _annual_year(fact)
+        if year is not None:
+            by_year[year] = fact.program_version
+    return last, by_year
+
+
+def _annual_year(fact: Any) -> int | None:
+    if isinstance(fact, (LoyaltyAccount.PointsEarned, LoyaltyAccount.YearClosed)):
+        return fact.year
+    if isinstance(fact, LoyaltyAccount.PointsReversed):
+        return fact.purchase_year
+    return None
 
 
 def _annual_row(account: LoyaltyAccount, year: int, awarded: int | None,

@@ -155,6 +155,8 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
     upserted batch by batch.
     """
     assert batch_notifications_max > 0 and read_notifications_max > 0, batch_notifications_max
+    for projection in models.projections.values():
+        projection.program_of = ledger.program_for  # each fact with the version it names
     positions = models.positions()
     head = ledger.recorder.max_notification_id() or 0
     done = CatchUp(position=min(positions.values(), default=head), positions=positions)

@@ -20,10 +20,11 @@ moves the clock; purchases and refunds also change spend). Ignored:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from ledger.program import Tier
+from ledger.program import Program, Tier
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row, utc_year
 from projections.rows import Row, RowBatch, Table
 
@@ -40,10 +41,11 @@ TIERS = Table(
         ("discount_pct", "integer NOT NULL DEFAULT 0"),
         ("clock_year", "integer NOT NULL"),
         ("spend_lifetime", "bigint NOT NULL DEFAULT 0"),
+        ("program_version", "integer NOT NULL DEFAULT 1"),
     ),
     key=("member_id",),
 )
-TIER_FIELDS = TIERS.column_names[:-2]  # clock_year and spend_lifetime are internal
+TIER_FIELDS = TIERS.column_names[:-3]  # clock_year, spend_lifetime, program_version: internal
 
 
 class TiersRecorder(ReadModelRecorder):
@@ -59,7 +61,8 @@ class TiersProjection(ReadModelProjection):
     def account_opened(self, fact: Any, rows: RowBatch) -> None:
         row = {"member_id": fact.member_id, "tier": fact.tier, "spend_current_year": 0,
                "spend_previous_year": 0, "tier_since": fact.timestamp,
-               "clock_year": utc_year(fact.timestamp), "spend_lifetime": 0}
+               "clock_year": utc_year(fact.timestamp), "spend_lifetime": 0,
+               "program_version": self.rules.version}
         self._save(row, rows)
 
     def tier_changed(self, fact: Any, rows: RowBatch) -> None:
@@ -134,6 +137,7 @@ class TiersProjection(ReadModelProjection):
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
         """The member's row with its years moved to the fact's clock."""
         row = existing_row(rows, TIERS, (fact.member_id,), fact)
+        row["program_version"] = getattr(fact, "program_version", row["program_version"])
         years_on = utc_year(fact.timestamp) - row["clock_year"]
         if years_on > 0:
             carried = row["spend_current_year"] if years_on == 1 else 0
@@ -145,20 +149,40 @@ class TiersProjection(ReadModelProjection):
         self._save(self._at_clock(fact, rows), rows)
 
     @cached_property
-    def _next_tiers(self) -> dict[str, Tier | None]:
-        return {tier.name: self.rules.next_tier(tier.name) for tier in self.rules.tiers}
+    def _ladders(self) -> dict[int, "TierLadder"]:
+        return {}
 
-    @cached_property
-    def _judged_spend_column(self) -> str:
-        return "spend_lifetime" if self.rules.lifetime_tiers else "spend_current_year"
+    def _ladder(self, version: int) -> "TierLadder":
+        """The tier steps of the program version that decided the row's last outcome."""
+        ladder = self._ladders.get(version)
+        if ladder is None:
+            ladder = self._ladders[version] = TierLadder.of(self.rules_of_version(version))
+        return ladder
 
     def _save(self, row: Row, rows: RowBatch) -> None:
-        following = self._next_tiers[row["tier"]]
+        ladder = self._ladder(row["program_version"])
+        following = ladder.next_tiers[row["tier"]]
         row["next_tier"] = following.name if following else None
-        row["spend_to_next_tier"] = (following.threshold_minor - row[self._judged_spend_column]
+        row["spend_to_next_tier"] = (following.threshold_minor - row[ladder.judged_spend_column]
                                      if following else None)
-        row["discount_pct"] = self.rules.tier(row["tier"]).discount_pct
+        row["discount_pct"] = ladder.discounts[row["tier"]]
         rows.put(TIERS, row)
+
+
+@dataclass(frozen=True)
+class TierLadder:
+    """What a tier row needs of one program: next tiers, discounts, the spend judged."""
+
+    next_tiers: dict[str, Tier | None]
+    discounts: dict[str, int]
+    judged_spend_column: str
+
+    @classmethod
+    def of(cls, program: Program) -> "TierLadder":
+        return cls(next_tiers={tier.name: program.next_tier(tier.name) for tier in program.tiers},
+                   discounts={tier.name: tier.discount_pct for tier in program.tiers},
+                   judged_spend_column=("spend_lifetime" if program.lifetime_tiers
+                                        else "spend_current_year"))
 
 
 def _add_spend(row: Row, year: int, amount_minor: int) -> None:

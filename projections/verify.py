@@ -19,6 +19,9 @@ Decisions:
   program, balance = earned - reversed - redeemed - expired)
   (``field`` = ``balance_invariant``; the same check runs on the ledger's own
   account, reported under read model ``ledger``).
+- Program versions (contract 2, section 11): a tier row is checked with the
+  program of the member's last outcome fact, an annual row with the program
+  of the last fact of its year, each as recorded in the event store.
 - Members are checked ``verify_accounts_per_chunk`` at a time: that many
   accounts' facts and rows are in memory at once.
 """
@@ -37,7 +40,7 @@ from ledger.domain import FACT_TYPES, LoyaltyAccount, account_id
 from projections.annual import ANNUAL
 from projections.balances import BALANCES
 from projections.figures import (annual_figures, awarded_bonuses, balance_figures, fold,
-                                 tier_figures)
+                                 program_versions, tier_figures)
 from projections.runner import ReadModels
 from projections.tiers import TIERS
 from projections.year_end import known_members
@@ -116,6 +119,7 @@ class _ChunkCheck:
     def __init__(self, ledger: LoyaltyLedger, models: ReadModels, members: Sequence[str],
                  positions: dict[str, int], versions: dict[int, dict[str, int]]) -> None:
         self.program = ledger.program
+        self.program_for = ledger.program_for
         self.models = models
         self.members = members
         self.positions = positions
@@ -141,14 +145,19 @@ class _ChunkCheck:
                                 actual.get((member,)))
             yield from _balance_invariant(member, actual.get((member,)))
         elif name == "tiers":
-            yield from _compare(name, member, None, tier_figures(account, self.program),
+            last_version, _ = program_versions(facts)
+            program = self.program_for(last_version or self.program.version)
+            yield from _compare(name, member, None, tier_figures(account, program),
                                 actual.get((member,)))
         else:
-            yield from self._check_years(member, account, awarded, actual)
+            yield from self._check_years(member, account, awarded, facts, actual)
 
     def _check_years(self, member: str, account: LoyaltyAccount, awarded: dict[int, int],
-                     actual: dict) -> Iterator[Mismatch]:
-        expected = annual_figures(account, awarded, self.program)
+                     facts: list, actual: dict) -> Iterator[Mismatch]:
+        """Each year under the program version of its last fact, as the read model has it."""
+        _, year_versions = program_versions(facts)
+        year_programs = {year: self.program_for(version) for year, version in year_versions.items()}
+        expected = annual_figures(account, awarded, self.program, year_programs)
         years = sorted(set(expected) | {year for m, year in actual if m == member})
         for year in years:
             yield from _compare("annual", member, year, expected.get(year),

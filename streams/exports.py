@@ -15,6 +15,7 @@ import orjson
 
 from ledger.application import LoyaltyLedger
 from ledger.dead_letters import DeadLetter
+from ledger.program_versions import ProgramVersions
 from ledger.domain import LoyaltyAccount
 from ledger.wire import fact_document, tier_changed_document
 from streams.settings import Settings
@@ -49,6 +50,8 @@ def write_log_files(ledger: LoyaltyLedger, out_dir: Path) -> dict[str, int]:
     for fact in committed_facts(ledger):
         if isinstance(fact, DeadLetter.Recorded):
             dead_rows.append(fact.envelope)
+            continue
+        if isinstance(fact, ProgramVersions.Event):
             continue
         ledger_rows.append(fact_document(fact))
         if isinstance(fact, LoyaltyAccount.TierChanged):

@@ -16,7 +16,8 @@ Routing of one fact:
   referrer, where the referrer's partition owner applies the credit;
 - ``points_transferred_out`` also -> the credits topic, keyed by the receiver
   (``transfer-credit:<event_id>``, CONTRACT section 10);
-- a ``DeadLetter`` -> ``loyalty.dead-letter`` with the original key.
+- a ``DeadLetter`` -> ``loyalty.dead-letter`` with the original key;
+- a recorded program version -> nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from ledger.application import LoyaltyLedger, transfer_credit_document
 from ledger.commands import referrer_credit_event
 from ledger.dead_letters import DeadLetter
+from ledger.program_versions import ProgramVersions
 from ledger.domain import LoyaltyAccount
 from ledger.wire import fact_message, tier_changed_document
 from streams.settings import Settings
@@ -59,6 +61,8 @@ def _json(document: dict) -> bytes:
 
 def route(fact: Any, settings: Settings) -> list[Outbound]:
     """The messages one committed fact publishes."""
+    if isinstance(fact, ProgramVersions.Event):  # the store's own record: nothing to publish
+        return []
     if isinstance(fact, DeadLetter.Recorded):
         envelope = fact.envelope
         key = base64.b64decode(envelope["key_base64"]) if envelope["key_base64"] else None

@@ -9,7 +9,8 @@ writes the read models and exits 0 (CONTRACT section 6).
 broker's ``end_offsets``: every partition's tracked offset has reached the
 offset the producer got back for its last line; the outbox has published
 every committed fact; every ``referral_qualified`` has its referrer's
-outcome (credited or capped), i.e. the internal credits are applied too;
+outcome (credited or capped) and every ``points_transferred_out`` its
+receiver's ``points_transferred_in``, i.e. the internal credits are applied too;
 and all of this holds on two polls in a row.
 """
 
@@ -90,7 +91,9 @@ def stop_workers(workers: list[Worker]) -> None:
 
 def _fact_counts(settings: Settings) -> dict[str, int]:
     names = {"qualified": LoyaltyAccount.ReferralQualified, "credited": LoyaltyAccount.ReferrerCredited,
-             "capped": LoyaltyAccount.ReferrerCapped}
+             "capped": LoyaltyAccount.ReferrerCapped,
+             "transferred_out": LoyaltyAccount.PointsTransferredOut,
+             "transferred_in": LoyaltyAccount.PointsTransferredIn}
     with psycopg.connect(settings.database_url) as connection:
         return {
             name: connection.execute("SELECT count(*) FROM loyalty_events WHERE topic = %s",
@@ -109,7 +112,8 @@ def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, 
     if outbox < (ledger.recorder.max_notification_id() or 0):
         return False
     counts = _fact_counts(settings)
-    return counts["qualified"] == counts["credited"] + counts["capped"]
+    return (counts["qualified"] == counts["credited"] + counts["capped"]
+            and counts["transferred_out"] == counts["transferred_in"])
 
 
 def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int],

@@ -33,10 +33,11 @@ from itertools import groupby
 from typing import Iterable
 
 import faust
-from eventsourcing.persistence import InternalError
+from eventsourcing.persistence import IntegrityError, InternalError
 from faust.types import TP
 
 from ledger.application import LoyaltyLedger
+from ledger.program_versions import ProgramVersionRefused
 from ledger.postgres.urls import eventsourcing_env_from_url
 from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
 from streams.faust_transport import LedgerApp
@@ -52,6 +53,8 @@ SCHEMA_SETUP_BACKOFF_MS = 200
 LEDGER_THREADS = 1  # one writer per process: partition batches are applied in order
 RELAY_JOIN_TIMEOUT_S = 10.0
 EXIT_DATABASE_UNAVAILABLE = 3
+EXIT_PROGRAM_REFUSED = 2  # the program is older than the store's newest (CONTRACT section 11)
+PROGRAM_RECORD_ATTEMPTS_MAX = 3
 FATAL_STOP_TIMEOUT_S = 10.0  # a graceful stop after a fatal error; then the process is ended
 CONNECT_TIMEOUT_ENV = "POSTGRES_CONNECT_TIMEOUT"
 
@@ -269,6 +272,25 @@ def run_relay(settings: Settings) -> None:
         raise SystemExit(fatal.status)
 
 
+def record_program_version(settings: Settings) -> None:
+    """Record the program's version in the event store, or exit: a worker never runs an
+    older version than the store's newest (CONTRACT section 11)."""
+    ledger = open_ledger(settings)
+    try:
+        for attempt in range(1, PROGRAM_RECORD_ATTEMPTS_MAX + 1):
+            try:
+                ledger.record_program_version()
+                return
+            except IntegrityError:  # another worker recorded it at the same moment: read again
+                if attempt == PROGRAM_RECORD_ATTEMPTS_MAX:
+                    raise
+    except ProgramVersionRefused as refused:
+        print(f"loyalty worker: refusing to start: {refused}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_PROGRAM_REFUSED) from refused
+    finally:
+        ledger.close()
+
+
 def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING") -> None:
     """Run one worker process until SIGTERM / SIGINT (faust handles the signals).
 
@@ -277,6 +299,7 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
     """
     health, fatal = WorkerHealth(), FatalStop()
     try:
+        record_program_version(settings)
         app = create_app(settings, health=health, fatal=fatal)
         relay_thread = start_relay(settings, fatal) if relay else None
     except DatabaseUnavailable as error:

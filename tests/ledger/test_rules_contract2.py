@@ -19,6 +19,7 @@ from eventsourcing.domain import Snapshot
 
 from ledger.domain import CONTRACT_2_COUNTERS, LoyaltyAccount, account_id, fact_type
 from ledger.program import DEFAULT_PROGRAM_PATH, ProgramError, load_program, parse_program
+from ledger.program_versions import ProgramVersionRefused
 from streams.cli import main
 from tests.support import builders as b
 from tests.support.ledger_steps import account, apply, facts
@@ -400,3 +401,25 @@ def test_annual_tiers_still_drop_by_default(ledger):
     apply(ledger, b.purchase(M, "2024-03-01T10:00:00Z", 60000))
     results = apply(ledger, b.birthday(M, "2026-01-01T10:00:00Z"))
     assert [(f.to_tier, f.reason) for f in facts(results, "tier_changed")] == [("bronze", "year_rollover")]
+
+
+# ------------------------------------------------------ program versions (11)
+
+def test_a_program_version_is_recorded_once_and_an_older_one_refused(ledger):
+    text = DEFAULT_TEXT.replace('name = "default"', 'name = "default"\nversion = 2')
+    second = parse_program(text)
+    ledger.program = second
+    ledger.record_program_version()
+    ledger.record_program_version()  # running it again records nothing new
+    # A worker with version 1 after version 2 ran, or with another file as version 2: refused
+    ledger.program = load_program()
+    with pytest.raises(ProgramVersionRefused, match="lower than version 2"):
+        ledger.record_program_version()
+    ledger.program = parse_program(text + "\n# changed\n")
+    with pytest.raises(ProgramVersionRefused, match="raise program.version"):
+        ledger.record_program_version()
+    # The recorded file is the program of its version
+    ledger.program = load_program()
+    assert ledger.program_for(2) == second
+    with pytest.raises(KeyError):
+        ledger.program_for(3)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.application import LoyaltyLedger
-from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
+from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program, parse_program
+from projections.annual import ANNUAL
 from projections.auditor import member_view
 from projections.balances import BALANCES
 from projections.runner import read_model_digests, replay
@@ -88,3 +89,33 @@ def test_verify_is_clean_and_replay_gives_the_same_rows(retail_ledger, pg_env):
         before = read_model_digests(models)
         replay(retail_ledger, models)
         assert read_model_digests(models) == before
+
+
+def test_replay_after_a_program_change_gives_the_rows_the_live_run_gave(pg_env):
+    # Version 1 (the default program) decides the first events; the read models follow live
+    first = LoyaltyLedger(env=pg_env)
+    first.record_program_version()
+    apply(first, *[b.purchase("V", f"2025-{m:02d}-02T10:00:00Z", 60000) for m in range(1, 13)])
+    with projected(first, pg_env) as models:
+        pass
+    first.close()
+    # Version 2 changes the tier discounts and the annual incentive; workers run it from now on
+    second_text = RETAIL.source_text.replace("version = 1", "version = 2").replace(
+        "bonus_pct = 5", "bonus_pct = 9").replace("purchases_min = 12", "purchases_min = 13")
+    second = LoyaltyLedger(env=pg_env, program=parse_program(second_text))
+    second.record_program_version()
+    apply(second, b.purchase("W", "2026-02-01T10:00:00Z", 60000),
+          b.birthday("V", "2026-02-02T10:00:00Z"))
+    with projected(second, pg_env) as models:
+        live = read_model_digests(models)
+        annual = rows_by_key(models, "annual", ANNUAL)
+        tiers = rows_by_key(models, "tiers", TIERS)
+        assert verify(second, models).ok
+        replay(second, models)
+        assert read_model_digests(models) == live
+    # V's 2025 row was decided by version 1 (12 purchases are enough, 5 %); W's tier row by 2
+    v_2025 = annual[("V", 2025)]
+    assert (v_2025["purchases"], v_2025["eligible"]) == (12, True)  # version 2 would need 13
+    assert v_2025["projected_bonus"] == v_2025["net_purchase_points"] * 5 // 100  # not 9 %
+    assert tiers[("W",)]["discount_pct"] == 3 and tiers[("V",)]["discount_pct"] == 10
+    second.close()

@@ -11,6 +11,7 @@ from kafka import KafkaConsumer, TopicPartition
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
+from ledger.program import Program
 
 CONSUME_TIMEOUT_S = 60
 
@@ -20,14 +21,18 @@ def read_values(account: LoyaltyAccount | None) -> tuple | None:
         return None
     return (account.balance, account.lifetime_earned, account.lifetime_reversed,
             account.lifetime_redeemed, account.lifetime_expired, account.debt, account.tier,
-            account.spend_by_year, sorted(account.closed_years), sorted(account.birthday_years))
+            account.spend_by_year, sorted(account.closed_years), sorted(account.birthday_years),
+            account.pending, account.lifetime_adjusted_in, account.lifetime_adjusted_out,
+            account.lifetime_transferred_in, account.lifetime_transferred_out)
 
 
-def assert_same_as_direct(ledger: LoyaltyLedger, events: list[dict]) -> None:
-    direct = LoyaltyLedger()
+def assert_same_as_direct(ledger: LoyaltyLedger, events: list[dict],
+                          program: Program | None = None) -> None:
+    direct = LoyaltyLedger(program=program)
     direct.apply_in_order([command_from_event(event) for event in events])
     members = {e["member_id"] for e in events} | {
-        e["referrer_member_id"] for e in events if e["type"] == "referral"}
+        e["referrer_member_id"] for e in events if e["type"] == "referral"} | {
+        e["to_member_id"] for e in events if e["type"] == "transfer"}
     mismatches = {m: (read_values(ledger.find_account(m)), read_values(direct.find_account(m)))
                   for m in members
                   if read_values(ledger.find_account(m)) != read_values(direct.find_account(m))}
