@@ -15,7 +15,9 @@ units):
 - ``kpi_points``: points earned, reversed, redeemed and expired per year of
   the account clock when the fact was recorded (its booking year);
 - ``kpi_open_lots``: unspent points of every open lot with its expiry month,
-  the points liability (debt is not a liability and is not counted).
+  the points liability (debt is not a liability and is not counted); pending
+  lots count, and contract 2's adjustments and transfers move lots in and out
+  (they are not ``earned`` and add no ``kpi_points`` counter).
 
 ``kpi_report`` turns them into one row per year and one per expiry month.
 """
@@ -116,15 +118,33 @@ class KpisProjection(ReadModelProjection):
         _points(rows, fact)["expired"] += fact.points
         _draw(rows, fact.member_id, fact.lots)
 
+    def points_activated(self, fact: Any, rows: RowBatch) -> None:
+        _draw(rows, fact.member_id, [[lot_id, paid] for lot_id, _, paid in fact.lots if paid])
+
+    def points_adjusted(self, fact: Any, rows: RowBatch) -> None:
+        if fact.lot is not None:
+            _open_lot(rows, fact.member_id, fact.lot)
+        _draw(rows, fact.member_id, fact.draws)
+
+    def points_transferred_out(self, fact: Any, rows: RowBatch) -> None:
+        _draw(rows, fact.member_id, [[lot["lot_id"], lot["points"]] for lot in fact.lots])
+
+    def points_transferred_in(self, fact: Any, rows: RowBatch) -> None:
+        for lot in fact.lots:
+            _open_lot(rows, fact.member_id, lot)
+
     # -------------------------------------------------------------- steps
 
     def _award(self, fact: Any, rows: RowBatch) -> None:
         _points(rows, fact)["earned"] += fact.points
-        lot = fact.lot
-        if lot is not None:
-            rows.put(KPI_OPEN_LOTS, {"member_id": fact.member_id, "lot_id": lot["lot_id"],
-                                     "expires_month": _month(lot["expires_at"]),
-                                     "remaining": lot["points"]})
+        if fact.lot is not None:
+            _open_lot(rows, fact.member_id, fact.lot)
+
+
+def _open_lot(rows: RowBatch, member_id: str, lot: dict) -> None:
+    rows.put(KPI_OPEN_LOTS, {"member_id": member_id, "lot_id": lot["lot_id"],
+                             "expires_month": _month(lot["expires_at"]),
+                             "remaining": lot["points"]})
 
 
 def _month(moment: datetime) -> str:

@@ -15,6 +15,7 @@ from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program, parse_prog
 from projections.annual import ANNUAL
 from projections.auditor import member_view
 from projections.balances import BALANCES
+from projections.kpis import KPI_OPEN_LOTS
 from projections.runner import read_model_digests, replay
 from projections.tiers import TIERS
 from projections.verify import verify
@@ -119,3 +120,11 @@ def test_replay_after_a_program_change_gives_the_rows_the_live_run_gave(pg_env):
     assert v_2025["projected_bonus"] == v_2025["net_purchase_points"] * 5 // 100  # not 9 %
     assert tiers[("W",)]["discount_pct"] == 3 and tiers[("V",)]["discount_pct"] == 10
     second.close()
+
+
+def test_the_points_liability_follows_pending_lots_adjustments_and_transfers(retail_ledger, pg_env):
+    a_retail_stream(retail_ledger)
+    with projected(retail_ledger, pg_env, ["kpis"]) as models:
+        lots = models.view("kpis").rows(KPI_OPEN_LOTS)
+    unspent = {m: sum(lot.remaining for lot in retail_ledger.find_account(m).lots) for m in "PQ"}
+    assert {m: sum(r["remaining"] for r in lots if r["member_id"] == m) for m in "PQ"} == unspent
