@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
-from ledger.calendar import format_timestamp
 from ledger.commands import command_from_event
 from ledger.domain import account_id
+from tests.support.properties import TwiceLedger, account_state, replayed_state, timed_stream
 
 EXAMPLES_MAX = 40
 EVENTS_MAX = 40
@@ -41,19 +41,9 @@ def event_streams(draw) -> list[dict]:
     """A stream for three members, with late events, refunds, referrals and year ends."""
     prefix = f"x{next(_example_ids)}-"
     members = [prefix + name for name in ("a", "b", "c")]
-    moment = START
-    purchases: list[tuple[str, str, int]] = []
-    events = []
-    for number in range(draw(st.integers(1, EVENTS_MAX))):
-        moment += timedelta(hours=draw(st.integers(0, 24 * 60)))
-        late = timedelta(hours=draw(st.sampled_from([0, 0, 0, 24 * 30, 24 * 400])))
-        member = draw(st.sampled_from(members))
-        base = {"schema_version": 1, "event_id": f"{prefix}{number}", "member_id": member,
-                "occurred_at": format_timestamp(moment - late)}
-        events.append(draw(_event_body(base, members, purchases, moment)))
-        if events[-1]["type"] == "purchase":
-            purchases.append((member, base["event_id"], events[-1]["amount_minor"]))
-    return events
+    return timed_stream(draw, prefix, members, START, EVENTS_MAX, 24 * 60,
+                        [0, 0, 0, 24 * 30, 24 * 400],
+                        lambda base, purchases, moment: _event_body(base, members, purchases, moment))
 
 
 @st.composite
@@ -84,27 +74,12 @@ def _members(events: list[dict]) -> set[str]:
     return members | {e["referrer_member_id"] for e in events if e["type"] == "referral"}
 
 
-def _state(ledger: LoyaltyLedger, member: str) -> dict | None:
-    account = ledger.find_account(member)
-    if account is None:
-        return None
-    state = dict(vars(account))
-    state.pop("_pending_events")
-    return state
-
-
 @SETTINGS
 @given(events=event_streams())
 def test_invariant_holds_after_every_event(ledger, events):
     for event in events:
         for result in ledger.apply_in_order([command_from_event(event)]):
             ledger.find_account(result.member_id).check_invariant()
-
-
-class TwiceLedger(LoyaltyLedger):
-    """The same ledger under other table names, so both share one database."""
-
-    name = "twice"
 
 
 @SETTINGS
@@ -117,7 +92,7 @@ def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events):
         results = twice.apply_in_order([command_from_event(event), command_from_event(dict(event))])
         assert results[-1].status == "duplicate"
     for member in _members(events):
-        assert _state(twice, member) == _state(once, member)
+        assert account_state(twice, member) == account_state(once, member)
 
 
 @SETTINGS
@@ -128,18 +103,9 @@ def test_rebuild_from_facts_with_and_without_snapshots_is_equal(ledger_env, even
     for member in _members(events):
         if ledger.find_account(member) is None:
             continue
-        assert _state(ledger, member) == _replay(ledger, member)
+        assert account_state(ledger, member) == replayed_state(ledger, member)
         if ledger.find_account(member).version >= 3:
             assert list(ledger.snapshots.get(account_id(member))), "a snapshot was taken"
-
-
-def _replay(ledger: LoyaltyLedger, member: str) -> dict:
-    account = None
-    for fact in ledger.events.get(account_id(member)):
-        account = fact.mutate(account)
-    state = dict(vars(account))
-    state.pop("_pending_events")
-    return state
 
 
 def _reject_float(text: str):

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger, transfer_credits
-from ledger.calendar import format_timestamp
 from ledger.commands import command_from_event
-from ledger.domain import LoyaltyAccount, account_id
+from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
+from tests.support.properties import TwiceLedger, account_state, replayed_state, timed_stream
 
 EXAMPLES_MAX = 30
 EVENTS_MAX = 40
@@ -53,19 +53,9 @@ def contract_2_program(lifetime: bool):
 def event_streams(draw) -> list[dict]:
     prefix = f"y{next(_example_ids)}-"
     members = [prefix + name for name in ("a", "b", "c")]
-    moment = START
-    purchases: list[tuple[str, str, int]] = []
-    events = []
-    for number in range(draw(st.integers(1, EVENTS_MAX))):
-        moment += timedelta(hours=draw(st.integers(0, 24 * 7)))
-        late = timedelta(hours=draw(st.sampled_from([0, 0, 0, 24 * 10, 24 * 100])))
-        member = draw(st.sampled_from(members))
-        base = {"schema_version": 1, "event_id": f"{prefix}{number}", "member_id": member,
-                "occurred_at": format_timestamp(moment - late)}
-        events.append(draw(_event_body(base, members, purchases, moment, prefix)))
-        if events[-1]["type"] == "purchase":
-            purchases.append((member, base["event_id"], events[-1]["amount_minor"]))
-    return events
+    return timed_stream(
+        draw, prefix, members, START, EVENTS_MAX, 24 * 7, [0, 0, 0, 24 * 10, 24 * 100],
+        lambda base, purchases, moment: _event_body(base, members, purchases, moment, prefix))
 
 
 @st.composite
@@ -102,21 +92,6 @@ def _members(events: list[dict]) -> set[str]:
     return members | {e["to_member_id"] for e in events if e["type"] == "transfer"}
 
 
-def _state(ledger: LoyaltyLedger, member: str) -> dict | None:
-    account = ledger.find_account(member)
-    if account is None:
-        return None
-    state = dict(vars(account))
-    state.pop("_pending_events")
-    return state
-
-
-class TwiceLedger(LoyaltyLedger):
-    """The same ledger under other table names, so both share one database."""
-
-    name = "twice2"
-
-
 @SETTINGS
 @given(events=event_streams(), lifetime=st.booleans())
 def test_invariant_holds_after_every_event_for_every_account(ledger_env, events, lifetime):
@@ -140,7 +115,7 @@ def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events, li
         for credit in transfer_credits(results[0].facts):  # a credit redelivered: a duplicate
             assert twice.apply(credit)[0].status == "duplicate"
     for member in _members(events):
-        assert _state(twice, member) == _state(once, member)
+        assert account_state(twice, member) == account_state(once, member)
 
 
 @SETTINGS
@@ -152,12 +127,7 @@ def test_rebuild_from_facts_with_and_without_snapshots_is_equal(ledger_env, even
     for member in _members(events):
         if ledger.find_account(member) is None:
             continue
-        account = None
-        for fact in ledger.events.get(account_id(member)):
-            account = fact.mutate(account)
-        replayed = dict(vars(account))
-        replayed.pop("_pending_events")
-        assert _state(ledger, member) == replayed
+        assert account_state(ledger, member) == replayed_state(ledger, member)
 
 
 @SETTINGS

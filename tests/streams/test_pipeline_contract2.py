@@ -5,18 +5,16 @@ worker SIGKILLed mid-stream, equal the direct application of the same events.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import replace
 
 from ledger.domain import LoyaltyAccount
 from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
 from streams.exports import committed_facts
-from streams.process import start_worker, start_workers, stop_workers, wait_until_processed
 from streams.producer import produce_lines
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
 from tests.streams.test_stream_pipeline import unique_settings
-from tests.support.pipeline import assert_same_as_direct, progress, total_messages, wait_for_progress
+from tests.support.pipeline import assert_same_as_direct, run_with_a_worker_killed
 from tests.support.streamgen import with_faults
 from tests.support.streamgen_contract2 import generate_contract_2_events
 
@@ -33,17 +31,7 @@ def test_contract_2_stream_with_a_sigkill_equals_direct_application(kafka_bootst
     ledger = open_ledger(settings)
     produced = produce_lines(settings.bootstrap_servers, settings.events_topic,
                              [line.encode() for line in lines])
-    workers = start_workers(settings, 2, tmp_path)
-    try:
-        wait_for_progress(ledger, settings, produced, fraction_min=0.2)
-        victim = workers.pop(0)  # the one that also runs the outbox relay
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
-        assert progress(ledger, settings, produced) < total_messages(produced), "killed mid-stream"
-        workers.append(start_worker(settings, True, tmp_path / "restarted.log"))
-        wait_until_processed(ledger, settings, produced, workers, timeout_s=300)
-    finally:
-        stop_workers(workers)
+    run_with_a_worker_killed(ledger, settings, produced, tmp_path)
     assert_same_as_direct(ledger, events, load_program(RETAIL_EXAMPLE_PROGRAM_PATH))
     kinds = {type(fact).__name__ for fact in committed_facts(ledger)}
     assert {"PointsActivated", "PointsAdjusted", "AdjustmentRejected", "PointsTransferredOut",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -20,17 +19,14 @@ import pytest
 
 from ledger.domain import LoyaltyAccount
 from streams.exports import committed_facts
-from streams.process import (
-    run_pipeline, start_worker, start_workers, stop_workers, wait_until_processed,
-)
+from streams.process import run_pipeline
 from streams.producer import produce_lines
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.validation import validate_outbound
 from streams.worker import open_ledger
-from tests.support.pipeline import (CONSUME_TIMEOUT_S, assert_same_as_direct, consume_all, progress,
-                                    total_messages,
-                                    wait_for_progress)
+from tests.support.pipeline import (CONSUME_TIMEOUT_S, assert_same_as_direct, consume_all,
+                                    run_with_a_worker_killed)
 from tests.support.streamgen import generate_events, with_faults
 
 PARTITIONS = 8
@@ -106,17 +102,7 @@ def test_sigkill_of_a_worker_mid_stream_changes_nothing(kafka_bootstrap, embedde
     ledger = open_ledger(settings)
     produced = produce_lines(settings.bootstrap_servers, settings.events_topic,
                              [line.encode() for line in lines])
-    workers = start_workers(settings, 2, tmp_path)
-    try:
-        wait_for_progress(ledger, settings, produced, fraction_min=0.2)
-        victim = workers.pop(0)  # the one that also runs the outbox relay
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
-        assert progress(ledger, settings, produced) < total_messages(produced), "killed mid-stream"
-        workers.append(start_worker(settings, True, tmp_path / "restarted.log"))
-        wait_until_processed(ledger, settings, produced, workers, timeout_s=300)
-    finally:
-        stop_workers(workers)
+    run_with_a_worker_killed(ledger, settings, produced, tmp_path)
     assert_same_as_direct(ledger, events)
     ledger.close()
 

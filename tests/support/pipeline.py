@@ -4,6 +4,7 @@ back, and the comparison of a pipeline's accounts with the direct application of
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 from kafka import KafkaConsumer, TopicPartition
@@ -71,3 +72,21 @@ def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s
             return
         time.sleep(0.02)
     raise AssertionError("no progress")
+
+
+def run_with_a_worker_killed(ledger, settings, produced, log_dir, timeout_s: float = 300) -> None:
+    """Two workers on the produced stream; the one running the relay is SIGKILLed once a
+    fifth is processed and replaced; returns when everything is processed."""
+    from streams.process import start_worker, start_workers, stop_workers, wait_until_processed
+
+    workers = start_workers(settings, 2, log_dir)
+    try:
+        wait_for_progress(ledger, settings, produced, fraction_min=0.2)
+        victim = workers.pop(0)  # the one that also runs the outbox relay
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+        assert progress(ledger, settings, produced) < total_messages(produced), "killed mid-stream"
+        workers.append(start_worker(settings, True, log_dir / "restarted.log"))
+        wait_until_processed(ledger, settings, produced, workers, timeout_s=timeout_s)
+    finally:
+        stop_workers(workers)

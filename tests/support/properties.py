@@ -1,0 +1,57 @@
+"""What the property tests share: timed random streams, account state, the twice-ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Callable
+
+from hypothesis import strategies as st
+
+from ledger.application import LoyaltyLedger
+from ledger.calendar import format_timestamp
+from ledger.domain import account_id
+
+
+def timed_stream(draw, prefix: str, members: list[str], start: datetime, events_max: int,
+                 step_hours_max: int, late_hours: list[int], body: Callable) -> list[dict]:
+    """Events at moments that move on by up to ``step_hours_max``, some of them late;
+    ``body(base, purchases, moment)`` draws each event's type and fields."""
+    moment = start
+    purchases: list[tuple[str, str, int]] = []
+    events = []
+    for number in range(draw(st.integers(1, events_max))):
+        moment += timedelta(hours=draw(st.integers(0, step_hours_max)))
+        late = timedelta(hours=draw(st.sampled_from(late_hours)))
+        member = draw(st.sampled_from(members))
+        base = {"schema_version": 1, "event_id": f"{prefix}{number}", "member_id": member,
+                "occurred_at": format_timestamp(moment - late)}
+        events.append(draw(body(base, purchases, moment)))
+        if events[-1]["type"] == "purchase":
+            purchases.append((member, base["event_id"], events[-1]["amount_minor"]))
+    return events
+
+
+def account_state(ledger: LoyaltyLedger, member: str) -> dict | None:
+    """The account's state as the repository gives it (snapshots included), or None."""
+    account = ledger.find_account(member)
+    if account is None:
+        return None
+    state = dict(vars(account))
+    state.pop("_pending_events")
+    return state
+
+
+def replayed_state(ledger: LoyaltyLedger, member: str) -> dict:
+    """The account's state folded from every stored fact, no snapshot."""
+    account = None
+    for fact in ledger.events.get(account_id(member)):
+        account = fact.mutate(account)
+    state = dict(vars(account))
+    state.pop("_pending_events")
+    return state
+
+
+class TwiceLedger(LoyaltyLedger):
+    """The same ledger under other table names, so both share one database."""
+
+    name = "twice"
