@@ -1,6 +1,7 @@
 """The loyalty ledger: domain model, program rules and application service.
 
-Layers point inward: ``domain`` and ``rules`` do no I/O, ``application``
-loads, decides and saves through eventsourcing, ``persistence`` and the
-embedded PostgreSQL starter are adapters.
+Layers point inward: ``domain``, ``rules``, ``commands``, ``calendar`` and
+``program`` do no I/O; ``application`` loads, decides and saves through
+eventsourcing; ``postgres/`` holds the PostgreSQL adapters (URLs, recorder,
+transcoder, log reader). Nothing here imports ``streams`` or ``projections``.
 """
