@@ -16,12 +16,11 @@ import uuid
 import httpx
 import jsonschema_rs
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 import schemas
 from streams.api.keys import KeyStore
 from tests.support import builders as b
-from tests.support.api import ApiStack
+from tests.support.api import ApiStack, messages_in
 
 REPLY_TIMEOUT_MS = 20_000  # the worker may still be joining its group at the first write
 CONCURRENT_POSTS = 5
@@ -52,15 +51,6 @@ def till(stack):
 
 def member() -> str:
     return f"m-{uuid.uuid4().hex[:10]}"
-
-
-def messages_in(stack: ApiStack) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.bootstrap_servers)
-    topic = stack.settings.events_topic
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    total = sum(consumer.end_offsets(partitions).values())
-    consumer.close()
-    return total
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
+from kafka import KafkaConsumer, TopicPartition
 
 from streams.api.keys import KeyStore
 from streams.devkit.embedded_broker import find_free_port
@@ -121,6 +122,16 @@ def wait_healthy(api: ApiProcess) -> None:
             pass
         time.sleep(POLL_INTERVAL_S)
     raise AssertionError(f"the API did not answer /healthz:\n{api.log_path.read_text()[-4000:]}")
+
+
+def messages_in(stack: ApiStack) -> int:
+    """Messages ever produced to the stack's events topic (end offsets summed)."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.settings.bootstrap_servers)
+    topic = stack.settings.events_topic
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    total = sum(consumer.end_offsets(partitions).values())
+    consumer.close()
+    return total
 
 
 def wait_for_outcome(client: httpx.Client, member_id: str, event_id: str, timeout_s: float) -> dict:
