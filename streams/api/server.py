@@ -14,7 +14,12 @@ from streams.settings import Settings
 LOG_LEVEL = "warning"
 
 
+def uvicorn_config(settings: Settings, log_level: str = LOG_LEVEL) -> uvicorn.Config:
+    """No access log, and uvicorn's records go to the process's own logging set-up."""
+    return uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                          access_log=False, log_config=None, log_level=log_level)
+
+
 def run_api(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM."""
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                access_log=False, log_level=LOG_LEVEL)
+    uvicorn.Server(uvicorn_config(settings)).run()

@@ -20,7 +20,7 @@ import pytest
 import schemas
 from streams.api.keys import KeyStore
 from tests.support import builders as b
-from tests.support.api import ApiStack, messages_in
+from tests.support.api import messages_in, running_stack, warm_up
 
 REPLY_TIMEOUT_MS = 20_000  # the worker may still be joining its group at the first write
 CONCURRENT_POSTS = 5
@@ -29,18 +29,10 @@ WARM_UP_TIMEOUT_S = 60
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, embedded_pg, tmp_path_factory):
-    name = f"api_{uuid.uuid4().hex[:12]}"
-    database = embedded_pg.create_database(name)
-    stack = ApiStack.start(kafka_bootstrap, database.url, tmp_path_factory.mktemp("api"),
-                           reply_timeout_ms=REPLY_TIMEOUT_MS)
-    try:
-        with stack.client(stack.key()) as till:  # the first write waits for the group to form
-            warm_up = b.birthday("warm-up", "2025-01-01T00:00:00Z")
-            assert till.post("/v1/events", json=warm_up).status_code == 200
+    with running_stack(kafka_bootstrap, embedded_pg, tmp_path_factory.mktemp("api"),
+                       reply_timeout_ms=REPLY_TIMEOUT_MS) as stack:
+        warm_up(stack)
         yield stack
-    finally:
-        stack.stop()
-        embedded_pg.drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support import builders as b
-from tests.support.api import ApiStack, messages_in, wait_for_outcome
+from tests.support.api import ApiStack, messages_in, running_stack, wait_for_outcome
 
 OUTCOME_TIMEOUT_S = 90
 PRODUCE_WAIT_S = 30
@@ -23,15 +23,9 @@ CONCURRENT_POSTS = 5
 
 @pytest.fixture
 def stack(kafka_bootstrap, embedded_pg, tmp_path):
-    name = f"apif_{uuid.uuid4().hex[:12]}"
-    database = embedded_pg.create_database(name)
-    stack = ApiStack.start(kafka_bootstrap, database.url, tmp_path, workers=0,
-                           reply_timeout_ms=REPLY_TIMEOUT_MS)
-    try:
+    with running_stack(kafka_bootstrap, embedded_pg, tmp_path, workers=0,
+                       reply_timeout_ms=REPLY_TIMEOUT_MS) as stack:
         yield stack
-    finally:
-        stack.stop()
-        embedded_pg.drop_database(name)
 
 
 def wait_until(check, timeout_s: float) -> None:

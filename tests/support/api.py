@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -110,6 +112,19 @@ class ApiStack:
         stop_workers(self.workers)
 
 
+@contextmanager
+def running_stack(kafka_bootstrap: str, embedded_pg, log_dir: Path, **stack_options) -> Iterator[ApiStack]:
+    """An ``ApiStack`` on a database of its own, dropped (and every process stopped) at exit."""
+    name = f"api_{uuid.uuid4().hex[:12]}"
+    database = embedded_pg.create_database(name)
+    stack = ApiStack.start(kafka_bootstrap, database.url, log_dir, **stack_options)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        embedded_pg.drop_database(name)
+
+
 def wait_healthy(api: ApiProcess) -> None:
     deadline = time.monotonic() + API_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -132,6 +147,14 @@ def messages_in(stack: ApiStack) -> int:
     total = sum(consumer.end_offsets(partitions).values())
     consumer.close()
     return total
+
+
+def warm_up(stack: ApiStack) -> None:
+    """One write answered 200: the workers have joined their group (the reply timeout must allow it)."""
+    with stack.client(stack.key()) as till:
+        first = {"type": "birthday", "schema_version": 1, "event_id": f"warm-up-{uuid.uuid4().hex}",
+                 "member_id": "warm-up", "occurred_at": "2025-01-01T00:00:00Z"}
+        assert till.post("/v1/events", json=first).status_code == 200
 
 
 def wait_for_outcome(client: httpx.Client, member_id: str, event_id: str, timeout_s: float) -> dict:
