@@ -34,7 +34,7 @@ from streams.api.reads import LedgerReads
 from streams.api.writes import EventIdConflict, EventWriter
 from streams.kafka_security import aiokafka_options
 from streams.settings import Settings
-from streams.validation import InvalidInput, decode_inbound
+from streams.validation import MESSAGE_BYTES_MAX, InvalidInput, decode_inbound
 
 API_TITLE = "Loyalty ledger till API"
 API_VERSION = "1"
@@ -71,7 +71,7 @@ class Parts:
 
 
 async def _open_parts(settings: Settings, metrics: ApiMetrics) -> tuple[Parts, ConnectionPool, AIOKafkaProducer]:
-    from streams.worker import open_ledger
+    from streams.worker import open_ledger  # here, not at import: it loads faust, which only serving needs
 
     ledger = await asyncio.to_thread(open_ledger, replace(settings, account_cache_accounts_max=0))
     reads = LedgerReads(ledger, settings.api_read_threads)
@@ -193,6 +193,17 @@ def authorize_write(key: ApiKey, event: dict) -> None:
         raise ApiError(403, "forbidden", "this key is bound to stores: the event needs one of its store_id")
 
 
+async def body_of(request: Request) -> bytes:
+    """The request body, read no further than one byte past the largest message the ledger takes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MESSAGE_BYTES_MAX:
+            break
+    return b"".join(chunks)  # decode_inbound refuses it as too_large when over
+
+
 def decoded(raw: bytes) -> dict:
     try:
         return decode_inbound(raw)
@@ -232,8 +243,7 @@ def _install_member_routes(app: FastAPI) -> None:
     @app.post("/v1/quote")
     async def quote(request: Request) -> dict:
         parts = await reader(request)
-        body = await request.body()
-        purchase = decoded(_with_quote_event_id(body))
+        purchase = decoded(_with_quote_event_id(await body_of(request)))
         return await parts.reads.run(parts.reads.quote, purchase)
 
 
@@ -264,7 +274,7 @@ def _install_event_routes(app: FastAPI) -> None:
     async def post_event(request: Request) -> Response:
         started_s = time.monotonic()
         key = await authenticate(request)
-        raw = await request.body()
+        raw = await body_of(request)
         event = decoded(raw)
         authorize_write(key, event)
         parts: Parts = request.app.state.parts

@@ -150,6 +150,8 @@ def test_an_invalid_event_is_refused_with_the_dead_letter_reason_and_nothing_is_
     assert "amount" in assert_error(till.post("/v1/events", json=bad), 422, "schema")["message"]
     assert_error(till.post("/v1/events", content=b"{not json"), 422, "not_json")
     assert_error(till.post("/v1/events", json={**bad, "type": "teleport"}), 422, "unknown_type")
+    huge = {**b.purchase(member(), "2025-03-01T10:00:00Z", 100), "store_id": "s" * 1_000_000}
+    assert_error(till.post("/v1/events", json=huge), 422, "too_large")
     assert messages_in(stack) == produced
 
 
