@@ -70,7 +70,8 @@ class Parts:
     key_cache: dict[str, tuple[ApiKey, float]]
 
 
-async def _open_parts(settings: Settings, metrics: ApiMetrics) -> tuple[Parts, ConnectionPool, AIOKafkaProducer]:
+async def _open_parts(settings: Settings,
+                      metrics: ApiMetrics) -> tuple[Parts, ConnectionPool, AIOKafkaProducer]:
     from streams.worker import open_ledger  # here, not at import: it loads faust, which only serving needs
 
     ledger = await asyncio.to_thread(open_ledger, replace(settings, account_cache_accounts_max=0))

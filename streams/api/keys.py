@@ -109,7 +109,8 @@ class KeyStore:
         """A new key (returned once, in clear) and its record."""
         unknown = sorted(set(scopes) - set(SCOPES))
         if not scopes or unknown:
-            raise InvalidKeyRequest(f"scopes must be some of {', '.join(SCOPES)}; unknown: {unknown or 'none given'}")
+            raise InvalidKeyRequest(f"scopes must be some of {', '.join(SCOPES)}; "
+                                    f"unknown: {unknown or 'none given'}")
         key_id = secrets.token_hex(KEY_ID_BYTES)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(KEY_SECRET_BYTES)}"
         with self._connect() as connection:

@@ -10,7 +10,6 @@ reason and nothing is produced.
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import httpx
@@ -20,10 +19,9 @@ import pytest
 import schemas
 from streams.api.keys import KeyStore
 from tests.support import builders as b
-from tests.support.api import messages_in, running_stack, warm_up
+from tests.support.api import messages_in, post_concurrently, running_stack, warm_up
 
 REPLY_TIMEOUT_MS = 20_000  # the worker may still be joining its group at the first write
-CONCURRENT_POSTS = 5
 WARM_UP_TIMEOUT_S = 60
 
 
@@ -104,21 +102,12 @@ def test_a_quote_says_what_a_basket_earns_and_writes_nothing(till):
 def test_the_same_event_id_posted_five_times_at_once_has_one_outcome(stack, till):
     m = member()
     purchase = b.purchase(m, "2025-05-01T10:00:00Z", 5000)
-    answers = [None] * CONCURRENT_POSTS
-
-    def post(index: int) -> None:
-        with stack.client(stack.key()) as client:
-            answers[index] = client.post("/v1/events", json=purchase)
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(CONCURRENT_POSTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers = post_concurrently(stack, stack.key(), purchase)
     assert {a.status_code for a in answers} == {200}
     assert len({a.text for a in answers}) == 1 and answers[0].json()["outcome"] == "points_earned"
     history = till.get(f"/v1/members/{m}/history").json()["facts"]
-    assert [f["type"] for f in history if f["source_event_id"] == purchase["event_id"]].count("points_earned") == 1
+    caused = [f["type"] for f in history if f["source_event_id"] == purchase["event_id"]]
+    assert caused.count("points_earned") == 1
 
     produced = messages_in(stack)
     again = till.post("/v1/events", json=purchase)  # applied: the recorded outcome, nothing produced

@@ -13,12 +13,11 @@ import httpx
 import pytest
 
 from tests.support import builders as b
-from tests.support.api import ApiStack, messages_in, running_stack, wait_for_outcome
+from tests.support.api import CONCURRENT_POSTS, messages_in, post_concurrently, running_stack, wait_for_outcome
 
 OUTCOME_TIMEOUT_S = 90
 PRODUCE_WAIT_S = 30
 REPLY_TIMEOUT_MS = 3000
-CONCURRENT_POSTS = 5
 
 
 @pytest.fixture
@@ -85,24 +84,10 @@ def test_five_posts_of_one_event_around_a_worker_kill_have_one_outcome(stack):
         again = post_concurrently(stack, key, redemption)
         assert [a.json() for a in again] == [outcome] * CONCURRENT_POSTS
         facts = till.get(f"/v1/members/{m}/history").json()["facts"]
-        assert [f["type"] for f in facts if f["source_event_id"] == redemption["event_id"]] == ["points_redeemed"]
+        caused = [f["type"] for f in facts if f["source_event_id"] == redemption["event_id"]]
+        assert caused == ["points_redeemed"]
 
 
 def wait_for_outcome_after_post(till: httpx.Client, event: dict) -> dict:
     till.post("/v1/events", json=event)
     return wait_for_outcome(till, event["member_id"], event["event_id"], OUTCOME_TIMEOUT_S)
-
-
-def post_concurrently(stack: ApiStack, key: str, event: dict) -> list[httpx.Response]:
-    answers: list = [None] * CONCURRENT_POSTS
-
-    def post(index: int) -> None:
-        with stack.client(key) as till:
-            answers[index] = till.post("/v1/events", json=event)
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(CONCURRENT_POSTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ API_STOP_TIMEOUT_S = 15
 POLL_INTERVAL_S = 0.1
 HTTP_TIMEOUT_S = 30
 PARTITIONS = 2
+CONCURRENT_POSTS = 5
 ALL_SCOPES = ["read", "earn", "redeem", "crm", "admin"]
 
 
@@ -155,6 +157,23 @@ def warm_up(stack: ApiStack) -> None:
         first = {"type": "birthday", "schema_version": 1, "event_id": f"warm-up-{uuid.uuid4().hex}",
                  "member_id": "warm-up", "occurred_at": "2025-01-01T00:00:00Z"}
         assert till.post("/v1/events", json=first).status_code == 200
+
+
+def post_concurrently(stack: ApiStack, key: str, event: dict,
+                      count: int = CONCURRENT_POSTS) -> list[httpx.Response]:
+    """``event`` posted ``count`` times at once, each from a client (a till) of its own."""
+    answers: list = [None] * count
+
+    def post(index: int) -> None:
+        with stack.client(key) as till:
+            answers[index] = till.post("/v1/events", json=event)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
 
 
 def wait_for_outcome(client: httpx.Client, member_id: str, event_id: str, timeout_s: float) -> dict:
