@@ -45,6 +45,7 @@ KEY_CACHE_ENTRIES_MAX = 10_000
 PRODUCE_REQUEST_TIMEOUT_MS = 5000
 QUOTE_EVENT_ID = "quote"
 UNMATCHED_ROUTE = "unmatched"
+LEDGER_POOL_CONNECTIONS_MAX = 15  # eventsourcing's PostgreSQL pool: 5 connections + 10 overflow
 
 
 class ApiError(Exception):
@@ -91,6 +92,9 @@ async def _open_parts(settings: Settings,
 
 def create_app(settings: Settings) -> FastAPI:
     """The API for ``settings`` (bootstrap servers and database URL required)."""
+    if not 1 <= settings.api_read_threads <= LEDGER_POOL_CONNECTIONS_MAX:
+        raise ValueError(f"api_read_threads must be 1 to {LEDGER_POOL_CONNECTIONS_MAX} "
+                         f"(the ledger's connection pool); got {settings.api_read_threads}")
     metrics = ApiMetrics()
 
     @asynccontextmanager

@@ -22,7 +22,11 @@ def _api(args: argparse.Namespace) -> int:
     if not settings.bootstrap_servers or not settings.database_url:
         print("error: the API needs LOYALTY_BOOTSTRAP_SERVERS and LOYALTY_DATABASE_URL", file=sys.stderr)
         return 2
-    run_api(replace(settings, api_port=args.port or settings.api_port))
+    try:
+        run_api(replace(settings, api_port=args.port or settings.api_port))
+    except ValueError as error:  # a setting out of its range, named
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
