@@ -27,6 +27,8 @@ def _api(args: argparse.Namespace) -> int:
     except ValueError as error:  # a setting out of its range, named
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # uvicorn re-raises SIGTERM/SIGINT once it has shut down cleanly
+        return 0
     return 0
 
 

@@ -209,3 +209,9 @@ def test_health_and_metrics(till):
     assert 'loyalty_api_requests_total{route="/v1/members/{member_id}",status="404"}' in text
     assert "loyalty_api_reply_latency_seconds_count" in text
     assert "loyalty_api_replies_timed_out_total" in text
+
+
+def test_the_api_stops_cleanly_on_sigterm(stack):
+    api = stack.start_api()
+    api.stop()
+    assert api.process.returncode == 0, api.log_path.read_text()[-2000:]
