@@ -41,6 +41,7 @@ API_VERSION = "1"
 BEARER_PREFIX = "Bearer "
 HISTORY_FACTS_DEFAULT = 100
 HISTORY_FACTS_MAX = 1000
+VERSION_MAX = 2**63 - 1  # the event store's originator_version is a bigint
 KEY_CACHE_ENTRIES_MAX = 10_000
 PRODUCE_REQUEST_TIMEOUT_MS = 5000
 QUOTE_EVENT_ID = "quote"
@@ -237,7 +238,7 @@ def _install_member_routes(app: FastAPI) -> None:
         return document
 
     @app.get("/v1/members/{member_id}/history")
-    async def history(member_id: str, request: Request, after_version: int = Query(0, ge=0),
+    async def history(member_id: str, request: Request, after_version: int = Query(0, ge=0, le=VERSION_MAX),
                       limit: int = Query(HISTORY_FACTS_DEFAULT, ge=1, le=HISTORY_FACTS_MAX)) -> dict:
         parts = await reader(request)
         facts = await parts.reads.run(parts.reads.history, member_id, after_version, limit)
@@ -257,7 +258,7 @@ def _as_of(text: str | None):
         return None
     try:
         return parse_timestamp(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # not RFC 3339 with an offset, or out of datetime's range
         raise ApiError(422, "invalid_request", "as_of: an RFC 3339 time with an offset") from None
 
 

@@ -76,7 +76,9 @@ def test_as_of_history_and_unknown_members(till):
     then = till.get(f"/v1/members/{m}", params={"as_of": "2025-03-15T00:00:00Z"}).json()
     assert then["balance"] == 100
     assert_error(till.get(f"/v1/members/{m}", params={"as_of": "2025-02-01T00:00:00Z"}), 404, "unknown_member")
-    assert_error(till.get(f"/v1/members/{m}", params={"as_of": "yesterday"}), 422, "invalid_request")
+    for bad in ("yesterday", "2025-03-01", "0001-01-01T00:00:00+01:00"):
+        assert_error(till.get(f"/v1/members/{m}", params={"as_of": bad}), 422, "invalid_request")
+    assert_error(till.get(f"/v1/members/{m}/history", params={"after_version": 2**70}), 422, "invalid_request")
     facts = till.get(f"/v1/members/{m}/history", params={"after_version": 1, "limit": 1}).json()["facts"]
     assert [(f["version"], f["type"]) for f in facts] == [(2, "points_earned")]
     assert facts[0]["source_event_id"].startswith("purchase-") and facts[0]["source_position"]

@@ -88,7 +88,7 @@ def mostly(valid: st.SearchStrategy, other: st.SearchStrategy) -> st.SearchStrat
 
 def parameter_value(draw, parameter: dict) -> str:
     if parameter["schema"].get("type") == "integer":
-        return str(draw(mostly(st.sampled_from([0, 1, 2, 100]), st.integers(-3, 1200))))
+        return str(draw(mostly(st.sampled_from([0, 1, 2, 100]), st.integers())))
     if parameter["name"] == "as_of":
         return draw(mostly(TIMES, st.text(max_size=12)))
     if parameter["name"] == "member_id":
