@@ -14,7 +14,6 @@ history with each fact's cause.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,14 +36,11 @@ from ledger.domain import (
 from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
-from ledger.program import Program, load_program
-from ledger.rules import Lot, PurchaseRecord
 from ledger.postgres.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
+from ledger.program import Program
+from ledger.rules import Lot, PurchaseRecord
+from ledger.settings import LedgerSettings
 from ledger.wire import fact_fields
-
-SNAPSHOT_INTERVAL_EVENTS_DEFAULT = 100
-SNAPSHOT_INTERVAL_ENV = "LOYALTY_SNAPSHOT_INTERVAL_EVENTS"
-PROGRAM_FILE_ENV = "LOYALTY_PROGRAM_FILE"
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -115,17 +111,17 @@ class LoyaltyLedger(Application):
     name = "loyalty"
 
     def __init__(self, env: EnvType | None = None, program: Program | None = None) -> None:
+        """A ledger on eventsourcing's ``env``; its ``LOYALTY_*`` settings (program file,
+        snapshot interval) come from ``env`` over the process environment."""
         merged = dict(env or {})
-        interval = int(merged.get(SNAPSHOT_INTERVAL_ENV)
-                       or os.environ.get(SNAPSHOT_INTERVAL_ENV)
-                       or SNAPSHOT_INTERVAL_EVENTS_DEFAULT)
-        self.snapshotting_intervals = {LoyaltyAccount: interval}
+        settings = LedgerSettings.over_process_env(merged)
+        self.snapshotting_intervals = {LoyaltyAccount: settings.snapshot_interval_events}
         merged.setdefault("IS_SNAPSHOTTING_ENABLED", "y")
         merged.setdefault("PROCESS_RECORDER_TOPIC", UNPIPELINED_RECORDER_TOPIC)
         merged.setdefault("TRANSCODER_TOPIC", ORJSON_TRANSCODER_TOPIC)
         super().__init__(env=merged)
         self._known_absent: set[str] = set()
-        self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
+        self.program = program or settings.program()
 
     def construct_recorder(self):
         """A process recorder, so facts and their tracking records commit together."""

@@ -52,8 +52,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
 
-from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
-from ledger.program import Program, load_program
+from ledger.application import LoyaltyLedger
+from ledger.program import Program
+from ledger.settings import LedgerSettings
 from ledger.wire import json_ready
 from projections.annual import AnnualProjection
 from projections.balances import BalancesProjection
@@ -63,7 +64,8 @@ from ledger.postgres.log_reader import Chunk, LogReader, read_log
 from projections.rows import RowBatch
 from projections.tiers import TiersProjection
 
-BATCH_NOTIFICATIONS_MAX_DEFAULT = 2_000  # notifications per transaction, live catch-up
+# notifications per transaction, live catch-up (``LOYALTY_FOLLOW_BATCH_NOTIFICATIONS_MAX``)
+BATCH_NOTIFICATIONS_MAX_DEFAULT = LedgerSettings.follow_batch_notifications_max
 # Replay: a row changed in two transactions is written twice (at 1M facts, 100k per transaction
 # replayed 12,400 facts/s, 500k 18,600, one transaction 20,000); a crash loses at most one.
 REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT = 500_000
@@ -87,7 +89,7 @@ LIVE_RUNNER_POOL_CONNECTIONS = 2  # the subscription's LISTEN and one for reads 
 
 def program_from_env(env: EnvType | None) -> Program:
     """The program the ledger with ``env`` uses (``LOYALTY_PROGRAM_FILE``)."""
-    return load_program((env or {}).get(PROGRAM_FILE_ENV) or os.environ.get(PROGRAM_FILE_ENV))
+    return LedgerSettings.over_process_env(env).program()
 
 
 @dataclass
