@@ -1,12 +1,13 @@
 """The ledger's application service: load accounts, decide, save atomically.
 
-``LoyaltyLedger.apply`` takes a batch of commands (a worker's Kafka batch,
-say), applies them in order to their members' accounts, and saves every
-resulting fact of every account plus optional ``Tracking`` records (one per
-Kafka partition of the batch) in one database transaction. A redelivered
-``event_id`` is reported as a duplicate and changes nothing; the same
-``event_id`` with another payload is reported as a conflict and changes
-nothing either.
+``LoyaltyLedger.apply`` takes a batch of commands, applies them in order to
+their members' accounts, and saves every resulting fact of every account plus
+optional ``Tracking`` records in one database transaction;
+``process_batch`` does the same for a worker's Kafka batch (one tracking
+record per partition, the batch's dead letters, the account cache handled).
+A redelivered ``event_id`` is reported as a duplicate and changes nothing;
+the same ``event_id`` with another payload is reported as a conflict and
+changes nothing either.
 
 Auditor reads: an account at a version or as of an event time, and its full
 history with each fact's cause.
@@ -17,11 +18,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import Tracking, Transcoder, Transcoding
+from eventsourcing.persistence import (IntegrityError, InterfaceError, OperationalError, Tracking,
+                                       Transcoder, Transcoding)
 from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.utils import EnvType
 
@@ -45,6 +47,19 @@ from ledger.wire import fact_fields
 APPLIED = "applied"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
+# The event store's trouble, not a command's: a conflicting commit, a database out of reach.
+STORE_ERRORS = (IntegrityError, OperationalError, InterfaceError)
+
+
+class DecisionFailed(Exception):
+    """A command made the ledger raise while deciding (a bug, or input no rule foresaw).
+
+    Nothing was saved. The original error is ``__cause__``; the message names
+    its type and text.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
 
 
 class LotAsDict(Transcoding):
@@ -165,6 +180,42 @@ class LoyaltyLedger(Application):
         results, accounts = self.decide(commands)
         self.save_batch(accounts, tracking)
         return results
+
+    def process_batch(self, commands: Sequence[cmd.Command],
+                      tracking: Tracking | Sequence[Tracking] | None,
+                      dead_letters: Sequence[Any] = (),
+                      conflict_dead_letter: Callable[[int, Result], Any] | None = None,
+                      ) -> list[Result]:
+        """Decide ``commands`` in order and save, in one transaction, their facts, the
+        ``dead_letters``, a dead letter per conflict and ``tracking``: the stream's one call.
+
+        A command whose ``event_id`` was applied with another payload changes
+        nothing; ``conflict_dead_letter(index, result)`` makes the record saved
+        in its place. Whatever raises, the account cache is dropped first (a
+        cached account may hold facts that were never stored). An error while
+        deciding that is not the event store's (``STORE_ERRORS``) is raised as
+        ``DecisionFailed``, so the caller can tell a poison command from a
+        failed save; a conflicting commit raises IntegrityError and nothing is
+        saved.
+        """
+        try:
+            results, accounts = self._decide_batch(commands)
+            conflicts = [conflict_dead_letter(index, result) for index, result in enumerate(results)
+                         if result.status == CONFLICT and conflict_dead_letter is not None]
+            self.save_batch([*accounts, *dead_letters, *conflicts], tracking)
+        except BaseException:
+            self.evict_cached_accounts()
+            raise
+        return results
+
+    def _decide_batch(self, commands: Sequence[cmd.Command]
+                      ) -> tuple[list[Result], list[LoyaltyAccount]]:
+        try:
+            return self.decide(commands)
+        except STORE_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - a command's failure, told apart from the store's
+            raise DecisionFailed(error) from error
 
     def decide(self, commands: Iterable[cmd.Command]) -> tuple[list[Result], list[LoyaltyAccount]]:
         """Apply ``commands`` to their accounts in memory; nothing is saved yet.
