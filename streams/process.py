@@ -32,7 +32,6 @@ from ledger.domain import LoyaltyAccount
 from streams.kafka_security import kafka_python_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import produce_lines, read_lines
-from streams.devkit.services import running_services
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
@@ -144,6 +143,7 @@ def run_pipeline(input_path: Path, settings: Settings, workers: int,
 
 def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
     """CONTRACT section 6."""
+    from streams.devkit.services import running_services  # a developer command: the dev kit, lazily
     from streams.exports import write_outputs
 
     out_dir.mkdir(parents=True, exist_ok=True)
