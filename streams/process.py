@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import psycopg
 from eventsourcing.utils import get_topic
 
 from ledger.application import LoyaltyLedger
@@ -88,16 +87,11 @@ def stop_workers(workers: list[Worker]) -> None:
             worker.process.wait()
 
 
-def _fact_counts(settings: Settings) -> dict[str, int]:
+def _fact_counts(ledger: LoyaltyLedger) -> dict[str, int]:
     names = {"qualified": LoyaltyAccount.ReferralQualified, "credited": LoyaltyAccount.ReferrerCredited,
              "capped": LoyaltyAccount.ReferrerCapped}
-    with psycopg.connect(settings.database_url) as connection:
-        return {
-            name: connection.execute("SELECT count(*) FROM loyalty_events WHERE topic = %s",
-                                     (get_topic(fact_class),)).fetchone()[0]
-            for name, fact_class in names.items()
-        }
-
+    counts = ledger.fact_log.count([get_topic(fact_class) for fact_class in names.values()])
+    return {name: counts[get_topic(fact_class)] for name, fact_class in names.items()}
 
 
 def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int]) -> bool:
@@ -106,9 +100,9 @@ def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, 
         if tracked is None or tracked < offset:
             return False
     outbox = ledger.tracked_position(OUTBOX_TRACKING_NAME) or 0
-    if outbox < (ledger.recorder.max_notification_id() or 0):
+    if outbox < ledger.fact_log.head():
         return False
-    counts = _fact_counts(settings)
+    counts = _fact_counts(ledger)
     return counts["qualified"] == counts["credited"] + counts["capped"]
 
 
@@ -144,7 +138,7 @@ def run_pipeline(input_path: Path, settings: Settings, workers: int,
 
 def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
     """CONTRACT section 6."""
-    from streams.exports import write_outputs
+    from streams.process_outputs import write_outputs
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with running_services(settings) as live, tempfile.TemporaryDirectory(prefix="loyalty-logs-") as logs:
