@@ -40,6 +40,7 @@ from psycopg.sql import SQL, Identifier
 
 TOPIC = "ledger.postgres.recorder:UnpipelinedProcessRecorder"
 MORE_TRACKING = "more_tracking"  # insert_events keyword: tracking records after ``tracking``
+LIBRARY_MIGRATION_ROW = "__migration__"  # eventsourcing's marker in the tracking table
 
 
 class UnpipelinedProcessRecorder(PostgresProcessRecorder):
@@ -68,10 +69,12 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         return {name: found.get(name) for name in names}
 
     def tracked_positions(self) -> dict[str, int]:
-        """The last position recorded under every tracking name, in one query."""
+        """The last position recorded under every tracking name, in one query (not the
+        library's own ``__migration__`` row)."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self.tracked_positions_statement)
-            return {row["application_name"]: row["max"] for row in curs.fetchall()}
+            return {row["application_name"]: row["max"] for row in curs.fetchall()
+                    if row["application_name"] != LIBRARY_MIGRATION_ROW}
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
