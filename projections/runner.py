@@ -2,10 +2,10 @@
 
 - ``catch_up`` reads the ledger's log in chunks (``LoyaltyLedger.fact_log``:
   one query per ``read_notifications_max`` notifications, the next chunk read
-  ahead in a helper thread), decodes each fact once, and applies it to every open read model; every
-  ``batch_notifications_max`` notifications it commits ONE transaction that
-  writes the rows and records each read model's tracking position: the speed
-  of the log, not one transaction per event. It stops at the log's head as
+  ahead in a helper thread), decodes each fact once, and applies it to every
+  open read model; every ``batch_notifications_max`` notifications it commits
+  ONE transaction that writes the rows and records each read model's
+  tracking position: the speed of the log, not one transaction per event. It stops at the log's head as
   it was when it started and then records that head as every read model's
   position (the notifications after the last fact a read model needs are
   facts it ignores), so "caught up" means position = head.

@@ -8,8 +8,9 @@ writes the read models and exits 0 (CONTRACT section 6).
 "Everything is processed" is decided from the event store, never from the
 broker's ``end_offsets``: every partition's tracked offset has reached the
 offset the producer got back for its last line; the outbox has published
-every committed fact; every ``referral_qualified`` has its referrer's
-outcome (credited or capped), i.e. the internal credits are applied too;
+every committed fact; every credit a fact owes (``ledger.credits``: a
+``referral_qualified``'s referrer credit) has its outcome in the receiver's
+account (credited or capped), i.e. the internal credits are applied too;
 and all of this holds on two polls in a row.
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 from eventsourcing.utils import get_topic
 
 from ledger.application import LoyaltyLedger
-from ledger.domain import LoyaltyAccount
+from ledger.credits import credits_settled
 from streams.kafka_security import kafka_python_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import produce_lines, read_lines
@@ -87,13 +88,6 @@ def stop_workers(workers: list[Worker]) -> None:
             worker.process.wait()
 
 
-def _fact_counts(ledger: LoyaltyLedger) -> dict[str, int]:
-    names = {"qualified": LoyaltyAccount.ReferralQualified, "credited": LoyaltyAccount.ReferrerCredited,
-             "capped": LoyaltyAccount.ReferrerCapped}
-    counts = ledger.fact_log.count([get_topic(fact_class) for fact_class in names.values()])
-    return {name: counts[get_topic(fact_class)] for name, fact_class in names.items()}
-
-
 def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int]) -> bool:
     for partition, offset in produced.items():
         tracked = ledger.tracked_position(settings.tracking_name(settings.events_topic, partition))
@@ -102,8 +96,7 @@ def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, 
     outbox = ledger.tracked_position(OUTBOX_TRACKING_NAME) or 0
     if outbox < ledger.fact_log.head():
         return False
-    counts = _fact_counts(ledger)
-    return counts["qualified"] == counts["credited"] + counts["capped"]
+    return credits_settled(ledger.fact_log)
 
 
 def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int],

@@ -9,7 +9,7 @@ from eventsourcing.utils import get_topic
 
 from ledger import routing
 from ledger.commands import CreditReferrer
-from ledger.credits import credit_commands, credit_owed
+from ledger.credits import credit_commands, credit_owed, credits_settled
 from ledger.dead_letters import DeadLetter
 from ledger.domain import FACT_TYPES, LoyaltyAccount
 from ledger.wire import fact_document, tier_changed_document
@@ -63,3 +63,12 @@ def test_a_credit_goes_to_the_receiving_member_as_the_command_direct_application
     assert (command.member_id, command.event_id) == ("friend", "referrer-credit:m1")
     credited = [fact for fact in facts if isinstance(fact, LoyaltyAccount.ReferrerCredited)]
     assert [fact.source_event_id for fact in credited] == [command.event_id]
+
+
+def test_credits_are_settled_once_each_receiver_applied_its_credit(ledger):
+    assert credits_settled(ledger.fact_log)  # nothing owed
+    results = ledger.apply(*b.commands(b.referral("m1", "2025-01-01T10:00:00Z", "friend"),
+                                       b.purchase("m1", "2025-01-02T10:00:00Z", 5000)))
+    assert not credits_settled(ledger.fact_log)  # qualified, the credit not applied yet
+    ledger.apply(*credit_commands(fact for result in results for fact in result.facts))
+    assert credits_settled(ledger.fact_log)
