@@ -10,7 +10,8 @@ the same ``event_id`` with another payload is reported as a conflict and
 changes nothing either.
 
 Auditor reads: an account at a version or as of an event time, and its full
-history with each fact's cause.
+history with each fact's cause. The log of every committed fact:
+``fact_log`` (``ledger.log``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.utils import EnvType
 
 from ledger import commands as cmd
+from ledger.credits import credit_commands
 from ledger.domain import (
     COMMAND_HANDLERS,
     EventIdConflict,
@@ -35,6 +37,7 @@ from ledger.domain import (
     account_id,
     fact_type,
 )
+from ledger.log import FactLog
 from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
@@ -107,19 +110,6 @@ class HistoryEntry:
     data: dict[str, Any]
 
 
-def referrer_credits(facts: Iterable[Any]) -> list[cmd.CreditReferrer]:
-    """The referrer credit each ``ReferralQualified`` fact owes to another account."""
-    credits = []
-    for fact in facts:
-        if isinstance(fact, LoyaltyAccount.ReferralQualified):
-            event = cmd.referrer_credit_event(
-                fact.referrer_member_id, fact.referee_member_id, fact.qualifying_event_id,
-                fact.qualifying_occurred_at,
-            )
-            credits.append(cmd.command_from_event(event))
-    return credits
-
-
 class LoyaltyLedger(Application):
     """The event-sourced ledger of every member's ``LoyaltyAccount``."""
 
@@ -137,6 +127,7 @@ class LoyaltyLedger(Application):
         super().__init__(env=merged)
         self._known_absent: set[str] = set()
         self.program = program or settings.program()
+        self.fact_log = FactLog(self.recorder, self.mapper)
 
     def construct_recorder(self):
         """A process recorder, so facts and their tracking records commit together."""
@@ -167,6 +158,10 @@ class LoyaltyLedger(Application):
     def tracked_positions(self, names: Sequence[str]) -> dict[str, int | None]:
         """``tracked_position`` of each of ``names``, in one query."""
         return self.recorder.max_tracking_ids(names)
+
+    def all_tracked_positions(self) -> dict[str, int]:
+        """The last position recorded under every tracking name (partitions, the outbox)."""
+        return self.recorder.tracked_positions()
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
@@ -273,7 +268,7 @@ class LoyaltyLedger(Application):
         return loaded
 
     def apply_in_order(self, commands: Sequence[cmd.Command]) -> list[Result]:
-        """Direct application: each command, then at once the referrer credits it caused.
+        """Direct application: each command, then at once the credits it caused.
 
         This is the reference the stream pipeline is compared with; there the
         credit travels through Kafka to the referrer's partition instead.
@@ -282,7 +277,7 @@ class LoyaltyLedger(Application):
         for command in commands:
             result = self.apply(command)[0]
             results.append(result)
-            for credit in referrer_credits(result.facts):
+            for credit in credit_commands(result.facts):
                 results.extend(self.apply(credit))
         return results
 

@@ -34,6 +34,6 @@ def follow(ledger: LoyaltyLedger, models: ReadModels, settings: LedgerSettings,
 
 
 def _record_lag(record_lag: LagRecorder, ledger: LoyaltyLedger, models: ReadModels) -> None:
-    head = ledger.recorder.max_notification_id() or 0
+    head = ledger.fact_log.head()
     for name, position in models.positions().items():
         record_lag(name, max(head - position, 0))

@@ -212,7 +212,8 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
 
 def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: DatabaseOutage,
                         fatal: FatalStop) -> None:
-    """``OutboxRelay.run`` with database outages waited out (bounded) instead of ending the thread."""
+    """The relay's loop: relay until ``stop`` is set, waiting ``outbox_poll_interval_ms`` when
+    idle (reporting the lag to ``on_lag``), with database outages waited out (bounded)."""
     try:
         while not stop.is_set():
             if outage.call(relay.relay_once) == 0:
