@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from eventsourcing.utils import get_topic
 
 from ledger.application import LoyaltyLedger
 from ledger.credits import credits_settled
