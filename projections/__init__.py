@@ -8,7 +8,7 @@
 - ``runner``: open, catch up, replay, resume, digests; ``follower``: the live loop;
 - ``figures``: a member's figures computed from the ledger alone;
   ``verify`` compares the read models with them; ``auditor`` shows them;
-- ``export``, ``process_export``: JSONL/CSV exports and ``loyalty process``'s files;
+- ``export``: JSONL/CSV exports, and ``loyalty process``'s read-model files;
 - ``year_end``: the year-end job's ``year_closed`` events.
 
 The commands (``replay``, ``verify``, ``member``, ``export``, ``close-year``)

@@ -80,7 +80,7 @@ async def _open_parts(settings: Settings,
     reads = LedgerReads(ledger, settings.api_read_threads)
     pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.api_read_threads, open=False)
     await asyncio.to_thread(pool.open, True)
-    keys = KeyStore(settings.database_url, pool)
+    keys = KeyStore(pool)
     await reads.run(keys.ensure_table)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 request_timeout_ms=PRODUCE_REQUEST_TIMEOUT_MS, **aiokafka_options(settings))

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 TABLE = "loyalty_api_keys"
@@ -87,19 +88,21 @@ def key_id_of(presented: str) -> str | None:
     return parts[1]
 
 
+@contextmanager
+def key_store(database_url: str) -> Iterator["KeyStore"]:
+    """A ``KeyStore`` on a one-connection pool of its own (the CLI, tests), closed at exit."""
+    with ConnectionPool(database_url, min_size=1, max_size=1, open=True) as pool:
+        yield KeyStore(pool)
+
+
 class KeyStore:
-    """The keys table (blocking: the API calls it from a thread).
+    """The keys table, through ``pool`` (blocking: the API calls it from a thread)."""
 
-    With a ``pool`` (the API's) connections are borrowed from it; without one
-    (the CLI) each call opens a short connection.
-    """
-
-    def __init__(self, database_url: str, pool: ConnectionPool | None = None) -> None:
-        self._url = database_url
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
     def _connect(self):
-        return self._pool.connection() if self._pool is not None else psycopg.connect(self._url)
+        return self._pool.connection()
 
     def ensure_table(self) -> None:
         with self._connect() as connection:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from typing import Any
 
 from streams.cli.options import connection_flags, settings_from
@@ -32,16 +33,19 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
 def _key_store(args: argparse.Namespace):
-    from streams.api.keys import KeyStore
+    """The keys table (created if missing), or None without a database URL (after saying so)."""
+    from streams.api.keys import key_store
 
     settings = settings_from(args)
     if not settings.database_url:
         print("error: api-key needs LOYALTY_DATABASE_URL or --database-url", file=sys.stderr)
-        return None
-    store = KeyStore(settings.database_url)
-    store.ensure_table()
-    return store
+        yield None
+        return
+    with key_store(settings.database_url) as store:
+        store.ensure_table()
+        yield store
 
 
 def _split(text: str | None) -> list[str]:
@@ -51,24 +55,25 @@ def _split(text: str | None) -> list[str]:
 def _create(args: argparse.Namespace) -> int:
     from streams.api.keys import InvalidKeyRequest
 
-    store = _key_store(args)
-    if store is None:
-        return 2
-    try:
-        key, record = store.create(_split(args.scopes), _split(args.stores) or None)
-    except InvalidKeyRequest as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with _key_store(args) as store:
+        if store is None:
+            return 2
+        try:
+            key, record = store.create(_split(args.scopes), _split(args.stores) or None)
+        except InvalidKeyRequest as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     print(key)
     print(f"key id {record.key_id}: shown once, store it now", file=sys.stderr)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _key_store(args)
-    if store is None:
-        return 2
-    for key in store.list():
+    with _key_store(args) as store:
+        if store is None:
+            return 2
+        keys = store.list()
+    for key in keys:
         stores = ",".join(sorted(key.stores)) if key.stores is not None else "any store"
         state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "live"
         print(f"{key.key_id}  {','.join(sorted(key.scopes))}  {stores}  {state}")
@@ -76,10 +81,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    store = _key_store(args)
-    if store is None:
-        return 2
-    if not store.revoke(args.key_id):
+    with _key_store(args) as store:
+        if store is None:
+            return 2
+        revoked = store.revoke(args.key_id)
+    if not revoked:
         print(f"error: no live key {args.key_id}", file=sys.stderr)
         return 1
     print(f"revoked {args.key_id}")

@@ -17,7 +17,7 @@ import jsonschema_rs
 import pytest
 
 import schemas
-from streams.api.keys import KeyStore
+from streams.api.keys import key_store
 from tests.support import builders as b
 from tests.support.api import messages_in, post_concurrently, running_stack, warm_up
 
@@ -156,7 +156,8 @@ def test_keys_scopes_and_store_bindings(stack):
     with stack.client("lk_000000000000_not-a-key") as unknown:
         assert_error(unknown.get("/v1/members/x"), 401, "unauthorized")
     revoked = stack.key()
-    KeyStore(stack.settings.database_url).revoke(revoked.split("_")[1])
+    with key_store(stack.settings.database_url) as keys:
+        assert keys.revoke(revoked.split("_")[1])
     with stack.client(revoked) as client:
         assert_error(client.get("/v1/members/x"), 401, "unauthorized")
     with stack.client(stack.key(["read"])) as reader:

@@ -10,13 +10,14 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
 import uvicorn
 
-from streams.api.keys import (KEY_SECRET_BYTES, TABLE, InvalidKeyRequest, KeyStore, key_id_of,
+from streams.api.keys import (KEY_SECRET_BYTES, TABLE, InvalidKeyRequest, KeyStore, key_id_of, key_store,
                               scope_for_type)
 from streams.api.limits import RateLimiter
 from streams.api.server import uvicorn_config
@@ -38,10 +39,10 @@ def database_url(embedded_pg):
 
 
 @pytest.fixture
-def store(database_url) -> KeyStore:
-    store = KeyStore(database_url)
-    store.ensure_table()
-    return store
+def store(database_url) -> Iterator[KeyStore]:
+    with key_store(database_url) as store:
+        store.ensure_table()
+        yield store
 
 
 def test_a_key_is_random_stored_only_as_its_hash_and_checked_exactly(store, database_url):
@@ -77,7 +78,8 @@ def test_api_key_commands_print_the_key_once_and_never_log_it(database_url, caps
     assert main(["api-key", "create", "--scopes", "read,redeem", "--stores", "s-1,s-2",
                  "--database-url", database_url]) == 0
     key = capsys.readouterr().out.strip()
-    assert key.startswith("lk_") and KeyStore(database_url).authenticate(key) is not None
+    with key_store(database_url) as store:
+        assert key.startswith("lk_") and store.authenticate(key) is not None
     assert main(["api-key", "list", "--database-url", database_url]) == 0
     listing = capsys.readouterr().out
     assert key_id_of(key) in listing and "read,redeem" in listing and "s-1,s-2" in listing

@@ -4,7 +4,7 @@ processes and ``loyalty api`` processes, all configured by ``LOYALTY_*`` variabl
 ``ApiStack.start(...)`` creates the database and topics, opens the ledger
 (tables), starts ``workers`` worker processes (``streams.process.start_workers``)
 and one API; ``start_api`` starts more (another port, other settings). Keys
-come from ``KeyStore`` directly. ``stop()`` ends every process it started.
+come from the keys table directly (``streams.api.keys.key_store``). ``stop()`` ends every process it started.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.api.keys import KeyStore
+from streams.api.keys import key_store
 from streams.devkit.embedded_broker import find_free_port
 from streams.process import Worker, start_workers, stop_workers
 from streams.settings import Settings
@@ -74,7 +74,8 @@ class ApiStack:
             credits_topic=f"credits-{suffix}", consumer_group=f"group-{suffix}", **api_settings)
         ensure_topics(settings)
         open_ledger(settings).close()
-        KeyStore(database_url).ensure_table()
+        with key_store(database_url) as keys:
+            keys.ensure_table()
         stack = cls(settings, log_dir)
         stack.start_workers(workers)
         stack.start_api()
@@ -102,7 +103,8 @@ class ApiStack:
         return self.apis[0].url
 
     def key(self, scopes: list[str] = ALL_SCOPES, stores: list[str] | None = None) -> str:
-        return KeyStore(self.settings.database_url).create(scopes, stores)[0]
+        with key_store(self.settings.database_url) as keys:
+            return keys.create(scopes, stores)[0]
 
     def client(self, key: str | None, api: ApiProcess | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
