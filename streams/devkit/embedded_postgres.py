@@ -88,6 +88,8 @@ class EmbeddedPostgres(ChildService):
             app = Application(env=pg.create_database("ledger_test").env)
     """
 
+    display_name = "the embedded PostgreSQL server"
+
     def __init__(
         self,
         base_dir: str | os.PathLike[str] | None = None,
@@ -152,8 +154,7 @@ class EmbeddedPostgres(ChildService):
 
     def start(self) -> EmbeddedPostgres:
         """Create the cluster if needed, start the server, wait for a connection."""
-        if self._process is not None:
-            raise RuntimeError("the embedded PostgreSQL server was already started")
+        self._refuse_restart()
         deadline = time.monotonic() + self.start_timeout_s
         self._start_guarded(self._start, deadline)
         return self
