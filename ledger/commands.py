@@ -1,5 +1,5 @@
 """Inbound commands: one frozen dataclass per inbound event type, plus the
-internal referrer and transfer credits.
+internal referrer and transfer credits (their events are built by ``ledger.credits``).
 
 ``command_from_event`` turns an inbound event (a dict that already passed its
 JSON Schema) into a command. Every command carries the source ``event_id``
@@ -17,7 +17,7 @@ from datetime import datetime
 
 import orjson
 
-from ledger.calendar import format_timestamp, parse_timestamp
+from ledger.calendar import parse_timestamp
 
 FINGERPRINT_HEX_CHARS = 32
 REFERRER_CREDIT_TYPE = "referrer_credit"
@@ -225,43 +225,3 @@ def command_from_event(event: dict, source_position: str | None = None) -> Comma
     if parser is None:
         raise UnknownEventType(f"unknown event type {event.get('type')!r}")
     return parser(event, _common(event, source_position))
-
-
-def referrer_credit_event(
-    referrer_member_id: str, referee_member_id: str, qualifying_event_id: str, occurred_at: datetime
-) -> dict:
-    """The internal message that carries a referrer's credit to its partition.
-
-    Its ``event_id`` is derived from the referee (a referee qualifies once), so
-    a redelivered credit is a duplicate on the referrer's account.
-    """
-    return {
-        "type": REFERRER_CREDIT_TYPE,
-        "schema_version": 1,
-        "event_id": f"referrer-credit:{referee_member_id}",
-        "member_id": referrer_member_id,
-        "occurred_at": format_timestamp(occurred_at),
-        "referee_member_id": referee_member_id,
-        "qualifying_event_id": qualifying_event_id,
-    }
-
-
-def transfer_credit_event(sender: str, receiver: str, transfer_event_id: str,
-                          occurred_at: datetime, lots: list[dict]) -> dict:
-    """The internal message that carries a transfer's points to the receiver's partition.
-
-    Its ``event_id`` is derived from the transfer's, and every field from the
-    transfer's fact, so a redelivered credit is a duplicate on the receiver's
-    account (exactly once in effect).
-    """
-    return {
-        "type": TRANSFER_CREDIT_TYPE,
-        "schema_version": 1,
-        "event_id": f"transfer-credit:{transfer_event_id}",
-        "member_id": receiver,
-        "occurred_at": format_timestamp(occurred_at),
-        "from_member_id": sender,
-        "transfer_event_id": transfer_event_id,
-        "lots": [{"points": lot["points"], "occurred_at": format_timestamp(lot["occurred_at"]),
-                  "expires_at": format_timestamp(lot["expires_at"])} for lot in lots],
-    }

@@ -34,6 +34,8 @@ from ledger.rules import (
     PurchaseRecord,
     activating_lots,
     active_lots,
+    annual_bonus,
+    annual_totals,
     draw_points,
     expiring_lots,
     lifetime_spend,
@@ -779,11 +781,8 @@ class LoyaltyAccount(Aggregate):
                 "debt_paid": self.debt - debt_left, "lots": created}
 
     def _close_year(self, command: cmd.CloseYear, program: Program, clock: datetime) -> None:
-        purchases = self.purchases_in_year(command.year)
-        counted = sum(1 for p in purchases if not p.fully_refunded)
-        net_points = sum(p.points - p.reversed_points for p in purchases)
-        eligible = counted >= program.annual_purchases_min
-        bonus = program.annual_bonus(net_points) if eligible else 0
+        counted, net_points = annual_totals(self.purchases_in_year(command.year))
+        eligible, bonus = annual_bonus(counted, net_points, program)
         self._outcome(self.YearClosed, clock, command, year=command.year, purchases=counted,
                       net_purchase_points=net_points, eligible=eligible, bonus_points=bonus)
         if bonus > 0:

@@ -10,13 +10,14 @@ import argparse
 import sys
 from typing import Any
 
-from ledger.program import ProgramError, load_program
+from ledger.program import ProgramError
+from ledger.settings import LedgerSettings
 from streams.cli.options import connection_flags, settings_from
 
 
 def _check_program(args: argparse.Namespace) -> int:
     try:
-        program = load_program(args.file)
+        program = LedgerSettings(program_file=args.file).program()
     except ProgramError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -54,6 +55,7 @@ def _relay(args: argparse.Namespace) -> int:
 
 def _setup(args: argparse.Namespace) -> int:
     """Create the missing topics and the event store's tables; safe to run again."""
+    from streams.api.keys import key_store
     from streams.topics import ensure_topics
     from streams.worker import open_ledger
 
@@ -65,7 +67,9 @@ def _setup(args: argparse.Namespace) -> int:
     if not args.no_topics:
         print("topics created:", ", ".join(ensure_topics(settings)) or "none missing")
     open_ledger(settings).close()
-    print("event store tables ready")
+    with key_store(settings.database_url) as keys:
+        keys.ensure_table()
+    print("event store tables ready (and the till API's keys table)")
     return 0
 
 

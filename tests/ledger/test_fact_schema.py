@@ -11,7 +11,6 @@ from ledger.domain import FACT_TYPES
 from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
 from ledger.wire import LIBRARY_FIELDS, fact_document, fact_message
 from schemas import load_schema
-from streams.exports import committed_facts
 from streams.validation import validate_outbound
 from tests.support import builders as b
 from tests.support.streamgen import generate_events
@@ -51,7 +50,7 @@ def test_every_fact_type_is_published_valid_against_its_schema():
     default.apply_in_order(b.commands(*every_kind_of_fact()))
     retail.apply_in_order(b.commands(*every_kind_of_contract_2_fact()))
     seen = set()
-    for fact in [*committed_facts(default), *committed_facts(retail)]:
+    for fact in [*default.fact_log.facts(), *retail.fact_log.facts()]:
         document = fact_document(fact)
         validate_outbound("ledger_fact", document)
         seen.add(document["type"])
@@ -69,7 +68,7 @@ def test_the_schema_lists_exactly_each_fact_class_fields():
 def test_the_relays_fast_message_is_the_documents_bytes():
     ledger = LoyaltyLedger()
     ledger.apply_in_order(b.commands(*every_kind_of_fact()))
-    facts = list(committed_facts(ledger))
+    facts = list(ledger.fact_log.facts())
     assert len({type(fact) for fact in facts}) > 10
     for fact in facts:
         assert fact_message(fact) == orjson.dumps(fact_document(fact))

@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.application import LoyaltyLedger, transfer_credits
+from ledger.application import LoyaltyLedger
+from ledger.credits import credit_commands
 from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
@@ -112,7 +113,7 @@ def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events, li
     for event in events:
         results = twice.apply_in_order([command_from_event(event), command_from_event(dict(event))])
         assert results[-1].status == "duplicate"
-        for credit in transfer_credits(results[0].facts):  # a credit redelivered: a duplicate
+        for credit in credit_commands(results[0].facts):  # a credit redelivered: a duplicate
             assert twice.apply(credit)[0].status == "duplicate"
     for member in _members(events):
         assert account_state(twice, member) == account_state(once, member)

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from ledger.application import LoyaltyLedger, transfer_credits
+from ledger.application import LoyaltyLedger
+from ledger.credits import credit_commands
 from eventsourcing.domain import Snapshot
 
 from ledger.domain import CONTRACT_2_COUNTERS, LoyaltyAccount, account_id, fact_type
@@ -377,7 +378,7 @@ def test_arriving_points_past_expiry_expire_at_once_and_the_rest_pays_debt(ledge
 def test_a_redelivered_transfer_credit_is_a_duplicate(ledger):
     apply(ledger, b.birthday(M, "2025-01-10T10:00:00Z"))
     results = apply(ledger, b.transfer(M, "2025-03-01T10:00:00Z", R, 120))
-    (credit,) = transfer_credits(results[0].facts)
+    (credit,) = credit_commands(results[0].facts)
     assert [r.status for r in ledger.apply(credit)] == ["duplicate"]
     assert account(ledger, R).balance == 120
 

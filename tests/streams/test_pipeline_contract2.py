@@ -9,7 +9,6 @@ from dataclasses import replace
 
 from ledger.domain import LoyaltyAccount
 from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
-from streams.exports import committed_facts
 from streams.producer import produce_lines
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
@@ -33,11 +32,11 @@ def test_contract_2_stream_with_a_sigkill_equals_direct_application(kafka_bootst
                              [line.encode() for line in lines])
     run_with_a_worker_killed(ledger, settings, produced, tmp_path)
     assert_same_as_direct(ledger, events, load_program(RETAIL_EXAMPLE_PROGRAM_PATH))
-    kinds = {type(fact).__name__ for fact in committed_facts(ledger)}
+    kinds = {type(fact).__name__ for fact in ledger.fact_log.facts()}
     assert {"PointsActivated", "PointsAdjusted", "AdjustmentRejected", "PointsTransferredOut",
             "PointsTransferredIn"} <= kinds
-    outs = [f for f in committed_facts(ledger) if isinstance(f, LoyaltyAccount.PointsTransferredOut)]
-    ins = [f for f in committed_facts(ledger) if isinstance(f, LoyaltyAccount.PointsTransferredIn)]
+    outs = [f for f in ledger.fact_log.facts() if isinstance(f, LoyaltyAccount.PointsTransferredOut)]
+    ins = [f for f in ledger.fact_log.facts() if isinstance(f, LoyaltyAccount.PointsTransferredIn)]
     assert sorted(f.source_event_id for f in ins) == sorted(
         f"transfer-credit:{f.source_event_id}" for f in outs)  # each credit applied exactly once
     assert ledger.program_for(1).name == "retail-example"
