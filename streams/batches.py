@@ -271,7 +271,7 @@ class PartitionBatchApplier:
         if message.topic == self.settings.credits_topic:
             return self._decode_credit(message)
         try:
-            event = decode_inbound(message.value)
+            event = decode_inbound(message.value, message_bytes_max=self.settings.message_bytes_max)
         except InvalidInput as invalid:
             raise Rejected(str(invalid.reason_code), invalid.message) from None
         if message.key != event["member_id"].encode("utf-8"):

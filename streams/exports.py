@@ -9,7 +9,7 @@ come from the projections once they have caught up.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -43,12 +43,20 @@ def write_jsonl(path: Path, rows) -> int:
     return count
 
 
-def write_log_files(ledger: LoyaltyLedger, out_dir: Path) -> dict[str, int]:
-    """``ledger.jsonl``, ``tier_changes.jsonl`` and ``dead_letters.jsonl``."""
+def _as_is(envelope: dict) -> dict:
+    return envelope
+
+
+def write_log_files(ledger: LoyaltyLedger, out_dir: Path,
+                    annotate: Callable[[dict], dict] = _as_is) -> dict[str, int]:
+    """``ledger.jsonl``, ``tier_changes.jsonl`` and ``dead_letters.jsonl``.
+
+    ``annotate`` may add to each dead letter (``loyalty process``: its input line).
+    """
     ledger_rows, tier_rows, dead_rows = [], [], []
     for fact in committed_facts(ledger):
         if isinstance(fact, DeadLetter.Recorded):
-            dead_rows.append(fact.envelope)
+            dead_rows.append(annotate(fact.envelope))
             continue
         ledger_rows.append(fact_document(fact))
         if isinstance(fact, LoyaltyAccount.TierChanged):
@@ -60,8 +68,9 @@ def write_log_files(ledger: LoyaltyLedger, out_dir: Path) -> dict[str, int]:
     }
 
 
-def write_outputs(ledger: LoyaltyLedger, settings: Settings, out_dir: Path) -> dict[str, int]:
-    counts = write_log_files(ledger, out_dir)
+def write_outputs(ledger: LoyaltyLedger, settings: Settings, out_dir: Path,
+                  annotate: Callable[[dict], dict] = _as_is) -> dict[str, int]:
+    counts = write_log_files(ledger, out_dir, annotate)
     counts.update(write_read_models(ledger, settings, out_dir))
     return counts
 

@@ -25,13 +25,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from ledger.application import LoyaltyLedger
+from ledger.dead_letters import DeadLetter
 from ledger.domain import LoyaltyAccount
 from streams.kafka_security import kafka_python_options
 from streams.outbox import OUTBOX_TRACKING_NAME
-from streams.producer import produce_lines, read_lines
+from streams.producer import ProduceReport, RefusedLine, read_lines, refused_dead_letters, send_lines
 from streams.devkit.services import running_services
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -127,19 +129,47 @@ def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: di
 
 
 def run_pipeline(input_path: Path, settings: Settings, workers: int,
-                 log_dir: Path) -> tuple[LoyaltyLedger, Settings]:
+                 log_dir: Path) -> tuple[LoyaltyLedger, ProduceReport]:
     """Produce INPUT and run workers until processed; return the ledger to read from."""
     ensure_topics(settings)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
-    produced = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
-                             kafka_python_options(settings))
-    log.info("produced %d partitions' worth of lines", len(produced))
+    produced = send_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
+                          kafka_python_options(settings), message_bytes_max=settings.message_bytes_max)
+    record_refused_lines(ledger, settings, input_path, produced.refused)
+    log.info("produced %d lines; %d refused as too large", len(produced.line_numbers), len(produced.refused))
     running = start_workers(settings, workers, log_dir)
     try:
-        wait_until_processed(ledger, settings, produced, running)
+        wait_until_processed(ledger, settings, produced.last_offsets, running)
     finally:
         stop_workers(running)
-    return ledger, settings
+    return ledger, produced
+
+
+def record_refused_lines(ledger: LoyaltyLedger, settings: Settings, input_path: Path,
+                         refused: list[RefusedLine]) -> None:
+    """Dead-letter the lines too large to send, by file and line (the outbox publishes them).
+
+    A line already dead-lettered by an earlier run on the same store keeps its first record.
+    """
+    envelopes = refused_dead_letters(refused, source_topic=settings.events_topic,
+                                     source_file=str(input_path), message_bytes_max=settings.message_bytes_max)
+    for envelope in envelopes:
+        try:
+            ledger.save_batch([DeadLetter.record(envelope)], None)
+        except IntegrityError:
+            log.info("line %d of %s was dead-lettered by an earlier run", envelope["source_line"], input_path)
+
+
+def line_numbers_of(produced: ProduceReport, settings: Settings, input_path: Path):
+    """A function adding ``source_file`` and ``source_line`` to a dead letter of the input file."""
+    def annotate(envelope: dict) -> dict:
+        if envelope["source_topic"] != settings.events_topic or envelope["source_offset"] is None:
+            return envelope
+        number = produced.line_numbers.get((envelope["source_partition"], envelope["source_offset"]))
+        if number is None:
+            return envelope
+        return envelope | {"source_file": str(input_path), "source_line": number}
+    return annotate
 
 
 def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
@@ -148,6 +178,6 @@ def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with running_services(settings) as live, tempfile.TemporaryDirectory(prefix="loyalty-logs-") as logs:
-        ledger, live = run_pipeline(input_path, live, workers, Path(logs))
-        write_outputs(ledger, live, out_dir)
+        ledger, produced = run_pipeline(input_path, live, workers, Path(logs))
+        write_outputs(ledger, live, out_dir, line_numbers_of(produced, live, input_path))
         ledger.close()

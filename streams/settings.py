@@ -35,6 +35,7 @@ class Settings:
     batch_events_max: int = 500
     batch_wait_ms: int = 50
     consumer_fetch_max_wait_ms: int = 25  # faust hard-codes 1,500 ms; see streams/faust_transport.py
+    message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200
     database_connect_timeout_s: int = 5      # longest wait for a pooled connection, per call

@@ -21,6 +21,7 @@ Booleans are never integers (the schemas already say so).
 from __future__ import annotations
 
 import base64
+import codecs
 import enum
 import json
 from collections.abc import Iterable
@@ -175,6 +176,34 @@ def dead_letter_document(
     return document
 
 
+def refused_line_document(*, preview: bytes, size_bytes: int, message_bytes_max: int, source_topic: str, source_file: str, source_line: int,
+                          dead_lettered_at: datetime) -> dict:
+    """The ``dead_letter.v1`` envelope of an input line too large to send to Kafka at all.
+
+    It never got a Kafka position: ``source_file`` and ``source_line`` say
+    where it is; ``value_preview`` shows its start (``preview``), the bytes
+    themselves stay in the file (a dead letter must fit on the topic).
+    """
+    document = {
+        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
+        "reason_code": str(ReasonCode.TOO_LARGE),
+        "reason_message": f"the line is {size_bytes} bytes; the limit is {message_bytes_max} bytes "
+                          "(message_bytes_max); it was not sent to Kafka",
+        "source_topic": source_topic,
+        "source_partition": None,
+        "source_offset": None,
+        "source_file": source_file,
+        "source_line": source_line,
+        "key_base64": None,
+        "value_base64": None,
+        "value_preview": _utf8_preview(preview, strict_end=False),
+        "dead_lettered_at": _rfc3339_utc(dead_lettered_at),
+        "attempts": 1,
+    }
+    validate_outbound("dead_letter", document)
+    return document
+
+
 def _parse_object(raw: bytes) -> dict:
     try:
         value = orjson.loads(raw)
@@ -310,13 +339,24 @@ def _base64_or_none(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def _utf8_preview(data: bytes | None) -> str | None:
+def _utf8_preview(data: bytes | None, strict_end: bool = True) -> str | None:
+    """``data`` as strict UTF-8, cut to ``VALUE_PREVIEW_CHARS_MAX`` characters; None if it is not UTF-8.
+
+    ``strict_end=False``: ``data`` is the start of something longer, so a
+    character cut in two at its end is dropped, not an error.
+    """
     if data is None:
         return None
     try:
-        return data.decode("utf-8")[:VALUE_PREVIEW_CHARS_MAX]
+        text = data.decode("utf-8") if strict_end else _decode_prefix(data)
     except UnicodeDecodeError:
         return None
+    return text[:VALUE_PREVIEW_CHARS_MAX]
+
+
+def _decode_prefix(data: bytes) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return decoder.decode(data, final=False)
 
 
 def _rfc3339_utc(moment: datetime) -> str:

@@ -69,8 +69,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from streams.kafka_security import kafka_python_options
-    from streams.producer import produce_lines, read_lines
+    from streams.producer import produce_file
     from streams.topics import ensure_topics
 
     settings = settings_from(args)
@@ -78,9 +77,12 @@ def _produce(args: argparse.Namespace) -> int:
         print("error: produce needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
         return 2
     ensure_topics(settings)
-    last = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(args.file),
-                         kafka_python_options(settings))
-    print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
+    report = produce_file(settings, args.file)
+    print(f"sent to {settings.events_topic}: last offsets by partition "
+          f"{dict(sorted(report.last_offsets.items()))}")
+    for line in report.refused:
+        print(f"line {line.line_number}: {line.size_bytes} bytes, over message_bytes_max "
+              f"({settings.message_bytes_max}): dead-lettered to {settings.dead_letter_topic}")
     return 0
 
 

@@ -105,3 +105,13 @@ def test_nesting_deep_enough_to_break_a_recursive_parser_is_not_json():
 def test_invalid_utf8_is_not_json():
     raw = orjson.dumps(examples("referral")[0]).replace(b"M-000123", b"M-\xff\xfe")
     assert refusal(raw).reason_code == ReasonCode.NOT_JSON
+
+
+def test_the_workers_and_the_producer_share_one_named_size_limit():
+    from streams.producer import producer_request_bytes_max
+    from streams.settings import Settings
+    from streams.validation import MESSAGE_BYTES_MAX
+
+    limit = Settings.from_env({"LOYALTY_MESSAGE_BYTES_MAX": "1000"}).message_bytes_max
+    assert (Settings().message_bytes_max, limit) == (MESSAGE_BYTES_MAX, 1000)
+    assert producer_request_bytes_max(limit) > 2 * limit  # a key as long as the value still fits
