@@ -15,6 +15,7 @@ and all of this holds on two polls in a row.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -31,7 +32,7 @@ from eventsourcing.utils import get_topic
 from ledger.application import LoyaltyLedger
 from ledger.dead_letters import DeadLetter
 from ledger.domain import LoyaltyAccount
-from streams.kafka_security import kafka_python_options
+from streams.kafka_security import kafka_client_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import ProduceReport, RefusedLine, read_lines, refused_dead_letters, send_lines
 from streams.devkit.services import running_services
@@ -134,7 +135,7 @@ def run_pipeline(input_path: Path, settings: Settings, workers: int,
     ensure_topics(settings)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
     produced = send_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
-                          kafka_python_options(settings), message_bytes_max=settings.message_bytes_max)
+                          kafka_client_options(settings), message_bytes_max=settings.message_bytes_max)
     record_refused_lines(ledger, settings, input_path, produced.refused)
     log.info("produced %d lines; %d refused as too large", len(produced.line_numbers), len(produced.refused))
     running = start_workers(settings, workers, log_dir)
@@ -172,11 +173,20 @@ def line_numbers_of(produced: ProduceReport, settings: Settings, input_path: Pat
     return annotate
 
 
+def check_paths(input_path: Path, out_dir: Path) -> None:
+    """Fail before any service starts: INPUT must be readable, DIR writable (OSError naming the path)."""
+    with open(input_path, "rb"):
+        pass
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "directory not writable", str(out_dir))
+
+
 def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
     """CONTRACT section 6."""
     from streams.exports import write_outputs
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_paths(input_path, out_dir)
     with running_services(settings) as live, tempfile.TemporaryDirectory(prefix="loyalty-logs-") as logs:
         ledger, produced = run_pipeline(input_path, live, workers, Path(logs))
         write_outputs(ledger, live, out_dir, line_numbers_of(produced, live, input_path))

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import orjson
 from kafka import KafkaProducer
 
-from streams.kafka_security import kafka_python_options
+from streams.kafka_security import kafka_client_options
 from streams.settings import Settings
 from streams.validation import MESSAGE_BYTES_MAX, refused_line_document
 
@@ -156,7 +156,7 @@ def produce_file(settings: Settings, path: str | Path) -> ProduceReport:
     ``produce`` has no event store, so a line refused before Kafka goes
     straight to the dead-letter topic (the workers never see it).
     """
-    options = kafka_python_options(settings)
+    options = kafka_client_options(settings)
     report = send_lines(settings.bootstrap_servers, settings.events_topic, read_lines(path), options,
                         message_bytes_max=settings.message_bytes_max)
     letters = refused_dead_letters(report.refused, source_topic=settings.events_topic,

@@ -5,13 +5,19 @@ CLI flags override the environment. Limits carry their unit in their name.
 Secrets (the database URL's password, ``sasl_password``) are never printed:
 ``redacted()`` and ``repr()`` hide them. Kafka security settings are turned
 into client options by ``streams/kafka_security.py``.
+
+A local stack started by ``loyalty up`` writes its connection variables to
+``DIR/env``; ``with_stack_env`` puts them under the environment, so commands
+run from the same directory find it (``stack_env_file`` says where it looks).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Mapping
 
 ENV_PREFIX = "LOYALTY_"
@@ -38,6 +44,7 @@ class Settings:
     message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200
+    kafka_connect_timeout_ms: int = 10_000   # longest wait to reach any bootstrap server (kafka-python clients)
     database_connect_timeout_s: int = 5      # longest wait for a pooled connection, per call
     database_retry_backoff_ms: int = 200     # first wait after the database could not be reached
     database_retry_backoff_ms_max: int = 5000  # the wait doubles up to this
@@ -95,3 +102,49 @@ class Settings:
     def tracking_name(self, topic: str, partition: int) -> str:
         """The tracking record name of a Kafka partition in the event store."""
         return f"{topic}:{partition}"
+
+
+STACK_DIR_ENV = "LOYALTY_STACK_DIR"            # the directory of a `loyalty up` stack to use
+STACK_DIRS_DEFAULT = (".loyalty", ".loyalty-demo")  # looked for in the current directory, in order
+STACK_ENV_FILE_NAME = "env"
+
+
+def stack_env_file(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+    """The ``env`` file a running ``loyalty up`` (or ``loyalty demo``) wrote, if there is one.
+
+    ``LOYALTY_STACK_DIR`` names the directory; otherwise ``.loyalty`` then
+    ``.loyalty-demo`` in the current directory.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    named = environ.get(STACK_DIR_ENV)
+    candidates = [Path(named)] if named else [cwd / name for name in STACK_DIRS_DEFAULT]
+    for directory in candidates:
+        path = (cwd / directory) / STACK_ENV_FILE_NAME
+        if path.is_file():
+            return path
+    return None
+
+
+def with_stack_env(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+    """``environ`` with a local stack's ``LOYALTY_*`` values underneath: set variables win."""
+    environ = dict(os.environ if environ is None else environ)
+    path = stack_env_file(environ, cwd)
+    return (read_env_file(path) | environ) if path else environ
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``export LOYALTY_NAME=VALUE`` lines of an env file (shell-quoted values); other lines ignored."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            if name.startswith(ENV_PREFIX):
+                values[name] = value
+    return values
+
+
+def env_file_text(values: Mapping[str, str]) -> str:
+    """``export NAME=VALUE`` lines (values shell-quoted) for ``read_env_file`` and for a shell."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())

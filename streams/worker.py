@@ -17,6 +17,11 @@ and retry (``streams.batches.DatabaseOutage``); if an outage outlasts
 the limit, stops like on SIGTERM and exits with status
 ``EXIT_DATABASE_UNAVAILABLE`` (3), so a supervisor (Kubernetes, systemd)
 sees a failed worker instead of one that spins or hangs.
+
+A worker whose events or credits topic is not the one the ledger tracked (a
+recreated topic: ``streams/topic_identity.py``) does not start, or stops
+before skipping anything of it, with status ``EXIT_TOPIC_RECREATED`` (4) and
+the way out in its message.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
 from streams.settings import Settings
+from streams.topic_identity import EXIT_TOPIC_RECREATED, TopicIdentityGuard, TopicRecreated
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +182,11 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     )
     topic = app.topic(settings.events_topic, settings.credits_topic,
                       key_serializer="raw", value_serializer="raw")
+    guard = TopicIdentityGuard(settings)
+    guard.check()  # TopicRecreated: the worker does not start
     applier = PartitionBatchApplier(open_ledger(settings), settings,
-                                    DatabaseOutage(settings, "partition batches", fatal.stopping))
+                                    DatabaseOutage(settings, "partition batches", fatal.stopping),
+                                    confirm_topic=guard.confirm)
     executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger")
 
     async def apply_one(batch: list[InboundMessage]) -> None:
@@ -188,6 +197,11 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
             health.failed_batches_in_row += 1
             fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(outage))
             await asyncio.Event().wait()  # consume nothing more; the stop cancels this
+            raise
+        except TopicRecreated as recreated:
+            health.failed_batches_in_row += 1
+            fatal.trigger(EXIT_TOPIC_RECREATED, str(recreated))
+            await asyncio.Event().wait()  # nothing of the batch was committed
             raise
         except Exception:
             health.failed_batches_in_row += 1
@@ -284,6 +298,9 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
         print(f"loyalty worker: fatal: {error}; exiting with status {EXIT_DATABASE_UNAVAILABLE}",
               file=sys.stderr, flush=True)
         raise SystemExit(EXIT_DATABASE_UNAVAILABLE) from error
+    except TopicRecreated as error:
+        print(f"loyalty worker: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_TOPIC_RECREATED) from error
     server = start_http(settings.metrics_port, health=health) if settings.metrics_port else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     try:

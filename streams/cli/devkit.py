@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.cli.options import connection_flags, settings_from
+from streams.cli.options import add_command, connection_flags, positive_int, settings_from
 
 
 def _process(args: argparse.Namespace) -> int:
     from streams.process import ProcessError, process
 
     try:
-        process(Path(args.input), Path(args.out), settings_from(args), workers=args.workers)
+        process(Path(args.input), Path(args.out), settings_from(args, stack=False), workers=args.workers)
     except ProcessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -34,7 +34,7 @@ def _demo(args: argparse.Namespace) -> int:
                           seed=args.seed, workers=args.workers,
                           rate_events_per_s=args.rate, demo_dir=Path(args.dir))
     try:
-        return run_demo(options, settings_from(args))
+        return run_demo(options, settings_from(args, stack=False))
     except ProcessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -42,22 +42,27 @@ def _demo(args: argparse.Namespace) -> int:
 
 def add_subcommands(commands: Any) -> None:
     """Register process and demo on ``commands``."""
-    run = commands.add_parser("process", help="run INPUT.jsonl through the whole pipeline into DIR")
+    run = add_command(commands, "process", "run a JSONL file through the whole pipeline and write "
+                                           "the results to a directory")
     connection_flags(run)
-    run.add_argument("input")
-    run.add_argument("--out", required=True, help="output directory")
-    run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument("input", metavar="INPUT", help="JSONL file, one inbound event per line")
+    run.add_argument("--out", required=True, metavar="DIR",
+                     help="directory for the read models, the ledger and the dead letters")
+    run.add_argument("--workers", type=positive_int, default=2, metavar="N",
+                     help="worker processes (default 2)")
     run.set_defaults(run=_process)
 
-    demo = commands.add_parser("demo", help="a simulated retail chain through the whole system, "
-                                             "with a live dashboard")
+    demo = add_command(commands, "demo", "a simulated retail chain through the whole system, "
+                                         "with a live dashboard")
     connection_flags(demo)
-    demo.add_argument("--members", type=int, default=1000, help="members at the start (1000)")
-    demo.add_argument("--stores", type=int, default=20, help="stores (20)")
-    demo.add_argument("--days", type=int, default=365, help="simulated days (365)")
-    demo.add_argument("--seed", type=int, default=42, help="simulation seed (42)")
-    demo.add_argument("--workers", type=int, default=2, help="worker processes (2)")
-    demo.add_argument("--rate", type=int, default=1500, help="events sent per second (1500)")
-    demo.add_argument("--dir", default=".loyalty-demo",
+    demo.add_argument("--members", type=positive_int, default=1000, metavar="N",
+                      help="members at the start (1000)")
+    demo.add_argument("--stores", type=positive_int, default=20, metavar="N", help="stores (20)")
+    demo.add_argument("--days", type=positive_int, default=365, metavar="N", help="simulated days (365)")
+    demo.add_argument("--seed", type=int, default=42, metavar="N", help="simulation seed (42)")
+    demo.add_argument("--workers", type=positive_int, default=2, metavar="N", help="worker processes (2)")
+    demo.add_argument("--rate", type=positive_int, default=1500, metavar="N",
+                      help="events sent per second (1500)")
+    demo.add_argument("--dir", default=".loyalty-demo", metavar="DIR",
                       help="where the demo keeps its embedded store and logs (.loyalty-demo)")
     demo.set_defaults(run=_demo)

@@ -11,7 +11,8 @@ import argparse
 import sys
 from datetime import date
 
-from streams.kafka_security import kafka_python_options
+from streams.kafka_security import kafka_client_options
+from streams.cli.options import add_command
 from streams.devkit.simulator import SimulationConfig, SimulationSummary, send_to_kafka, write_jsonl
 
 _DEFAULTS = SimulationConfig()
@@ -19,14 +20,16 @@ _DEFAULTS = SimulationConfig()
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``simulate`` on the ``loyalty`` parser's subcommands; returns its parser."""
-    parser = subparsers.add_parser(
-        "simulate", help="generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
-    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"default {_DEFAULTS.seed}")
+    parser = add_command(subparsers, "simulate",
+                         "generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
+    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed,
+                        help=f"random seed: the same seed gives the same stream (default {_DEFAULTS.seed})")
     parser.add_argument("--members", type=int, default=_DEFAULTS.members,
                         help=f"members at the start (default {_DEFAULTS.members})")
     parser.add_argument("--stores", type=int, default=_DEFAULTS.stores,
-                        help=f"default {_DEFAULTS.stores}")
-    parser.add_argument("--days", type=int, default=_DEFAULTS.days, help=f"default {_DEFAULTS.days}")
+                        help=f"stores (default {_DEFAULTS.stores})")
+    parser.add_argument("--days", type=int, default=_DEFAULTS.days,
+                        help=f"simulated days (default {_DEFAULTS.days})")
     parser.add_argument("--start", type=_iso_date, default=_DEFAULTS.start,
                         help=f"first day, YYYY-MM-DD (default {_DEFAULTS.start})")
     parser.add_argument("--duplicate-rate-ppm", type=int, default=_DEFAULTS.duplicate_rate_ppm,
@@ -74,7 +77,7 @@ def _to_kafka(config: SimulationConfig, args: argparse.Namespace) -> int:
     ensure_topics(settings)
     summary = SimulationSummary()
     last = send_to_kafka(config, settings.bootstrap_servers, settings.events_topic, summary,
-                         kafka_python_options(settings))
+                         kafka_client_options(settings))
     print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
     print(summary.describe())
     return 0

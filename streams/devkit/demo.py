@@ -38,10 +38,10 @@ from projections.kpi_report import kpi_report
 from projections.runner import catch_up, open_read_models
 from projections.verify import verify
 from streams.devkit.dashboard import PipelineProbe, render
-from streams.kafka_security import kafka_python_options
+from streams.kafka_security import kafka_client_options
 from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
 from streams.producer import member_key
-from streams.devkit.services import demo_store_dir, running_services
+from streams.devkit.services import stack_store_dir, running_services
 from streams.settings import Settings
 from streams.devkit.simulator import SimulationConfig, SimulationSummary, simulate
 from streams.topics import ensure_topics
@@ -86,7 +86,7 @@ class PacedProducer(threading.Thread):
     def run(self) -> None:
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
                                  linger_ms=5, client_id="loyalty-demo",
-                                 **kafka_python_options(self.settings))
+                                 **kafka_client_options(self.settings))
         try:
             self._send_all(producer)
         except BaseException as error:  # noqa: BLE001 - reported by the demo loop
@@ -140,7 +140,7 @@ def prepare_demo_dir(options: DemoOptions, settings: Settings) -> Path | None:
     """A fresh embedded store in ``demo_dir/postgres`` (None when a real database is used)."""
     if settings.database_url:
         return None
-    store = demo_store_dir(options.demo_dir)
+    store = stack_store_dir(options.demo_dir)
     shutil.rmtree(store, ignore_errors=True)
     (options.demo_dir / "logs").mkdir(parents=True, exist_ok=True)
     return store
@@ -246,7 +246,7 @@ def _cell(value) -> str:
 
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
     member = _some_member(ledger)
-    where = (f"run from this directory, they reopen this demo's store, {demo_store_dir(options.demo_dir)}"
+    where = (f"run from this directory, they reopen this demo's store, {stack_store_dir(options.demo_dir)}"
              if _is_embedded(options) else "set LOYALTY_DATABASE_URL to the same database")
     return (
         f"\nTry next ({where}):\n"
@@ -258,7 +258,7 @@ def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
 
 
 def _is_embedded(options: DemoOptions) -> bool:
-    return demo_store_dir(options.demo_dir).exists()
+    return stack_store_dir(options.demo_dir).exists()
 
 
 def _some_member(ledger) -> str:

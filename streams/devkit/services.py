@@ -19,21 +19,19 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEMO_KEY_HEX_CHARS = 12
+STORE_KEY_HEX_CHARS = 12
 
 
-DEMO_DIR = Path(".loyalty-demo")
+def stack_store_dir(stack_dir: Path) -> Path:
+    """Where ``loyalty up`` or ``loyalty demo`` run with ``stack_dir`` keeps its embedded PostgreSQL.
 
-
-def demo_store_dir(demo_dir: Path = DEMO_DIR) -> Path:
-    """Where the demo run from ``demo_dir`` keeps its embedded PostgreSQL.
-
-    Under the system's temp directory, named after ``demo_dir``'s absolute
+    Under the system's temp directory, named after ``stack_dir``'s absolute
     path: when running as root, PostgreSQL runs as a service user that must
     be able to enter every parent directory, and a checkout under ``/root``
-    (mode 0700) would refuse it. Same ``demo_dir``, same store.
+    (mode 0700) would refuse it. Same ``stack_dir``, same store (so
+    ``loyalty up --dir .loyalty-demo`` reopens the demo's store).
     """
-    key = hashlib.sha256(str(demo_dir.resolve()).encode("utf-8")).hexdigest()[:DEMO_KEY_HEX_CHARS]
+    key = hashlib.sha256(str(stack_dir.resolve()).encode("utf-8")).hexdigest()[:STORE_KEY_HEX_CHARS]
     return Path(tempfile.gettempdir()) / f"loyalty-demo-{key}" / "postgres"
 
 
@@ -54,17 +52,3 @@ def running_services(settings: Settings, postgres_dir: Path | None = None) -> It
             database_url = stack.enter_context(EmbeddedPostgres(postgres_dir)).settings.url
             log.info("embedded PostgreSQL at %s", database_url)
         yield settings.with_services(bootstrap, database_url)
-
-
-def demo_store_url(demo_dir: Path = DEMO_DIR) -> str | None:
-    """Start the demo's embedded store (left by ``loyalty demo``) for this process.
-
-    Returns its URL, or None when no demo ran from ``demo_dir``. The server
-    stops when the process exits.
-    """
-    store_dir = demo_store_dir(demo_dir)
-    if not (store_dir / "data" / "PG_VERSION").exists():
-        return None
-    server = EmbeddedPostgres(store_dir).start()
-    log.info("reopened the demo's store in %s", store_dir)
-    return server.settings.url

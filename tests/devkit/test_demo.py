@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from streams.devkit.services import demo_store_dir
+from streams.devkit.services import stack_store_dir
 
 DEMO_TIMEOUT_S = 300
 COMMAND_TIMEOUT_S = 120
@@ -42,7 +42,7 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "verify: OK" in demo.stdout
     assert "programme KPIs" in demo.stdout and "Try next" in demo.stdout
-    store = demo_store_dir(tmp_path / ".loyalty-demo")
+    store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"
     assert brokers() <= brokers_before, "the demo left its broker running"  # others may stop theirs
@@ -87,4 +87,4 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind(tmp_path):
     gone, alive = psutil.wait_procs(children, timeout=STOP_TIMEOUT_S)
     assert alive == [], [p.info if hasattr(p, "info") else p for p in alive]
     assert brokers() <= brokers_before
-    shutil.rmtree(demo_store_dir(tmp_path / ".loyalty-demo").parent, ignore_errors=True)
+    shutil.rmtree(stack_store_dir(tmp_path / ".loyalty-demo").parent, ignore_errors=True)
