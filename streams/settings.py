@@ -44,6 +44,7 @@ class Settings:
     message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200
+    topic_identity_check_interval_ms: int = 5000  # how often a worker checks its topics were not recreated
     kafka_connect_timeout_ms: int = 10_000   # longest wait to reach any bootstrap server (kafka-python clients)
     database_connect_timeout_s: int = 5      # longest wait for a pooled connection, per call
     database_retry_backoff_ms: int = 200     # first wait after the database could not be reached

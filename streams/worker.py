@@ -184,6 +184,7 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
                       key_serializer="raw", value_serializer="raw")
     guard = TopicIdentityGuard(settings)
     guard.check()  # TopicRecreated: the worker does not start
+    watch_topic_identity(guard, fatal, settings.topic_identity_check_interval_ms)
     applier = PartitionBatchApplier(open_ledger(settings), settings,
                                     DatabaseOutage(settings, "partition batches", fatal.stopping),
                                     confirm_topic=guard.confirm)
@@ -225,6 +226,28 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
         await loop.run_in_executor(executor, applier.ledger.evict_cached_accounts)
 
     return app
+
+
+def watch_topic_identity(guard: TopicIdentityGuard, fatal: FatalStop, interval_ms: int) -> threading.Thread:
+    """Check every ``interval_ms`` that the topics were not recreated under the worker.
+
+    The consumer of a recreated topic may keep fetching at its old position
+    and never see the new topic's first messages, so the applier's check
+    before a skip is not enough alone.
+    """
+    def watch() -> None:
+        while not fatal.stopping.wait(interval_ms / 1000):
+            try:
+                guard.check()
+            except TopicRecreated as recreated:
+                fatal.trigger(EXIT_TOPIC_RECREATED, str(recreated))
+                return
+            except Exception as error:  # noqa: BLE001 - an unreachable broker: the consumer reports it
+                log.warning("could not check the topics' identity: %s", error)
+
+    thread = threading.Thread(target=watch, name="topic-identity", daemon=True)
+    thread.start()
+    return thread
 
 
 def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: DatabaseOutage,

@@ -13,6 +13,8 @@ from typing import Any
 
 from streams.cli.options import add_command, connection_flags, positive_int, settings_from
 
+DEMO_PLAIN_WIDTH_CHARS = 120  # without a terminal: the dashboard's panels and tables fit, uncut
+
 
 def _process(args: argparse.Namespace) -> int:
     from streams.process import ProcessError, process
@@ -26,6 +28,15 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_console():
+    """The demo's console: the terminal's; without one plain text as wide as the dashboard needs."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=DEMO_PLAIN_WIDTH_CHARS, no_color=True, highlight=False, emoji=False)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from streams.devkit.demo import DemoOptions, run_demo
     from streams.process import ProcessError
@@ -34,14 +45,44 @@ def _demo(args: argparse.Namespace) -> int:
                           seed=args.seed, workers=args.workers,
                           rate_events_per_s=args.rate, demo_dir=Path(args.dir))
     try:
-        return run_demo(options, settings_from(args, stack=False))
+        return run_demo(options, settings_from(args, stack=False), demo_console())
     except ProcessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
+def _up(args: argparse.Namespace) -> int:
+    from streams.devkit.stack import StackError, UpOptions, run_up
+    from streams.process import ProcessError
+
+    options = UpOptions(stack_dir=Path(args.dir), workers=args.workers, broker=args.broker,
+                        fresh=args.fresh, keep_ledger=args.keep_ledger)
+    try:
+        return run_up(options, settings_from(args, stack=False))
+    except (StackError, ProcessError) as error:
+        print(f"loyalty up: error: {error}", file=sys.stderr)
+        return 1
+
+
 def add_subcommands(commands: Any) -> None:
-    """Register process and demo on ``commands``."""
+    """Register process, demo and up on ``commands``."""
+    up = add_command(commands, "up", "keep a local broker, PostgreSQL, workers and projections running "
+                                     "for other commands run from this directory")
+    up.add_argument("--dir", default=".loyalty", metavar="DIR",
+                    help="where the stack keeps its env file, logs and (by name) its store (.loyalty)")
+    up.add_argument("--workers", type=positive_int, default=2, metavar="N", help="worker processes (2)")
+    up.add_argument("--partitions", type=positive_int, metavar="N",
+                    help="partitions of the topics (default: LOYALTY_PARTITIONS, 8)")
+    up.add_argument("--program", metavar="FILE",
+                    help="program rules, TOML (default: LOYALTY_PROGRAM_FILE, else the built-in program)")
+    up.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
+                    help="embedded: tansu, topics in memory (default); kafka: Apache Kafka (needs java, mvn)")
+    keep = up.add_mutually_exclusive_group()
+    keep.add_argument("--fresh", action="store_true", help="delete the store of DIR first: an empty ledger")
+    keep.add_argument("--keep-ledger", action="store_true",
+                      help="keep the store of DIR and apply the new (empty) topics from their start")
+    up.set_defaults(run=_up)
+
     run = add_command(commands, "process", "run a JSONL file through the whole pipeline and write "
                                            "the results to a directory")
     connection_flags(run)

@@ -41,7 +41,7 @@ from streams.devkit.dashboard import PipelineProbe, render
 from streams.kafka_security import kafka_client_options
 from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
 from streams.producer import member_key
-from streams.devkit.services import stack_store_dir, running_services
+from streams.devkit.services import running_services, stack_env_file_written, stack_store_dir
 from streams.settings import Settings
 from streams.devkit.simulator import SimulationConfig, SimulationSummary, simulate
 from streams.topics import ensure_topics
@@ -151,7 +151,9 @@ def run_demo(options: DemoOptions, settings: Settings, console: Console | None =
     store = prepare_demo_dir(options, settings)
     logs = options.demo_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with running_services(settings, postgres_dir=store) as live:
+    with running_services(settings, postgres_dir=store) as live, ExitStack() as stack:
+        if store is not None:  # commands run from here meanwhile find the demo's services
+            stack.enter_context(stack_env_file_written(options.demo_dir, live))
         return _run(options, live, logs, console)
 
 
@@ -246,15 +248,28 @@ def _cell(value) -> str:
 
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
     member = _some_member(ledger)
-    where = (f"run from this directory, they reopen this demo's store, {stack_store_dir(options.demo_dir)}"
+    loyalty = loyalty_command()
+    where = (f"first keep this demo's store running, in another terminal: {loyalty} up --dir "
+             f"{options.demo_dir} --keep-ledger; then, from this directory"
              if _is_embedded(options) else "set LOYALTY_DATABASE_URL to the same database")
     return (
         f"\nTry next ({where}):\n"
-        f"  loyalty member {member}            # the auditor's view, every fact with its cause\n"
-        "  loyalty replay                     # drop and rebuild every read model\n"
-        "  loyalty verify                     # recompute everything from the ledger\n"
-        "  loyalty export balances --format csv\n"
+        f"  {loyalty} member {member}            # the auditor's view, every fact with its cause\n"
+        f"  {loyalty} replay                     # drop and rebuild every read model\n"
+        f"  {loyalty} verify                     # recompute everything from the ledger\n"
+        f"  {loyalty} export balances --format csv\n"
     )
+
+
+def loyalty_command() -> str:
+    """How to run ``loyalty`` from here: the bare name when it is on PATH, else this venv's script."""
+    if shutil.which("loyalty"):
+        return "loyalty"
+    script = Path(sys.executable).parent / "loyalty"
+    try:
+        return os.path.relpath(script)
+    except ValueError:
+        return str(script)
 
 
 def _is_embedded(options: DemoOptions) -> bool:

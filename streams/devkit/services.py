@@ -15,7 +15,7 @@ from typing import Iterator
 
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.devkit.embedded_broker import EmbeddedBroker
-from streams.settings import Settings
+from streams.settings import STACK_ENV_FILE_NAME, Settings, env_file_text
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +52,36 @@ def running_services(settings: Settings, postgres_dir: Path | None = None) -> It
             database_url = stack.enter_context(EmbeddedPostgres(postgres_dir)).settings.url
             log.info("embedded PostgreSQL at %s", database_url)
         yield settings.with_services(bootstrap, database_url)
+
+
+BROKERS = ("embedded", "kafka")
+
+
+def broker_class(name: str = "embedded") -> type:
+    """The dev kit's broker launcher by name: ``embedded`` (tansu, topics in memory) or
+    ``kafka`` (Apache Kafka from ``streams/devkit/apache_kafka.py``, fresh at each start)."""
+    if name == "kafka":
+        from streams.devkit.apache_kafka import ApacheKafka  # needs java and mvn: loaded only when asked
+
+        return ApacheKafka
+    if name != "embedded":
+        raise ValueError(f"unknown broker {name!r}; known: {', '.join(BROKERS)}")
+    return EmbeddedBroker
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """What a stack's ``DIR/env`` exports: where the broker and the event store are."""
+    return {"LOYALTY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "LOYALTY_DATABASE_URL": settings.database_url,
+            "LOYALTY_PARTITIONS": str(settings.partitions)}
+
+
+@contextlib.contextmanager
+def stack_env_file_written(stack_dir: Path, settings: Settings) -> Iterator[Path]:
+    """``stack_dir/env`` for commands run from the same directory, removed when the stack stops."""
+    path = stack_dir / STACK_ENV_FILE_NAME
+    path.write_text(env_file_text(stack_env(settings)), encoding="utf-8")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

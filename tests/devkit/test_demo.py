@@ -12,6 +12,7 @@ import time
 import psutil
 
 from streams.devkit.services import stack_store_dir
+from tests.support.processes import assert_all_gone, spawned
 
 DEMO_TIMEOUT_S = 300
 COMMAND_TIMEOUT_S = 120
@@ -46,16 +47,22 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"
     assert brokers() <= brokers_before, "the demo left its broker running"  # others may stop theirs
-    # The commands it suggests reopen the same store
-    replayed = loyalty("replay", "--no-progress", cwd=tmp_path)
-    assert replayed.returncode == 0, replayed.stderr[-2000:]
-    assert "replayed balances, tiers, annual, kpis" in replayed.stderr
-    verified = loyalty("verify", cwd=tmp_path)
-    assert verified.returncode == 0, verified.stdout[-2000:]
-    assert "no mismatches" in verified.stdout
-    member = demo.stdout.split("loyalty member ")[1].split()[0]
-    shown = loyalty("member", member, cwd=tmp_path)
-    assert shown.returncode == 0 and member in shown.stdout
+    assert not (tmp_path / ".loyalty-demo" / "env").exists(), "the demo's env file outlived it"
+    # The commands it suggests, with its store kept running by `loyalty up` as it says
+    assert "up --dir .loyalty-demo --keep-ledger" in demo.stdout
+    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1", cwd=tmp_path) as up:
+        up.wait_for_line("ready")
+        replayed = loyalty("replay", "--no-progress", cwd=tmp_path)
+        assert replayed.returncode == 0, replayed.stderr[-2000:]
+        assert "replayed balances, tiers, annual, kpis" in replayed.stderr
+        verified = loyalty("verify", "--catch-up", cwd=tmp_path)
+        assert verified.returncode == 0, verified.stdout[-2000:]
+        assert "no mismatches" in verified.stdout
+        member = demo.stdout.split(" member ")[1].split()[0]
+        shown = loyalty("member", member, cwd=tmp_path)
+        assert shown.returncode == 0 and member in shown.stdout
+        assert up.stop() == 0
+        assert_all_gone(up.seen)
     assert servers_under(store) == []
     shutil.rmtree(store.parent)
 
