@@ -2,8 +2,9 @@
 
 ``streams.exports`` calls ``export_read_models`` once every event is in the
 ledger: the read models are caught up (batched, from wherever they stand;
-created on first use) and written as ``balances.jsonl``, ``tiers.jsonl`` and
-``annual.jsonl`` with the field names of CONTRACT section 4.
+created on first use) and written as ``balances.jsonl``, ``tiers.jsonl``,
+``annual.jsonl`` (the field names of CONTRACT section 4) and ``kpis.jsonl``
+(what ``loyalty export kpis`` writes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.export import export
 from projections.runner import BATCH_NOTIFICATIONS_MAX_DEFAULT, catch_up, open_read_models
 
-READ_MODEL_FILES = {"balances": "balances.jsonl", "tiers": "tiers.jsonl", "annual": "annual.jsonl"}
+READ_MODEL_FILES = {"balances": "balances.jsonl", "tiers": "tiers.jsonl", "annual": "annual.jsonl",
+                    "kpis": "kpis.jsonl"}
 
 
 def export_read_models(ledger: LoyaltyLedger, database_url: str, out_dir: Path,

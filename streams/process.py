@@ -3,7 +3,8 @@
 Starts (or connects to) the broker and PostgreSQL, creates the topics,
 produces every line of INPUT keyed by ``member_id``, runs worker processes
 (one of them also runs the outbox relay) until everything is processed, then
-writes the read models and exits 0 (CONTRACT section 6).
+writes the read models, ``kpis.jsonl`` and the workers' logs (``DIR/logs``)
+and exits 0 (CONTRACT section 6). ``--keep DIR`` keeps the embedded store.
 
 "Everything is processed" is decided from the event store, never from the
 broker's ``end_offsets``: every partition's tracked offset has reached the
@@ -18,12 +19,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from eventsourcing.persistence import IntegrityError
@@ -35,7 +37,7 @@ from ledger.domain import LoyaltyAccount
 from streams.kafka_security import kafka_client_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import ProduceReport, RefusedLine, read_lines, refused_dead_letters, send_lines
-from streams.devkit.services import running_services
+from streams.devkit.services import running_services, stack_store_dir
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
@@ -47,6 +49,9 @@ POLL_INTERVAL_MS = 250
 STABLE_POLLS_MIN = 2
 WORKER_STOP_TIMEOUT_S = 30
 LOG_TAIL_CHARS = 4000
+
+
+Progress = Callable[[str], None]  # told what is happening, e.g. "applied 1,200 of 160,000 messages"
 
 
 class ProcessError(RuntimeError):
@@ -116,7 +121,8 @@ def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, 
 
 
 def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int],
-                         workers: list[Worker], timeout_s: float = PROCESS_TIMEOUT_S) -> None:
+                         workers: list[Worker], timeout_s: float = PROCESS_TIMEOUT_S,
+                         progress: Progress | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     stable = 0
     while stable < STABLE_POLLS_MIN:
@@ -126,21 +132,33 @@ def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: di
         if time.monotonic() > deadline:
             raise ProcessError(f"not processed within {timeout_s} s")
         stable = stable + 1 if is_processed(ledger, settings, produced) else 0
+        if progress is not None:
+            progress(f"applied {applied_messages(ledger, settings, produced):,} of "
+                     f"{sum(offset + 1 for offset in produced.values()):,} messages")
         time.sleep(POLL_INTERVAL_MS / 1000)
 
 
+def applied_messages(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int]) -> int:
+    """Messages of the produced partitions at or below their tracked offsets (for progress)."""
+    names = {settings.tracking_name(settings.events_topic, p): p for p in produced}
+    tracked = ledger.tracked_positions(list(names))
+    return sum(min(tracked[name], produced[p]) + 1 for name, p in names.items() if tracked[name] is not None)
+
+
 def run_pipeline(input_path: Path, settings: Settings, workers: int,
-                 log_dir: Path) -> tuple[LoyaltyLedger, ProduceReport]:
+                 log_dir: Path, progress: Progress | None = None) -> tuple[LoyaltyLedger, ProduceReport]:
     """Produce INPUT and run workers until processed; return the ledger to read from."""
     ensure_topics(settings)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
+    on_chunk = None if progress is None else (lambda lines: progress(f"produced {lines:,} lines"))
     produced = send_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
-                          kafka_client_options(settings), message_bytes_max=settings.message_bytes_max)
+                          kafka_client_options(settings), message_bytes_max=settings.message_bytes_max,
+                          on_chunk=on_chunk)
     record_refused_lines(ledger, settings, input_path, produced.refused)
     log.info("produced %d lines; %d refused as too large", len(produced.line_numbers), len(produced.refused))
     running = start_workers(settings, workers, log_dir)
     try:
-        wait_until_processed(ledger, settings, produced.last_offsets, running)
+        wait_until_processed(ledger, settings, produced.last_offsets, running, progress=progress)
     finally:
         stop_workers(running)
     return ledger, produced
@@ -182,12 +200,33 @@ def check_paths(input_path: Path, out_dir: Path) -> None:
         raise PermissionError(errno.EACCES, "directory not writable", str(out_dir))
 
 
-def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
-    """CONTRACT section 6."""
+def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2,
+            keep_dir: Path | None = None, progress: Progress | None = None) -> None:
+    """CONTRACT section 6; worker logs in ``out_dir/logs``.
+
+    ``keep_dir``: the embedded store is made (fresh) for that directory and
+    kept after the run, so ``loyalty up --dir KEEP_DIR --keep-ledger`` reopens
+    it for ``member``, ``verify`` and ``export``.
+    """
     from streams.exports import write_outputs
 
     check_paths(input_path, out_dir)
-    with running_services(settings) as live, tempfile.TemporaryDirectory(prefix="loyalty-logs-") as logs:
-        ledger, produced = run_pipeline(input_path, live, workers, Path(logs))
+    logs = out_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    with running_services(settings, postgres_dir=_kept_store(keep_dir, settings)) as live:
+        ledger, produced = run_pipeline(input_path, live, workers, logs, progress)
+        if progress is not None:
+            progress("writing the outputs")
         write_outputs(ledger, live, out_dir, line_numbers_of(produced, live, input_path))
         ledger.close()
+
+
+def _kept_store(keep_dir: Path | None, settings: Settings) -> Path | None:
+    if keep_dir is None:
+        return None
+    if settings.database_url:
+        raise ProcessError("--keep keeps the embedded store; a --database-url store is kept anyway")
+    store = stack_store_dir(keep_dir)
+    shutil.rmtree(store, ignore_errors=True)  # a fresh event store (CONTRACT section 6), then kept
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    return store

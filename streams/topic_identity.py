@@ -22,7 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 
+import psycopg
+from eventsourcing.persistence import OperationalError
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from ledger.postgres.topic_identities import accept_topic, record_first_contact, recorded_topic_ids
 from streams.kafka_security import kafka_client_options
@@ -84,11 +87,18 @@ class TopicIdentityGuard:
 
     def confirm(self, topic: str, tracked: dict[int, int]) -> None:
         """Before skipping messages of ``topic`` as applied (``tracked``: partition -> tracked
-        offset of the partitions skipped): ``TopicRecreated`` if it is another topic."""
-        with self._lock:
-            current = broker_topic_ids(self.settings, [topic])[topic]
-            recorded = recorded_topic_ids(self.settings.database_url, [topic]).get(topic)
-        self._compare(topic, current, recorded, tracked)
+        offset of the partitions skipped): ``TopicRecreated`` if it is another topic.
+
+        The database or the broker out of reach is eventsourcing's ``OperationalError``,
+        so the batch applier waits and retries the batch as for any outage.
+        """
+        try:
+            with self._lock:
+                current = broker_topic_ids(self.settings, [topic])[topic]
+                recorded = recorded_topic_ids(self.settings.database_url, [topic]).get(topic)
+            self._compare(topic, current, recorded, tracked)
+        except (psycopg.OperationalError, KafkaError) as error:
+            raise OperationalError(f"checking the identity of {topic}: {error}") from error
 
     def _compare(self, topic: str, current: str, recorded: str | None, tracked: dict[int, int]) -> None:
         if recorded is None or UNKNOWN_ID in (current, recorded):

@@ -19,13 +19,32 @@ DEMO_PLAIN_WIDTH_CHARS = 120  # without a terminal: the dashboard's panels and t
 def _process(args: argparse.Namespace) -> int:
     from streams.process import ProcessError, process
 
+    keep = Path(args.keep) if args.keep else None
+    progress = terminal_progress()
     try:
-        process(Path(args.input), Path(args.out), settings_from(args, stack=False), workers=args.workers)
+        process(Path(args.input), Path(args.out), settings_from(args, stack=False), workers=args.workers,
+                keep_dir=keep, progress=progress)
     except ProcessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote the read models and logs to {args.out}")
+    finally:
+        if progress is not None:
+            sys.stderr.write("\n")
+    print(f"wrote the read models, the ledger, the dead letters, kpis.jsonl and logs/ to {args.out}")
+    if keep is not None:
+        print(f"kept the store: `loyalty up --dir {keep} --keep-ledger` reopens it for member, verify, export")
     return 0
+
+
+def terminal_progress():
+    """A progress line rewritten in place on a terminal's standard error; None without a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(text: str) -> None:
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()
+    return show
 
 
 def demo_console():
@@ -91,6 +110,9 @@ def add_subcommands(commands: Any) -> None:
                      help="directory for the read models, the ledger and the dead letters")
     run.add_argument("--workers", type=positive_int, default=2, metavar="N",
                      help="worker processes (default 2)")
+    run.add_argument("--keep", metavar="DIR",
+                     help="keep the embedded store for DIR (then `loyalty up --dir DIR --keep-ledger` "
+                          "reopens it); default: removed at exit")
     run.set_defaults(run=_process)
 
     demo = add_command(commands, "demo", "a simulated retail chain through the whole system, "

@@ -89,7 +89,7 @@ def _describe(error: Exception) -> tuple[int, str] | None:
     if isinstance(error, TopicRecreated):
         return EXIT_TOPIC_RECREATED, str(error)
     if isinstance(error, DatabaseUnavailable):
-        return UNREACHABLE_EXIT_STATUS, str(error)
+        return UNREACHABLE_EXIT_STATUS, f"the database cannot be reached: {error}"
     if _is_database_unreachable(error):
         return UNREACHABLE_EXIT_STATUS, f"the database cannot be reached: {_first_line(error)}"
     if _is_kafka_unreachable(error):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 from ledger.program import ProgramError, load_program
@@ -63,7 +64,7 @@ def _setup(args: argparse.Namespace) -> int:
         return 2
     if not args.no_topics:
         print("topics created:", ", ".join(ensure_topics(settings)) or "none missing")
-    open_ledger(settings).close()
+    open_ledger(replace(settings, database_unavailable_s_max=0)).close()  # one attempt: fail fast
     print("event store tables ready")
     if args.accept_new_topics:
         from streams.topic_identity import accept_new_topics

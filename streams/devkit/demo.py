@@ -249,11 +249,11 @@ def _cell(value) -> str:
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
     member = _some_member(ledger)
     loyalty = loyalty_command()
-    where = (f"first keep this demo's store running, in another terminal: {loyalty} up --dir "
-             f"{options.demo_dir} --keep-ledger; then, from this directory"
-             if _is_embedded(options) else "set LOYALTY_DATABASE_URL to the same database")
+    keep = (f"Keep this demo's store running (in another terminal):\n"
+            f"  {loyalty} up --dir {options.demo_dir} --keep-ledger\nthen, from this directory, try:\n"
+            if _is_embedded(options) else "Try next (LOYALTY_DATABASE_URL set to the same database):\n")
     return (
-        f"\nTry next ({where}):\n"
+        f"\n{keep}"
         f"  {loyalty} member {member}            # the auditor's view, every fact with its cause\n"
         f"  {loyalty} replay                     # drop and rebuild every read model\n"
         f"  {loyalty} verify                     # recompute everything from the ledger\n"
@@ -262,14 +262,13 @@ def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
 
 
 def loyalty_command() -> str:
-    """How to run ``loyalty`` from here: the bare name when it is on PATH, else this venv's script."""
+    """How to run ``loyalty`` from here: the bare name when it is on PATH, else this venv's script
+    (relative when it is under the current directory)."""
     if shutil.which("loyalty"):
         return "loyalty"
     script = Path(sys.executable).parent / "loyalty"
-    try:
-        return os.path.relpath(script)
-    except ValueError:
-        return str(script)
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
 
 
 def _is_embedded(options: DemoOptions) -> bool:

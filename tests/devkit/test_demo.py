@@ -10,6 +10,7 @@ import signal
 import time
 
 import psutil
+import pytest
 
 from streams.devkit.services import stack_store_dir
 from tests.support.processes import assert_all_gone, spawned
@@ -42,7 +43,7 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
                    cwd=tmp_path)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "verify: OK" in demo.stdout
-    assert "programme KPIs" in demo.stdout and "Try next" in demo.stdout
+    assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
     store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"
@@ -58,7 +59,7 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
         verified = loyalty("verify", "--catch-up", cwd=tmp_path)
         assert verified.returncode == 0, verified.stdout[-2000:]
         assert "no mismatches" in verified.stdout
-        member = demo.stdout.split(" member ")[1].split()[0]
+        member = demo.stdout.split("try:")[1].split(" member ")[1].split()[0]
         shown = loyalty("member", member, cwd=tmp_path)
         assert shown.returncode == 0 and member in shown.stdout
         assert up.stop() == 0
@@ -80,7 +81,8 @@ INTERRUPT_AFTER_S = 8
 STOP_TIMEOUT_S = 60
 
 
-def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_or_a_closed_terminal_stops_the_demo_and_leaves_no_process_behind(tmp_path, sig):
     brokers_before = brokers()
     demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--members", "300",
                              "--days", "365", "--rate", "500"], cwd=tmp_path, text=True,
@@ -88,7 +90,7 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process_behind(tmp_path):
     time.sleep(INTERRUPT_AFTER_S)
     children = psutil.Process(demo.pid).children(recursive=True)
     assert children, "the demo started its workers and services"
-    demo.send_signal(signal.SIGINT)
+    demo.send_signal(sig)
     output, _ = demo.communicate(timeout=STOP_TIMEOUT_S)
     assert demo.returncode == 130, output[-2000:]
     gone, alive = psutil.wait_procs(children, timeout=STOP_TIMEOUT_S)

@@ -60,7 +60,7 @@ def test_a_mistake_is_one_line_and_a_non_zero_status(tmp_path, input_file, args,
 
 
 @pytest.mark.parametrize("args", [["member", "M-1"], ["verify"], ["replay", "--no-progress"],
-                                  ["export", "balances"], ["close-year", "2025"]])
+                                  ["export", "balances"], ["close-year", "2025"], ["setup", "--no-topics"]])
 def test_an_unreachable_database_fails_within_the_connect_timeout(tmp_path, args):
     started = time.monotonic()
     result = loyalty(*args, "--database-url", UNREACHABLE_DATABASE, cwd=tmp_path, env=FAST_FAILURE)
@@ -136,3 +136,27 @@ def test_a_closed_terminal_stops_process_like_sigterm_leaving_nothing_behind(tmp
         assert command.stop(sig) == 130, command.output()[-2000:]
         assert_all_gone(started)
         assert "Traceback" not in command.output()
+
+
+def test_output_without_a_terminal_is_plain_and_uncut(tmp_path, store_with_a_member):
+    url, _ = store_with_a_member
+    shown = loyalty("member", "M-1", "--database-url", url, cwd=tmp_path)  # stdout is a pipe
+    assert shown.returncode == 0, shown.stderr
+    assert "…" not in shown.stdout and "\x1b[" not in shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) > 80  # wide rows stay whole
+
+
+def test_every_command_and_argument_has_a_one_line_help():
+    import argparse
+
+    from streams.cli import build_parser
+
+    parser = build_parser()
+    assert "streams/" not in parser.description  # written for operators, not developers
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {action.dest: action.help for action in commands._choices_actions}
+    for name, command in commands.choices.items():
+        assert helps.get(name) and command.description == helps[name], name
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help and "\n" not in action.help, (name, action.dest)
