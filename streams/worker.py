@@ -162,7 +162,9 @@ class FatalStop:
 
 
 def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
-               health: WorkerHealth | None = None, fatal: FatalStop | None = None) -> faust.App:
+               health: WorkerHealth | None = None, fatal: FatalStop | None = None,
+               guard: TopicIdentityGuard | None = None) -> faust.App:
+    """The faust app; with ``guard`` nothing is skipped as applied unless its topic is the tracked one."""
     metrics = metrics or default_metrics()
     health = health or WorkerHealth()
     fatal = fatal or FatalStop()
@@ -182,12 +184,9 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     )
     topic = app.topic(settings.events_topic, settings.credits_topic,
                       key_serializer="raw", value_serializer="raw")
-    guard = TopicIdentityGuard(settings)
-    guard.check()  # TopicRecreated: the worker does not start
-    watch_topic_identity(guard, fatal, settings.topic_identity_check_interval_ms)
     applier = PartitionBatchApplier(open_ledger(settings), settings,
                                     DatabaseOutage(settings, "partition batches", fatal.stopping),
-                                    confirm_topic=guard.confirm)
+                                    confirm_topic=guard.confirm if guard is not None else None)
     executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger")
 
     async def apply_one(batch: list[InboundMessage]) -> None:
@@ -312,9 +311,10 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
     Exits with ``EXIT_DATABASE_UNAVAILABLE`` when the database stayed
     unreachable for longer than ``database_unavailable_s_max``.
     """
-    health, fatal = WorkerHealth(), FatalStop()
+    health, fatal, guard = WorkerHealth(), FatalStop(), TopicIdentityGuard(settings)
     try:
-        app = create_app(settings, health=health, fatal=fatal)
+        guard.check()  # TopicRecreated: the worker does not start
+        app = create_app(settings, health=health, fatal=fatal, guard=guard)
         relay_thread = start_relay(settings, fatal) if relay else None
     except DatabaseUnavailable as error:
         log.critical("worker exiting with status %d: %s", EXIT_DATABASE_UNAVAILABLE, error)
@@ -324,6 +324,7 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
     except TopicRecreated as error:
         print(f"loyalty worker: error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_TOPIC_RECREATED) from error
+    watch_topic_identity(guard, fatal, settings.topic_identity_check_interval_ms)
     server = start_http(settings.metrics_port, health=health) if settings.metrics_port else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     try:

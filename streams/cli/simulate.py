@@ -67,10 +67,10 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
 
 
 def _to_kafka(config: SimulationConfig, args: argparse.Namespace) -> int:
-    from streams.settings import Settings
+    from streams.cli.options import settings_from
     from streams.topics import ensure_topics
 
-    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers)
+    settings = settings_from(args)  # flags, LOYALTY_* variables, a `loyalty up` stack here
     if not settings.bootstrap_servers:
         print("error: --kafka needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
         return 2

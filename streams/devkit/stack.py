@@ -40,6 +40,7 @@ from streams.topics import ensure_topics
 from streams.worker import open_ledger
 
 WATCH_INTERVAL_MS = 500
+FOLLOWER_RESTARTS_MAX = 10
 STACK_DIR_DEFAULT = Path(".loyalty")
 
 
@@ -70,8 +71,8 @@ def run_up(options: UpOptions, settings: Settings, say: Callable[[str], None] = 
         _set_up(live, options)
         workers = start_workers(live, options.workers, logs)
         stack.callback(stop_workers, workers)
-        follower = start_follower(live, logs / "projections.log")
-        stack.callback(stop_follower, follower)
+        follower = Follower(live, logs / "projections.log")
+        stack.callback(follower.stop)
         stack.enter_context(stack_env_file_written(options.stack_dir, live))
         for name, value in stack_env(live).items():
             say(env_file_text({name: value}).rstrip("\n"))
@@ -98,16 +99,39 @@ def _set_up(settings: Settings, options: UpOptions) -> None:
         accept_new_topics(settings)
 
 
-def _watch(workers, follower) -> int:
-    """Until interrupted (status 0); a child that dies stops the stack with ``ProcessError``."""
+class Follower:
+    """The projection follower, restarted when it exits (a ``loyalty replay`` run meanwhile
+    drops the read models under it) at most ``FOLLOWER_RESTARTS_MAX`` times."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings, self.log_path = settings, log_path
+        self.process = start_follower(settings, log_path)
+        self.restarts = 0
+
+    def keep_running(self) -> None:
+        if self.process.poll() is None:
+            return
+        if self.restarts == FOLLOWER_RESTARTS_MAX:
+            raise ProcessError(f"the projection follower exited with status {self.process.returncode} "
+                               f"{self.restarts + 1} times; its log: {self.log_path}")
+        self.restarts += 1
+        print(f"the projection follower exited with status {self.process.returncode} (its log: "
+              f"{self.log_path}); restarted", file=sys.stderr, flush=True)
+        self.process = start_follower(self.settings, self.log_path)
+
+    def stop(self) -> None:
+        stop_follower(self.process)
+
+
+def _watch(workers, follower: Follower) -> int:
+    """Until interrupted (status 0); a worker that dies stops the stack with ``ProcessError``."""
     try:
         while True:
             for worker in workers:
                 if worker.process.poll() is not None:
                     raise ProcessError(f"a worker exited with status {worker.process.returncode}; "
                                        f"its log: {worker.log_path}")
-            if follower.poll() is not None:
-                raise ProcessError(f"the projection follower exited with status {follower.returncode}")
+            follower.keep_running()
             time.sleep(WATCH_INTERVAL_MS / 1000)
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr)
