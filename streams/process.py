@@ -151,7 +151,8 @@ def run_pipeline(input_path: Path, settings: Settings, workers: int,
     ensure_topics(settings)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
     on_chunk = None if progress is None else (lambda lines: progress(f"produced {lines:,} lines"))
-    produced = send_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
+    lines = read_lines(input_path, settings.message_bytes_max)
+    produced = send_lines(settings.bootstrap_servers, settings.events_topic, lines,
                           kafka_client_options(settings), message_bytes_max=settings.message_bytes_max,
                           on_chunk=on_chunk)
     record_refused_lines(ledger, settings, input_path, produced.refused)

@@ -33,6 +33,7 @@ SEND_TIMEOUT_MS = 60_000
 PRODUCER_LINGER_MS = 10
 SEND_CHUNK_LINES_MAX = 10_000
 REFUSED_PREVIEW_BYTES_MAX = 4096        # what a refused line keeps of itself (for its dead letter)
+READ_CHUNK_BYTES = 1024 * 1024          # how much of an oversized line is read at a time
 RECORD_OVERHEAD_BYTES_MAX = 1024        # a record batch's headers around one key and value
 
 
@@ -63,11 +64,36 @@ class ProduceReport:
     refused: list[RefusedLine] = field(default_factory=list)
 
 
-def read_lines(path: str | Path) -> Iterator[bytes]:
-    """Every line of the file without its line break; a final empty line is not a line."""
+class OversizedLine(bytes):
+    """The first ``REFUSED_PREVIEW_BYTES_MAX`` bytes of a line over the limit; ``size_bytes`` is
+    its whole length (the rest is never held in memory, whatever its size)."""
+
+    size_bytes: int
+
+
+def read_lines(path: str | Path, line_bytes_max: int | None = None) -> Iterator[bytes]:
+    """Every line of the file without its line break; a final empty line is not a line.
+
+    With ``line_bytes_max`` a longer line comes as an ``OversizedLine``.
+    """
     with open(path, "rb") as stream:
-        for line in stream:
-            yield line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+        while line := stream.readline(line_bytes_max + 2 if line_bytes_max else -1):
+            content = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+            if line_bytes_max is None or len(content) <= line_bytes_max:
+                yield content
+            else:
+                yield _oversized(content, line.endswith(b"\n"), stream)
+
+
+def _oversized(start: bytes, ended: bool, stream) -> OversizedLine:
+    """Skip the rest of a long line, counting it; keep only its start."""
+    size = len(start)
+    while not ended and (chunk := stream.readline(READ_CHUNK_BYTES)):
+        ended = chunk.endswith(b"\n")
+        size += len(chunk.rstrip(b"\r\n") if ended else chunk)
+    line = OversizedLine(start[:REFUSED_PREVIEW_BYTES_MAX])
+    line.size_bytes = size
+    return line
 
 
 def member_key(line: bytes) -> bytes | None:
@@ -116,8 +142,9 @@ def _send_chunk(producer: KafkaProducer, topic: str, chunk: list[tuple[int, byte
                 message_bytes_max: int, report: ProduceReport) -> None:
     futures = []
     for number, line in chunk:
-        if len(line) > message_bytes_max:
-            report.refused.append(RefusedLine(number, len(line), line[:REFUSED_PREVIEW_BYTES_MAX]))
+        if isinstance(line, OversizedLine) or len(line) > message_bytes_max:
+            size = getattr(line, "size_bytes", len(line))
+            report.refused.append(RefusedLine(number, size, line[:REFUSED_PREVIEW_BYTES_MAX]))
             continue
         futures.append((number, producer.send(topic, key=member_key(line), value=line)))
     producer.flush(timeout=SEND_TIMEOUT_MS / 1000)
@@ -157,7 +184,8 @@ def produce_file(settings: Settings, path: str | Path) -> ProduceReport:
     straight to the dead-letter topic (the workers never see it).
     """
     options = kafka_client_options(settings)
-    report = send_lines(settings.bootstrap_servers, settings.events_topic, read_lines(path), options,
+    report = send_lines(settings.bootstrap_servers, settings.events_topic,
+                        read_lines(path, settings.message_bytes_max), options,
                         message_bytes_max=settings.message_bytes_max)
     letters = refused_dead_letters(report.refused, source_topic=settings.events_topic,
                                    source_file=str(path), message_bytes_max=settings.message_bytes_max)

@@ -115,3 +115,13 @@ def test_the_workers_and_the_producer_share_one_named_size_limit():
     limit = Settings.from_env({"LOYALTY_MESSAGE_BYTES_MAX": "1000"}).message_bytes_max
     assert (Settings().message_bytes_max, limit) == (MESSAGE_BYTES_MAX, 1000)
     assert producer_request_bytes_max(limit) > 2 * limit  # a key as long as the value still fits
+
+
+def test_a_huge_line_is_counted_not_held(tmp_path):
+    from streams.producer import OversizedLine, read_lines
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"a": 1}\r\n' + b"x" * (3 * 1024 * 1024) + b"\n" + b'{"b": 2}')
+    small, huge, last = read_lines(path, line_bytes_max=1000)
+    assert (small, last) == (b'{"a": 1}', b'{"b": 2}')
+    assert isinstance(huge, OversizedLine) and huge.size_bytes == 3 * 1024 * 1024 and len(huge) <= 4096
