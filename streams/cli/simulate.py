@@ -22,25 +22,16 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     """Register ``simulate`` on the ``loyalty`` parser's subcommands; returns its parser."""
     parser = add_command(subparsers, "simulate",
                          "generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
-    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed,
-                        help=f"random seed: the same seed gives the same stream (default {_DEFAULTS.seed})")
-    parser.add_argument("--members", type=int, default=_DEFAULTS.members,
-                        help=f"members at the start (default {_DEFAULTS.members})")
-    parser.add_argument("--stores", type=int, default=_DEFAULTS.stores,
-                        help=f"stores (default {_DEFAULTS.stores})")
-    parser.add_argument("--days", type=int, default=_DEFAULTS.days,
-                        help=f"simulated days (default {_DEFAULTS.days})")
-    parser.add_argument("--start", type=_iso_date, default=_DEFAULTS.start,
-                        help=f"first day, YYYY-MM-DD (default {_DEFAULTS.start})")
-    parser.add_argument("--duplicate-rate-ppm", type=int, default=_DEFAULTS.duplicate_rate_ppm,
-                        help=f"redelivered lines per million (default {_DEFAULTS.duplicate_rate_ppm})")
-    parser.add_argument("--malformed-rate-ppm", type=int, default=_DEFAULTS.malformed_rate_ppm,
-                        help=f"malformed lines per million (default {_DEFAULTS.malformed_rate_ppm})")
+    for field, parse, text in _SIZE_FLAGS:
+        default = getattr(_DEFAULTS, field)
+        parser.add_argument("--" + field.replace("_", "-"), type=parse, default=default,
+                            help=f"{text} (default {default})")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="FILE.jsonl", help="write the lines to this file")
     target.add_argument("--kafka", action="store_true",
                         help="send to LOYALTY_EVENTS_TOPIC keyed by member_id")
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (LOYALTY_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT,...",
+                        help="Kafka to use with --kafka (default: LOYALTY_BOOTSTRAP_SERVERS)")
     parser.set_defaults(run=run_simulate)
     return parser
 
@@ -88,3 +79,14 @@ def _iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+_SIZE_FLAGS = (  # (SimulationConfig field, type, one-line help)
+    ("seed", int, "random seed: the same seed gives the same stream"),
+    ("members", int, "members at the start"),
+    ("stores", int, "stores"),
+    ("days", int, "simulated days"),
+    ("start", _iso_date, "first day, YYYY-MM-DD"),
+    ("duplicate_rate_ppm", int, "redelivered lines per million"),
+    ("malformed_rate_ppm", int, "malformed lines per million"),
+)
