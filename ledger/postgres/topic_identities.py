@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import psycopg
+from psycopg import sql
 
 CONNECT_TIMEOUT_S = 5
 TRACKING_TABLE = "loyalty_tracking"  # eventsourcing's tracking table of the ``loyalty`` application
@@ -28,6 +29,12 @@ CREATE = """CREATE TABLE IF NOT EXISTS loyalty_topic_identities (
     topic text PRIMARY KEY,
     topic_id text NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now())"""
+
+
+SELECT_TRACKED = sql.SQL("SELECT 1 FROM {} WHERE left(application_name, %s) = %s LIMIT 1").format(
+    sql.Identifier(TRACKING_TABLE))
+DELETE_TRACKED = sql.SQL("DELETE FROM {} WHERE left(application_name, %s) = %s").format(
+    sql.Identifier(TRACKING_TABLE))
 
 
 def _connect(database_url: str) -> psycopg.Connection:
@@ -59,8 +66,7 @@ def tracked_topics(database_url: str, topics: Sequence[str]) -> list[str]:
         if connection.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,)).fetchone()[0] is None:
             return []
         return [topic for topic in topics if connection.execute(
-            f"SELECT 1 FROM {TRACKING_TABLE} WHERE left(application_name, %s) = %s LIMIT 1",
-            (len(topic) + 1, topic + ":")).fetchone()]
+            SELECT_TRACKED, (len(topic) + 1, topic + ":")).fetchone()]
 
 
 def accept_topic(database_url: str, topic: str, topic_id: str) -> int:
@@ -71,7 +77,5 @@ def accept_topic(database_url: str, topic: str, topic_id: str) -> int:
                            "recorded_at = now()", (topic, topic_id))
         if connection.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,)).fetchone()[0] is None:
             return 0
-        deleted = connection.execute(
-            f"DELETE FROM {TRACKING_TABLE} WHERE left(application_name, %s) = %s",
-            (len(topic) + 1, topic + ":"))
+        deleted = connection.execute(DELETE_TRACKED, (len(topic) + 1, topic + ":"))
         return deleted.rowcount
