@@ -19,11 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from ledger.settings import (ENV_PREFIX, STACK_DIR_ENV, LedgerSettings, env_file_text, read_env_file,
-                             stack_env_file, with_stack_env)
+from ledger.settings import ENV_PREFIX, LedgerSettings
 
-__all__ = ["ENV_PREFIX", "STACK_DIR_ENV", "Settings", "env_file_text", "read_env_file", "stack_env_file",
-           "with_stack_env"]
+__all__ = ["ENV_PREFIX", "Settings"]
 
 
 @dataclass(frozen=True, repr=False)

@@ -25,7 +25,7 @@ from rich.table import Table
 from ledger.application import LoyaltyLedger
 from ledger.calendar import parse_timestamp
 from ledger.program import ProgramError
-from ledger.settings import LedgerSettings
+from ledger.settings import LedgerSettings, with_stack_env
 from projections import follower
 from projections.auditor import member_view, member_view_document, render_member_view
 from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
@@ -36,7 +36,6 @@ from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
 from streams.cli.options import plain_console, positive_int
 from streams.metrics import default_metrics, start_http
-from streams.settings import with_stack_env
 
 DATABASE_URL_ENV = "LOYALTY_DATABASE_URL"
 PROGRAM_FILE_ENV = "LOYALTY_PROGRAM_FILE"

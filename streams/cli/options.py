@@ -11,7 +11,8 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from streams.settings import Settings, with_stack_env
+from ledger.settings import with_stack_env
+from streams.settings import Settings
 
 USAGE_EXIT_STATUS = 2          # a bad flag, a missing or unreadable file, a version or year that does not exist
 UNREACHABLE_EXIT_STATUS = 1    # Kafka or PostgreSQL cannot be reached

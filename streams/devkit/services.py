@@ -15,7 +15,8 @@ from typing import Iterator
 
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.devkit.embedded_broker import EmbeddedBroker
-from streams.settings import STACK_ENV_FILE_NAME, Settings, env_file_text
+from ledger.settings import STACK_ENV_FILE_NAME, env_file_text
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

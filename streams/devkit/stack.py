@@ -7,7 +7,7 @@ and tables set up, N workers (the first also runs the outbox relay) and the
 projection follower, their logs in ``DIR/logs``. It writes the connection
 variables to ``DIR/env`` (``export LOYALTY_...=...`` lines), prints them and
 then ``ready``; commands run from the same directory find the stack through
-that file (``streams.settings.with_stack_env``). Ctrl-C, SIGTERM or SIGHUP
+that file (``ledger.settings.with_stack_env``). Ctrl-C, SIGTERM or SIGHUP
 stops everything and removes ``DIR/env``.
 
 The broker's topics are new at every start while the store keeps its
@@ -34,7 +34,8 @@ from streams.devkit.demo import start_follower, stop_follower
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.devkit.services import broker_class, stack_env, stack_env_file_written, stack_store_dir
 from streams.process import ProcessError, start_workers, stop_workers
-from streams.settings import Settings, env_file_text
+from ledger.settings import env_file_text
+from streams.settings import Settings
 from streams.topic_identity import accept_new_topics, tracked_topic_names
 from streams.topics import ensure_topics
 from streams.worker import open_ledger

@@ -21,7 +21,7 @@ from kafka.admin import NewTopic
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
 from streams.devkit.services import stack_store_dir
-from streams.settings import read_env_file
+from ledger.settings import read_env_file
 from tests.support import builders as b
 from tests.support.processes import assert_all_gone, loyalty, spawned
 from tests.support.streamgen import generate_events
