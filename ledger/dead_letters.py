@@ -5,7 +5,9 @@ transaction as its partition batch and tracking record, so it is recorded
 exactly once with its batch; the outbox relay publishes it to
 ``loyalty.dead-letter`` after commit like every other fact. Its id comes
 from the source position, so the same message can never be dead-lettered
-twice.
+twice. A line refused before it reached Kafka (``loyalty process`` /
+``produce``: too large) has no position; its id comes from its input file
+and line number instead.
 """
 
 from __future__ import annotations
@@ -32,5 +34,11 @@ class DeadLetter(Aggregate):
 
     @classmethod
     def record(cls, envelope: dict) -> "DeadLetter":
-        source = (envelope["source_topic"], envelope["source_partition"], envelope["source_offset"])
-        return cls._create(cls.Recorded, id=dead_letter_id(*source), envelope=envelope)
+        return cls._create(cls.Recorded, id=envelope_id(envelope), envelope=envelope)
+
+
+def envelope_id(envelope: dict) -> UUID:
+    """The dead letter's id: its Kafka position, or its input file and line if it never reached Kafka."""
+    if envelope["source_offset"] is None:
+        return uuid5(DEAD_LETTER_NAMESPACE, f"file:{envelope['source_file']}:{envelope['source_line']}")
+    return dead_letter_id(envelope["source_topic"], envelope["source_partition"], envelope["source_offset"])

@@ -264,4 +264,7 @@ def load_program(path: str | Path | None = None) -> Program:
         text = program_path.read_text(encoding="utf-8")
     except OSError as error:
         raise ProgramError(str(program_path), "(file)", f"cannot read: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ProgramError(str(program_path), "(file)", f"not UTF-8 text: {error.reason} at byte "
+                                                        f"{error.start}") from None
     return parse_program(text, str(program_path))

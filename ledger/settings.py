@@ -12,14 +12,21 @@ is eventsourcing's environment for the configured database; it exports the
 URL's libpq parameters that eventsourcing cannot carry (``sslmode``, ...)
 through ``ledger.postgres.urls.export_libpq_variables``. The database URL's
 password never shows: ``redacted()`` and ``repr()`` hide it.
+
+A local stack (``loyalty up``, ``loyalty demo``) writes its ``export
+LOYALTY_...`` lines to ``DIR/env``; ``with_stack_env()`` puts them under the
+process's own variables, so a command run from the same directory finds the
+stack without importing the developer kit.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections import ChainMap
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import ClassVar, Mapping, Self
 
 from ledger.postgres.urls import eventsourcing_env_from_url, export_libpq_variables
@@ -28,6 +35,7 @@ from ledger.program import Program, load_program
 ENV_PREFIX = "LOYALTY_"
 INT_TYPES = ("int", "int | None")  # field annotations are strings (postponed evaluation)
 SECRET_SHOWN_AS = "***"
+CONNECT_TIMEOUT_ENV = "POSTGRES_CONNECT_TIMEOUT"  # eventsourcing's wait for a connection (its default: 30 s)
 URL_PASSWORD = re.compile(r"//([^:/@]+):[^@]*@")
 
 
@@ -80,6 +88,7 @@ class LedgerSettings:
         if not self.database_url:
             raise ValueError(f"no database URL: set {ENV_PREFIX}DATABASE_URL")
         env = eventsourcing_env_from_url(self.database_url)
+        env.setdefault(CONNECT_TIMEOUT_ENV, str(self.database_connect_timeout_s))
         export_libpq_variables(env)
         return env | self.ledger_env()
 
@@ -110,3 +119,49 @@ class LedgerSettings:
         """The redacted settings, so logged settings never show a secret."""
         shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
         return f"{type(self).__name__}({shown})"
+
+
+STACK_DIR_ENV = "LOYALTY_STACK_DIR"            # the directory of a `loyalty up` stack to use
+STACK_DIRS_DEFAULT = (".loyalty", ".loyalty-demo")  # looked for in the current directory, in order
+STACK_ENV_FILE_NAME = "env"
+
+
+def stack_env_file(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+    """The ``env`` file a running ``loyalty up`` (or ``loyalty demo``) wrote, if there is one.
+
+    ``LOYALTY_STACK_DIR`` names the directory; otherwise ``.loyalty`` then
+    ``.loyalty-demo`` in the current directory.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    named = environ.get(STACK_DIR_ENV)
+    candidates = [Path(named)] if named else [cwd / name for name in STACK_DIRS_DEFAULT]
+    for directory in candidates:
+        path = (cwd / directory) / STACK_ENV_FILE_NAME
+        if path.is_file():
+            return path
+    return None
+
+
+def with_stack_env(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+    """``environ`` with a local stack's ``LOYALTY_*`` values underneath: set variables win."""
+    environ = dict(os.environ if environ is None else environ)
+    path = stack_env_file(environ, cwd)
+    return (read_env_file(path) | environ) if path else environ
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``export LOYALTY_NAME=VALUE`` lines of an env file (shell-quoted values); other lines ignored."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            if name.startswith(ENV_PREFIX):
+                values[name] = value
+    return values
+
+
+def env_file_text(values: Mapping[str, str]) -> str:
+    """``export NAME=VALUE`` lines (values shell-quoted) for ``read_env_file`` and for a shell."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())

@@ -61,7 +61,8 @@ READ_MODEL_EXPORTS: dict[str, tuple[str, Table, tuple[str, ...]]] = {
 EXPORT_KINDS = ("balances", "tiers", "annual", "tier-changes", "ledger", "kpis")
 LOG_EXPORTS = {"tier-changes": (routing.TIER_CHANGES, TIER_CHANGE_FIELDS),
                "ledger": (routing.LEDGER, None)}  # kind: (routing output, columns; None: all)
-READ_MODEL_FILES = {"balances": "balances.jsonl", "tiers": "tiers.jsonl", "annual": "annual.jsonl"}
+READ_MODEL_FILES = {"balances": "balances.jsonl", "tiers": "tiers.jsonl", "annual": "annual.jsonl",
+                    "kpis": "kpis.jsonl"}
 
 
 def ledger_fields() -> tuple[str, ...]:

@@ -186,10 +186,12 @@ class PartitionBatchApplier:
     """Applies partition batches to one ``LoyaltyLedger``; thread-confined use."""
 
     def __init__(self, ledger: LoyaltyLedger, settings: Settings,
-                 outage: DatabaseOutage | None = None) -> None:
+                 outage: DatabaseOutage | None = None,
+                 confirm_topic: Callable[[str, dict[int, int]], None] | None = None) -> None:
         self.ledger = ledger
         self.settings = settings
         self.outage = outage or DatabaseOutage(settings, "partition batches")
+        self.confirm_topic = confirm_topic  # raises (TopicRecreated) before a skip of another topic
 
     def apply(self, messages: Sequence[InboundMessage]) -> BatchReport:
         """Apply messages of one or more partitions (each in ascending offsets) exactly once in effect.
@@ -245,7 +247,19 @@ class PartitionBatchApplier:
     def _fresh(self, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
         names = {message: self._tracking_name(message) for message in messages}
         tracked = self.ledger.tracked_positions(sorted(set(names.values())))
-        return [m for m in messages if tracked[names[m]] is None or m.offset > tracked[names[m]]]
+        fresh = [m for m in messages if tracked[names[m]] is None or m.offset > tracked[names[m]]]
+        if len(fresh) < len(messages) and self.confirm_topic is not None:
+            kept = {id(m) for m in fresh}
+            self._confirm_skipped_topics([m for m in messages if id(m) not in kept], names, tracked)
+        return fresh
+
+    def _confirm_skipped_topics(self, skipped: list[InboundMessage], names: dict, tracked: dict) -> None:
+        """Nothing is skipped as already applied unless its topic is the one that was tracked."""
+        by_topic: dict[str, dict[int, int]] = {}
+        for message in skipped:
+            by_topic.setdefault(message.topic, {})[message.partition] = tracked[names[message]]
+        for topic, partitions in by_topic.items():
+            self.confirm_topic(topic, partitions)
 
     def _tracking_name(self, message: InboundMessage) -> str:
         return self.settings.tracking_name(message.topic, message.partition)
@@ -273,7 +287,7 @@ class PartitionBatchApplier:
         if message.topic == self.settings.credits_topic:
             return self._decode_credit(message)
         try:
-            event = decode_inbound(message.value)
+            event = decode_inbound(message.value, message_bytes_max=self.settings.message_bytes_max)
         except InvalidInput as invalid:
             raise Rejected(str(invalid.reason_code), invalid.message) from None
         if message.key != event["member_id"].encode("utf-8"):

@@ -135,3 +135,9 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     return {"broker_credentials": faust.SASLCredentials(
         username=settings.sasl_username, password=settings.sasl_password,
         ssl_context=context, mechanism=settings.sasl_mechanism.upper())}
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """``kafka_python_options`` plus the connect timeout (``kafka_connect_timeout_ms``), so a
+    command pointed at an unreachable Kafka fails within it instead of kafka-python's 30 s."""
+    return kafka_python_options(settings) | {"bootstrap_timeout_ms": settings.kafka_connect_timeout_ms}

@@ -3,7 +3,8 @@
 Starts (or connects to) the broker and PostgreSQL, creates the topics,
 produces every line of INPUT keyed by ``member_id``, runs worker processes
 (one of them also runs the outbox relay) until everything is processed, then
-writes the read models and exits 0 (CONTRACT section 6).
+writes the read models, ``kpis.jsonl`` and the workers' logs (``DIR/logs``)
+and exits 0 (CONTRACT section 6). ``--keep DIR`` keeps the embedded store.
 
 "Everything is processed" is decided from the event store, never from the
 broker's ``end_offsets``: every partition's tracked offset has reached the
@@ -16,21 +17,25 @@ and all of this holds on two polls in a row.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
+from eventsourcing.persistence import IntegrityError
 
 from ledger.application import LoyaltyLedger
 from ledger.credits import credits_settled
-from streams.kafka_security import kafka_python_options
+from ledger.dead_letters import DeadLetter
+from streams.kafka_security import kafka_client_options
 from streams.outbox import OUTBOX_TRACKING_NAME
-from streams.producer import produce_lines, read_lines
+from streams.producer import ProduceReport, RefusedLine, read_lines, refused_dead_letters, send_lines
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
@@ -42,6 +47,9 @@ POLL_INTERVAL_MS = 250
 STABLE_POLLS_MIN = 2
 WORKER_STOP_TIMEOUT_S = 30
 LOG_TAIL_CHARS = 4000
+
+
+Progress = Callable[[str], None]  # told what is happening, e.g. "applied 1,200 of 160,000 messages"
 
 
 class ProcessError(RuntimeError):
@@ -98,7 +106,8 @@ def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, 
 
 
 def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int],
-                         workers: list[Worker], timeout_s: float = PROCESS_TIMEOUT_S) -> None:
+                         workers: list[Worker], timeout_s: float = PROCESS_TIMEOUT_S,
+                         progress: Progress | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     stable = 0
     while stable < STABLE_POLLS_MIN:
@@ -108,32 +117,105 @@ def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: di
         if time.monotonic() > deadline:
             raise ProcessError(f"not processed within {timeout_s} s")
         stable = stable + 1 if is_processed(ledger, settings, produced) else 0
+        if progress is not None:
+            progress(f"applied {applied_messages(ledger, settings, produced):,} of "
+                     f"{sum(offset + 1 for offset in produced.values()):,} messages")
         time.sleep(POLL_INTERVAL_MS / 1000)
 
 
+def applied_messages(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int]) -> int:
+    """Messages of the produced partitions at or below their tracked offsets (for progress)."""
+    names = {settings.tracking_name(settings.events_topic, p): p for p in produced}
+    tracked = ledger.tracked_positions(list(names))
+    return sum(min(tracked[name], produced[p]) + 1 for name, p in names.items() if tracked[name] is not None)
+
+
 def run_pipeline(input_path: Path, settings: Settings, workers: int,
-                 log_dir: Path) -> tuple[LoyaltyLedger, Settings]:
+                 log_dir: Path, progress: Progress | None = None) -> tuple[LoyaltyLedger, ProduceReport]:
     """Produce INPUT and run workers until processed; return the ledger to read from."""
     ensure_topics(settings)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
-    produced = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(input_path),
-                             kafka_python_options(settings))
-    log.info("produced %d partitions' worth of lines", len(produced))
+    on_chunk = None if progress is None else (lambda lines: progress(f"produced {lines:,} lines"))
+    lines = read_lines(input_path, settings.message_bytes_max)
+    produced = send_lines(settings.bootstrap_servers, settings.events_topic, lines,
+                          kafka_client_options(settings), message_bytes_max=settings.message_bytes_max,
+                          on_chunk=on_chunk)
+    record_refused_lines(ledger, settings, input_path, produced.refused)
+    log.info("produced %d lines; %d refused as too large", len(produced.line_numbers), len(produced.refused))
     running = start_workers(settings, workers, log_dir)
     try:
-        wait_until_processed(ledger, settings, produced, running)
+        wait_until_processed(ledger, settings, produced.last_offsets, running, progress=progress)
     finally:
         stop_workers(running)
-    return ledger, settings
+    return ledger, produced
 
 
-def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
-    """CONTRACT section 6."""
+def record_refused_lines(ledger: LoyaltyLedger, settings: Settings, input_path: Path,
+                         refused: list[RefusedLine]) -> None:
+    """Dead-letter the lines too large to send, by file and line (the outbox publishes them).
+
+    A line already dead-lettered by an earlier run on the same store keeps its first record.
+    """
+    envelopes = refused_dead_letters(refused, source_topic=settings.events_topic,
+                                     source_file=str(input_path), message_bytes_max=settings.message_bytes_max)
+    for envelope in envelopes:
+        try:
+            ledger.save_batch([DeadLetter.record(envelope)], None)
+        except IntegrityError:
+            log.info("line %d of %s was dead-lettered by an earlier run", envelope["source_line"], input_path)
+
+
+def line_numbers_of(produced: ProduceReport, settings: Settings, input_path: Path):
+    """A function adding ``source_file`` and ``source_line`` to a dead letter of the input file."""
+    def annotate(envelope: dict) -> dict:
+        if envelope["source_topic"] != settings.events_topic or envelope["source_offset"] is None:
+            return envelope
+        number = produced.line_numbers.get((envelope["source_partition"], envelope["source_offset"]))
+        if number is None:
+            return envelope
+        return envelope | {"source_file": str(input_path), "source_line": number}
+    return annotate
+
+
+def check_paths(input_path: Path, out_dir: Path) -> None:
+    """Fail before any service starts: INPUT must be readable, DIR writable (OSError naming the path)."""
+    with open(input_path, "rb"):
+        pass
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "directory not writable", str(out_dir))
+
+
+def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2,
+            keep_dir: Path | None = None, progress: Progress | None = None) -> None:
+    """CONTRACT section 6; worker logs in ``out_dir/logs``.
+
+    ``keep_dir``: the embedded store is made (fresh) for that directory and
+    kept after the run, so ``loyalty up --dir KEEP_DIR --keep-ledger`` reopens
+    it for ``member``, ``verify`` and ``export``.
+    """
     from streams.devkit.services import running_services  # a developer command: the dev kit, lazily
     from streams.process_outputs import write_outputs
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with running_services(settings) as live, tempfile.TemporaryDirectory(prefix="loyalty-logs-") as logs:
-        ledger, live = run_pipeline(input_path, live, workers, Path(logs))
-        write_outputs(ledger, live, out_dir)
+    check_paths(input_path, out_dir)
+    logs = out_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    with running_services(settings, postgres_dir=_kept_store(keep_dir, settings)) as live:
+        ledger, produced = run_pipeline(input_path, live, workers, logs, progress)
+        if progress is not None:
+            progress("writing the outputs")
+        write_outputs(ledger, live, out_dir, line_numbers_of(produced, live, input_path))
         ledger.close()
+
+
+def _kept_store(keep_dir: Path | None, settings: Settings) -> Path | None:
+    if keep_dir is None:
+        return None
+    if settings.database_url:
+        raise ProcessError("--keep keeps the embedded store; a --database-url store is kept anyway")
+    from streams.devkit.services import stack_store_dir  # the dev kit, lazily
+
+    store = stack_store_dir(keep_dir)
+    shutil.rmtree(store, ignore_errors=True)  # a fresh event store (CONTRACT section 6), then kept
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    return store

@@ -5,12 +5,14 @@ and ``dead_letters.jsonl`` come straight from the event store's log, in
 commit order, each fact routed to its files by ``ledger.routing`` (the same
 routing as the outbox relay's topics); the read models (``balances``,
 ``tiers``, ``annual``) come from the projections once they have caught up
-(``projections.export.export_read_models``).
+(``projections.export.export_read_models``), and ``kpis.jsonl`` as
+``loyalty export kpis`` writes it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
@@ -22,13 +24,24 @@ from streams.settings import Settings
 LOG_PAGE_NOTIFICATIONS_MAX = 1000
 
 
-def write_log_files(ledger: LoyaltyLedger, out_dir: Path) -> dict[str, int]:
-    """``ledger.jsonl``, ``tier_changes.jsonl`` and ``dead_letters.jsonl``: rows per file."""
+Annotate = Callable[[dict], dict]
+
+
+def _as_is(envelope: dict) -> dict:
+    return envelope
+
+
+def write_log_files(ledger: LoyaltyLedger, out_dir: Path, annotate: Annotate = _as_is) -> dict[str, int]:
+    """``ledger.jsonl``, ``tier_changes.jsonl`` and ``dead_letters.jsonl``: rows per file.
+
+    ``annotate`` may add to each dead letter (``loyalty process``: its input line).
+    """
     rows: dict[str, list[dict]] = {output: [] for output in routing.OUTPUT_FILES}
     for fact in ledger.fact_log.facts(page_notifications_max=LOG_PAGE_NOTIFICATIONS_MAX):
         for output in routing.outputs(fact):
             if output in rows:
-                rows[output].append(routing.document(output, fact))
+                document = routing.document(output, fact)
+                rows[output].append(annotate(document) if output == routing.DEAD_LETTERS else document)
     return {file_name: write_jsonl(out_dir / file_name, rows[output])
             for output, file_name in routing.OUTPUT_FILES.items()}
 
@@ -42,8 +55,9 @@ def write_jsonl(path: Path, rows) -> int:
     return count
 
 
-def write_outputs(ledger: LoyaltyLedger, settings: Settings, out_dir: Path) -> dict[str, int]:
+def write_outputs(ledger: LoyaltyLedger, settings: Settings, out_dir: Path,
+                  annotate: Annotate = _as_is) -> dict[str, int]:
     """Every output file of ``loyalty process``: rows per file."""
-    counts = write_log_files(ledger, out_dir)
+    counts = write_log_files(ledger, out_dir, annotate)
     counts.update(export_read_models(ledger, settings.database_url, out_dir))
     return counts

@@ -8,6 +8,10 @@ flags override the environment. Limits carry their unit in their name.
 Secrets (the database URL's password, ``sasl_password``) are never printed:
 ``redacted()`` and ``repr()`` hide them. Kafka security settings are turned
 into client options by ``streams/kafka_security.py``.
+
+A local stack started by ``loyalty up`` writes its connection variables to
+``DIR/env``; ``with_stack_env`` puts them under the environment, so commands
+run from the same directory find it (``stack_env_file`` says where it looks).
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ class Settings(LedgerSettings):
     batch_events_max: int = 500
     batch_wait_ms: int = 50
     consumer_fetch_max_wait_ms: int = 25  # faust hard-codes 1,500 ms; see streams/faust_transport.py
+    message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200
+    topic_identity_check_interval_ms: int = 5000  # how often a worker checks its topics were not recreated
+    kafka_connect_timeout_ms: int = 10_000   # longest wait to reach any bootstrap server (kafka-python clients)
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
     session_timeout_ms: int = 6000

@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from streams.kafka_security import kafka_python_options
+from streams.kafka_security import kafka_client_options
 from streams.settings import Settings
 
 ADMIN_REQUEST_TIMEOUT_MS = 15_000
@@ -29,7 +29,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create the missing topics; return the names created."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                              request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS,
-                             client_id="loyalty-admin", **kafka_python_options(settings))
+                             client_id="loyalty-admin", **kafka_client_options(settings))
     try:
         existing = set(admin.list_topics())
         missing = [name for name in topic_names(settings) if name not in existing]

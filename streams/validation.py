@@ -21,7 +21,9 @@ Booleans are never integers (the schemas already say so).
 from __future__ import annotations
 
 import base64
+import codecs
 import enum
+import json
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from itertools import islice
@@ -44,6 +46,13 @@ INBOUND_VERSIONS = (1,)
 OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact")
 DEAD_LETTER_SCHEMA_VERSION = 1
 INTEGER_LITERAL_RULE = "write the integer as a literal, no fraction or exponent (1, not 1.0 or 1e0)"
+NUL = "\x00"
+NUL_MESSAGE = "contains the NUL character (U+0000), which PostgreSQL text cannot store"
+PATTERN_HINTS = {  # what a pattern of common.v1.json asks for, said for people (not the regex)
+    "timestamp": "an RFC 3339 time with an offset, years 1970 to 2999 (2025-03-14T09:26:53Z)",
+    "currency": "three upper-case letters (an ISO 4217 code such as EUR)",
+    "tier": "a lower-case letter then up to 31 lower-case letters, digits or underscores",
+}
 _JSON_TYPE_NAMES = {
     dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
 }
@@ -120,7 +129,7 @@ def decode_inbound(raw: bytes | None, *, message_bytes_max: int = MESSAGE_BYTES_
     event = _parse_object(raw)
     validator = _inbound_validator(event)  # InvalidInput: unknown type or version
     try:
-        problem = _problem(validator, event)
+        problem = _problem(validator, event, raw)
     except ValueError as error:  # jsonschema-rs: "Recursion limit reached" on deep nesting
         raise InvalidInput(ReasonCode.SCHEMA, f"the document cannot be validated: {error}") from None
     if problem is not None:
@@ -168,6 +177,34 @@ def dead_letter_document(
     return document
 
 
+def refused_line_document(*, preview: bytes, size_bytes: int, message_bytes_max: int, source_topic: str, source_file: str, source_line: int,
+                          dead_lettered_at: datetime) -> dict:
+    """The ``dead_letter.v1`` envelope of an input line too large to send to Kafka at all.
+
+    It never got a Kafka position: ``source_file`` and ``source_line`` say
+    where it is; ``value_preview`` shows its start (``preview``), the bytes
+    themselves stay in the file (a dead letter must fit on the topic).
+    """
+    document = {
+        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
+        "reason_code": str(ReasonCode.TOO_LARGE),
+        "reason_message": f"the line is {size_bytes} bytes; the limit is {message_bytes_max} bytes "
+                          "(message_bytes_max); it was not sent to Kafka",
+        "source_topic": source_topic,
+        "source_partition": None,
+        "source_offset": None,
+        "source_file": source_file,
+        "source_line": source_line,
+        "key_base64": None,
+        "value_base64": None,
+        "value_preview": _utf8_preview(preview, strict_end=False),
+        "dead_lettered_at": _rfc3339_utc(dead_lettered_at),
+        "attempts": 1,
+    }
+    validate_outbound("dead_letter", document)
+    return document
+
+
 def _parse_object(raw: bytes) -> dict:
     try:
         value = orjson.loads(raw)
@@ -202,10 +239,15 @@ def _inbound_validator(event: dict) -> jsonschema_rs.Validator:
     return validator
 
 
-def _problem(validator: jsonschema_rs.Validator, document: dict) -> str | None:
-    """What is wrong with ``document`` (field paths included), or None if it is valid."""
+def _problem(validator: jsonschema_rs.Validator, document: dict, raw: bytes | None = None) -> str | None:
+    """What is wrong with ``document`` (field paths included), or None if it is valid.
+
+    ``raw``, the bytes ``document`` was parsed from, lets a message show a
+    number as it was written (``10**30``, not the float it was parsed to).
+    """
     if not validator.is_valid(document):
-        return _schema_message(islice(validator.iter_errors(document), SCHEMA_ERRORS_REPORTED_MAX))
+        errors = islice(validator.iter_errors(document), SCHEMA_ERRORS_REPORTED_MAX)
+        return _schema_message(errors, _literals(raw))
     float_path = _float_integer_path(document)
     if float_path is not None:
         return f"{float_path}: {INTEGER_LITERAL_RULE}"
@@ -228,9 +270,52 @@ def _float_integer_path(document: dict) -> str | None:
     return None
 
 
-def _schema_message(errors: Iterable[jsonschema_rs.ValidationError]) -> str:
-    parts = [f"{_pointer(error.instance_path)}: {error.message}" for error in errors]
+def _schema_message(errors: Iterable[jsonschema_rs.ValidationError], literals: object) -> str:
+    parts = [f"{_pointer(error.instance_path)}: {_error_text(error, literals)}" for error in errors]
     return _clip("; ".join(parts), ERROR_MESSAGE_CHARS_MAX)
+
+
+def _error_text(error: jsonschema_rs.ValidationError, literals: object) -> str:
+    """jsonschema-rs's message, except: NUL named, a pattern explained (not dumped), numbers as written."""
+    if isinstance(error.instance, str) and NUL in error.instance:
+        return NUL_MESSAGE
+    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Pattern):
+        return _pattern_text(error)
+    if type(error.instance) in (int, float):
+        written = _literal_at(literals, error.instance_path)
+        if written is not None:
+            return f"{written} {error.message.split(' ', 1)[-1]}"
+    return error.message
+
+
+def _pattern_text(error: jsonschema_rs.ValidationError) -> str:
+    value = error.instance
+    definition = str(error.schema_path[-2]) if len(error.schema_path) > 1 else ""
+    wanted = PATTERN_HINTS.get(definition, "the form its schema describes")
+    return f"{_quote(str(value))} is not {wanted}"
+
+
+class _Literal(str):
+    """A JSON number kept as the text it was written with."""
+
+
+def _literals(raw: bytes | None) -> object:
+    """``raw`` parsed with every number kept as written; None when it cannot be (too deep)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw, parse_int=_Literal, parse_float=_Literal)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _literal_at(document: object, path: Iterable[str | int]) -> str | None:
+    for token in path:
+        try:
+            document = document[token]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return document if isinstance(document, _Literal) else None
 
 
 def _pointer(path: Iterable[str | int]) -> str:
@@ -255,13 +340,24 @@ def _base64_or_none(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def _utf8_preview(data: bytes | None) -> str | None:
+def _utf8_preview(data: bytes | None, strict_end: bool = True) -> str | None:
+    """``data`` as strict UTF-8, cut to ``VALUE_PREVIEW_CHARS_MAX`` characters; None if it is not UTF-8.
+
+    ``strict_end=False``: ``data`` is the start of something longer, so a
+    character cut in two at its end is dropped, not an error.
+    """
     if data is None:
         return None
     try:
-        return data.decode("utf-8")[:VALUE_PREVIEW_CHARS_MAX]
+        text = data.decode("utf-8") if strict_end else _decode_prefix(data)
     except UnicodeDecodeError:
         return None
+    return text[:VALUE_PREVIEW_CHARS_MAX]
+
+
+def _decode_prefix(data: bytes) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return decoder.decode(data, final=False)
 
 
 def _rfc3339_utc(moment: datetime) -> str:

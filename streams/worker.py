@@ -17,6 +17,11 @@ and retry (``streams.batches.DatabaseOutage``); if an outage outlasts
 the limit, stops like on SIGTERM and exits with status
 ``EXIT_DATABASE_UNAVAILABLE`` (3), so a supervisor (Kubernetes, systemd)
 sees a failed worker instead of one that spins or hangs.
+
+A worker whose events or credits topic is not the one the ledger tracked (a
+recreated topic: ``streams/topic_identity.py``) does not start, or stops
+before skipping anything of it, with status ``EXIT_TOPIC_RECREATED`` (4) and
+the way out in its message.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
 from streams.settings import Settings
+from streams.topic_identity import EXIT_TOPIC_RECREATED, TopicIdentityGuard, TopicRecreated
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +162,9 @@ class FatalStop:
 
 
 def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
-               health: WorkerHealth | None = None, fatal: FatalStop | None = None) -> faust.App:
+               health: WorkerHealth | None = None, fatal: FatalStop | None = None,
+               guard: TopicIdentityGuard | None = None) -> faust.App:
+    """The faust app; with ``guard`` nothing is skipped as applied unless its topic is the tracked one."""
     metrics = metrics or default_metrics()
     health = health or WorkerHealth()
     fatal = fatal or FatalStop()
@@ -177,7 +185,8 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     topic = app.topic(settings.events_topic, settings.credits_topic,
                       key_serializer="raw", value_serializer="raw")
     applier = PartitionBatchApplier(open_ledger(settings), settings,
-                                    DatabaseOutage(settings, "partition batches", fatal.stopping))
+                                    DatabaseOutage(settings, "partition batches", fatal.stopping),
+                                    confirm_topic=guard.confirm if guard is not None else None)
     executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger")
 
     async def apply_one(batch: list[InboundMessage]) -> None:
@@ -188,6 +197,11 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
             health.failed_batches_in_row += 1
             fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(outage))
             await asyncio.Event().wait()  # consume nothing more; the stop cancels this
+            raise
+        except TopicRecreated as recreated:
+            health.failed_batches_in_row += 1
+            fatal.trigger(EXIT_TOPIC_RECREATED, str(recreated))
+            await asyncio.Event().wait()  # nothing of the batch was committed
             raise
         except Exception:
             health.failed_batches_in_row += 1
@@ -211,6 +225,28 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
         await loop.run_in_executor(executor, applier.ledger.evict_cached_accounts)
 
     return app
+
+
+def watch_topic_identity(guard: TopicIdentityGuard, fatal: FatalStop, interval_ms: int) -> threading.Thread:
+    """Check every ``interval_ms`` that the topics were not recreated under the worker.
+
+    The consumer of a recreated topic may keep fetching at its old position
+    and never see the new topic's first messages, so the applier's check
+    before a skip is not enough alone.
+    """
+    def watch() -> None:
+        while not fatal.stopping.wait(interval_ms / 1000):
+            try:
+                guard.check()
+            except TopicRecreated as recreated:
+                fatal.trigger(EXIT_TOPIC_RECREATED, str(recreated))
+                return
+            except Exception as error:  # noqa: BLE001 - an unreachable broker: the consumer reports it
+                log.warning("could not check the topics' identity: %s", error)
+
+    thread = threading.Thread(target=watch, name="topic-identity", daemon=True)
+    thread.start()
+    return thread
 
 
 def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: DatabaseOutage,
@@ -295,16 +331,21 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
     Exits with ``EXIT_DATABASE_UNAVAILABLE`` when the database stayed
     unreachable for longer than ``database_unavailable_s_max``.
     """
-    health, fatal = WorkerHealth(), FatalStop()
+    health, fatal, guard = WorkerHealth(), FatalStop(), TopicIdentityGuard(settings)
     try:
         record_program_version(settings)
-        app = create_app(settings, health=health, fatal=fatal)
+        guard.check()  # TopicRecreated: the worker does not start
+        app = create_app(settings, health=health, fatal=fatal, guard=guard)
         relay_thread = start_relay(settings, fatal) if relay else None
     except DatabaseUnavailable as error:
         log.critical("worker exiting with status %d: %s", EXIT_DATABASE_UNAVAILABLE, error)
         print(f"loyalty worker: fatal: {error}; exiting with status {EXIT_DATABASE_UNAVAILABLE}",
               file=sys.stderr, flush=True)
         raise SystemExit(EXIT_DATABASE_UNAVAILABLE) from error
+    except TopicRecreated as error:
+        print(f"loyalty worker: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_TOPIC_RECREATED) from error
+    watch_topic_identity(guard, fatal, settings.topic_identity_check_interval_ms)
     server = start_http(settings.metrics_port, health=health) if settings.metrics_port else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     try:

@@ -11,7 +11,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any
 
-from streams.cli.options import connection_flags, settings_from
+from streams.cli.options import add_command, connection_flags, settings_from
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -94,22 +94,23 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def add_subcommands(commands: Any) -> None:
     """Register ``api`` and ``api-key`` on ``commands``."""
-    api = commands.add_parser("api", help="serve the till API (HTTP)")
+    api = add_command(commands, "api", "serve the till API (HTTP) until stopped")
     connection_flags(api)
-    api.add_argument("--port", type=int, help="port to listen on (LOYALTY_API_PORT)")
+    api.add_argument("--port", type=int, metavar="PORT", help="port to listen on (default: LOYALTY_API_PORT, else 8080)")
     api.set_defaults(run=_api)
 
-    keys = commands.add_parser("api-key", help="create, list or revoke till API keys")
-    actions = keys.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="create a key and print it once")
+    keys = add_command(commands, "api-key", "create, list or revoke till API keys")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                   help="create, list or revoke")
+    create = add_command(actions, "create", "create a key and print it once")
     connection_flags(create)
     create.add_argument("--scopes", required=True, help="comma-separated: read,earn,redeem,crm,admin")
     create.add_argument("--stores", help="comma-separated store ids the key may submit for")
     create.set_defaults(run=_create)
-    listing = actions.add_parser("list", help="key ids, scopes, stores, state")
+    listing = add_command(actions, "list", "list the keys: ids, scopes, stores, state (never the keys)")
     connection_flags(listing)
     listing.set_defaults(run=_list)
-    revoke = actions.add_parser("revoke", help="revoke a key by its id")
+    revoke = add_command(actions, "revoke", "revoke a key by its id")
     connection_flags(revoke)
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the id `api-key list` shows")
     revoke.set_defaults(run=_revoke)

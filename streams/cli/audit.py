@@ -13,12 +13,9 @@ the flags override ``ledger.settings.LedgerSettings``, where every setting is re
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from typing import Any, TextIO
 
 import orjson
@@ -28,7 +25,7 @@ from rich.table import Table
 from ledger.application import LoyaltyLedger
 from ledger.calendar import parse_timestamp
 from ledger.program import ProgramError
-from ledger.settings import LedgerSettings
+from ledger.settings import LedgerSettings, with_stack_env
 from projections import follower
 from projections.auditor import member_view, member_view_document, render_member_view
 from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
@@ -37,9 +34,11 @@ from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAME
                                 catch_up, open_read_models, replay, resume)
 from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
+from streams.cli.options import plain_console, positive_int
 from streams.metrics import default_metrics, start_http
 
 DATABASE_URL_ENV = "LOYALTY_DATABASE_URL"
+PROGRAM_FILE_ENV = "LOYALTY_PROGRAM_FILE"
 MISMATCHES_SHOWN_MAX_DEFAULT = 50
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 
@@ -58,8 +57,10 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help=f"postgresql:// URL ({DATABASE_URL_ENV})")
-    parser.add_argument("--program", help="program file (LOYALTY_PROGRAM_FILE)")
+    parser.add_argument("--database-url", metavar="URL",
+                        help=f"PostgreSQL event store, postgresql://... (default: {DATABASE_URL_ENV})")
+    parser.add_argument("--program", metavar="FILE",
+                        help=f"program rules, TOML (default: {PROGRAM_FILE_ENV}, else the built-in program)")
 
 
 def _guarded(run: Any) -> Any:
@@ -75,7 +76,7 @@ def _guarded(run: Any) -> Any:
 def settings_from(args: argparse.Namespace) -> LedgerSettings:
     """The ``LOYALTY_*`` settings, overridden by the command's flags."""
     return LedgerSettings.from_env(
-        database_url=args.database_url, program_file=args.program,
+        with_stack_env(), database_url=args.database_url, program_file=args.program,
         follow_batch_notifications_max=getattr(args, "batch_notifications_max", None))
 
 
@@ -83,22 +84,9 @@ def eventsourcing_env(args: argparse.Namespace) -> dict[str, str]:
     """The event store's settings from ``--database-url`` / ``LOYALTY_DATABASE_URL``."""
     settings = settings_from(args)
     if not settings.database_url:
-        settings = replace(settings, database_url=_demo_store_url())
-    if not settings.database_url:
         raise UsageError(f"give --database-url or set {DATABASE_URL_ENV} "
-                         "(or run `loyalty demo` here first)")
+                         "(or start a local stack here with `loyalty up`)")
     return settings.store_env()
-
-
-@functools.cache
-def _demo_store_url() -> str | None:
-    """The store `loyalty demo` left in this directory, started once per process."""
-    from streams.devkit.services import demo_store_url  # the dev kit, lazily
-
-    url = demo_store_url()
-    if url:
-        os.environ[DATABASE_URL_ENV] = url  # a --follow child process reuses it
-    return url
 
 
 @contextmanager
@@ -128,7 +116,7 @@ def output(path: str | None) -> Iterator[TextIO]:
 def _configure_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("read_models", nargs="*", metavar="READ_MODEL",
                         help=f"any of {', '.join(READ_MODEL_NAMES)} (default: all)")
-    parser.add_argument("--batch-notifications-max", type=int, default=None,
+    parser.add_argument("--batch-notifications-max", type=positive_int, default=None, metavar="N",
                         help=f"notifications per transaction (rebuild: "
                              f"{REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT:,}; --follow: "
                              f"{BATCH_NOTIFICATIONS_MAX_DEFAULT:,})")
@@ -145,7 +133,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown read model {', '.join(unknown)}; known: "
                          f"{', '.join(READ_MODEL_NAMES)}")
-    console = None if args.no_progress else Console(stderr=True)
+    console = None if args.no_progress else plain_console(stderr=True)
     with opened(args, names) as (ledger, models):
         rebuild = resume if args.resume else replay
         done = rebuild(ledger, models, batch_notifications_max=batch_sizes(args)[0], console=console)
@@ -199,7 +187,8 @@ def _serve_health(stack: ExitStack, settings: LedgerSettings) -> Any:
 def _configure_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catch-up", action="store_true",
                         help="catch the read models up with the ledger first")
-    parser.add_argument("--mismatches-shown-max", type=int, default=MISMATCHES_SHOWN_MAX_DEFAULT,
+    parser.add_argument("--mismatches-shown-max", type=positive_int, default=MISMATCHES_SHOWN_MAX_DEFAULT,
+                        metavar="N",
                         help="rows of the mismatch table (%(default)s); all are counted")
 
 
@@ -208,7 +197,7 @@ def run_verify(args: argparse.Namespace) -> int:
         if args.catch_up:
             catch_up(ledger, models, batch_notifications_max=BATCH_NOTIFICATIONS_MAX_DEFAULT)
         report = verify(ledger, models)
-    print_report(report, Console(), args.mismatches_shown_max)
+    print_report(report, plain_console(), args.mismatches_shown_max)
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
@@ -235,11 +224,12 @@ def _cell(value: Any) -> str:
 
 
 def _configure_member(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("member_id", metavar="MEMBER")
+    parser.add_argument("member_id", metavar="MEMBER", help="the member's id, e.g. M-000123")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--as-of",
+    when.add_argument("--as-of", metavar="TIME",
                       help="RFC 3339 time: the state after the last fact at or before it")
-    when.add_argument("--version", type=int, help="ledger version of the member's account")
+    when.add_argument("--version", type=positive_int, metavar="N",
+                      help="the account as it was at ledger version N (1 = its first fact)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -252,10 +242,13 @@ def run_member(args: argparse.Namespace) -> int:
         ledger.close()
     if view is None:
         raise UsageError(f"member {args.member_id!r} has no facts at that point")
+    if args.version is not None and view.version != args.version:
+        raise UsageError(f"member {args.member_id!r} has versions 1 to {view.version}; "
+                         f"there is no version {args.version}")
     if args.json:
         print(orjson.dumps(member_view_document(view), option=orjson.OPT_INDENT_2).decode())
     else:
-        render_member_view(view, Console())
+        render_member_view(view, plain_console())
     return EXIT_OK
 
 
@@ -263,8 +256,10 @@ def run_member(args: argparse.Namespace) -> int:
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=EXPORT_KINDS)
-    parser.add_argument("--format", choices=FORMATS, default="jsonl")
+    parser.add_argument("kind", choices=EXPORT_KINDS, metavar="KIND",
+                        help=f"what to export: {', '.join(EXPORT_KINDS)}")
+    parser.add_argument("--format", choices=FORMATS, default="jsonl",
+                        help=f"{' or '.join(FORMATS)} (default jsonl)")
     parser.add_argument("--out", help="file to write (standard output by default)")
     parser.add_argument("--no-catch-up", action="store_true",
                         help="export the read models as they stand, without catching up first")
@@ -284,7 +279,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _configure_close_year(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("year", type=int, metavar="YEAR")
+    parser.add_argument("year", type=int, metavar="YEAR", help="the year to close, e.g. 2025")
     parser.add_argument("--out", help="JSONL file of the events (standard output by default)")
 
 

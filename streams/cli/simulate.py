@@ -12,7 +12,8 @@ import sys
 from datetime import date
 from typing import Any
 
-from streams.kafka_security import kafka_python_options
+from streams.cli.options import add_command
+from streams.kafka_security import kafka_client_options
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,25 +25,18 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     from streams.devkit.simulator import SimulationConfig  # the dev kit, lazily
 
     defaults = SimulationConfig()
-    parser = subparsers.add_parser(
-        "simulate", help="generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
-    parser.add_argument("--members", type=int, default=defaults.members,
-                        help=f"members at the start (default {defaults.members})")
-    parser.add_argument("--stores", type=int, default=defaults.stores,
-                        help=f"default {defaults.stores}")
-    parser.add_argument("--days", type=int, default=defaults.days, help=f"default {defaults.days}")
-    parser.add_argument("--start", type=_iso_date, default=defaults.start,
-                        help=f"first day, YYYY-MM-DD (default {defaults.start})")
-    parser.add_argument("--duplicate-rate-ppm", type=int, default=defaults.duplicate_rate_ppm,
-                        help=f"redelivered lines per million (default {defaults.duplicate_rate_ppm})")
-    parser.add_argument("--malformed-rate-ppm", type=int, default=defaults.malformed_rate_ppm,
-                        help=f"malformed lines per million (default {defaults.malformed_rate_ppm})")
+    parser = add_command(subparsers, "simulate",
+                         "generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
+    for field, parse, text in _SIZE_FLAGS:
+        default = getattr(defaults, field)
+        parser.add_argument("--" + field.replace("_", "-"), type=parse, default=default,
+                            help=f"{text} (default {default})")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="FILE.jsonl", help="write the lines to this file")
     target.add_argument("--kafka", action="store_true",
                         help="send to LOYALTY_EVENTS_TOPIC keyed by member_id")
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (LOYALTY_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT,...",
+                        help="Kafka to use with --kafka (default: LOYALTY_BOOTSTRAP_SERVERS)")
     parser.set_defaults(run=run_simulate)
     return parser
 
@@ -73,18 +67,18 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _to_kafka(config: Any, args: argparse.Namespace) -> int:
+    from streams.cli.options import settings_from
     from streams.devkit.simulator import SimulationSummary, send_to_kafka  # the dev kit, lazily
-    from streams.settings import Settings
     from streams.topics import ensure_topics
 
-    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers)
+    settings = settings_from(args)  # flags, LOYALTY_* variables, a `loyalty up` stack here
     if not settings.bootstrap_servers:
         print("error: --kafka needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
         return 2
     ensure_topics(settings)
     summary = SimulationSummary()
     last = send_to_kafka(config, settings.bootstrap_servers, settings.events_topic, summary,
-                         kafka_python_options(settings))
+                         kafka_client_options(settings))
     print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
     print(summary.describe())
     return 0
@@ -95,3 +89,14 @@ def _iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+_SIZE_FLAGS = (  # (SimulationConfig field, type, one-line help)
+    ("seed", int, "random seed: the same seed gives the same stream"),
+    ("members", int, "members at the start"),
+    ("stores", int, "stores"),
+    ("days", int, "simulated days"),
+    ("start", _iso_date, "first day, YYYY-MM-DD"),
+    ("duplicate_rate_ppm", int, "redelivered lines per million"),
+    ("malformed_rate_ppm", int, "malformed lines per million"),
+)

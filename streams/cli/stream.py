@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 from ledger.program import ProgramError
 from ledger.settings import LedgerSettings
-from streams.cli.options import connection_flags, settings_from
+from streams.cli.options import add_command, connection_flags, settings_from
 
 
 def _check_program(args: argparse.Namespace) -> int:
@@ -66,16 +67,20 @@ def _setup(args: argparse.Namespace) -> int:
         return 2
     if not args.no_topics:
         print("topics created:", ", ".join(ensure_topics(settings)) or "none missing")
-    open_ledger(settings).close()
+    open_ledger(replace(settings, database_unavailable_s_max=0)).close()  # one attempt: fail fast
     with key_store(settings.database_url) as keys:
         keys.ensure_table()
     print("event store tables ready (and the till API's keys table)")
+    if args.accept_new_topics:
+        from streams.topic_identity import accept_new_topics
+
+        for topic, deleted in accept_new_topics(settings).items():
+            print(f"{topic}: tracked anew from its start ({deleted} old tracking rows deleted)")
     return 0
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from streams.kafka_security import kafka_python_options
-    from streams.producer import produce_lines, read_lines
+    from streams.producer import produce_file
     from streams.topics import ensure_topics
 
     settings = settings_from(args)
@@ -83,9 +88,12 @@ def _produce(args: argparse.Namespace) -> int:
         print("error: produce needs LOYALTY_BOOTSTRAP_SERVERS or --bootstrap-servers", file=sys.stderr)
         return 2
     ensure_topics(settings)
-    last = produce_lines(settings.bootstrap_servers, settings.events_topic, read_lines(args.file),
-                         kafka_python_options(settings))
-    print(f"sent to {settings.events_topic}: last offsets by partition {dict(sorted(last.items()))}")
+    report = produce_file(settings, args.file)
+    print(f"sent to {settings.events_topic}: last offsets by partition "
+          f"{dict(sorted(report.last_offsets.items()))}")
+    for line in report.refused:
+        print(f"line {line.line_number}: {line.size_bytes} bytes, over message_bytes_max "
+              f"({settings.message_bytes_max}): dead-lettered to {settings.dead_letter_topic}")
     return 0
 
 
@@ -126,36 +134,45 @@ def _produce_events(args: argparse.Namespace, events: list[dict]) -> int:
 
 def add_subcommands(commands: Any) -> None:
     """Register check-program, worker, relay, setup, produce and adjust on ``commands``."""
-    check = commands.add_parser("check-program", help="validate a program file (TOML)")
-    check.add_argument("file", nargs="?", help="program file; the default program when omitted")
+    check = add_command(commands, "check-program", "check a program file (TOML) and print its tiers")
+    check.add_argument("file", nargs="?", metavar="FILE",
+                       help="program file to check (default: the built-in program)")
     check.set_defaults(run=_check_program)
 
-    worker = commands.add_parser("worker", help="run one worker process of the consumer group")
+    worker = add_command(commands, "worker", "apply events from Kafka to the ledger until stopped "
+                                             "(start up to one per partition)")
     connection_flags(worker)
-    worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
-    worker.add_argument("--loglevel", default="WARNING")
+    worker.add_argument("--relay", action="store_true",
+                        help="also publish committed facts to Kafka (run one relay per deployment)")
+    worker.add_argument("--loglevel", default="WARNING", metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING (default) or ERROR")
     worker.set_defaults(run=_worker)
 
-    relay = commands.add_parser("relay", help="run the outbox relay alone (publish committed facts)")
+    relay = add_command(commands, "relay", "publish committed facts to Kafka until stopped (the outbox relay)")
     connection_flags(relay)
     relay.set_defaults(run=_relay)
 
-    setup = commands.add_parser("setup", help="create the topics and the event store's tables")
+    setup = add_command(commands, "setup", "create the missing topics and the event store's tables "
+                                           "(safe to run again)")
     connection_flags(setup)
     setup.add_argument("--no-topics", action="store_true",
                        help="tables only (topics managed elsewhere, e.g. by Strimzi)")
+    setup.add_argument("--accept-new-topics", action="store_true",
+                       help="after a topic was recreated on purpose: apply the new events and credits "
+                            "topics from their start (workers refuse to run until then)")
     setup.set_defaults(run=_setup)
 
-    produce = commands.add_parser("produce", help="send each line of FILE.jsonl, keyed by member_id")
+    produce = add_command(commands, "produce", "send each line of a JSONL file to the events topic, "
+                                               "keyed by its member_id")
     connection_flags(produce)
-    produce.add_argument("file")
+    produce.add_argument("file", metavar="FILE", help="JSONL file, one inbound event per line")
     produce.set_defaults(run=_produce)
 
-    adjust = commands.add_parser(
-        "adjust", help="bulk adjustments: one adjustment event per row of FILE.csv "
-                       "(member_id, points[, note, occurred_at, allow_debt])")
+    adjust = add_command(commands, "adjust", "bulk adjustments: one adjustment event per row of "
+                                             "FILE.csv (member_id, points[, note, occurred_at, "
+                                             "allow_debt])")
     connection_flags(adjust)
-    adjust.add_argument("file")
+    adjust.add_argument("file", metavar="FILE", help="CSV file, one adjustment per row")
     adjust.add_argument("--operator", required=True, help="operator_id of every adjustment")
     adjust.add_argument("--reason", required=True, help="reason_code of every adjustment")
     adjust.add_argument("--at", help="occurred_at (RFC 3339) of rows without one")

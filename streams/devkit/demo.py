@@ -38,10 +38,10 @@ from projections.kpi_report import kpi_report
 from projections.runner import catch_up, open_read_models
 from projections.verify import verify
 from streams.devkit.dashboard import DASHBOARD_READ_MODELS, PipelineProbe, render
-from streams.kafka_security import kafka_python_options
+from streams.kafka_security import kafka_client_options
 from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
 from streams.producer import member_key
-from streams.devkit.services import demo_store_dir, running_services
+from streams.devkit.services import running_services, stack_env_file_written, stack_store_dir
 from streams.settings import Settings
 from streams.devkit.simulator import SimulationConfig, SimulationSummary, simulate
 from streams.topics import ensure_topics
@@ -86,7 +86,7 @@ class PacedProducer(threading.Thread):
     def run(self) -> None:
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
                                  linger_ms=5, client_id="loyalty-demo",
-                                 **kafka_python_options(self.settings))
+                                 **kafka_client_options(self.settings))
         try:
             self._send_all(producer)
         except BaseException as error:  # noqa: BLE001 - reported by the demo loop
@@ -140,7 +140,7 @@ def prepare_demo_dir(options: DemoOptions, settings: Settings) -> Path | None:
     """A fresh embedded store in ``demo_dir/postgres`` (None when a real database is used)."""
     if settings.database_url:
         return None
-    store = demo_store_dir(options.demo_dir)
+    store = stack_store_dir(options.demo_dir)
     shutil.rmtree(store, ignore_errors=True)
     (options.demo_dir / "logs").mkdir(parents=True, exist_ok=True)
     return store
@@ -151,7 +151,9 @@ def run_demo(options: DemoOptions, settings: Settings, console: Console | None =
     store = prepare_demo_dir(options, settings)
     logs = options.demo_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with running_services(settings, postgres_dir=store) as live:
+    with running_services(settings, postgres_dir=store) as live, ExitStack() as stack:
+        if store is not None:  # commands run from here meanwhile find the demo's services
+            stack.enter_context(stack_env_file_written(options.demo_dir, live))
         return _run(options, live, logs, console)
 
 
@@ -247,19 +249,31 @@ def _cell(value) -> str:
 
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
     member = _some_member(ledger)
-    where = (f"run from this directory, they reopen this demo's store, {demo_store_dir(options.demo_dir)}"
-             if _is_embedded(options) else "set LOYALTY_DATABASE_URL to the same database")
+    loyalty = loyalty_command()
+    keep = (f"Keep this demo's store running (in another terminal):\n"
+            f"  {loyalty} up --dir {options.demo_dir} --keep-ledger\nthen, from this directory, try:\n"
+            if _is_embedded(options) else "Try next (LOYALTY_DATABASE_URL set to the same database):\n")
     return (
-        f"\nTry next ({where}):\n"
-        f"  loyalty member {member}            # the auditor's view, every fact with its cause\n"
-        "  loyalty replay                     # drop and rebuild every read model\n"
-        "  loyalty verify                     # recompute everything from the ledger\n"
-        "  loyalty export balances --format csv\n"
+        f"\n{keep}"
+        f"  {loyalty} member {member}            # the auditor's view, every fact with its cause\n"
+        f"  {loyalty} replay                     # drop and rebuild every read model\n"
+        f"  {loyalty} verify                     # recompute everything from the ledger\n"
+        f"  {loyalty} export balances --format csv\n"
     )
 
 
+def loyalty_command() -> str:
+    """How to run ``loyalty`` from here: the bare name when it is on PATH, else this venv's script
+    (relative when it is under the current directory)."""
+    if shutil.which("loyalty"):
+        return "loyalty"
+    script = Path(sys.executable).parent / "loyalty"
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
+
+
 def _is_embedded(options: DemoOptions) -> bool:
-    return demo_store_dir(options.demo_dir).exists()
+    return stack_store_dir(options.demo_dir).exists()
 
 
 def _some_member(ledger) -> str:

@@ -15,25 +15,24 @@ from typing import Iterator
 
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.devkit.embedded_broker import EmbeddedBroker
+from ledger.settings import STACK_ENV_FILE_NAME, env_file_text
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEMO_KEY_HEX_CHARS = 12
+STORE_KEY_HEX_CHARS = 12
 
 
-DEMO_DIR = Path(".loyalty-demo")
+def stack_store_dir(stack_dir: Path) -> Path:
+    """Where ``loyalty up`` or ``loyalty demo`` run with ``stack_dir`` keeps its embedded PostgreSQL.
 
-
-def demo_store_dir(demo_dir: Path = DEMO_DIR) -> Path:
-    """Where the demo run from ``demo_dir`` keeps its embedded PostgreSQL.
-
-    Under the system's temp directory, named after ``demo_dir``'s absolute
+    Under the system's temp directory, named after ``stack_dir``'s absolute
     path: when running as root, PostgreSQL runs as a service user that must
     be able to enter every parent directory, and a checkout under ``/root``
-    (mode 0700) would refuse it. Same ``demo_dir``, same store.
+    (mode 0700) would refuse it. Same ``stack_dir``, same store (so
+    ``loyalty up --dir .loyalty-demo`` reopens the demo's store).
     """
-    key = hashlib.sha256(str(demo_dir.resolve()).encode("utf-8")).hexdigest()[:DEMO_KEY_HEX_CHARS]
+    key = hashlib.sha256(str(stack_dir.resolve()).encode("utf-8")).hexdigest()[:STORE_KEY_HEX_CHARS]
     return Path(tempfile.gettempdir()) / f"loyalty-demo-{key}" / "postgres"
 
 
@@ -56,15 +55,34 @@ def running_services(settings: Settings, postgres_dir: Path | None = None) -> It
         yield settings.with_services(bootstrap, database_url)
 
 
-def demo_store_url(demo_dir: Path = DEMO_DIR) -> str | None:
-    """Start the demo's embedded store (left by ``loyalty demo``) for this process.
+BROKERS = ("embedded", "kafka")
 
-    Returns its URL, or None when no demo ran from ``demo_dir``. The server
-    stops when the process exits.
-    """
-    store_dir = demo_store_dir(demo_dir)
-    if not (store_dir / "data" / "PG_VERSION").exists():
-        return None
-    server = EmbeddedPostgres(store_dir).start()
-    log.info("reopened the demo's store in %s", store_dir)
-    return server.settings.url
+
+def broker_class(name: str = "embedded") -> type:
+    """The dev kit's broker launcher by name: ``embedded`` (tansu, topics in memory) or
+    ``kafka`` (Apache Kafka from ``streams/devkit/apache_kafka.py``, fresh at each start)."""
+    if name == "kafka":
+        from streams.devkit.apache_kafka import ApacheKafka  # needs java and mvn: loaded only when asked
+
+        return ApacheKafka
+    if name != "embedded":
+        raise ValueError(f"unknown broker {name!r}; known: {', '.join(BROKERS)}")
+    return EmbeddedBroker
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """What a stack's ``DIR/env`` exports: where the broker and the event store are."""
+    return {"LOYALTY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "LOYALTY_DATABASE_URL": settings.database_url,
+            "LOYALTY_PARTITIONS": str(settings.partitions)}
+
+
+@contextlib.contextmanager
+def stack_env_file_written(stack_dir: Path, settings: Settings) -> Iterator[Path]:
+    """``stack_dir/env`` for commands run from the same directory, removed when the stack stops."""
+    path = stack_dir / STACK_ENV_FILE_NAME
+    path.write_text(env_file_text(stack_env(settings)), encoding="utf-8")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

@@ -233,7 +233,10 @@ def test_kpi_export_has_year_and_liability_rows(pg_ledger, pg_env):
 def test_loyalty_process_gets_its_read_model_files_caught_up(pg_ledger, pg_env, tmp_path):
     a_small_ledger(pg_ledger)
     counts = export_read_models(pg_ledger, database_url(pg_env), tmp_path)
+    kpi_rows = counts.pop("kpis.jsonl")
     assert counts == {"balances.jsonl": 3, "tiers.jsonl": 3, "annual.jsonl": 3}  # all in 2024
+    kpis = [orjson.loads(line) for line in (tmp_path / "kpis.jsonl").read_text().splitlines()]
+    assert len(kpis) == kpi_rows and {row["kind"] for row in kpis} == {"year", "liability"}
     lines = (tmp_path / "balances.jsonl").read_text().splitlines()
     balances = [orjson.loads(line) for line in lines]
     assert [row["member_id"] for row in balances] == ["m-1", "m-2", "m-3"]

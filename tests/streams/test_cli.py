@@ -55,3 +55,21 @@ def test_produce_sends_each_line_keyed_by_member(kafka_bootstrap, tmp_path, caps
     consumer.close()
     assert (b"m1", path.read_text().splitlines()[0].encode()) in received
     assert (None, b"not json") in received
+
+
+def test_produce_dead_letters_a_line_too_large_for_kafka_by_file_and_line(kafka_bootstrap, tmp_path,
+                                                                          capsys, monkeypatch):
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("LOYALTY_EVENTS_TOPIC", f"events-{suffix}")
+    monkeypatch.setenv("LOYALTY_DEAD_LETTER_TOPIC", f"dead-{suffix}")
+    path = tmp_path / "in.jsonl"
+    huge = '{"member_id": "m1", "padding": "' + "x" * (5 * 1024 * 1024) + '"}'
+    path.write_text("\n".join(["not json", huge, json.dumps(b.birthday("m1", "2025-01-01T10:00:00Z"))]))
+    assert main(["produce", str(path), "--bootstrap-servers", kafka_bootstrap]) == 0
+    assert "line 2: 5242" in capsys.readouterr().out
+    consumer = KafkaConsumer(f"dead-{suffix}", bootstrap_servers=kafka_bootstrap, consumer_timeout_ms=3000,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    [letter] = [json.loads(message.value) for message in consumer]
+    consumer.close()
+    assert (letter["reason_code"], letter["source_file"], letter["source_line"]) == ("too_large", str(path), 2)
+    assert letter["source_offset"] is None and letter["value_preview"].startswith('{"member_id": "m1"')

@@ -1,13 +1,16 @@
 """``loyalty process INPUT --out DIR`` (CONTRACT section 6) on a 10k-event file.
 
 It starts its own embedded broker and PostgreSQL (no flags), and its output
-files must match the direct application of the same valid events.
+files must match the direct application of the same valid events. With
+``--keep`` its store outlives it; its workers' logs and ``kpis.jsonl`` are
+in the output directory.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
 from projections.figures import CONTRACT_2_LIFETIME_COUNTERS
 from streams.cli import main
+from streams.devkit.services import stack_store_dir
 from tests.support.streamgen import generate_events, with_faults
 
 EVENTS = 10_000
@@ -34,10 +38,12 @@ def processed(tmp_path_factory):
     lines, bad = with_faults(events, seed=21)
     work = tmp_path_factory.mktemp("process")
     (work / "input.jsonl").write_text("\n".join(lines) + "\n")
-    assert main(["process", str(work / "input.jsonl"), "--out", str(work / "out")]) == 0
+    assert main(["process", str(work / "input.jsonl"), "--out", str(work / "out"),
+                 "--keep", str(work / "kept")]) == 0
     direct = LoyaltyLedger()
     direct.apply_in_order([command_from_event(event) for event in events])
-    return work / "out", direct, events, bad
+    yield work / "out", direct, events, bad
+    shutil.rmtree(stack_store_dir(work / "kept").parent, ignore_errors=True)
 
 
 def test_balances_equal_direct_application(processed):
@@ -94,3 +100,18 @@ def test_dead_letters_are_exactly_the_bad_lines(processed):
     out, _, _, bad = processed
     letters = read_jsonl(out / "dead_letters.jsonl")
     assert sorted(base64.b64decode(l["value_base64"]).decode() for l in letters) == sorted(bad)
+
+
+def test_logs_kpis_and_the_kept_store_are_left_behind(processed, tmp_path_factory):
+    out, direct, events, _ = processed
+    assert "worker-0.log" in {path.name for path in (out / "logs").iterdir()}
+    kpi_years = {row.get("year") for row in read_jsonl(out / "kpis.jsonl") if row.get("kind") == "year"}
+    assert {int(event["occurred_at"][:4]) for event in events} <= kpi_years
+    assert (stack_store_dir(out.parent / "kept") / "data" / "PG_VERSION").exists()
+
+
+def test_every_dead_letter_names_its_input_line(processed):
+    out, _, _, bad = processed
+    lines = (out.parent / "input.jsonl").read_text().splitlines()
+    for letter in read_jsonl(out / "dead_letters.jsonl"):
+        assert lines[letter["source_line"] - 1] == base64.b64decode(letter["value_base64"]).decode()

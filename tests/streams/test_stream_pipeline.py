@@ -58,7 +58,7 @@ def pipeline_run(kafka_bootstrap, embedded_pg, tmp_path_factory):
     lines, bad = with_faults(events, seed=7, bad_every=400)
     settings = unique_settings(kafka_bootstrap, embedded_pg, "pipeline")
     logs = tmp_path_factory.mktemp("logs")
-    ledger, settings = run_pipeline(write_input(logs, lines), settings, 2, logs)
+    ledger, _ = run_pipeline(write_input(logs, lines), settings, 2, logs)
     yield settings, ledger, events, bad
     ledger.close()
 
