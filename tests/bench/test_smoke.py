@@ -17,6 +17,9 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
+
+pytestmark = pytest.mark.broker  # the benchmark starts its own broker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 600

@@ -14,12 +14,16 @@ import time
 import urllib.request
 import uuid
 
+import pytest
+
 from streams.devkit.embedded_broker import find_free_port
 from tests.support import builders as b
 
 STOP_TIMEOUT_S = 30
 METRICS_WAIT_S = 120
 EVENTS = 200
+
+pytestmark = pytest.mark.broker
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
