@@ -16,6 +16,9 @@ from typing import Mapping
 
 ENV_PREFIX = "LOYALTY_"
 INT_TYPES = ("int", "int | None")  # field annotations are strings (postponed evaluation)
+BOOL_TYPES = ("bool",)
+BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}
 SECRET_SHOWN_AS = "***"
 
 
@@ -43,6 +46,7 @@ class Settings:
     database_unavailable_s_max: int = 120    # unreachable longer: the worker exits non-zero
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
+    producer_idempotent: bool = False        # the relay's producer: on for Apache Kafka (README), not tansu
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1500
     account_cache_accounts_max: int = 50_000
@@ -63,7 +67,7 @@ class Settings:
         for field in fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw not in (None, ""):
-                values[field.name] = int(raw) if field.type in INT_TYPES else raw
+                values[field.name] = _parsed(field.name, field.type, raw)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
@@ -94,3 +98,14 @@ class Settings:
     def tracking_name(self, topic: str, partition: int) -> str:
         """The tracking record name of a Kafka partition in the event store."""
         return f"{topic}:{partition}"
+
+
+def _parsed(name: str, annotation: str, raw: str) -> int | bool | str:
+    """An environment variable's text as the field's type; a bad boolean names its variable."""
+    if annotation in INT_TYPES:
+        return int(raw)
+    if annotation in BOOL_TYPES:
+        if raw.strip().lower() not in BOOL_WORDS:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected one of {', '.join(BOOL_WORDS)}")
+        return BOOL_WORDS[raw.strip().lower()]
+    return raw

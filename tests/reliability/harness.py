@@ -30,7 +30,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.process import Worker, start_worker
 from streams.settings import Settings
-from tests.support.services import own_topics
+from tests.support.services import lane_settings, own_topics
 
 T = TypeVar("T")
 LONG_FAULTS_ENV = "LOYALTY_LONG_FAULTS"
@@ -53,7 +53,7 @@ def pipeline_settings(kafka_bootstrap: str, database_url: str, label: str, parti
     """Settings with topics and a consumer group of their own (no clean-up needed)."""
     values = dict(
         bootstrap_servers=kafka_bootstrap, database_url=database_url, partitions=partitions,
-        **own_topics(label), batch_events_max=200, batch_wait_ms=100,
+        **own_topics(label), **lane_settings(), batch_events_max=200, batch_wait_ms=100,
     )
     values.update(overrides)
     return Settings(**values)

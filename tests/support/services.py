@@ -13,6 +13,8 @@ or on the command line with ``-p tests.support.services``.
   ``demo``): a function of a label giving the ``LOYALTY_*`` variables to run
   it with (none in the embedded lane; in the kafka lane, the session broker
   and topics and a consumer group of the label's own).
+- ``lane_settings()`` / ``lane_env()``: what the lane's broker allows beyond
+  the defaults (Apache Kafka: the relay's idempotent producer).
 - ``pg_env`` (function): eventsourcing env for a fresh database of its own on
   the session server, dropped after the test. Close your applications
   (``app.close()``) before the test ends; the drop disconnects leftovers.
@@ -103,6 +105,18 @@ def lane_broker_env(request: pytest.FixtureRequest) -> Callable[[str], dict[str,
     return lambda label: own_topics_env(bootstrap, label)
 
 
+def lane_settings() -> dict[str, bool]:
+    """``Settings`` fields this lane's broker allows beyond the defaults: on Apache
+    Kafka the relay's producer is idempotent, as the deploy files run it (tansu
+    fails idempotent producers, so the default is off)."""
+    return {"producer_idempotent": True} if broker_lane() == KAFKA_LANE else {}
+
+
+def lane_env() -> dict[str, str]:
+    """:func:`lane_settings` as ``LOYALTY_*`` variables, for child processes."""
+    return {ENV_PREFIX + name.upper(): str(value).lower() for name, value in lane_settings().items()}
+
+
 def own_topics(label: str) -> dict[str, str]:
     """``Settings`` fields: topics and a consumer group no other test uses (no clean-up needed)."""
     suffix = f"{label}-{uuid.uuid4().hex[:8]}"
@@ -116,7 +130,7 @@ def own_topics(label: str) -> dict[str, str]:
 def own_topics_env(bootstrap: str, label: str) -> dict[str, str]:
     """``LOYALTY_*`` variables: ``bootstrap`` and :func:`own_topics`."""
     values = {"bootstrap_servers": bootstrap, **own_topics(label)}
-    return {ENV_PREFIX + name.upper(): value for name, value in values.items()}
+    return {ENV_PREFIX + name.upper(): value for name, value in values.items()} | lane_env()
 
 
 @pytest.fixture
