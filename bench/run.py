@@ -95,7 +95,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                       help="the issue's sizes: 1M facts replayed, 100k and 1M members (about an hour)")
     parser.set_defaults(size="default")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
-    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>.json)")
+    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>-<broker>.json)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="measure only these groups")
     parser.add_argument("--profile", type=Path, metavar="DIR",
