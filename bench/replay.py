@@ -30,8 +30,9 @@ from typing import Any
 
 from bench.profiling import Profiler
 from bench.services import BenchServices
-from ledger.application import LoyaltyLedger, referrer_credits
+from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
+from ledger.credits import credit_commands
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import (READ_MODEL_NAMES, REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT,
                                 live_runner, open_read_models, replay)
@@ -69,7 +70,7 @@ def build_store(services: BenchServices, facts_min: int) -> Store:
             if not batch and not credits:
                 raise AssertionError(f"the simulated chain ran out before {facts_min} facts")
             results = ledger.apply(*credits, *batch)
-            credits = [credit for result in results for credit in referrer_credits(result.facts)]
+            credits = [credit for result in results for credit in credit_commands(result.facts)]
             applied += len(batch)
         facts = ledger.recorder.max_notification_id() or 0
     finally:

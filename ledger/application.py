@@ -1,32 +1,35 @@
 """The ledger's application service: load accounts, decide, save atomically.
 
-``LoyaltyLedger.apply`` takes a batch of commands (a worker's Kafka batch,
-say), applies them in order to their members' accounts, and saves every
-resulting fact of every account plus optional ``Tracking`` records (one per
-Kafka partition of the batch) in one database transaction. A redelivered
-``event_id`` is reported as a duplicate and changes nothing; the same
-``event_id`` with another payload is reported as a conflict and changes
-nothing either.
+``LoyaltyLedger.apply`` takes a batch of commands, applies them in order to
+their members' accounts, and saves every resulting fact of every account plus
+optional ``Tracking`` records in one database transaction;
+``process_batch`` does the same for a worker's Kafka batch (one tracking
+record per partition, the batch's dead letters, the account cache handled).
+A redelivered ``event_id`` is reported as a duplicate and changes nothing;
+the same ``event_id`` with another payload is reported as a conflict and
+changes nothing either.
 
 Auditor reads: an account at a version or as of an event time, and its full
-history with each fact's cause.
+history with each fact's cause. The log of every committed fact:
+``fact_log`` (``ledger.log``).
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import Tracking, Transcoder, Transcoding
+from eventsourcing.persistence import (IntegrityError, InterfaceError, OperationalError, Tracking,
+                                       Transcoder, Transcoding)
 from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.utils import EnvType
 
 from ledger import commands as cmd
+from ledger.credits import credit_commands
 from ledger.domain import (
     COMMAND_HANDLERS,
     EventIdConflict,
@@ -34,21 +37,32 @@ from ledger.domain import (
     account_id,
     fact_type,
 )
+from ledger.log import FactLog
 from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
-from ledger.program import Program, load_program
-from ledger.rules import Lot, PurchaseRecord
 from ledger.postgres.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
+from ledger.program import Program
+from ledger.rules import Lot, PurchaseRecord
+from ledger.settings import LedgerSettings
 from ledger.wire import fact_fields
-
-SNAPSHOT_INTERVAL_EVENTS_DEFAULT = 100
-SNAPSHOT_INTERVAL_ENV = "LOYALTY_SNAPSHOT_INTERVAL_EVENTS"
-PROGRAM_FILE_ENV = "LOYALTY_PROGRAM_FILE"
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
+# The event store's trouble, not a command's: a conflicting commit, a database out of reach.
+STORE_ERRORS = (IntegrityError, OperationalError, InterfaceError)
+
+
+class DecisionFailed(Exception):
+    """A command made the ledger raise while deciding (a bug, or input no rule foresaw).
+
+    Nothing was saved. The original error is ``__cause__``; the message names
+    its type and text.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
 
 
 class LotAsDict(Transcoding):
@@ -96,36 +110,24 @@ class HistoryEntry:
     data: dict[str, Any]
 
 
-def referrer_credits(facts: Iterable[Any]) -> list[cmd.CreditReferrer]:
-    """The referrer credit each ``ReferralQualified`` fact owes to another account."""
-    credits = []
-    for fact in facts:
-        if isinstance(fact, LoyaltyAccount.ReferralQualified):
-            event = cmd.referrer_credit_event(
-                fact.referrer_member_id, fact.referee_member_id, fact.qualifying_event_id,
-                fact.qualifying_occurred_at,
-            )
-            credits.append(cmd.command_from_event(event))
-    return credits
-
-
 class LoyaltyLedger(Application):
     """The event-sourced ledger of every member's ``LoyaltyAccount``."""
 
     name = "loyalty"
 
     def __init__(self, env: EnvType | None = None, program: Program | None = None) -> None:
+        """A ledger on eventsourcing's ``env``; its ``LOYALTY_*`` settings (program file,
+        snapshot interval) come from ``env`` over the process environment."""
         merged = dict(env or {})
-        interval = int(merged.get(SNAPSHOT_INTERVAL_ENV)
-                       or os.environ.get(SNAPSHOT_INTERVAL_ENV)
-                       or SNAPSHOT_INTERVAL_EVENTS_DEFAULT)
-        self.snapshotting_intervals = {LoyaltyAccount: interval}
+        settings = LedgerSettings.over_process_env(merged)
+        self.snapshotting_intervals = {LoyaltyAccount: settings.snapshot_interval_events}
         merged.setdefault("IS_SNAPSHOTTING_ENABLED", "y")
         merged.setdefault("PROCESS_RECORDER_TOPIC", UNPIPELINED_RECORDER_TOPIC)
         merged.setdefault("TRANSCODER_TOPIC", ORJSON_TRANSCODER_TOPIC)
         super().__init__(env=merged)
         self._known_absent: set[str] = set()
-        self.program = program or load_program(self.env.get(PROGRAM_FILE_ENV))
+        self.program = program or settings.program()
+        self.fact_log = FactLog(self.recorder, self.mapper)
 
     def construct_recorder(self):
         """A process recorder, so facts and their tracking records commit together."""
@@ -157,6 +159,10 @@ class LoyaltyLedger(Application):
         """``tracked_position`` of each of ``names``, in one query."""
         return self.recorder.max_tracking_ids(names)
 
+    def all_tracked_positions(self) -> dict[str, int]:
+        """The last position recorded under every tracking name (partitions, the outbox)."""
+        return self.recorder.tracked_positions()
+
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(LotAsDict())
@@ -169,6 +175,42 @@ class LoyaltyLedger(Application):
         results, accounts = self.decide(commands)
         self.save_batch(accounts, tracking)
         return results
+
+    def process_batch(self, commands: Sequence[cmd.Command],
+                      tracking: Tracking | Sequence[Tracking] | None,
+                      dead_letters: Sequence[Any] = (),
+                      conflict_dead_letter: Callable[[int, Result], Any] | None = None,
+                      ) -> list[Result]:
+        """Decide ``commands`` in order and save, in one transaction, their facts, the
+        ``dead_letters``, a dead letter per conflict and ``tracking``: the stream's one call.
+
+        A command whose ``event_id`` was applied with another payload changes
+        nothing; ``conflict_dead_letter(index, result)`` makes the record saved
+        in its place. Whatever raises, the account cache is dropped first (a
+        cached account may hold facts that were never stored). An error while
+        deciding that is not the event store's (``STORE_ERRORS``) is raised as
+        ``DecisionFailed``, so the caller can tell a poison command from a
+        failed save; a conflicting commit raises IntegrityError and nothing is
+        saved.
+        """
+        try:
+            results, accounts = self._decide_batch(commands)
+            conflicts = [conflict_dead_letter(index, result) for index, result in enumerate(results)
+                         if result.status == CONFLICT and conflict_dead_letter is not None]
+            self.save_batch([*accounts, *dead_letters, *conflicts], tracking)
+        except BaseException:
+            self.evict_cached_accounts()
+            raise
+        return results
+
+    def _decide_batch(self, commands: Sequence[cmd.Command]
+                      ) -> tuple[list[Result], list[LoyaltyAccount]]:
+        try:
+            return self.decide(commands)
+        except STORE_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - a command's failure, told apart from the store's
+            raise DecisionFailed(error) from error
 
     def decide(self, commands: Iterable[cmd.Command]) -> tuple[list[Result], list[LoyaltyAccount]]:
         """Apply ``commands`` to their accounts in memory; nothing is saved yet.
@@ -226,7 +268,7 @@ class LoyaltyLedger(Application):
         return loaded
 
     def apply_in_order(self, commands: Sequence[cmd.Command]) -> list[Result]:
-        """Direct application: each command, then at once the referrer credits it caused.
+        """Direct application: each command, then at once the credits it caused.
 
         This is the reference the stream pipeline is compared with; there the
         credit travels through Kafka to the referrer's partition instead.
@@ -235,7 +277,7 @@ class LoyaltyLedger(Application):
         for command in commands:
             result = self.apply(command)[0]
             results.append(result)
-            for credit in referrer_credits(result.facts):
+            for credit in credit_commands(result.facts):
                 results.extend(self.apply(credit))
         return results
 

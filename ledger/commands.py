@@ -1,5 +1,5 @@
 """Inbound commands: one frozen dataclass per inbound event type, plus the
-internal referrer credit.
+internal referrer credit (its event is built by ``ledger.credits``).
 
 ``command_from_event`` turns an inbound event (a dict that already passed its
 JSON Schema) into a command. Every command carries the source ``event_id``
@@ -17,7 +17,7 @@ from datetime import datetime
 
 import orjson
 
-from ledger.calendar import format_timestamp, parse_timestamp
+from ledger.calendar import parse_timestamp
 
 FINGERPRINT_HEX_CHARS = 32
 REFERRER_CREDIT_TYPE = "referrer_credit"
@@ -167,22 +167,3 @@ def command_from_event(event: dict, source_position: str | None = None) -> Comma
     if parser is None:
         raise UnknownEventType(f"unknown event type {event.get('type')!r}")
     return parser(event, _common(event, source_position))
-
-
-def referrer_credit_event(
-    referrer_member_id: str, referee_member_id: str, qualifying_event_id: str, occurred_at: datetime
-) -> dict:
-    """The internal message that carries a referrer's credit to its partition.
-
-    Its ``event_id`` is derived from the referee (a referee qualifies once), so
-    a redelivered credit is a duplicate on the referrer's account.
-    """
-    return {
-        "type": REFERRER_CREDIT_TYPE,
-        "schema_version": 1,
-        "event_id": f"referrer-credit:{referee_member_id}",
-        "member_id": referrer_member_id,
-        "occurred_at": format_timestamp(occurred_at),
-        "referee_member_id": referee_member_id,
-        "qualifying_event_id": qualifying_event_id,
-    }

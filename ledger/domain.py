@@ -28,6 +28,8 @@ from ledger.program import Program
 from ledger.rules import (
     Lot,
     PurchaseRecord,
+    annual_bonus,
+    annual_totals,
     draw_points,
     expiring_lots,
     qualifying_spend,
@@ -503,11 +505,8 @@ class LoyaltyAccount(Aggregate):
                       points=points, draws=draws, debt_created=shortfall)
 
     def _close_year(self, command: cmd.CloseYear, program: Program, clock: datetime) -> None:
-        purchases = self.purchases_in_year(command.year)
-        counted = sum(1 for p in purchases if not p.fully_refunded)
-        net_points = sum(p.points - p.reversed_points for p in purchases)
-        eligible = counted >= program.annual_purchases_min
-        bonus = program.annual_bonus(net_points) if eligible else 0
+        counted, net_points = annual_totals(self.purchases_in_year(command.year))
+        eligible, bonus = annual_bonus(counted, net_points, program)
         self._outcome(self.YearClosed, clock, command, year=command.year, purchases=counted,
                       net_purchase_points=net_points, eligible=eligible, bonus_points=bonus)
         if bonus > 0:

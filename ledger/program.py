@@ -77,9 +77,6 @@ class Program:
         numerator = amount_minor * self.points_per_unit * multiplier_pct
         return numerator // (self.minor_units_per_unit * PERCENT)
 
-    def annual_bonus(self, net_purchase_points: int) -> int:
-        return max(net_purchase_points, 0) * self.annual_bonus_pct // PERCENT
-
 
 def _count(minimum: int = 0) -> dict:
     return {"type": "integer", "minimum": minimum, "maximum": NUMBER_MAX}

@@ -2,13 +2,18 @@
 
 State classes (``Lot``, ``PurchaseRecord``) and the functions the aggregate's
 commands use to decide: which lots a draw takes from, which lots expire,
-the spend a tier is judged on. No I/O, no clock, no mutation of arguments.
+the spend a tier is judged on, the annual incentive (also what the read
+models project and ``verify`` checks). No I/O, no clock, no mutation of
+arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
+from ledger.program import PERCENT, Program
 
 
 @dataclass
@@ -79,3 +84,27 @@ def qualifying_spend(spend_by_year: dict[str, int], clock: datetime) -> int:
     this_year = spend_by_year.get(str(clock.year), 0)
     last_year = spend_by_year.get(str(clock.year - 1), 0)
     return max(this_year, last_year)
+
+
+def annual_totals(purchases: Iterable[PurchaseRecord]) -> tuple[int, int]:
+    """A year's ``(purchases not fully refunded, net purchase points)``: the points its
+    purchases earned minus what their refunds reversed."""
+    counted = net_points = 0
+    for purchase in purchases:
+        counted += 0 if purchase.fully_refunded else 1
+        net_points += purchase.points - purchase.reversed_points
+    return counted, net_points
+
+
+def annual_bonus(purchases_not_fully_refunded: int, net_purchase_points: int,
+                 program: Program) -> tuple[bool, int]:
+    """The annual incentive: ``(eligible, bonus points)``.
+
+    Eligible with at least ``annual_purchases_min`` purchases not fully
+    refunded; the bonus is then ``annual_bonus_pct`` percent of the net
+    purchase points (none below zero), rounded down.
+    """
+    eligible = purchases_not_fully_refunded >= program.annual_purchases_min
+    if not eligible:
+        return False, 0
+    return True, max(net_purchase_points, 0) * program.annual_bonus_pct // PERCENT

@@ -5,10 +5,12 @@
   ``kpi_report``: the programme KPIs from the ``kpis`` tables;
 - ``base``, ``rows``: what the read models share (recorder, projection,
   batched row access);
-- ``runner``: open, catch up, replay, resume, follow live, digests;
+- ``runner``: open, catch up, replay, resume, digests; ``follower``: the live loop;
 - ``figures``: a member's figures computed from the ledger alone;
   ``verify`` compares the read models with them; ``auditor`` shows them;
-- ``export``, ``process_export``: JSONL/CSV exports and ``loyalty process``'s files;
-- ``year_end``: the year-end job's ``year_closed`` events;
-- ``cli``: ``replay``, ``verify``, ``member``, ``export``, ``close-year``.
+- ``export``: JSONL/CSV exports, and ``loyalty process``'s read-model files;
+- ``year_end``: the year-end job's ``year_closed`` events.
+
+The commands (``replay``, ``verify``, ``member``, ``export``, ``close-year``)
+are in ``streams/cli/audit.py``; nothing here imports ``streams``.
 """

@@ -3,7 +3,8 @@
 ``purchases`` counts the year's purchases that are not fully refunded;
 ``net_purchase_points`` is the points those purchases earned minus what
 their refunds reversed (a refund counts in its purchase's year);
-``eligible`` and ``projected_bonus`` apply the program's annual rule to
+``eligible`` and ``projected_bonus`` apply the program's annual rule
+(``ledger.rules.annual_bonus``, as the ledger's ``year_closed`` does) to
 those figures as they stand; ``awarded_bonus`` is null until the year's
 ``year_closed`` and then its ``bonus_points`` (0 when not eligible). A year
 with no purchases gets a row only when it is closed.
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ledger.domain import LoyaltyAccount
+from ledger.rules import annual_bonus
 
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
 from projections.rows import Row, RowBatch, Table
@@ -100,7 +102,6 @@ class AnnualProjection(ReadModelProjection):
         return row
 
     def _save(self, row: Row, rows: RowBatch) -> None:
-        row["eligible"] = row["purchases"] >= self.rules.annual_purchases_min
-        row["projected_bonus"] = (self.rules.annual_bonus(row["net_purchase_points"])
-                                  if row["eligible"] else 0)
+        row["eligible"], row["projected_bonus"] = annual_bonus(
+            row["purchases"], row["net_purchase_points"], self.rules)
         rows.put(ANNUAL, row)

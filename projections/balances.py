@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.sql import SQL, Identifier
+
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
 from projections.rows import Row, RowBatch, Table
 
@@ -37,8 +39,23 @@ BALANCES = Table(
 BALANCE_FIELDS = BALANCES.column_names
 
 
+TOTALS_SQL = """SELECT coalesce(sum(lifetime_earned), 0) AS earned,
+                       coalesce(sum(lifetime_redeemed), 0) AS redeemed,
+                       coalesce(sum(lifetime_expired), 0) AS expired,
+                       coalesce(sum(lifetime_reversed), 0) AS reversed,
+                       coalesce(sum(greatest(balance, 0)), 0) AS liability,
+                       count(*) AS members, max(last_event_at) AS last_event_at
+                FROM {schema}.balances"""
+
+
 class BalancesRecorder(ReadModelRecorder):
     tables = (BALANCES,)
+
+    def totals(self) -> Row:
+        """Points over every member (``earned``, ``redeemed``, ``expired``, ``reversed``,
+        ``liability``: positive balances), ``members`` and the latest ``last_event_at``."""
+        with self.datastore.transaction(commit=False) as cursor:
+            return cursor.execute(SQL(TOTALS_SQL).format(schema=Identifier(self.schema))).fetchone()
 
 
 class BalancesProjection(ReadModelProjection):

@@ -27,7 +27,6 @@ attribute ``program`` (``with_program``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -39,10 +38,11 @@ from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
-from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
+from ledger.application import LoyaltyLedger
 from ledger.calendar import UTC, year_of
 from ledger.domain import FACT_TYPES
-from ledger.program import Program, load_program
+from ledger.program import Program
+from ledger.settings import LedgerSettings
 from projections.rows import Row, RowBatch, Table
 
 APPLICATION_NAME = LoyaltyLedger.name  # tracking records name the followed application
@@ -145,7 +145,7 @@ class ReadModelProjection(Projection[ReadModelRecorder]):
 
     def __init__(self, view: ReadModelRecorder) -> None:
         super().__init__(view)
-        self.rules = type(self).program or load_program(os.environ.get(PROGRAM_FILE_ENV))
+        self.rules = type(self).program or LedgerSettings.from_env().program()
 
     @classmethod
     def with_program(cls, program: Program) -> type["ReadModelProjection"]:

@@ -15,7 +15,14 @@ Kinds and where their rows come from:
 Datetimes are RFC 3339 UTC with ``Z``. In CSV, nested values (lots, draws,
 the per-tier averages) are JSON text, booleans ``true``/``false``, null an
 empty cell; the ``ledger`` columns are the union of every fact's fields.
-Rows are streamed: the log is read ``export_batch_notifications_max`` at a time.
+Rows are streamed: the log is read ``EXPORT_BATCH_NOTIFICATIONS_MAX`` ids at a
+time, only the facts ``ledger.routing`` sends to that output (and as it
+renders them).
+
+``export_read_models`` writes ``loyalty process``'s read-model files
+(``balances.jsonl``, ``tiers.jsonl``, ``annual.jsonl``) once every event is in
+the ledger: the read models are caught up (batched, from wherever they
+stand; created on first use) and exported as above.
 """
 
 from __future__ import annotations
@@ -23,19 +30,21 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from eventsourcing.utils import get_topic
 
+from ledger import routing
 from ledger.application import LoyaltyLedger
-from ledger.domain import FACT_TYPES, LoyaltyAccount
-from ledger.wire import LIBRARY_FIELDS, fact_document, json_ready, tier_changed_document
+from ledger.domain import FACT_TYPES
+from ledger.postgres.urls import eventsourcing_env_from_url
+from ledger.wire import LIBRARY_FIELDS, json_ready
 from projections.annual import ANNUAL, ANNUAL_FIELDS
 from projections.balances import BALANCE_FIELDS, BALANCES
 from projections.kpi_report import KPI_FIELDS, kpi_report
 from projections.rows import Table
-from projections.runner import ReadModels
+from projections.runner import BATCH_NOTIFICATIONS_MAX_DEFAULT, ReadModels, catch_up, open_read_models
 from projections.tiers import TIER_FIELDS, TIERS
 
 EXPORT_BATCH_NOTIFICATIONS_MAX = 2_000
@@ -50,6 +59,9 @@ READ_MODEL_EXPORTS: dict[str, tuple[str, Table, tuple[str, ...]]] = {
     "annual": ("annual", ANNUAL, ANNUAL_FIELDS),
 }
 EXPORT_KINDS = ("balances", "tiers", "annual", "tier-changes", "ledger", "kpis")
+LOG_EXPORTS = {"tier-changes": (routing.TIER_CHANGES, TIER_CHANGE_FIELDS),
+               "ledger": (routing.LEDGER, None)}  # kind: (routing output, columns; None: all)
+READ_MODEL_FILES = {"balances": "balances.jsonl", "tiers": "tiers.jsonl", "annual": "annual.jsonl"}
 
 
 def ledger_fields() -> tuple[str, ...]:
@@ -74,27 +86,28 @@ def export_rows(kind: str, ledger: LoyaltyLedger,
         return fields, (json_ready({field: row[field] for field in fields}) for row in rows)
     if kind == "kpis":
         return KPI_FIELDS, iter(json_ready(kpi_report(models.view("kpis"))))
-    if kind == "tier-changes":
-        facts = committed_facts(ledger, [get_topic(LoyaltyAccount.TierChanged)])
-        return TIER_CHANGE_FIELDS, map(tier_changed_document, facts)
-    if kind == "ledger":
-        topics = [get_topic(fact_class) for fact_class in FACT_TYPES.values()]
-        facts = committed_facts(ledger, topics)
-        return ledger_fields(), map(fact_document, facts)
+    if kind in LOG_EXPORTS:
+        output, fields = LOG_EXPORTS[kind]
+        facts = ledger.fact_log.facts(topics=routing.output_topics(output),
+                                      page_notifications_max=EXPORT_BATCH_NOTIFICATIONS_MAX)
+        return fields or ledger_fields(), (routing.document(output, fact) for fact in facts)
     raise ValueError(f"unknown export {kind!r}; known: {', '.join(EXPORT_KINDS)}")
 
 
-def committed_facts(ledger: LoyaltyLedger, topics: list[str],
-                    batch_notifications_max: int = EXPORT_BATCH_NOTIFICATIONS_MAX) -> Iterator[Any]:
-    """The facts with ``topics`` in notification order, up to the log's head at the start."""
-    head = ledger.recorder.max_notification_id() or 0
-    position = 0
-    while position < head:
-        page = ledger.recorder.select_notifications(
-            start=position, limit=batch_notifications_max, stop=head, topics=topics,
-            inclusive_of_start=False)
-        yield from map(ledger.mapper.to_domain_event, page)
-        position = page[-1].id if len(page) == batch_notifications_max else head
+def export_read_models(ledger: LoyaltyLedger, database_url: str, out_dir: Path,
+                       batch_notifications_max: int = BATCH_NOTIFICATIONS_MAX_DEFAULT
+                       ) -> dict[str, int]:
+    """Catch the read models up with ``ledger`` and write ``READ_MODEL_FILES``; rows per file."""
+    env = eventsourcing_env_from_url(database_url)
+    with open_read_models(env, READ_MODEL_FILES, ledger.program) as models:
+        catch_up(ledger, models, batch_notifications_max=batch_notifications_max)
+        return {file_name: _export_file(kind, ledger, models, out_dir / file_name)
+                for kind, file_name in READ_MODEL_FILES.items()}
+
+
+def _export_file(kind: str, ledger: LoyaltyLedger, models: ReadModels, path: Path) -> int:
+    with open(path, "w", encoding="utf-8") as out:
+        return export(kind, ledger, models, out)
 
 
 def write_rows(rows: Iterable[dict[str, Any]], fields: tuple[str, ...], out: TextIO,

@@ -15,6 +15,7 @@ from typing import Any
 from ledger.calendar import year_of
 from ledger.domain import LoyaltyAccount
 from ledger.program import Program
+from ledger.rules import annual_bonus, annual_totals
 
 
 def fold(facts: Sequence[Any]) -> LoyaltyAccount:
@@ -69,13 +70,10 @@ def annual_figures(account: LoyaltyAccount, awarded: dict[int, int],
 
 def _annual_row(account: LoyaltyAccount, year: int, awarded: int | None,
                 program: Program) -> dict[str, Any]:
-    purchases = account.purchases_in_year(year)
-    counted = sum(1 for purchase in purchases if not purchase.fully_refunded)
-    net_points = sum(purchase.points - purchase.reversed_points for purchase in purchases)
-    eligible = counted >= program.annual_purchases_min
+    counted, net_points = annual_totals(account.purchases_in_year(year))
+    eligible, bonus = annual_bonus(counted, net_points, program)
     return {
         "member_id": account.member_id, "year": year, "purchases": counted,
-        "net_purchase_points": net_points, "eligible": eligible,
-        "projected_bonus": program.annual_bonus(net_points) if eligible else 0,
+        "net_purchase_points": net_points, "eligible": eligible, "projected_bonus": bonus,
         "awarded_bonus": awarded,
     }

@@ -1,10 +1,11 @@
 """The live follower: keep the read models caught up with the ledger until stopped.
 
 ``follow`` is the loop behind ``loyalty replay --follow``: every
-``FOLLOW_POLL_INTERVAL_MS`` when idle it catches the read models up with one
-transaction per batch of new facts (the same locked, tracked catch-up as
-``resume``), instead of eventsourcing's ``ProjectionRunner``, which commits
-one transaction per fact and fell minutes behind the stream workers in the
+``follow_poll_interval_ms`` when idle it catches the read models up with one
+transaction per ``follow_batch_notifications_max`` new facts (the same
+locked, tracked catch-up as ``resume``; both limits are ``LedgerSettings``),
+instead of eventsourcing's ``ProjectionRunner``, which commits one
+transaction per fact and fell minutes behind the stream workers in the
 demo. It reports each read model's lag to an optional ``record_lag``
 callback (the command line wires it to the Prometheus metrics).
 """
@@ -15,25 +16,24 @@ import time
 from collections.abc import Callable
 
 from ledger.application import LoyaltyLedger
+from ledger.settings import LedgerSettings
 from projections.runner import ReadModels, resume
-
-FOLLOW_POLL_INTERVAL_MS = 25  # how often the follower looks for new facts when idle
 
 LagRecorder = Callable[[str, int], None]  # (read model, notifications behind)
 
 
-def follow(ledger: LoyaltyLedger, models: ReadModels, batch_notifications_max: int,
+def follow(ledger: LoyaltyLedger, models: ReadModels, settings: LedgerSettings,
            record_lag: LagRecorder | None = None) -> None:
     """Follow the ledger live until KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP as the CLI maps them)."""
     while True:
-        done = resume(ledger, models, batch_notifications_max=batch_notifications_max)
+        done = resume(ledger, models, batch_notifications_max=settings.follow_batch_notifications_max)
         if record_lag is not None:
             _record_lag(record_lag, ledger, models)
         if done.notifications == 0:
-            time.sleep(FOLLOW_POLL_INTERVAL_MS / 1000)
+            time.sleep(settings.follow_poll_interval_ms / 1000)
 
 
 def _record_lag(record_lag: LagRecorder, ledger: LoyaltyLedger, models: ReadModels) -> None:
-    head = ledger.recorder.max_notification_id() or 0
+    head = ledger.fact_log.head()
     for name, position in models.positions().items():
         record_lag(name, max(head - position, 0))

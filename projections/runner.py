@@ -1,12 +1,11 @@
 """Catch up, replay and follow the read models.
 
-- ``catch_up`` reads the ledger's notification log in chunks
-  (``ledger.postgres.log_reader``: one query per ``read_notifications_max``
-  notifications, the next chunk read ahead in a helper thread), decodes each
-  fact once, and applies it to every open read model; every
-  ``batch_notifications_max`` notifications it commits ONE transaction that
-  writes the rows and records each read model's tracking position: the speed
-  of the log, not one transaction per event. It stops at the log's head as
+- ``catch_up`` reads the ledger's log in chunks (``LoyaltyLedger.fact_log``:
+  one query per ``read_notifications_max`` notifications, the next chunk read
+  ahead in a helper thread), decodes each fact once, and applies it to every
+  open read model; every ``batch_notifications_max`` notifications it commits
+  ONE transaction that writes the rows and records each read model's
+  tracking position: the speed of the log, not one transaction per event. It stops at the log's head as
   it was when it started and then records that head as every read model's
   position (the notifications after the last fact a read model needs are
   facts it ignores), so "caught up" means position = head.
@@ -52,18 +51,20 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
 
-from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
-from ledger.program import Program, load_program
+from ledger.application import LoyaltyLedger
+from ledger.log import FactChunk
+from ledger.program import Program
+from ledger.settings import LedgerSettings
 from ledger.wire import json_ready
 from projections.annual import AnnualProjection
 from projections.balances import BalancesProjection
 from projections.base import APPLICATION_NAME, ReadModelProjection
 from projections.kpis import KpisProjection
-from ledger.postgres.log_reader import Chunk, LogReader, read_log
 from projections.rows import RowBatch
 from projections.tiers import TiersProjection
 
-BATCH_NOTIFICATIONS_MAX_DEFAULT = 2_000  # notifications per transaction, live catch-up
+# notifications per transaction, live catch-up (``LOYALTY_FOLLOW_BATCH_NOTIFICATIONS_MAX``)
+BATCH_NOTIFICATIONS_MAX_DEFAULT = LedgerSettings.follow_batch_notifications_max
 # Replay: a row changed in two transactions is written twice (at 1M facts, 100k per transaction
 # replayed 12,400 facts/s, 500k 18,600, one transaction 20,000); a crash loses at most one.
 REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT = 500_000
@@ -87,7 +88,7 @@ LIVE_RUNNER_POOL_CONNECTIONS = 2  # the subscription's LISTEN and one for reads 
 
 def program_from_env(env: EnvType | None) -> Program:
     """The program the ledger with ``env`` uses (``LOYALTY_PROGRAM_FILE``)."""
-    return load_program((env or {}).get(PROGRAM_FILE_ENV) or os.environ.get(PROGRAM_FILE_ENV))
+    return LedgerSettings.over_process_env(env).program()
 
 
 @dataclass
@@ -156,18 +157,18 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
     """
     assert batch_notifications_max > 0 and read_notifications_max > 0, batch_notifications_max
     positions = models.positions()
-    head = ledger.recorder.max_notification_id() or 0
+    head = ledger.fact_log.head()
     done = CatchUp(position=min(positions.values(), default=head), positions=positions)
     if done.position >= head:
         return done
     topics = sorted({topic for p in models.projections.values() for topic in p.topics})
-    chunks = read_log(LogReader(ledger.recorder, topics), done.position, head,
-                      window_notifications_max=batch_notifications_max,
-                      chunk_notifications_max=read_notifications_max)
+    chunks = ledger.fact_log.chunks(done.position, head, topics,
+                                    window_notifications_max=batch_notifications_max,
+                                    chunk_notifications_max=read_notifications_max)
     kept: dict[str, Kept] = {}
     with closing(chunks), _collector_paused():
         while done.position < head:
-            window = Window(chunks, ledger, done.position, on_progress)
+            window = Window(chunks, done.position, on_progress)
             done.positions = _commit(models, kept, window, cache_rows_max)
             done.notifications += window.notifications
             done.transactions += 1
@@ -195,23 +196,22 @@ def _collector_paused() -> Iterator[None]:
 
 
 class Window:
-    """One transaction's chunks of the log, each decoded by the ledger's mapper (upcasters
-    included) as it is iterated: ``(chunk, facts)``. ``notifications`` and ``position``
+    """One transaction's chunks of the log (decoded by the ledger's mapper, upcasters
+    included), as it is iterated: ``(chunk, facts)``. ``notifications`` and ``position``
     (the window's end so far) count what has been iterated."""
 
-    def __init__(self, chunks: Iterator[Chunk], ledger: LoyaltyLedger, start: int,
+    def __init__(self, chunks: Iterator[FactChunk], start: int,
                  on_progress: Callable[[int], None]) -> None:
         self.chunks = chunks
-        self.to_domain_event = ledger.mapper.to_domain_event
         self.start = self.position = start
         self.notifications = 0
         self.on_progress = on_progress
 
-    def __iter__(self) -> Iterator[tuple[Chunk, list[Any]]]:
+    def __iter__(self) -> Iterator[tuple[FactChunk, list[Any]]]:
         for chunk in self.chunks:
-            yield chunk, [self.to_domain_event(event) for _, event in chunk.notifications]
+            yield chunk, chunk.facts
             self.on_progress(chunk.last - self.position)
-            self.notifications += len(chunk.notifications)
+            self.notifications += len(chunk.facts)
             self.position = chunk.last
             if chunk.ends_window:
                 return
@@ -275,9 +275,9 @@ def _rows(projection: ReadModelProjection, kept: Kept | None, current: int,
     return rows
 
 
-def _after(chunk: Chunk, facts: list[Any], position: int) -> list[Any]:
+def _after(chunk: FactChunk, facts: list[Any], position: int) -> list[Any]:
     """The facts of ``chunk`` past ``position`` (another writer got further)."""
-    return [fact for (id_, _), fact in zip(chunk.notifications, facts) if id_ > position]
+    return [fact for id_, fact in zip(chunk.ids, facts) if id_ > position]
 
 
 def replay(ledger: LoyaltyLedger, models: ReadModels, *,
@@ -298,7 +298,7 @@ def resume(ledger: LoyaltyLedger, models: ReadModels, *,
            batch_notifications_max: int = REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT,
            console: Console | None = None) -> CatchUp:
     """Catch the read models up from their tracked positions, with a progress bar."""
-    head = ledger.recorder.max_notification_id() or 0
+    head = ledger.fact_log.head()
     start = min(models.positions().values(), default=head)
     label = f"catching up {', '.join(models.projections)}"
     with progress_bar(console, head - start, label) as advance:

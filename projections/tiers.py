@@ -20,6 +20,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from psycopg.sql import SQL, Identifier
+
 from ledger.program import Tier
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row, utc_year
 from projections.rows import Row, RowBatch, Table
@@ -41,8 +43,17 @@ TIERS = Table(
 TIER_FIELDS = TIERS.column_names[:-1]  # clock_year is internal
 
 
+MEMBERS_BY_TIER_SQL = "SELECT tier, count(*) AS members FROM {schema}.tiers GROUP BY tier"
+
+
 class TiersRecorder(ReadModelRecorder):
     tables = (TIERS,)
+
+    def members_by_tier(self) -> dict[str, int]:
+        """How many members each tier holds (tiers without members are absent)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            rows = cursor.execute(SQL(MEMBERS_BY_TIER_SQL).format(schema=Identifier(self.schema)))
+            return {row["tier"]: row["members"] for row in rows.fetchall()}
 
 
 class TiersProjection(ReadModelProjection):

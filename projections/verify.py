@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventsourcing.utils import get_topic
-from psycopg.sql import SQL, Identifier
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES, LoyaltyAccount, account_id
@@ -78,7 +77,7 @@ def verify(ledger: LoyaltyLedger, models: ReadModels,
     versions = {position: account_versions_at(ledger, position)
                 for position in set(positions.values())}
     members = known_members(ledger)
-    report = VerifyReport(ledger.recorder.max_notification_id() or 0, positions, len(members))
+    report = VerifyReport(ledger.fact_log.head(), positions, len(members))
     for chunk in _chunks(members, verify_accounts_per_chunk):
         checker = _ChunkCheck(ledger, models, chunk, positions, versions)
         report.mismatches.extend(checker.mismatches())
@@ -89,15 +88,8 @@ def verify(ledger: LoyaltyLedger, models: ReadModels,
 
 def account_versions_at(ledger: LoyaltyLedger, position: int) -> dict[str, int]:
     """Each account's version at notification ``position``, keyed by account id (str)."""
-    recorder = ledger.recorder
-    statement = SQL(
-        "SELECT originator_id, max(originator_version) AS version FROM {}.{} "
-        "WHERE notification_id <= %s AND topic = ANY(%s) GROUP BY originator_id"
-    ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
     topics = [get_topic(fact_class) for fact_class in FACT_TYPES.values()]
-    with recorder.datastore.transaction(commit=False) as cursor:
-        rows = cursor.execute(statement, (position, topics)).fetchall()
-    return {str(row["originator_id"]): row["version"] for row in rows}
+    return ledger.fact_log.versions_at(position, topics)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -3,8 +3,9 @@
 Decisions:
 
 - "Known to the ledger" = every account with an ``account_opened`` fact in the
-  event store (read from the notification log, batch by batch), referrers
-  opened by a credit included; members in ascending ``member_id`` order.
+  event store (read from the ledger's log up to its head when the job starts,
+  ``member_scan_batch_notifications_max`` ids at a time), referrers opened by
+  a credit included; members in ascending ``member_id`` order.
 - Each event is fully determined by (year, member): ``event_id``
   ``year-closed:{YEAR}:{member_id}``, ``occurred_at`` ``{YEAR+1}-01-01T00:00:00Z``.
   Running the job twice produces the same events with the same payloads, so
@@ -14,8 +15,6 @@ Decisions:
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from eventsourcing.utils import get_topic
 
@@ -30,20 +29,9 @@ YEAR_MIN, YEAR_MAX = 1970, 2998  # the contract's timestamps run 1970..2999; Y +
 def known_members(ledger: LoyaltyLedger,
                   batch_notifications_max: int = MEMBER_SCAN_BATCH_NOTIFICATIONS_MAX) -> list[str]:
     """Every member with an account, sorted."""
-    return sorted(_opened_members(ledger, batch_notifications_max))
-
-
-def _opened_members(ledger: LoyaltyLedger, batch_notifications_max: int) -> Iterator[str]:
-    topics = [get_topic(LoyaltyAccount.Opened)]
-    position = 0
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=position, limit=batch_notifications_max, topics=topics, inclusive_of_start=False)
-        for notification in page:
-            yield ledger.mapper.to_domain_event(notification).member_id
-        if len(page) < batch_notifications_max:
-            return
-        position = page[-1].id
+    opened = ledger.fact_log.facts(topics=[get_topic(LoyaltyAccount.Opened)],
+                                   page_notifications_max=batch_notifications_max)
+    return sorted(fact.member_id for fact in opened)
 
 
 def year_closed_event(member_id: str, year: int) -> dict:

@@ -9,10 +9,13 @@ offset order) it:
    (a redelivery after a crash or rebalance);
 2. decodes and validates each message; bad input becomes a ``DeadLetter``
    record (not JSON, schema, unknown type, key that is not the member id);
-3. lets the ledger decide the valid commands in order; an ``event_id`` seen
-   with another payload becomes a dead letter too (``event_id_conflict``);
-4. saves every account's facts, the dead letters and one ``Tracking`` record
-   per partition (topic:partition -> last offset) in one database transaction.
+3. hands the valid commands, the dead letters and one ``Tracking`` record
+   per partition (topic:partition -> last offset) to the ledger's one
+   method, ``LoyaltyLedger.process_batch``: it decides the commands in order
+   and saves every account's facts, the dead letters and the tracking
+   records in one database transaction (an ``event_id`` seen with another
+   payload becomes a dead letter too, ``event_id_conflict``), and drops its
+   account cache itself whenever that fails.
 
 One transaction per worker batch rather than per partition: the event store
 serialises writers with a table lock and each transaction costs several
@@ -49,7 +52,7 @@ from typing import Callable, Sequence, TypeVar
 import orjson
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
-from ledger.application import CONFLICT, DUPLICATE, LoyaltyLedger
+from ledger.application import CONFLICT, DUPLICATE, DecisionFailed, LoyaltyLedger, Result
 from ledger.commands import Command, command_from_event
 from ledger.dead_letters import DeadLetter
 from ledger.domain import fact_type
@@ -192,8 +195,7 @@ class PartitionBatchApplier:
         Raises ``DatabaseUnavailable`` if the database stays unreachable for
         ``database_unavailable_s_max``; nothing of the batch is then committed.
         """
-        return self.outage.call(lambda: self._apply_with_conflict_retries(messages),
-                                on_retry=self.ledger.evict_cached_accounts)
+        return self.outage.call(lambda: self._apply_with_conflict_retries(messages))
 
     def _apply_with_conflict_retries(self, messages: Sequence[InboundMessage]) -> BatchReport:
         report = BatchReport()
@@ -203,7 +205,6 @@ class PartitionBatchApplier:
                 report.add(self._apply_once(messages))
                 return report
             except IntegrityError as conflict:
-                self.ledger.evict_cached_accounts()
                 if attempt == attempts_max:
                     raise
                 report.conflicts_retried += 1
@@ -223,21 +224,20 @@ class PartitionBatchApplier:
         if not fresh:
             return report
         decoded, dead = self._decode_all(fresh, report)
+
+        def conflict_dead_letter(index: int, result: Result) -> DeadLetter:
+            return self._dead_letter(decoded[index][0], "event_id_conflict", result.error, 1)
+
         try:
-            results, accounts = self.ledger.decide([command for _, command in decoded])
-        except (IntegrityError, *UNREACHABLE):
-            self.ledger.evict_cached_accounts()
-            raise  # the database's trouble, not a message's: retried by ``apply``
-        except Exception:  # noqa: BLE001 - isolate the message that makes the ledger raise
-            self.ledger.evict_cached_accounts()
+            results = self.ledger.process_batch([command for _, command in decoded],
+                                                self._tracking(fresh), dead, conflict_dead_letter)
+        except DecisionFailed:  # the database's trouble is not caught: retried by ``apply``
             if not isolate:
                 raise
             log.exception("batch %s: the ledger raised; applying its messages one by one",
                           fresh[0].position)
             return self._apply_isolated(fresh, BatchReport(skipped=report.skipped))
-        dead += self._conflicts(decoded, results, report)
         self._count(results, report)
-        self.ledger.save_batch([*accounts, *dead], self._tracking(fresh))
         return report
 
     def _fresh(self, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
@@ -286,20 +286,14 @@ class PartitionBatchApplier:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise Rejected("internal_invalid", f"bad referrer credit: {error}") from None
 
-    def _conflicts(self, decoded, results, report: BatchReport) -> list[DeadLetter]:
-        dead = []
-        for (message, _), result in zip(decoded, results):
-            if result.status == CONFLICT:
-                dead.append(self._dead_letter(message, "event_id_conflict", result.error, 1))
-                report.count_dead_letter("event_id_conflict")
-        return dead
-
     @staticmethod
     def _count(results, report: BatchReport) -> None:
         for result in results:
             if result.status == DUPLICATE:
                 report.duplicates += 1
-            elif result.status != CONFLICT:
+            elif result.status == CONFLICT:
+                report.count_dead_letter("event_id_conflict")
+            else:
                 report.applied += 1
             for fact in result.facts:
                 if fact_type(fact).endswith("_rejected"):
@@ -320,11 +314,11 @@ class PartitionBatchApplier:
             except (IntegrityError, *UNREACHABLE):
                 raise
             except Exception as error:  # noqa: BLE001 - poison message
-                last_error = f"{type(error).__name__}: {error}"
+                last_error = _described(error)
                 log.warning("message %s attempt %d failed: %s", message.position, attempt, last_error)
         dead = self._dead_letter(message, "ledger_error", last_error, self.settings.ledger_attempts_max)
         report.count_dead_letter("ledger_error")
-        self.ledger.save_batch([dead], self._tracking([message]))
+        self.ledger.process_batch([], self._tracking([message]), [dead])
 
     def _dead_letter(self, message: InboundMessage, reason: str, text: str, attempts: int) -> DeadLetter:
         envelope = dead_letter_document(
@@ -334,3 +328,8 @@ class PartitionBatchApplier:
             dead_lettered_at=datetime.now(timezone.utc),
         )
         return DeadLetter.record(envelope)
+
+
+def _described(error: Exception) -> str:
+    """``Type: message`` of the error (a ``DecisionFailed`` already reads so, for its cause)."""
+    return str(error) if isinstance(error, DecisionFailed) else f"{type(error).__name__}: {error}"

@@ -8,32 +8,26 @@ and a crash between publishing and recording the position republishes that
 batch on restart: at least once, never lost. Consumers dedupe by
 ``fact_id`` / ``event_id``, the referrer's account by the credit's event id.
 
-Routing of one fact:
-
-- every ``LoyaltyAccount`` fact -> ``loyalty.ledger`` (key: member id);
-- ``tier_changed`` also -> ``loyalty.tier-changes`` (CONTRACT section 5);
-- ``referral_qualified`` also -> the internal credits topic, keyed by the
-  referrer, where the referrer's partition owner applies the credit;
-- a ``DeadLetter`` -> ``loyalty.dead-letter`` with the original key.
+Which facts go to which topic, with which key and document, is
+``ledger.routing`` (every fact -> ``loyalty.ledger``, ``tier_changed`` also ->
+``loyalty.tier-changes``, a fact that owes a credit also -> the internal
+credits topic keyed by the receiving member, a dead letter ->
+``loyalty.dead-letter`` with its original key); ``route`` only names each
+output's topic from the settings. The loop that calls ``relay_once`` is
+``streams.worker.relay_until_stopped``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import orjson
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger import routing
 from ledger.application import LoyaltyLedger
-from ledger.commands import referrer_credit_event
-from ledger.dead_letters import DeadLetter
-from ledger.domain import LoyaltyAccount
-from ledger.wire import fact_message, tier_changed_document
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,26 +45,15 @@ class Outbound:
     value: bytes
 
 
-def _json(document: dict) -> bytes:
-    return orjson.dumps(document)
+def output_topics(settings: Settings) -> dict[str, str]:
+    """The Kafka topic of each of ``ledger.routing``'s outputs."""
+    return {routing.LEDGER: settings.ledger_topic, routing.TIER_CHANGES: settings.tier_changes_topic,
+            routing.CREDITS: settings.credits_topic, routing.DEAD_LETTERS: settings.dead_letter_topic}
 
 
-def route(fact: Any, settings: Settings) -> list[Outbound]:
-    """The messages one committed fact publishes."""
-    if isinstance(fact, DeadLetter.Recorded):
-        envelope = fact.envelope
-        key = base64.b64decode(envelope["key_base64"]) if envelope["key_base64"] else None
-        return [Outbound(settings.dead_letter_topic, key, _json(envelope))]
-    key = fact.member_id.encode("utf-8")
-    messages = [Outbound(settings.ledger_topic, key, fact_message(fact))]
-    if isinstance(fact, LoyaltyAccount.TierChanged):
-        messages.append(Outbound(settings.tier_changes_topic, key, _json(tier_changed_document(fact))))
-    if isinstance(fact, LoyaltyAccount.ReferralQualified):
-        credit = referrer_credit_event(fact.referrer_member_id, fact.referee_member_id,
-                                       fact.qualifying_event_id, fact.qualifying_occurred_at)
-        messages.append(Outbound(settings.credits_topic, fact.referrer_member_id.encode("utf-8"),
-                                 _json(credit)))
-    return messages
+def route(fact: Any, topics: dict[str, str]) -> list[Outbound]:
+    """The messages one committed fact publishes (``topics``: ``output_topics``)."""
+    return [Outbound(topics[m.output], m.key, m.value) for m in routing.messages(fact)]
 
 
 class KafkaSender:
@@ -161,6 +144,7 @@ class OutboxRelay:
         self.settings = settings
         self.send = send
         self.on_lag = on_lag
+        self.topics = output_topics(settings)
 
     @property
     def position(self) -> int:
@@ -168,16 +152,13 @@ class OutboxRelay:
 
     def relay_once(self) -> int:
         """Publish the next batch of notifications; return how many were relayed."""
-        notifications = self.ledger.recorder.select_notifications(
-            start=self.position + 1, limit=self.settings.outbox_batch_notifications_max)
-        if not notifications:
+        facts = self.ledger.fact_log.next_facts(self.position,
+                                                self.settings.outbox_batch_notifications_max)
+        if not facts:
             return 0
-        messages = [message for notification in notifications
-                    for message in route(self.ledger.mapper.to_domain_event(notification),
-                                         self.settings)]
-        self.send(messages)
-        self._record(notifications[-1].id)
-        return len(notifications)
+        self.send([message for _, fact in facts for message in route(fact, self.topics)])
+        self._record(facts[-1][0])
+        return len(facts)
 
     def _record(self, notification_id: int) -> None:
         try:
@@ -187,15 +168,7 @@ class OutboxRelay:
 
     def lag(self) -> int:
         """Committed facts not yet published."""
-        return max((self.ledger.recorder.max_notification_id() or 0) - self.position, 0)
+        return max(self.ledger.fact_log.head() - self.position, 0)
 
     def caught_up(self) -> bool:
         return self.lag() == 0
-
-    def run(self, stop: threading.Event) -> None:
-        """Relay until ``stop`` is set; wait ``outbox_poll_interval_ms`` when idle."""
-        while not stop.is_set():
-            if self.relay_once() == 0:
-                if self.on_lag is not None:
-                    self.on_lag(self.lag())
-                stop.wait(self.settings.outbox_poll_interval_ms / 1000)

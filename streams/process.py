@@ -8,8 +8,9 @@ writes the read models and exits 0 (CONTRACT section 6).
 "Everything is processed" is decided from the event store, never from the
 broker's ``end_offsets``: every partition's tracked offset has reached the
 offset the producer got back for its last line; the outbox has published
-every committed fact; every ``referral_qualified`` has its referrer's
-outcome (credited or capped), i.e. the internal credits are applied too;
+every committed fact; every credit a fact owes (``ledger.credits``: a
+``referral_qualified``'s referrer credit) has its outcome in the receiver's
+account (credited or capped), i.e. the internal credits are applied too;
 and all of this holds on two polls in a row.
 """
 
@@ -24,15 +25,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import psycopg
-from eventsourcing.utils import get_topic
 
 from ledger.application import LoyaltyLedger
-from ledger.domain import LoyaltyAccount
+from ledger.credits import credits_settled
 from streams.kafka_security import kafka_python_options
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.producer import produce_lines, read_lines
-from streams.devkit.services import running_services
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
@@ -88,28 +86,15 @@ def stop_workers(workers: list[Worker]) -> None:
             worker.process.wait()
 
 
-def _fact_counts(settings: Settings) -> dict[str, int]:
-    names = {"qualified": LoyaltyAccount.ReferralQualified, "credited": LoyaltyAccount.ReferrerCredited,
-             "capped": LoyaltyAccount.ReferrerCapped}
-    with psycopg.connect(settings.database_url) as connection:
-        return {
-            name: connection.execute("SELECT count(*) FROM loyalty_events WHERE topic = %s",
-                                     (get_topic(fact_class),)).fetchone()[0]
-            for name, fact_class in names.items()
-        }
-
-
-
 def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int]) -> bool:
     for partition, offset in produced.items():
         tracked = ledger.tracked_position(settings.tracking_name(settings.events_topic, partition))
         if tracked is None or tracked < offset:
             return False
     outbox = ledger.tracked_position(OUTBOX_TRACKING_NAME) or 0
-    if outbox < (ledger.recorder.max_notification_id() or 0):
+    if outbox < ledger.fact_log.head():
         return False
-    counts = _fact_counts(settings)
-    return counts["qualified"] == counts["credited"] + counts["capped"]
+    return credits_settled(ledger.fact_log)
 
 
 def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int],
@@ -144,7 +129,8 @@ def run_pipeline(input_path: Path, settings: Settings, workers: int,
 
 def process(input_path: Path, out_dir: Path, settings: Settings, workers: int = 2) -> None:
     """CONTRACT section 6."""
-    from streams.exports import write_outputs
+    from streams.devkit.services import running_services  # a developer command: the dev kit, lazily
+    from streams.process_outputs import write_outputs
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with running_services(settings) as live, tempfile.TemporaryDirectory(prefix="loyalty-logs-") as logs:

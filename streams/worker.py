@@ -37,7 +37,6 @@ from eventsourcing.persistence import InternalError
 from faust.types import TP
 
 from ledger.application import LoyaltyLedger
-from ledger.postgres.urls import eventsourcing_env_from_url
 from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
 from streams.faust_transport import LedgerApp
 from streams.kafka_security import faust_broker_options
@@ -79,11 +78,9 @@ def open_ledger(settings: Settings) -> LoyaltyLedger:
     waits at most ``database_connect_timeout_s`` for a connection (unless the
     URL sets ``connect_timeout``), so an outage is noticed within seconds.
     """
-    env = eventsourcing_env_from_url(settings.database_url)
+    env = settings.store_env()
     env.setdefault(CONNECT_TIMEOUT_ENV, str(settings.database_connect_timeout_s))
     env.update(account_cache_env(settings))
-    if settings.program_file:
-        env["LOYALTY_PROGRAM_FILE"] = settings.program_file
 
     def construct() -> LoyaltyLedger:
         for attempt in range(1, SCHEMA_SETUP_ATTEMPTS_MAX + 1):
@@ -215,7 +212,8 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
 
 def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: DatabaseOutage,
                         fatal: FatalStop) -> None:
-    """``OutboxRelay.run`` with database outages waited out (bounded) instead of ending the thread."""
+    """The relay's loop: relay until ``stop`` is set, waiting ``outbox_poll_interval_ms`` when
+    idle (reporting the lag to ``on_lag``), with database outages waited out (bounded)."""
     try:
         while not stop.is_set():
             if outage.call(relay.relay_once) == 0:

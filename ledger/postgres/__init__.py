@@ -3,5 +3,6 @@
 - ``urls``: ``postgresql://`` URLs -> eventsourcing's settings, and one database's address;
 - ``recorder``: eventsourcing's process recorder without psycopg's pipeline mode;
 - ``transcoder``: eventsourcing's JSON format, done by orjson;
-- ``log_reader``: the notification log read in bounded id ranges, read ahead.
+- ``log_reader``: every read of the notification log (``ledger.log`` decodes it): bounded
+  id ranges read ahead, the relay's next batch, counts and versions by topic.
 """

@@ -1,4 +1,13 @@
-"""The ledger's notification log, read in chunks with the next chunk read ahead.
+"""The ledger's notification log as the event store holds it: every query that reads it.
+
+``LogReader`` is the only code that reads the event store's notification log
+(``ledger.log.FactLog`` decodes what it returns): bounded id ranges for the
+projections' catch-up (``read``, and ``read_log``, which reads the next chunk
+ahead), the relay's next batch (``read_next``), and a few figures (facts per
+topic, the newest facts of some topics, every account's version at a
+position). On PostgreSQL with its own queries; on any other recorder (the
+in-memory store the unit tests and reference runs use) through its
+``select_notifications``.
 
 ``catch_up`` works through the log in windows (one transaction each, at most
 ``window_notifications_max`` notifications) made of chunks (at most
@@ -21,11 +30,14 @@ most, so as many notifications at most), not ``LIMIT`` on an open range as
 has analysed it, PostgreSQL plans ``id > start ORDER BY id LIMIT n`` as a
 bitmap scan of every later notification and a sort spilled to disk, and
 that for every chunk (measured on 100,000 facts: 330 ms per query and 14 us
-of PostgreSQL CPU per fact read, against 4 us with bounded ranges).
+of PostgreSQL CPU per fact read, against 4 us with bounded ranges). The
+relay's read stays eventsourcing's ``LIMIT`` read: it starts near the head,
+where the later notifications are few.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +52,16 @@ from psycopg.sql import SQL, Composed, Identifier
 READ_ATTEMPTS_MAX = 10  # as eventsourcing's select_notifications
 READ_RETRY_WAIT_S = 0.2
 
+RANGE_SQL = ("SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
+             "WHERE notification_id > %s AND notification_id <= %s{topics} ORDER BY notification_id")
+COUNT_SQL = "SELECT topic, count(*) FROM {table} WHERE topic = ANY(%s) GROUP BY topic"
+LATEST_SQL = ("SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
+              "WHERE topic = ANY(%s) ORDER BY notification_id DESC LIMIT %s")
+VERSIONS_SQL = ("SELECT originator_id, max(originator_version) FROM {table} "
+                "WHERE notification_id <= %s AND topic = ANY(%s) GROUP BY originator_id")
+
+Notifications = list[tuple[int, StoredEvent]]  # (notification id, stored fact), in id order
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -50,53 +72,94 @@ class Chunk:
     transaction this chunk belongs to ends with it.
     """
 
-    notifications: list[tuple[int, StoredEvent]]
+    notifications: Notifications
     last: int
     ends_window: bool
 
 
 class LogReader:
-    """Reads notifications of ``topics`` from the ledger's recorder, a chunk per query.
+    """Reads the ledger recorder's notification log; ``topics`` None (or empty, as in
+    eventsourcing) reads every topic."""
 
-    On PostgreSQL with its own query (above); any other recorder (the
-    in-memory store a reference run uses) through its ``select_notifications``.
-    """
-
-    def __init__(self, recorder: ApplicationRecorder, topics: Sequence[str]) -> None:
+    def __init__(self, recorder: ApplicationRecorder) -> None:
         self.recorder = recorder
-        self.topics = list(topics)
         on_postgres = isinstance(recorder, PostgresApplicationRecorder)
-        self.statement = _select_statement(recorder) if on_postgres else None
+        self.table = _table(recorder) if on_postgres else None
 
-    def read(self, after: int, last: int) -> list[tuple[int, StoredEvent]]:
+    def read(self, after: int, last: int, topics: Sequence[str] | None) -> Notifications:
         """The notifications with ``after < id <= last``, in id order."""
-        if self.statement is None:
-            notifications = self.recorder.select_notifications(
-                start=after, limit=last - after, stop=last, topics=self.topics,
-                inclusive_of_start=False)
-            return [(notification.id, notification) for notification in notifications]
-        return self._read_postgres(after, last)
+        if self.table is None:
+            return self._selected(after, last - after, last, topics)
+        return self._fetch(_range_sql(self.table, topics), (after, last, *_topics_param(topics)))
+
+    def read_next(self, after: int, limit: int) -> Notifications:
+        """At most ``limit`` notifications after ``after``, of every topic (the relay's batch)."""
+        return self._selected(after, limit, None, None)
+
+    def count(self, topics: Sequence[str]) -> dict[str, int]:
+        """How many notifications of each of ``topics`` the log holds."""
+        if self.table is None:
+            head = self.recorder.max_notification_id() or 0
+            found = Counter(stored.topic for _, stored in self._selected(0, head, head, topics))
+        else:
+            found = dict(self._rows(SQL(COUNT_SQL).format(table=self.table), (list(topics),)))
+        return {topic: found.get(topic, 0) for topic in topics}
+
+    def latest(self, topics: Sequence[str], limit: int) -> Notifications:
+        """The ``limit`` newest notifications of ``topics``, newest first."""
+        if self.table is None:
+            head = self.recorder.max_notification_id() or 0
+            return self._selected(0, head, head, topics)[::-1][:limit]
+        return self._fetch(SQL(LATEST_SQL).format(table=self.table), (list(topics), limit))
+
+    def versions_at(self, position: int, topics: Sequence[str]) -> dict[str, int]:
+        """Each originator's last version among ``topics`` up to ``position`` (ids as str)."""
+        if self.table is None:
+            versions: dict[str, int] = {}
+            for _, stored in self._selected(0, position, position, topics):
+                versions[str(stored.originator_id)] = stored.originator_version
+            return versions
+        rows = self._rows(SQL(VERSIONS_SQL).format(table=self.table), (position, list(topics)))
+        return {str(originator_id): version for originator_id, version in rows}
+
+    def _selected(self, after: int, limit: int, stop: int | None,
+                  topics: Sequence[str] | None) -> Notifications:
+        if limit <= 0:
+            return []
+        notifications = self.recorder.select_notifications(
+            start=after, limit=limit, stop=stop, topics=list(topics or ()),
+            inclusive_of_start=False)
+        return [(notification.id, notification) for notification in notifications]
+
+    def _fetch(self, statement: Composed, params: tuple) -> Notifications:
+        return [(id_, StoredEvent(originator_id, version, topic, state))
+                for id_, originator_id, version, topic, state in self._rows(statement, params)]
 
     @retry((InterfaceError, OperationalError), max_attempts=READ_ATTEMPTS_MAX,
            wait=READ_RETRY_WAIT_S)
-    def _read_postgres(self, after: int, last: int) -> list[tuple[int, StoredEvent]]:
+    def _rows(self, statement: Composed, params: tuple) -> list[tuple]:
         with self.recorder.datastore.get_connection() as connection, \
                 connection.cursor(row_factory=tuple_row, binary=True) as cursor:
-            cursor.execute(self.statement, (after, last, self.topics), prepare=True)
-            return [(id_, StoredEvent(originator_id, version, topic, state))
-                    for id_, originator_id, version, topic, state in cursor.fetchall()]
+            cursor.execute(statement, params, prepare=True)
+            return cursor.fetchall()
 
 
-def _select_statement(recorder: PostgresApplicationRecorder) -> Composed:
-    return SQL(
-        "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
-        "WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s) "
-        "ORDER BY notification_id"
-    ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+def _table(recorder: PostgresApplicationRecorder) -> Composed:
+    return SQL("{}.{}").format(Identifier(recorder.datastore.schema),
+                               Identifier(recorder.events_table_name))
 
 
-def read_log(reader: LogReader, start: int, stop: int, *, window_notifications_max: int,
-             chunk_notifications_max: int) -> Iterator[Chunk]:
+def _range_sql(table: Composed, topics: Sequence[str] | None) -> Composed:
+    return SQL(RANGE_SQL).format(table=table,
+                                 topics=SQL(" AND topic = ANY(%s)" if topics else ""))
+
+
+def _topics_param(topics: Sequence[str] | None) -> tuple:
+    return (list(topics),) if topics else ()
+
+
+def read_log(reader: LogReader, start: int, stop: int, topics: Sequence[str] | None, *,
+             window_notifications_max: int, chunk_notifications_max: int) -> Iterator[Chunk]:
     """The chunks after ``start`` up to ``stop``, the next one read while this one is used.
 
     Close the iterator (``contextlib.closing``) if you stop early: that waits
@@ -106,12 +169,12 @@ def read_log(reader: LogReader, start: int, stop: int, *, window_notifications_m
     window = Window(window_notifications_max, chunk_notifications_max)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-read-ahead") as pool:
         last = window.next_last(start, stop)
-        pending = pool.submit(reader.read, start, last)
+        pending = pool.submit(reader.read, start, last, topics)
         while True:
             chunk = window.chunk(pending.result(), last, stop)
             if chunk.last < stop:
                 last = window.next_last(chunk.last, stop)
-                pending = pool.submit(reader.read, chunk.last, last)
+                pending = pool.submit(reader.read, chunk.last, last, topics)
             yield chunk
             if chunk.last >= stop:
                 return
@@ -130,7 +193,7 @@ class Window:
         """The end of the next chunk's range of ids."""
         return min(stop, after + min(self.chunk_max, self.window_max - self.used))
 
-    def chunk(self, notifications: list[tuple[int, StoredEvent]], last: int, stop: int) -> Chunk:
+    def chunk(self, notifications: Notifications, last: int, stop: int) -> Chunk:
         """The chunk read up to ``last``; it ends its window when that is full or at ``stop``."""
         self.used += len(notifications)
         ends_window = self.used == self.window_max or last >= stop

@@ -24,8 +24,9 @@ thread's time in a profile.
 Two additions for batches that span Kafka partitions: ``insert_events``
 takes tracking records beyond the library's one ``tracking`` (keyword
 ``MORE_TRACKING``), all in the same transaction, and ``max_tracking_ids``
-reads many positions in one query. ``MultiTrackingPOPORecorder`` does the
-same for the in-memory store the unit tests use.
+reads many positions in one query (``tracked_positions`` every one recorded).
+``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
+tests use.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from psycopg.sql import SQL, Identifier
 
 TOPIC = "ledger.postgres.recorder:UnpipelinedProcessRecorder"
 MORE_TRACKING = "more_tracking"  # insert_events keyword: tracking records after ``tracking``
+LIBRARY_MIGRATION_ROW = "__migration__"  # eventsourcing's marker in the tracking table
 
 
 class UnpipelinedProcessRecorder(PostgresProcessRecorder):
@@ -54,6 +56,10 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
             "SELECT application_name, MAX(notification_id) AS max FROM {schema}.{table} "
             "WHERE application_name = ANY(%s) GROUP BY application_name"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.tracking_table_name))
+        self.tracked_positions_statement = SQL(
+            "SELECT application_name, MAX(notification_id) AS max FROM {schema}.{table} "
+            "GROUP BY application_name"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.tracking_table_name))
 
     def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int | None]:
         """The last position recorded under each of ``names`` (None: never), in one query."""
@@ -61,6 +67,14 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
             curs.execute(self.max_tracking_ids_statement, (list(names),))
             found = {row["application_name"]: row["max"] for row in curs.fetchall()}
         return {name: found.get(name) for name in names}
+
+    def tracked_positions(self) -> dict[str, int]:
+        """The last position recorded under every tracking name, in one query (not the
+        library's own ``__migration__`` row)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.tracked_positions_statement)
+            return {row["application_name"]: row["max"] for row in curs.fetchall()
+                    if row["application_name"] != LIBRARY_MIGRATION_ROW}
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
@@ -100,6 +114,11 @@ class MultiTrackingPOPORecorder(POPOProcessRecorder):
 
     def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int | None]:
         return {name: self.max_tracking_id(name) for name in names}
+
+    def tracked_positions(self) -> dict[str, int]:
+        with self._database_lock:
+            return {name: position for name, position in self._max_tracking_ids.items()
+                    if position is not None}
 
 
 def more_tracking(trackings: Sequence[Tracking]) -> dict[str, Any]:

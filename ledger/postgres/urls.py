@@ -1,7 +1,8 @@
 """``postgresql://`` URLs and database addresses: the one place a connection string is parsed.
 
 ``eventsourcing_env_from_url`` turns a libpq URL into eventsourcing's
-``POSTGRES_*`` settings; ``DatabaseSettings`` is one database's address (the
+``POSTGRES_*`` settings (``export_libpq_variables`` exports the libpq
+parameters those cannot carry); ``DatabaseSettings`` is one database's address (the
 embedded server hands these out) with its URL, its settings and a
 ``connect()``. No rule lives here.
 """
@@ -9,13 +10,15 @@ embedded server hands these out) with its URL, its settings and a
 from __future__ import annotations
 
 import getpass
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 
-__all__ = ["DatabaseSettings", "eventsourcing_env_from_url", "redact_url"]
+__all__ = ["DatabaseSettings", "eventsourcing_env_from_url", "export_libpq_variables", "redact_url"]
 
 CONNECT_TIMEOUT_S = 5  # libpq connect_timeout for our own connections (min 2)
 PERSISTENCE_MODULE = "eventsourcing.postgres"
@@ -120,7 +123,7 @@ def eventsourcing_env_from_url(url: str) -> dict[str, str]:
     eventsourcing only passes dbname, host, port, user and password to libpq.
     Other libpq parameters (``sslmode``, ``sslrootcert``, ...) are returned
     under libpq's environment variable names (``PGSSLMODE``, ...), which libpq
-    reads from the process environment: export them (e.g. ``os.environ.update``)
+    reads from the process environment: export them (``export_libpq_variables``)
     or they have no effect. ``connect_timeout`` also sets
     ``POSTGRES_CONNECT_TIMEOUT``. Unknown parameters raise ``ValueError``
     rather than being dropped silently.
@@ -140,6 +143,16 @@ def eventsourcing_env_from_url(url: str) -> dict[str, str]:
     }
     extra = _apply_query(fields, parts.query)
     return _env_from_fields(fields, url) | extra
+
+
+def export_libpq_variables(env: Mapping[str, str]) -> None:
+    """Export ``env``'s libpq variables (``PGSSLMODE``, ...) to this process's environment.
+
+    libpq reads them only there, and eventsourcing passes libpq nothing but
+    dbname, host, port, user and password: the one place a process's
+    environment is written for the database.
+    """
+    os.environ.update({key: value for key, value in env.items() if key.startswith("PG")})
 
 
 def _split_hostlist(hostlist: str) -> tuple[list[str], list[str]]:

@@ -6,7 +6,8 @@ the parsed arguments and returning the exit status. They decode arguments,
 call one function of ``projections`` and print: no rule lives here.
 
 Every command takes ``--database-url`` (default: ``LOYALTY_DATABASE_URL``)
-and ``--program`` (default: ``LOYALTY_PROGRAM_FILE``, else the default program).
+and ``--program`` (default: ``LOYALTY_PROGRAM_FILE``, else the default program);
+the flags override ``ledger.settings.LedgerSettings``, where every setting is read.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-from ledger.application import PROGRAM_FILE_ENV, LoyaltyLedger
+from ledger.application import LoyaltyLedger
 from ledger.calendar import parse_timestamp
-from ledger.postgres.urls import eventsourcing_env_from_url
 from ledger.program import ProgramError
+from ledger.settings import LedgerSettings
 from projections import follower
 from projections.auditor import member_view, member_view_document, render_member_view
 from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
@@ -57,7 +59,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help=f"postgresql:// URL ({DATABASE_URL_ENV})")
-    parser.add_argument("--program", help=f"program file ({PROGRAM_FILE_ENV})")
+    parser.add_argument("--program", help="program file (LOYALTY_PROGRAM_FILE)")
 
 
 def _guarded(run: Any) -> Any:
@@ -70,19 +72,22 @@ def _guarded(run: Any) -> Any:
     return guarded
 
 
+def settings_from(args: argparse.Namespace) -> LedgerSettings:
+    """The ``LOYALTY_*`` settings, overridden by the command's flags."""
+    return LedgerSettings.from_env(
+        database_url=args.database_url, program_file=args.program,
+        follow_batch_notifications_max=getattr(args, "batch_notifications_max", None))
+
+
 def eventsourcing_env(args: argparse.Namespace) -> dict[str, str]:
     """The event store's settings from ``--database-url`` / ``LOYALTY_DATABASE_URL``."""
-    url = args.database_url or os.environ.get(DATABASE_URL_ENV) or _demo_store_url()
-    if not url:
+    settings = settings_from(args)
+    if not settings.database_url:
+        settings = replace(settings, database_url=_demo_store_url())
+    if not settings.database_url:
         raise UsageError(f"give --database-url or set {DATABASE_URL_ENV} "
                          "(or run `loyalty demo` here first)")
-    env = eventsourcing_env_from_url(url)
-    os.environ.update({key: value for key, value in env.items() if key.startswith("PG")})
-    program = args.program or os.environ.get(PROGRAM_FILE_ENV)
-    return env | ({PROGRAM_FILE_ENV: program} if program else {})
-
-
-METRICS_PORT_ENV = "LOYALTY_METRICS_PORT"
+    return settings.store_env()
 
 
 @functools.cache
@@ -149,22 +154,23 @@ def run_replay(args: argparse.Namespace) -> int:
               f"{done.transactions} transactions, position {done.position}", file=sys.stderr)
         if not args.follow:
             return EXIT_OK
-        return follow(ledger, models, names, batch_sizes(args)[1])
+        return follow(ledger, models, names, settings_from(args))
 
 
 def batch_sizes(args: argparse.Namespace) -> tuple[int, int]:
     """Notifications per transaction: (rebuilding or resuming, following live).
 
     A rebuild commits rarely (it holds rows in memory and writes them with
-    COPY, ``projections/runner.py``); following live commits small batches.
-    ``--batch-notifications-max`` sets both.
+    COPY, ``projections/runner.py``); following live commits small batches
+    (``LOYALTY_FOLLOW_BATCH_NOTIFICATIONS_MAX``). ``--batch-notifications-max``
+    sets both.
     """
-    given = args.batch_notifications_max
-    return given or REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, given or BATCH_NOTIFICATIONS_MAX_DEFAULT
+    rebuild = args.batch_notifications_max or REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT
+    return rebuild, settings_from(args).follow_batch_notifications_max
 
 
 def follow(ledger: LoyaltyLedger, models: ReadModels, names: list[str],
-           batch_notifications_max: int) -> int:
+           settings: LedgerSettings) -> int:
     """Follow the ledger live (``projections/follower.py``) until Ctrl-C / SIGTERM (then exit 0).
 
     With ``LOYALTY_METRICS_PORT`` set it serves ``/metrics``
@@ -172,19 +178,18 @@ def follow(ledger: LoyaltyLedger, models: ReadModels, names: list[str],
     """
     try:
         with ExitStack() as stack:
-            record_lag = _serve_health(stack)
+            record_lag = _serve_health(stack, settings)
             print(f"following {', '.join(names)} live (Ctrl-C stops)", file=sys.stderr)
-            follower.follow(ledger, models, batch_notifications_max, record_lag)
+            follower.follow(ledger, models, settings, record_lag)
     except KeyboardInterrupt:
         return EXIT_OK
 
 
-def _serve_health(stack: ExitStack) -> Any:
+def _serve_health(stack: ExitStack, settings: LedgerSettings) -> Any:
     """The metrics and health server when ``LOYALTY_METRICS_PORT`` is set; the lag recorder."""
-    port = os.environ.get(METRICS_PORT_ENV)
-    if not port:
+    if not settings.metrics_port:
         return None
-    stack.callback(start_http(int(port), health=lambda: True).close)
+    stack.callback(start_http(settings.metrics_port, health=lambda: True).close)
     return default_metrics().set_projection_lag
 
 

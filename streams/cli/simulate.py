@@ -10,29 +10,34 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
+from typing import Any
 
 from streams.kafka_security import kafka_python_options
-from streams.devkit.simulator import SimulationConfig, SimulationSummary, send_to_kafka, write_jsonl
-
-_DEFAULTS = SimulationConfig()
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``simulate`` on the ``loyalty`` parser's subcommands; returns its parser."""
+    """Register ``simulate`` on the ``loyalty`` parser's subcommands; returns its parser.
+
+    The help shows the simulator's defaults, so the (pure) simulator module is
+    imported here; the rest of the dev kit is not.
+    """
+    from streams.devkit.simulator import SimulationConfig  # the dev kit, lazily
+
+    defaults = SimulationConfig()
     parser = subparsers.add_parser(
         "simulate", help="generate a deterministic POS/CRM event stream (FILE.jsonl or Kafka)")
-    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"default {_DEFAULTS.seed}")
-    parser.add_argument("--members", type=int, default=_DEFAULTS.members,
-                        help=f"members at the start (default {_DEFAULTS.members})")
-    parser.add_argument("--stores", type=int, default=_DEFAULTS.stores,
-                        help=f"default {_DEFAULTS.stores}")
-    parser.add_argument("--days", type=int, default=_DEFAULTS.days, help=f"default {_DEFAULTS.days}")
-    parser.add_argument("--start", type=_iso_date, default=_DEFAULTS.start,
-                        help=f"first day, YYYY-MM-DD (default {_DEFAULTS.start})")
-    parser.add_argument("--duplicate-rate-ppm", type=int, default=_DEFAULTS.duplicate_rate_ppm,
-                        help=f"redelivered lines per million (default {_DEFAULTS.duplicate_rate_ppm})")
-    parser.add_argument("--malformed-rate-ppm", type=int, default=_DEFAULTS.malformed_rate_ppm,
-                        help=f"malformed lines per million (default {_DEFAULTS.malformed_rate_ppm})")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    parser.add_argument("--members", type=int, default=defaults.members,
+                        help=f"members at the start (default {defaults.members})")
+    parser.add_argument("--stores", type=int, default=defaults.stores,
+                        help=f"default {defaults.stores}")
+    parser.add_argument("--days", type=int, default=defaults.days, help=f"default {defaults.days}")
+    parser.add_argument("--start", type=_iso_date, default=defaults.start,
+                        help=f"first day, YYYY-MM-DD (default {defaults.start})")
+    parser.add_argument("--duplicate-rate-ppm", type=int, default=defaults.duplicate_rate_ppm,
+                        help=f"redelivered lines per million (default {defaults.duplicate_rate_ppm})")
+    parser.add_argument("--malformed-rate-ppm", type=int, default=defaults.malformed_rate_ppm,
+                        help=f"malformed lines per million (default {defaults.malformed_rate_ppm})")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="FILE.jsonl", help="write the lines to this file")
     target.add_argument("--kafka", action="store_true",
@@ -43,6 +48,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from streams.devkit.simulator import write_jsonl  # the dev kit, lazily
+
     try:
         config = _config(args)
     except ValueError as error:
@@ -55,7 +62,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace) -> SimulationConfig:
+def _config(args: argparse.Namespace) -> Any:
+    from streams.devkit.simulator import SimulationConfig  # the dev kit, lazily
+
     return SimulationConfig(
         seed=args.seed, members=args.members, stores=args.stores, start=args.start,
         days=args.days, duplicate_rate_ppm=args.duplicate_rate_ppm,
@@ -63,7 +72,8 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
     )
 
 
-def _to_kafka(config: SimulationConfig, args: argparse.Namespace) -> int:
+def _to_kafka(config: Any, args: argparse.Namespace) -> int:
+    from streams.devkit.simulator import SimulationSummary, send_to_kafka  # the dev kit, lazily
     from streams.settings import Settings
     from streams.topics import ensure_topics
 

@@ -10,13 +10,14 @@ import argparse
 import sys
 from typing import Any
 
-from ledger.program import ProgramError, load_program
+from ledger.program import ProgramError
+from ledger.settings import LedgerSettings
 from streams.cli.options import connection_flags, settings_from
 
 
 def _check_program(args: argparse.Namespace) -> int:
     try:
-        program = load_program(args.file)
+        program = LedgerSettings(program_file=args.file).program()
     except ProgramError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,9 +1,11 @@
-"""The demo's live terminal dashboard (rich), read from the event store.
+"""The demo's live terminal dashboard (rich), read from PostgreSQL.
 
-``PipelineProbe`` reads what a loyalty manager wants to see from PostgreSQL
-only (tracking rows, read-model tables, recent facts), never from the broker,
-so what it shows is what is committed. ``render`` turns one ``Snapshot`` of
-those figures into rich panels. Read-only; no business rule lives here.
+``PipelineProbe`` reads what a loyalty manager wants to see from what is
+committed, never from the broker: the ledger's tracking positions and log
+(``LoyaltyLedger.all_tracked_positions``, ``fact_log``) and the balance and
+tier read models (``DASHBOARD_READ_MODELS``). ``render`` turns one
+``Snapshot`` of those figures into rich panels. Read-only; no business rule
+lives here.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import psycopg
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 from rich.console import Group
 from rich.panel import Panel
@@ -21,21 +21,12 @@ from rich.table import Table
 from ledger.application import LoyaltyLedger
 from ledger.dead_letters import DeadLetter
 from ledger.domain import LoyaltyAccount
+from projections.runner import ReadModels
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.settings import Settings
 
 RECENT_TIER_CHANGES_MAX = 6
-
-TRACKING_SQL = "SELECT application_name, notification_id FROM loyalty_tracking"
-COUNT_TOPIC_SQL = "SELECT count(*) FROM loyalty_events WHERE topic = %s"
-MAX_NOTIFICATION_SQL = "SELECT coalesce(max(notification_id), 0) FROM loyalty_events"
-TIERS_SQL = "SELECT tier, count(*) FROM tiers GROUP BY tier"
-POINTS_SQL = """SELECT coalesce(sum(lifetime_earned), 0), coalesce(sum(lifetime_redeemed), 0),
-                       coalesce(sum(lifetime_expired), 0), coalesce(sum(lifetime_reversed), 0),
-                       coalesce(sum(greatest(balance, 0)), 0), count(*), max(last_event_at)
-                FROM balances"""
-RECENT_SQL = """SELECT originator_id, originator_version, topic, state FROM loyalty_events
-                WHERE topic = %s ORDER BY notification_id DESC LIMIT %s"""
+DASHBOARD_READ_MODELS = ("balances", "tiers")
 
 
 @dataclass
@@ -61,51 +52,47 @@ class Snapshot:
 
 
 class PipelineProbe:
-    """Reads the dashboard's figures; ``produced`` comes from the demo's producer."""
+    """Reads the dashboard's figures; ``produced`` comes from the demo's producer.
 
-    def __init__(self, ledger: LoyaltyLedger, settings: Settings) -> None:
+    ``models`` holds at least ``DASHBOARD_READ_MODELS``.
+    """
+
+    def __init__(self, ledger: LoyaltyLedger, settings: Settings, models: ReadModels) -> None:
         self.ledger = ledger
         self.settings = settings
+        self.models = models
         self._last: tuple[float, int] | None = None
 
     def snapshot(self, produced: int) -> Snapshot:
         shot = Snapshot(produced=produced)
-        with psycopg.connect(self.settings.database_url, autocommit=True) as connection:
-            self._pipeline(connection, shot)
-            self._read_models(connection, shot)
-            shot.recent_tier_changes = self._recent(connection)
+        self._pipeline(shot)
+        self._read_models(shot)
+        shot.recent_tier_changes = self._recent()
         shot.events_per_s = self._rate(shot.applied)
         return shot
 
-    def _pipeline(self, connection, shot: Snapshot) -> None:
-        tracked = dict(connection.execute(TRACKING_SQL).fetchall())
+    def _pipeline(self, shot: Snapshot) -> None:
+        tracked = self.ledger.all_tracked_positions()
         prefix = f"{self.settings.events_topic}:"
         shot.applied = sum(offset + 1 for name, offset in tracked.items() if name.startswith(prefix))
-        shot.dead_letters = connection.execute(COUNT_TOPIC_SQL, (get_topic(DeadLetter.Recorded),)
-                                               ).fetchone()[0]
-        newest = connection.execute(MAX_NOTIFICATION_SQL).fetchone()[0]
-        shot.outbox_lag = max(newest - tracked.get(OUTBOX_TRACKING_NAME, 0), 0)
+        dead_letter_topic = get_topic(DeadLetter.Recorded)
+        shot.dead_letters = self.ledger.fact_log.count([dead_letter_topic])[dead_letter_topic]
+        shot.outbox_lag = max(self.ledger.fact_log.head() - tracked.get(OUTBOX_TRACKING_NAME, 0), 0)
 
-    @staticmethod
-    def _read_models(connection, shot: Snapshot) -> None:
-        if not _table_exists(connection, "balances") or not _table_exists(connection, "tiers"):
-            return
-        shot.tiers = dict(connection.execute(TIERS_SQL).fetchall())
-        row = connection.execute(POINTS_SQL).fetchone()
+    def _read_models(self, shot: Snapshot) -> None:
+        shot.tiers = self.models.view("tiers").members_by_tier()
+        totals = self.models.view("balances").totals()
         (shot.issued, shot.redeemed, shot.expired, shot.reversed, shot.liability,
-         shot.members) = row[:6]
-        shot.event_time = row[6].strftime("%Y-%m-%d %H:%M") if row[6] else "-"
+         shot.members) = (totals["earned"], totals["redeemed"], totals["expired"],
+                          totals["reversed"], totals["liability"], totals["members"])
+        last = totals["last_event_at"]
+        shot.event_time = last.strftime("%Y-%m-%d %H:%M") if last else "-"
 
-    def _recent(self, connection) -> list[tuple[str, str, str, str, str]]:
-        rows = connection.execute(RECENT_SQL, (get_topic(LoyaltyAccount.TierChanged),
-                                               RECENT_TIER_CHANGES_MAX)).fetchall()
-        changes = []
-        for originator_id, version, topic, state in rows:
-            fact = self.ledger.mapper.to_domain_event(
-                StoredEvent(originator_id, version, topic, bytes(state)))
-            changes.append((fact.timestamp.strftime("%Y-%m-%d"), fact.member_id, fact.from_tier,
-                            fact.to_tier, fact.reason))
-        return changes
+    def _recent(self) -> list[tuple[str, str, str, str, str]]:
+        facts = self.ledger.fact_log.latest([get_topic(LoyaltyAccount.TierChanged)],
+                                            RECENT_TIER_CHANGES_MAX)
+        return [(fact.timestamp.strftime("%Y-%m-%d"), fact.member_id, fact.from_tier,
+                 fact.to_tier, fact.reason) for fact in facts]
 
     def _rate(self, applied: int) -> int:
         now = time.monotonic()
@@ -113,10 +100,6 @@ class PipelineProbe:
         if previous is None or now <= previous[0]:
             return 0
         return int((applied - previous[1]) / (now - previous[0]))
-
-
-def _table_exists(connection, name: str) -> bool:
-    return connection.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
 def render(shot: Snapshot, program_tiers: list[str], title: str) -> Group:

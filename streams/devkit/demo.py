@@ -37,7 +37,7 @@ from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.kpi_report import kpi_report
 from projections.runner import catch_up, open_read_models
 from projections.verify import verify
-from streams.devkit.dashboard import PipelineProbe, render
+from streams.devkit.dashboard import DASHBOARD_READ_MODELS, PipelineProbe, render
 from streams.kafka_security import kafka_python_options
 from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
 from streams.producer import member_key
@@ -172,7 +172,7 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console)
         stack.callback(producer.stop.set)
         producer.start()
         try:
-            _watch(ledger, settings, producer, workers, options, console)
+            _watch(ledger, env, settings, producer, workers, options, console)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: stopping workers, projections and services[/]")
             return 130
@@ -181,14 +181,15 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console)
     return 0
 
 
-def _watch(ledger, settings: Settings, producer: PacedProducer, workers: list[Worker],
+def _watch(ledger, env: dict, settings: Settings, producer: PacedProducer, workers: list[Worker],
            options: DemoOptions, console: Console) -> None:
-    probe = PipelineProbe(ledger, settings)
     tiers = [tier.name for tier in ledger.program.tiers]
     title = (f"loyalty demo: {options.stores} stores, {options.members:,} members, "
              f"{options.days} days (seed {options.seed})")
     deadline = time.monotonic() + DEMO_TIMEOUT_S
-    with Live(console=console, refresh_per_second=4, transient=False) as view:
+    with open_read_models(env, DASHBOARD_READ_MODELS, ledger.program) as models, \
+            Live(console=console, refresh_per_second=4, transient=False) as view:
+        probe = PipelineProbe(ledger, settings, models)
         while True:
             view.update(render(probe.snapshot(producer.produced), tiers, title))
             if producer.error is not None:
@@ -262,6 +263,6 @@ def _is_embedded(options: DemoOptions) -> bool:
 
 
 def _some_member(ledger) -> str:
-    for notification in ledger.recorder.select_notifications(start=1, limit=1):
-        return ledger.mapper.to_domain_event(notification).member_id
+    for _, fact in ledger.fact_log.next_facts(0, 1):
+        return fact.member_id
     return "M-000001"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import shutil
 import socket
-import tomllib
 import uuid
 from pathlib import Path
 
@@ -30,7 +28,6 @@ CONSUME_TIMEOUT_S = 60
 ADMIN_REQUEST_TIMEOUT_MS = 15_000
 SEND_TIMEOUT_S = 30
 BENCH_SESSION_TIMEOUT_MS = 2_000  # bench/run.py's small sizes
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -199,10 +196,3 @@ def test_a_version_maven_cannot_resolve_quotes_mavens_error(tmp_path, monkeypatc
     with pytest.raises(JarResolutionError, match=r"(?s)could not resolve.*0\.0\.0-no-such-"):
         ApacheKafka(pom=pom).start()
     assert not list((tmp_path / "cache").glob("*/lib")), "a failed resolution leaves no cache"
-
-
-def test_the_pom_is_package_data_so_a_wheel_carries_it():
-    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["streams.devkit"]
-    relative = POM_PATH.relative_to(REPO_ROOT / "streams" / "devkit").as_posix()
-    assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)

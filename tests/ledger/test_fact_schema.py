@@ -10,7 +10,6 @@ from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES
 from ledger.wire import LIBRARY_FIELDS, fact_document, fact_message
 from schemas import load_schema
-from streams.exports import committed_facts
 from streams.validation import validate_outbound
 from tests.support import builders as b
 from tests.support.streamgen import generate_events
@@ -36,7 +35,7 @@ def test_every_fact_type_is_published_valid_against_its_schema():
     ledger = LoyaltyLedger()
     ledger.apply_in_order(b.commands(*every_kind_of_fact()))
     seen = set()
-    for fact in committed_facts(ledger):
+    for fact in ledger.fact_log.facts():
         document = fact_document(fact)
         validate_outbound("ledger_fact", document)
         seen.add(document["type"])
@@ -54,7 +53,7 @@ def test_the_schema_lists_exactly_each_fact_class_fields():
 def test_the_relays_fast_message_is_the_documents_bytes():
     ledger = LoyaltyLedger()
     ledger.apply_in_order(b.commands(*every_kind_of_fact()))
-    facts = list(committed_facts(ledger))
+    facts = list(ledger.fact_log.facts())
     assert len({type(fact) for fact in facts}) > 10
     for fact in facts:
         assert fact_message(fact) == orjson.dumps(fact_document(fact))

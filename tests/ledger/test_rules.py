@@ -340,9 +340,9 @@ def test_referrer_credit_is_idempotent(ledger):
     results = apply(ledger, b.referral(M, "2025-01-01T10:00:00Z", "friend"),
                     b.purchase(M, "2025-01-02T10:00:00Z", 3000))
     credit = [r for r in results if r.member_id == "friend"][0]
-    from ledger.application import referrer_credits
+    from ledger.credits import credit_commands
     from ledger.domain import LoyaltyAccount
-    (again,) = referrer_credits(
+    (again,) = credit_commands(
         f for r in results for f in r.facts if isinstance(f, LoyaltyAccount.ReferralQualified))
     assert again.event_id == credit.event_id
     assert ledger.apply(again)[0].status == "duplicate"

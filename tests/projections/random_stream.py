@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from ledger.application import LoyaltyLedger, referrer_credits
+from ledger.application import LoyaltyLedger
 from ledger.calendar import format_timestamp
 from ledger.commands import command_from_event
+from ledger.credits import credit_commands
 
 START = datetime(2023, 1, 3, 9, tzinfo=timezone.utc)
 STEP_MINUTES_MAX = 150          # mean gap ~75 min: 20k events span about three years
@@ -151,7 +152,7 @@ def _flush(ledger: LoyaltyLedger, batch: list, after_batch: Callable[[], None]) 
     if not batch:
         return 0
     results = ledger.apply(*batch)
-    credits = referrer_credits(fact for result in results for fact in result.facts)
+    credits = credit_commands(fact for result in results for fact in result.facts)
     if credits:
         ledger.apply(*credits)
     after_batch()

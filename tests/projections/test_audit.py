@@ -17,7 +17,7 @@ from projections.annual import ANNUAL
 from projections.auditor import member_view
 from projections.balances import BALANCE_FIELDS, BALANCES
 from projections.export import export
-from projections.process_export import export_read_models
+from projections.export import export_read_models
 from projections.runner import catch_up
 from projections.tiers import TIER_FIELDS, TIERS
 from projections.verify import verify

@@ -46,7 +46,6 @@ from ledger.domain import LoyaltyAccount, fact_type
 from ledger.postgres.urls import eventsourcing_env_from_url
 from ledger.wire import tier_changed_document
 from projections.runner import catch_up, open_read_models, read_model_digests
-from streams.exports import committed_facts
 from streams.process import wait_until_processed
 from streams.producer import produce_lines
 from streams.topics import ensure_topics
@@ -122,7 +121,7 @@ def reference_run(openings: list[dict], events: list[dict], database_url: str):
     with open_read_models(eventsourcing_env_from_url(database_url)) as models:
         catch_up(ledger, models, batch_notifications_max=READ_MODEL_BATCH_NOTIFICATIONS_MAX)
         digests = read_model_digests(models)
-    facts = list(committed_facts(ledger))
+    facts = list(ledger.fact_log.facts())
     ledger.close()
     return digests, facts
 
@@ -194,7 +193,7 @@ def run_campaign(campaign: Campaign, kafka_bootstrap, embedded_pg, log_dir: Path
         fleet.close()
 
     # What the pipeline committed, against the reference.
-    facts = list(committed_facts(ledger))
+    facts = list(ledger.fact_log.facts())
     with open_read_models(eventsourcing_env_from_url(settings.database_url)) as models:
         digests = read_model_digests(models)
     ledger.close()

@@ -30,7 +30,6 @@ from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
 from ledger.dead_letters import DeadLetter
 from streams.batches import InboundMessage, PartitionBatchApplier
-from streams.exports import committed_facts
 from streams.process import wait_until_processed
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -131,7 +130,7 @@ def test_ten_thousand_hostile_messages_are_dead_lettered_and_the_worker_stays_up
         fleet.close()
 
     letters = {(f.envelope["source_partition"], f.envelope["source_offset"]): f.envelope
-               for f in committed_facts(ledger) if isinstance(f, DeadLetter.Recorded)}
+               for f in ledger.fact_log.facts() if isinstance(f, DeadLetter.Recorded)}
     hostile = [(position, kind, value) for position, kind, (_, value)
                in zip(positions, kinds, batch) if kind != "valid"]
     missing = [(kind, value[:120] if value else value) for position, kind, value in hostile

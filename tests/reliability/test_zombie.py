@@ -25,7 +25,6 @@ from eventsourcing.persistence import IntegrityError
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
 from streams.batches import PartitionBatchApplier
-from streams.exports import committed_facts
 from streams.process import wait_until_processed
 from streams.settings import Settings
 from streams.worker import open_ledger
@@ -115,7 +114,7 @@ def test_a_stale_zombie_save_is_refused_by_the_store_itself(pg_env):
 
 def assert_counted_once(ledger: LoyaltyLedger, member: str, balance: int, earned: int) -> None:
     assert ledger.find_account(member).balance == balance
-    facts = [f for f in committed_facts(ledger) if isinstance(f, LoyaltyAccount.PointsEarned)]
+    facts = [f for f in ledger.fact_log.facts() if isinstance(f, LoyaltyAccount.PointsEarned)]
     assert len(facts) == earned and len({f.source_event_id for f in facts}) == earned
 
 

@@ -20,7 +20,6 @@ from ledger.calendar import format_timestamp
 from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
 from streams.cli import main
-from streams.exports import committed_facts
 from tests.support.streamgen import generate_events, with_faults
 
 EVENTS = 10_000
@@ -69,7 +68,7 @@ def test_tiers_and_annual_awards_equal_direct_application(processed):
         assert row["tier"] == account.tier
         if row["member_id"] not in referrers:  # README: a credit may open a referrer's account
             assert row["tier_since"] == format_timestamp(account.tier_since)
-    awarded = {(f.member_id, f.year): f.bonus_points for f in committed_facts(direct)
+    awarded = {(f.member_id, f.year): f.bonus_points for f in direct.fact_log.facts()
                if isinstance(f, LoyaltyAccount.YearClosed)}
     annual = {(r["member_id"], r["year"]): r["awarded_bonus"] for r in read_jsonl(out / "annual.jsonl")
               if r["awarded_bonus"] is not None}
@@ -78,7 +77,7 @@ def test_tiers_and_annual_awards_equal_direct_application(processed):
 
 def test_tier_changes_and_ledger_facts_equal_direct_application(processed):
     out, direct, _, _ = processed
-    facts = list(committed_facts(direct))
+    facts = list(direct.fact_log.facts())
     expected = Counter((f.member_id, f.from_tier, f.to_tier, f.reason) for f in facts
                        if isinstance(f, LoyaltyAccount.TierChanged))
     got = Counter((r["member_id"], r["from_tier"], r["to_tier"], r["reason"])

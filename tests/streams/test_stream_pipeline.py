@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from ledger.domain import LoyaltyAccount
-from streams.exports import committed_facts
 from streams.process import (
     run_pipeline, start_worker, start_workers, stop_workers, wait_until_processed,
 )
@@ -73,21 +72,21 @@ def test_stream_results_equal_direct_application(pipeline_run):
     assert_same_as_direct(ledger, events)
     cross = [e for e in events if e["type"] == "referral" and "-a" in e["referrer_member_id"]]
     assert cross, "the stream has referrals to ambassadors on other partitions"
-    kinds = {type(fact).__name__ for fact in committed_facts(ledger)}
+    kinds = {type(fact).__name__ for fact in ledger.fact_log.facts()}
     assert "ReferrerCredited" in kinds
     assert "ReferrerCapped" not in kinds, "the cap's outcome depends on arrival order (README)"
 
 
 def test_dead_letters_equal_the_bad_lines(pipeline_run):
     settings, ledger, _, bad = pipeline_run
-    letters = [fact.envelope for fact in committed_facts(ledger) if hasattr(fact, "envelope")]
+    letters = [fact.envelope for fact in ledger.fact_log.facts() if hasattr(fact, "envelope")]
     assert sorted(base64.b64decode(l["value_base64"]).decode() for l in letters) == sorted(bad)
     assert all(l["source_topic"] == settings.events_topic for l in letters)
 
 
 def test_a_subscriber_receives_every_tier_change_valid_and_deduplicable(pipeline_run):
     settings, ledger, _, _ = pipeline_run
-    expected = {(f.member_id, f.originator_version) for f in committed_facts(ledger)
+    expected = {(f.member_id, f.originator_version) for f in ledger.fact_log.facts()
                 if isinstance(f, LoyaltyAccount.TierChanged)}
     assert expected, "the stream changes some tiers"
     received = consume_all(settings.bootstrap_servers, settings.tier_changes_topic, len(expected))
@@ -134,7 +133,7 @@ def readme_example() -> str:
 def test_the_readme_tier_subscriber_example_prints_every_tier_change_once(pipeline_run, tmp_path):
     settings, ledger, _, _ = pipeline_run
     expected = sorted(f"{f.member_id} {f.from_tier} -> {f.to_tier} {f.reason}"
-                      for f in committed_facts(ledger) if isinstance(f, LoyaltyAccount.TierChanged))
+                      for f in ledger.fact_log.facts() if isinstance(f, LoyaltyAccount.TierChanged))
     script = tmp_path / "subscriber.py"
     script.write_text(readme_example())
     env = {**os.environ, "LOYALTY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
