@@ -4,7 +4,9 @@ It runs the real command at its smallest sizes, one run per figure, and
 checks the JSON it writes: every figure is there with a positive median and
 a positive baseline from the same run, the machine facts and the targets are
 filled, and no process the benchmark started is left behind. Nothing here
-asserts a speed: the figures of a smoke run mean nothing.
+asserts a speed: the figures of a smoke run mean nothing. In the Apache Kafka
+lane (LOYALTY_TEST_BROKER=kafka) it runs with ``--broker kafka``: the
+benchmark then starts its own Kafka through the dev kit's launcher.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.leftovers import new_mark, processes_marked
+from tests.support.services import KAFKA_LANE, broker_lane
 
 pytestmark = pytest.mark.broker  # the benchmark starts its own broker
 
@@ -36,7 +39,8 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
     mark = new_mark()  # inherited by every process the benchmark starts
 
     # The command the README documents, at smoke size.
-    finished = subprocess.run([sys.executable, "-m", "bench", "--quick", "--runs", "1", "--out", str(out)],
+    lane = ["--broker", "kafka"] if broker_lane() == KAFKA_LANE else []
+    finished = subprocess.run([sys.executable, "-m", "bench", "--quick", "--runs", "1", "--out", str(out), *lane],
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
                               env={**os.environ, **mark})
     assert finished.returncode == 0, finished.stderr[-4000:]
