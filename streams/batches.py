@@ -78,10 +78,12 @@ class DatabaseOutage:
     and tries again, until the outage (from the first failure of this call)
     has lasted ``database_unavailable_s_max``: then ``DatabaseUnavailable``.
     Setting ``stop`` ends the waiting early (a worker shutting down) with
-    ``DatabaseUnavailable`` too. ``on_retry`` runs before each wait (evict
-    caches). The check runs between attempts, so the outage can overrun the
-    limit by one attempt (at most eventsourcing's own retries of one call,
-    each waiting ``database_connect_timeout_s`` for a connection).
+    ``DatabaseUnavailable`` too. ``on_retry`` runs before each wait, for a
+    caller with state to reset between attempts (the batch applier passes
+    none: the ledger drops its cached accounts itself when deciding or
+    saving fails). The check runs between attempts, so the outage can
+    overrun the limit by one attempt (at most eventsourcing's own retries of
+    one call, each waiting ``database_connect_timeout_s`` for a connection).
     """
 
     def __init__(self, settings: Settings, what: str, stop: threading.Event | None = None,

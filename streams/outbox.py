@@ -45,14 +45,14 @@ class Outbound:
     value: bytes
 
 
-def output_topics(settings: Settings) -> dict[str, str]:
+def kafka_topics(settings: Settings) -> dict[str, str]:
     """The Kafka topic of each of ``ledger.routing``'s outputs."""
     return {routing.LEDGER: settings.ledger_topic, routing.TIER_CHANGES: settings.tier_changes_topic,
             routing.CREDITS: settings.credits_topic, routing.DEAD_LETTERS: settings.dead_letter_topic}
 
 
 def route(fact: Any, topics: dict[str, str]) -> list[Outbound]:
-    """The messages one committed fact publishes (``topics``: ``output_topics``)."""
+    """The messages one committed fact publishes (``topics``: ``kafka_topics``)."""
     return [Outbound(topics[m.output], m.key, m.value) for m in routing.messages(fact)]
 
 
@@ -144,7 +144,7 @@ class OutboxRelay:
         self.settings = settings
         self.send = send
         self.on_lag = on_lag
-        self.topics = output_topics(settings)
+        self.topics = kafka_topics(settings)
 
     @property
     def position(self) -> int:

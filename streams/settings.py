@@ -48,6 +48,14 @@ class Settings(LedgerSettings):
     ssl_cafile: str | None = None            # PEM file of the CA that signed the brokers
     ssl_certfile: str | None = None          # client certificate (mutual TLS)
     ssl_keyfile: str | None = None           # client certificate's key
+    api_host: str = "127.0.0.1"              # the till API's bind address (loyalty api)
+    api_port: int = 8080
+    reply_timeout_ms: int = 2000             # POST /v1/events waits this long for the outcome, then 202
+    reply_poll_interval_ms: int = 10         # how often a waiting request reads the member's new facts
+    api_read_threads: int = 4                # threads running the ledger's (blocking) reads
+    api_rate_requests_per_s: int = 100       # per key, sustained
+    api_rate_burst_requests: int = 200       # per key, at once
+    api_key_cache_ttl_ms: int = 1000         # a revoked key is refused at most this long after
 
     secret_fields: ClassVar[tuple[str, ...]] = ("sasl_password",)
 

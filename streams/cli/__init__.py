@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 
-from streams.cli import audit, devkit, simulate, stream
+from streams.cli import api, audit, devkit, simulate, stream
 
 INTERRUPTED_EXIT_STATUS = 130
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     devkit.add_subcommands(commands)
     simulate.add_subcommand(commands)
     audit.add_subcommands(commands)
+    api.add_subcommands(commands)
     return parser
 
 

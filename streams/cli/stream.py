@@ -54,6 +54,7 @@ def _relay(args: argparse.Namespace) -> int:
 
 def _setup(args: argparse.Namespace) -> int:
     """Create the missing topics and the event store's tables; safe to run again."""
+    from streams.api.keys import key_store
     from streams.topics import ensure_topics
     from streams.worker import open_ledger
 
@@ -65,7 +66,9 @@ def _setup(args: argparse.Namespace) -> int:
     if not args.no_topics:
         print("topics created:", ", ".join(ensure_topics(settings)) or "none missing")
     open_ledger(settings).close()
-    print("event store tables ready")
+    with key_store(settings.database_url) as keys:
+        keys.ensure_table()
+    print("event store tables ready (and the till API's keys table)")
     return 0
 
 

@@ -37,15 +37,12 @@ Decisions:
 
 from __future__ import annotations
 
-import atexit
 import base64
 import hashlib
 import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -53,11 +50,16 @@ import uuid
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from kafka import KafkaAdminClient
-
-from streams.devkit.embedded_broker import LOOPBACK_HOST, BrokerStartError, find_free_port
+from streams.devkit.child_process import (
+    LOOPBACK_HOST,
+    describe,
+    find_free_port,
+    log_tail,
+    run_bounded,
+    spawn,
+)
+from streams.devkit.embedded_broker import BrokerProcess, BrokerStartError
 
 __all__ = [
     "ApacheKafka",
@@ -103,7 +105,6 @@ GROUP_MIN_SESSION_TIMEOUT_MS = 1_000
 INTERNAL_TOPIC_PARTITIONS = 4  # __consumer_offsets, __transaction_state (default 50)
 CLEANER_DEDUPE_BUFFER_BYTES = 32 * 2**20  # default 128 MiB, taken from a 512 MiB heap
 PORT_IN_USE_MARKERS = ("Address already in use", "BindException")
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Maven 3.8 colours even in batch mode
 ERROR_LINE = re.compile(r"\] (ERROR|FATAL) |^[\w.$]+(Exception|Error)\b|^Exception in thread|^Caused by: ")
 ERROR_LINES_MAX = 8
 ATTEMPT_MARKER = "--- apache_kafka: starting Kafka on "
@@ -204,7 +205,7 @@ def _copy_dependencies(mvn: str, pom: Path, scratch: Path, timeout_s: float) -> 
     if outcome != 0 or not any((scratch / "lib").glob("kafka_*.jar")):
         raise JarResolutionError(
             f"Maven could not resolve the Apache Kafka jars of {pom} ({describe(outcome)}): "
-            f"{' '.join(command)}\n{tail(scratch / 'mvn.log')}"
+            f"{' '.join(command)}\n{log_tail(scratch / 'mvn.log', LOG_TAIL_LINES)}"
         )
 
 
@@ -216,52 +217,7 @@ def _move_into_place(resolved: Path, lib: Path) -> None:
             raise
 
 
-# -- processes and files ------------------------------------------------
-
-
-def run_bounded(
-    command: Sequence[str], *, timeout_s: float, log_path: Path, cwd: Path, limit_name: str
-) -> int | str:
-    """Run ``command`` with output to ``log_path``; its exit status, or a text naming the limit.
-
-    On timeout the whole process group is killed (mvn and java fork helpers).
-    """
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            list(command), stdin=subprocess.DEVNULL, stdout=log_file,
-            stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
-        )  # fmt: skip
-    try:
-        return process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        signal_group(process.pid, signal.SIGKILL)
-        process.wait()
-        return f"killed: {limit_name}={timeout_s} passed"
-    except BaseException:
-        signal_group(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
-
-
-def describe(outcome: int | str) -> str:
-    return f"exit status {outcome}" if isinstance(outcome, int) else outcome
-
-
-def signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group led by ``pid`` (it was started in a new session)."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a text file, or ``<no log>``."""
-    try:
-        text = path.read_text(errors="replace")  # type: ignore[union-attr]
-    except (OSError, AttributeError):
-        return "<no log>"
-    return "\n".join(ANSI_ESCAPE.sub("", text).splitlines()[-lines:])
+# -- files ----------------------------------------------------------------
 
 
 def new_cluster_id() -> str:
@@ -307,7 +263,7 @@ def write_properties(path: Path, properties: Mapping[str, str]) -> None:
 # -- the broker ---------------------------------------------------------
 
 
-class ApacheKafka:
+class ApacheKafka(BrokerProcess):
     """A single-node Apache Kafka (KRaft, combined mode) on free loopback ports.
 
     Use as a context manager, or call ``start()`` and ``stop()``::
@@ -322,6 +278,15 @@ class ApacheKafka:
     the wait after SIGKILL. ``work_root`` is where the temporary directory
     (storage, configuration, log) is made (default: the system's temp dir).
     """
+
+    display_name = "Apache Kafka"
+    process_name = "Kafka"
+    log_file_name = LOG_FILE_NAME
+    attempt_marker = ATTEMPT_MARKER
+    port_in_use_markers = PORT_IN_USE_MARKERS
+    probe_client_id = "apache-kafka-probe"
+    probe_interval_s = PROBE_INTERVAL_S
+    probe_timeout_ms = PROBE_TIMEOUT_MS
 
     def __init__(
         self,
@@ -359,69 +324,20 @@ class ApacheKafka:
 
     # -- public API -----------------------------------------------------
 
-    @property
-    def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients; raises if the broker is not running."""
-        if not self.is_running:
-            raise RuntimeError("Apache Kafka is not running")
-        return f"{self.host}:{self.port}"
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def log_path(self) -> Path | None:
-        return self.work_dir / LOG_FILE_NAME if self.work_dir is not None else None
-
     def start(self) -> ApacheKafka:
         """Resolve the jars if needed, format storage, spawn Kafka; return once it answers."""
-        if self._process is not None:
-            raise RuntimeError("Apache Kafka was already started")
+        self._refuse_restart()
         java = require_tools("java", *(() if cached_jars(self.pom) else ("mvn",)))["java"]
         lib = resolve_jars(self.pom, timeout_s=self.resolve_timeout_s)
         self.work_dir = Path(tempfile.mkdtemp(prefix="apache-kafka-", dir=self.work_root))
-        atexit.register(self.stop)
-        try:
-            (self.work_dir / LOG4J_FILE_NAME).write_text(LOG4J_CONFIG)
-            self._start_with_retries(java, lib)
-        except BaseException:
-            self.stop()
-            raise
+        self._start_guarded(self._start_with_retries, java, lib)
         return self
-
-    def stop(self) -> None:
-        """Stop Kafka (SIGTERM, then SIGKILL) and remove its temporary directory.
-
-        Idempotent; safe to call when ``start()`` failed half-way.
-        """
-        atexit.unregister(self.stop)
-        if self._process is not None:
-            self._terminate(self._process)
-            self._process = None
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
-
-    def __enter__(self) -> ApacheKafka:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- starting -------------------------------------------------------
 
     def _start_with_retries(self, java: str, lib: Path) -> None:
         """Try up to ``port_attempts`` port pairs; only a lost port race is retried."""
+        self._path(LOG4J_FILE_NAME).write_text(LOG4J_CONFIG)
         for attempt in range(1, self.port_attempts + 1):
             self.port = self.requested_port or find_free_port(self.host)
             self.controller_port = find_free_port(self.host)
@@ -457,11 +373,7 @@ class ApacheKafka:
     def _spawn(self, java: str, lib: Path) -> subprocess.Popen[bytes]:
         command = [*self._java_command(java, lib), BROKER_MAIN_CLASS, str(self._path(PROPERTIES_FILE_NAME))]
         self._mark_attempt("broker")
-        with open(self._path(LOG_FILE_NAME), "ab") as log_file:
-            return subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                cwd=self.work_dir, start_new_session=True,
-            )  # fmt: skip
+        return spawn(command, log_path=self._path(LOG_FILE_NAME), cwd=self.work_dir)
 
     def _java_command(self, java: str, lib: Path, options: Sequence[str] = ()) -> list[str]:
         return [
@@ -472,53 +384,6 @@ class ApacheKafka:
             f"-Dlog4j2.configurationFile={self._path(LOG4J_FILE_NAME)}",
             "-cp", str(lib / "*"),
         ]  # fmt: skip
-
-    def _wait_until_ready(self) -> None:
-        """Poll until a metadata request names this broker, or the limit passes."""
-        deadline = time.monotonic() + self.start_timeout_s
-        last_error: BaseException | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running:
-                raise self._start_error("exited during startup")
-            try:
-                self._probe(deadline)
-                return
-            except Exception as error:  # noqa: BLE001 - any failure means "not yet"
-                last_error = error
-                time.sleep(PROBE_INTERVAL_S)
-        raise self._start_error(
-            f"not ready within start_timeout_s={self.start_timeout_s} (last error: {last_error!r})"
-        )
-
-    def _probe(self, deadline: float) -> None:
-        """Raise unless the broker answers a Kafka metadata request with itself."""
-        timeout_ms = max(1, min(int((deadline - time.monotonic()) * 1000), PROBE_TIMEOUT_MS))
-        with socket.create_connection((self.host, self.port), timeout=timeout_ms / 1000):
-            pass  # fail fast (and quietly) before kafka-python logs bootstrap errors
-        admin = KafkaAdminClient(
-            bootstrap_servers=f"{self.host}:{self.port}",
-            client_id="apache-kafka-probe",
-            bootstrap_timeout_ms=timeout_ms,
-            request_timeout_ms=timeout_ms,
-        )
-        try:
-            brokers = admin.describe_cluster()["brokers"]
-        finally:
-            admin.close()
-        if not any(b["port"] == self.port for b in brokers):
-            raise ApacheKafkaStartError(f"metadata lists other brokers: {brokers}")
-
-    def _lost_port_race(self) -> bool:
-        """Did the latest attempt fail because a port was taken meanwhile?"""
-        latest = self._latest_attempt_log()
-        return self.requested_port is None and any(m in latest for m in PORT_IN_USE_MARKERS)
-
-    def _latest_attempt_log(self) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")  # type: ignore[union-attr]
-        except (OSError, AttributeError):
-            return ""
-        return text.rpartition(ATTEMPT_MARKER)[2]
 
     def _mark_attempt(self, what: str) -> None:
         with open(self._path(LOG_FILE_NAME), "a") as log_file:
@@ -536,24 +401,8 @@ class ApacheKafka:
         first = "\n".join(errors[:ERROR_LINES_MAX]) or "<none>"
         return ApacheKafkaStartError(
             f"Apache Kafka on {self.host}:{self.port} {what}; first errors:\n{first}\n"
-            f"log {self.log_path}, last lines:\n{tail(self.log_path)}"
+            f"log {self.log_path}, last lines:\n{log_tail(self.log_path, LOG_TAIL_LINES)}"
         )
-
-    # -- stopping -------------------------------------------------------
-
-    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM, wait ``stop_grace_s``, SIGKILL the process group, reap."""
-        if process.poll() is not None:
-            return
-        signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=self.stop_grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            log.info("Kafka (pid %s) still running %.1f s after SIGTERM, killing it",
-                     process.pid, self.stop_grace_s)
-        signal_group(process.pid, signal.SIGKILL)
-        process.wait(timeout=self.kill_timeout_s)
 
 
 # -- command line -------------------------------------------------------

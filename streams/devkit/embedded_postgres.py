@@ -24,7 +24,8 @@ Decisions:
   throwaway server and makes commits and CREATE DATABASE much faster.
 - The server runs in its own session (process group). ``stop()`` requests a
   fast shutdown (SIGINT), waits ``stop_timeout_s``, then SIGKILLs the whole
-  group, so no backend survives. ``stop()`` is also registered with ``atexit``.
+  group, so no backend survives (``child_process.terminate``). ``stop()`` is
+  also registered with ``atexit``.
 - ``PG*`` variables (PGDATA, PGPORT, ...) are removed from the environment of
   ``initdb`` and ``postgres`` so a developer's shell cannot redirect them.
 - POSIX only (unix sockets, process groups).
@@ -44,17 +45,15 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from ledger.postgres.urls import DatabaseSettings
+from streams.devkit.child_process import ChildService, NotReady, log_tail, spawn, terminate, wait_until_ready
 
 __all__ = ["EmbeddedPostgres", "PostgresStartError"]
-
-log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0  # initdb (if needed) + server start + first connection
 STOP_TIMEOUT_S = 10.0  # fast shutdown, before SIGKILL
@@ -75,7 +74,7 @@ class PostgresStartError(RuntimeError):
 
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildService):
     """A private PostgreSQL 18 server on a unix socket.
 
     ``base_dir`` holds ``data/`` (PGDATA), ``run/`` (the socket) and
@@ -88,6 +87,8 @@ class EmbeddedPostgres:
         with EmbeddedPostgres() as pg:
             app = Application(env=pg.create_database("ledger_test").env)
     """
+
+    display_name = "the embedded PostgreSQL server"
 
     def __init__(
         self,
@@ -119,15 +120,6 @@ class EmbeddedPostgres:
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- public API -----------------------------------------------------
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the postmaster (its backends are in its process group)."""
-        return self._process.pid if self._process is not None else None
 
     @property
     def data_dir(self) -> Path | None:
@@ -162,15 +154,9 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         """Create the cluster if needed, start the server, wait for a connection."""
-        if self._process is not None:
-            raise RuntimeError("the embedded PostgreSQL server was already started")
+        self._refuse_restart()
         deadline = time.monotonic() + self.start_timeout_s
-        atexit.register(self.stop)
-        try:
-            self._start(deadline)
-        except BaseException:
-            self.stop()
-            raise
+        self._start_guarded(self._start, deadline)
         return self
 
     def stop(self) -> None:
@@ -185,17 +171,6 @@ class EmbeddedPostgres:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         self.base_dir = self.socket_dir = None
         self._owns_base_dir = self._owns_socket_dir = False
-
-    def __enter__(self) -> EmbeddedPostgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- starting -------------------------------------------------------
 
@@ -283,33 +258,27 @@ class EmbeddedPostgres:
             for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
                 command += ["-c", setting]
         assert self.log_path is not None
-        with open(self.log_path, "ab") as log_file:
-            return subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **_process_options(account, self.base_dir),
-            )
+        return spawn(command, log_path=self.log_path, **_process_options(account, self.base_dir))
 
     def _wait_until_ready(self, deadline: float) -> None:
         """Poll with real connections; they fail fast until the socket accepts."""
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self.is_running:
-                raise self._start_error("the server exited during startup")
-            try:
-                with self.settings_for("postgres").connect() as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError as error:
-                last_error = error
-                time.sleep(CONNECT_POLL_INTERVAL_S)
-        raise self._start_error(
-            f"not ready within start_timeout_s={self.start_timeout_s} "
-            f"(last error: {last_error})"
-        )
+        try:
+            wait_until_ready(
+                self._process,  # type: ignore[arg-type]
+                self._select_one,
+                deadline=deadline,
+                probe_interval_s=CONNECT_POLL_INTERVAL_S,
+                limit=f"start_timeout_s={self.start_timeout_s}",
+                not_yet=(psycopg.OperationalError,),
+                exited="the server exited during startup",
+                describe_error=str,
+            )
+        except NotReady as not_ready:
+            raise self._start_error(str(not_ready)) from None
+
+    def _select_one(self) -> None:
+        with self.settings_for("postgres").connect() as conn:
+            conn.execute("SELECT 1")
 
     def _database_exists(self, name: str) -> bool:
         with self.settings_for("postgres").connect() as conn:
@@ -331,30 +300,17 @@ class EmbeddedPostgres:
             )
         return PostgresStartError(
             f"embedded PostgreSQL in {self.base_dir}: {what}; "
-            f"log {self.log_path}:\n{self._log_tail()}{hint}"
+            f"log {self.log_path}:\n{log_tail(self.log_path, LOG_TAIL_LINES)}{hint}"
         )
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()  # type: ignore[union-attr]
-        except OSError:
-            return "<no log>"
-        return "\n".join(lines[-LOG_TAIL_LINES:])
 
     # -- stopping -------------------------------------------------------
 
     def _shutdown(self, process: subprocess.Popen[bytes]) -> None:
         """Fast shutdown (SIGINT); after ``stop_timeout_s`` SIGKILL the group."""
-        if process.poll() is None:
-            _signal_group_leader(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=self.stop_timeout_s)
-                return
-            except subprocess.TimeoutExpired:
-                log.warning("PostgreSQL (pid %s) did not stop in time, killing it", process.pid)
-        _signal_group(process.pid, signal.SIGKILL)  # also reaches orphaned backends
-        process.wait(timeout=self.kill_timeout_s)
-
+        terminate(
+            process, name="PostgreSQL", grace_s=self.stop_timeout_s, kill_timeout_s=self.kill_timeout_s,
+            stop_signal=signal.SIGINT, leader_only=True, slow_stop_level=logging.WARNING,
+        )  # fmt: skip
 
 
 def _check_identifier(name: str) -> None:
@@ -412,17 +368,3 @@ def _process_options(account: tuple[int, int] | None, cwd: Path | None) -> dict[
     if account is not None:
         options.update(user=account[0], group=account[1], extra_groups=[])
     return options
-
-
-def _signal_group_leader(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass

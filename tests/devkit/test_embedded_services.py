@@ -29,7 +29,6 @@ from tests.support.services import unique_database_name
 PARTITIONS = 8
 CONSUME_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 10.0
-FAST_START_LIMIT_S = 5.0  # generous: typical starts are well under a second
 SHORT_GRACE_S = 0.5
 
 
@@ -141,9 +140,7 @@ def test_database_names_longer_than_postgres_allows_are_refused(embedded_pg: Emb
 
 
 def test_postgres_stop_leaves_no_process_and_no_files() -> None:
-    started = time.monotonic()
     server = EmbeddedPostgres().start()
-    assert time.monotonic() - started < FAST_START_LIMIT_S
     base_dir = server.base_dir
     assert base_dir is not None
     idle_client = server.settings.connect()  # fast shutdown must not wait for it
@@ -308,9 +305,7 @@ def consume(bootstrap: str, partition: TopicPartition, offset: int, count: int) 
 
 
 def test_broker_stop_leaves_no_process_and_no_files() -> None:
-    started = time.monotonic()
     broker = EmbeddedBroker().start()
-    assert time.monotonic() - started < FAST_START_LIMIT_S
     processes = process_tree(broker.pid)
     work_dir, port = broker.work_dir, broker.port
     assert work_dir is not None and (work_dir / "tansu.log").exists()

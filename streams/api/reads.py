@@ -1,0 +1,170 @@
+"""The till API's reads of the ledger: members, history, outcomes and quotes.
+
+Every read goes to the event store through ``LoyaltyLedger`` (an account is
+its latest snapshot plus the facts after it, never a read model that may
+lag). eventsourcing's PostgreSQL recorder is synchronous, so ``LedgerReads``
+runs each read in its own ``ThreadPoolExecutor`` of ``api_read_threads``
+threads: the event loop never blocks on the database, and the aggregate
+fold, snapshots and transcoding stay the library's (an async re-implementation
+of them would be a second copy of the ledger's read path). The ledger is
+opened without an account cache: another process writes the accounts.
+
+Fields the domain does not have yet (``held``, ``pending``, ``discount_pct``,
+holds, a lot's ``active_from``) read as their default-program values (0, 0,
+0, [], the lot's ``occurred_at``) until the domain grows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Callable, TypeVar
+
+from ledger.application import LoyaltyLedger
+from ledger.commands import fingerprint_of
+from ledger.domain import LoyaltyAccount, account_id, fact_type
+from ledger.quote import quote_purchase
+from ledger.calendar import parse_timestamp
+from ledger.wire import fact_fields, json_ready
+from projections.figures import tier_figures
+
+T = TypeVar("T")
+REJECTED_SUFFIX = "_rejected"
+ABSENT, APPLIED, CONFLICT = "absent", "applied", "conflict"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Where an ``event_id`` stands for its member: ``absent`` (at ``version``), ``applied``, ``conflict``."""
+
+    status: str
+    version: int = 0
+    outcome: dict | None = None
+
+
+class LedgerReads:
+    """Blocking ledger reads, each run on the read thread pool."""
+
+    def __init__(self, ledger: LoyaltyLedger, threads: int) -> None:
+        self.ledger = ledger
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="api-read")
+
+    async def run(self, function: Callable[..., T], *args, **kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(function, *args, **kwargs))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.ledger.close()
+
+    # ------------------------------------------------------------ blocking
+
+    def member(self, member_id: str, as_of: datetime | None = None) -> dict | None:
+        ledger = self.ledger
+        account = (ledger.account_as_of(member_id, as_of) if as_of is not None
+                   else ledger.find_account(member_id))
+        return None if account is None else member_document(account, ledger)
+
+    def history(self, member_id: str, after_version: int, limit: int) -> list[dict] | None:
+        facts = list(self.ledger.events.get(account_id(member_id), gt=after_version, limit=limit))
+        if not facts and self.ledger.find_account(member_id) is None:
+            return None
+        return [history_document(fact) for fact in facts]
+
+    def recorded(self, event: dict) -> Recorded:
+        """Has the member's ledger applied ``event`` (by id), with this payload or another?"""
+        account = self.ledger.find_account(event["member_id"])
+        if account is None:
+            return Recorded(ABSENT)
+        fingerprint = account.applied.get(event["event_id"])
+        if fingerprint is None:
+            return Recorded(ABSENT, account.version)
+        if fingerprint != fingerprint_of(event):
+            return Recorded(CONFLICT, account.version)
+        return Recorded(APPLIED, account.version, self.outcome_after(account.member_id, event["event_id"], 0))
+
+    def outcome_of(self, member_id: str, event_id: str) -> dict | None:
+        """The recorded outcome of ``event_id`` for the member, or None while there is none."""
+        account = self.ledger.find_account(member_id)
+        if account is None or event_id not in account.applied:
+            return None
+        return self.outcome_after(member_id, event_id, 0)
+
+    def outcome_after(self, member_id: str, event_id: str, version: int) -> dict | None:
+        """The outcome of ``event_id`` among the member's facts after ``version``, or None."""
+        facts = list(self.ledger.events.get(account_id(member_id), gt=version))
+        caused = [fact for fact in facts if fact.source_event_id == event_id]
+        outcome = next((fact for fact in caused if isinstance(fact, LoyaltyAccount.Outcome)), None)
+        if outcome is None:
+            return None
+        after = self.ledger.find_account(member_id, caused[-1].originator_version)
+        return outcome_document(outcome, after)
+
+    def quote(self, purchase: dict) -> dict:
+        account = self.ledger.find_account(purchase["member_id"])
+        quote = quote_purchase(account, self.ledger.program, amount_minor=purchase["amount_minor"],
+                               currency=purchase["currency"],
+                               occurred_at=parse_timestamp(purchase["occurred_at"]))
+        return {"member_id": purchase["member_id"], "tier": quote.tier, "base_points": quote.base_points,
+                "multiplier_pct": quote.multiplier_pct, "points": quote.points,
+                "debt_paid": quote.debt_paid, "rejected_reason": quote.rejected_reason,
+                "campaigns": quote.campaigns}
+
+
+# ---------------------------------------------------------------- documents
+
+
+def member_document(account: LoyaltyAccount, ledger: LoyaltyLedger) -> dict[str, Any]:
+    tier = tier_figures(account, ledger.program)
+    return json_ready({
+        "member_id": account.member_id,
+        "balance": account.balance,
+        "held": getattr(account, "held", 0),
+        "pending": getattr(account, "pending", 0),
+        "debt": account.debt,
+        "tier": account.tier,
+        "discount_pct": getattr(ledger.program.tier(account.tier), "discount_pct", 0),
+        "next_tier": tier["next_tier"],
+        "spend_to_next_tier": tier["spend_to_next_tier"],
+        "lots": [{"lot_id": lot.lot_id, "points": lot.remaining, "expires_at": lot.expires_at,
+                  "active_from": getattr(lot, "active_from", lot.occurred_at)} for lot in account.lots],
+        "holds": _open_holds(account),
+        "version": account.version,
+        "clock": account.clock,
+    })
+
+
+def _open_holds(account: LoyaltyAccount) -> list[dict]:
+    holds = getattr(account, "holds", None) or {}
+    values = holds.values() if isinstance(holds, dict) else holds
+    return [dict(vars(hold)) if hasattr(hold, "__dict__") else hold for hold in values]
+
+
+def history_document(fact: Any) -> dict[str, Any]:
+    return json_ready({
+        "version": fact.originator_version, "type": fact_type(fact), "clock": fact.timestamp,
+        "source_event_id": fact.source_event_id,
+        "source_position": getattr(fact, "source_position", None),
+        "data": {name: value for name, value in fact_fields(fact).items()
+                 if name not in ("fingerprint", "source_event_id", "source_position")},
+    })
+
+
+def outcome_document(outcome: Any, after: LoyaltyAccount) -> dict[str, Any]:
+    """The 200 answer of a write: the outcome fact and the member's figures after its event."""
+    kind = fact_type(outcome)
+    rejected = kind.endswith(REJECTED_SUFFIX)
+    return {
+        "event_id": outcome.source_event_id,
+        "member_id": outcome.member_id,
+        "outcome": kind,
+        "reason": getattr(outcome, "reason", None) if rejected else None,
+        "points": 0 if rejected else getattr(outcome, "points", 0),
+        "balance": after.balance,
+        "held": getattr(after, "held", 0),
+        "pending": getattr(after, "pending", 0),
+        "version": after.version,
+    }
