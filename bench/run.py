@@ -1,6 +1,7 @@
 """``python -m bench``: throughput, replay, latency and memory, each against a baseline.
 
-Starts its own embedded broker and PostgreSQL, measures every figure
+Starts its own broker (the embedded one, or Apache Kafka with ``--broker
+kafka``) and PostgreSQL, measures every figure
 ``--runs`` times (its median is reported) next to its baseline measured in
 the same run, prints a table and writes it as JSON (``--out``, default
 ``bench/results/<UTC time>-<size>.json``). See ``docs/BENCHMARKS.md``.
@@ -35,7 +36,7 @@ from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
 from bench.report import Figure, Measure, Target, document, print_table
-from bench.services import REPO_ROOT, BenchServices, background_cores, machine_facts
+from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
 from streams.settings import Settings
 
 GROUPS = ("raw", "ingest", "replay", "latency", "memory")
@@ -94,13 +95,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                       help="the issue's sizes: 1M facts replayed, 100k and 1M members (about an hour)")
     parser.set_defaults(size="default")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
-    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>.json)")
+    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>-<broker>.json)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="measure only these groups")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
     parser.add_argument("--not-durable", action="store_true",
                         help="PostgreSQL without fsync (as the tests and the demo run it)")
+    parser.add_argument("--broker", choices=BROKERS, default=EMBEDDED_BROKER,
+                        help="embedded: tansu, memory only (default); kafka: Apache Kafka, one KRaft "
+                             "node from Maven jars (needs java; mvn on the first run)")
     parser.add_argument("--relay-process", action="store_true",
                         help="run the outbox relay as its own process (`loyalty relay`), not in the "
                              "first worker as `loyalty process` does")
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SIZES[args.size]
     sizes = replace(sizes, runs=args.runs or sizes.runs)
     started_at = datetime.now(timezone.utc)
-    out = args.out or RESULTS_DIR / f"{started_at:%Y%m%dT%H%M%SZ}-{args.size}.json"
+    out = args.out or RESULTS_DIR / f"{started_at:%Y%m%dT%H%M%SZ}-{args.size}-{args.broker}.json"
     console = Console(stderr=True)
     background = background_cores(BACKGROUND_SAMPLE_S)
     if background > BACKGROUND_WARN_CORES:
@@ -127,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings.from_env(session_timeout_ms=sizes.session_timeout_ms,
                              heartbeat_interval_ms=sizes.heartbeat_interval_ms)
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as work, \
-            BenchServices(durable=not args.not_durable, base=base) as services:
+            BenchServices(durable=not args.not_durable, base=base, broker=args.broker) as services:
         bench = Bench(services, sizes, Path(work), console, args.profile, args.relay_process)
         machine = machine_facts(services) | {"background_cores_before_run": background}
         for group in GROUPS:
             if group in args.only:
                 console.rule(group)
                 getattr(bench, group)()
-    run = {"mode": args.size, "runs": sizes.runs, "started_at": started_at.isoformat(),
+    run = {"mode": args.size, "runs": sizes.runs, "started_at": started_at.isoformat(), "broker": args.broker,
            "outbox_relay": "own process" if args.relay_process else "in the first worker",
            "duration_s": time.monotonic() - started, "sizes": sizes.__dict__,
            "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)}

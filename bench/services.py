@@ -1,4 +1,8 @@
-"""The embedded broker and PostgreSQL the benchmark runs against, and machine facts.
+"""The broker and PostgreSQL the benchmark runs against, and machine facts.
+
+The broker is the embedded one (tansu, memory only) or, with ``--broker
+kafka``, Apache Kafka from the dev kit's launcher (one KRaft node,
+``streams/devkit/apache_kafka.py``), the same the tests' kafka lane uses.
 
 Every measured run gets a database of its own on the one PostgreSQL server and
 topics of its own on the one broker (except the pre-loaded inbound topic it
@@ -25,11 +29,15 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from streams.devkit.embedded_postgres import EmbeddedPostgres
+from streams.devkit.apache_kafka import ApacheKafka, pom_kafka_version
 from streams.devkit.embedded_broker import EmbeddedBroker, resolve_tansu_binary
 from streams.settings import Settings
 from streams.topics import ADMIN_REQUEST_TIMEOUT_MS, ensure_topics
 
 BROKER_STOP_GRACE_S = 2.0  # memory-only broker: nothing to save on exit
+EMBEDDED_BROKER = "embedded"
+KAFKA_BROKER = "kafka"
+BROKERS = (EMBEDDED_BROKER, KAFKA_BROKER)
 VERSION_PROBE_TIMEOUT_S = 10
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("eventsourcing", "faust-streaming", "aiokafka", "kafka-python", "psycopg", "orjson",
@@ -37,12 +45,13 @@ PACKAGES = ("eventsourcing", "faust-streaming", "aiokafka", "kafka-python", "psy
 
 
 class BenchServices:
-    """A started embedded broker and PostgreSQL; fresh databases and topic names per run."""
+    """A started broker and PostgreSQL; fresh databases and topic names per run."""
 
-    def __init__(self, durable: bool, base: Settings) -> None:
+    def __init__(self, durable: bool, base: Settings, broker: str = EMBEDDED_BROKER) -> None:
         self.durable = durable
         self.base = base
-        self.broker = EmbeddedBroker(stop_grace_s=BROKER_STOP_GRACE_S)
+        self.broker_kind = broker
+        self.broker = ApacheKafka() if broker == KAFKA_BROKER else EmbeddedBroker(stop_grace_s=BROKER_STOP_GRACE_S)
         self.postgres = EmbeddedPostgres(durable=durable)
 
     def __enter__(self) -> "BenchServices":
@@ -114,7 +123,7 @@ def machine_facts(services: BenchServices) -> dict[str, Any]:
         "postgresql": server_version,
         "postgresql_durability": ("durable: fsync on" if services.durable
                                   else "not durable: fsync, synchronous_commit, full_page_writes off"),
-        "broker": _tansu_version(),
+        "broker": _kafka_version() if services.broker_kind == KAFKA_BROKER else _tansu_version(),
         "packages": {name: version(name) for name in PACKAGES},
         "commit": _git_commit(),
     }
@@ -134,6 +143,10 @@ def _tansu_version() -> str:
     output = subprocess.run([resolve_tansu_binary(), "--version"], capture_output=True, text=True,
                             timeout=VERSION_PROBE_TIMEOUT_S, check=False).stdout.strip()
     return f"{output or 'tansu (unknown version)'} (embedded, memory storage)"
+
+
+def _kafka_version() -> str:
+    return f"Apache Kafka {pom_kafka_version()} (one KRaft node, streams/devkit/apache_kafka.py)"
 
 
 def _git_commit() -> str:

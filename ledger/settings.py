@@ -34,6 +34,9 @@ from ledger.program import Program, load_program
 
 ENV_PREFIX = "LOYALTY_"
 INT_TYPES = ("int", "int | None")  # field annotations are strings (postponed evaluation)
+BOOL_TYPES = ("bool",)
+BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}
 SECRET_SHOWN_AS = "***"
 CONNECT_TIMEOUT_ENV = "POSTGRES_CONNECT_TIMEOUT"  # eventsourcing's wait for a connection (its default: 30 s)
 URL_PASSWORD = re.compile(r"//([^:/@]+):[^@]*@")
@@ -64,7 +67,7 @@ class LedgerSettings:
         for field in fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw not in (None, ""):
-                values[field.name] = int(raw) if field.type in INT_TYPES else raw
+                values[field.name] = _parsed(field.name, field.type, raw)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
@@ -119,6 +122,17 @@ class LedgerSettings:
         """The redacted settings, so logged settings never show a secret."""
         shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
         return f"{type(self).__name__}({shown})"
+
+
+def _parsed(name: str, annotation: str, raw: str) -> int | bool | str:
+    """An environment variable's text as the field's type; a bad boolean names its variable."""
+    if annotation in INT_TYPES:
+        return int(raw)
+    if annotation in BOOL_TYPES:
+        if raw.strip().lower() not in BOOL_WORDS:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected one of {', '.join(BOOL_WORDS)}")
+        return BOOL_WORDS[raw.strip().lower()]
+    return raw
 
 
 STACK_DIR_ENV = "LOYALTY_STACK_DIR"            # the directory of a `loyalty up` stack to use

@@ -69,6 +69,14 @@ class KafkaSender:
     go as one record batch per partition, partitioned by the key exactly as
     the producer's default partitioner does (referrer credits must land on
     the referrer's partition).
+
+    ``producer_idempotent`` (``LOYALTY_PRODUCER_IDEMPOTENT``, off by default)
+    turns on Kafka's idempotent producer: a produce request the client
+    retries (a lost acknowledgement, a leader change) is then written once,
+    in order. It does not make the relay exactly-once: a relay restarted
+    after publishing and before recording its position republishes with a
+    new producer id, and consumers still dedupe by id. Apache Kafka has it;
+    the embedded broker (tansu) fails idempotent producers, hence the default.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -85,6 +93,7 @@ class KafkaSender:
         from streams.kafka_security import aiokafka_options
 
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                    enable_idempotence=settings.producer_idempotent,
                                     linger_ms=SENDER_LINGER_MS, client_id="loyalty-outbox",
                                     max_batch_size=SENDER_BATCH_BYTES_MAX,
                                     request_timeout_ms=PUBLISH_TIMEOUT_MS,

@@ -45,6 +45,7 @@ class Settings(LedgerSettings):
     kafka_connect_timeout_ms: int = 10_000   # longest wait to reach any bootstrap server (kafka-python clients)
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
+    producer_idempotent: bool = False        # the relay's producer: on for Apache Kafka (README), not tansu
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1500
     security_protocol: str | None = None     # None: PLAINTEXT; or SSL, SASL_PLAINTEXT, SASL_SSL

@@ -32,9 +32,28 @@ def ledger(ledger_env) -> LoyaltyLedger:
 
 
 LONG_FAULTS_ENV = "LOYALTY_LONG_FAULTS"
+BROKER_FIXTURES = ("kafka_bootstrap", "lane_broker_env")
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
 def pytest_collection_modifyitems(config, items):
+    """Every test that uses the session's broker is marked ``broker``; then
+    the ``slow`` tests are left out unless asked for."""
+    mark_broker_tests(items)
+    deselect_slow_tests(config, items)
+
+
+def mark_broker_tests(items) -> None:
+    """``broker``: the test talks to a broker (``-m broker`` runs them, on Apache
+    Kafka with LOYALTY_TEST_BROKER=kafka). Tests that use a broker fixture,
+    directly or through another fixture, are marked here; tests that start one
+    through the product are marked in their modules."""
+    for item in items:
+        if any(name in BROKER_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
+def deselect_slow_tests(config, items) -> None:
     """``slow`` tests (the long fault campaign: minutes) run only when asked for,
     with ``-m slow`` or LOYALTY_LONG_FAULTS=1; otherwise they are deselected.
 

@@ -4,7 +4,9 @@ It runs the real command at its smallest sizes, one run per figure, and
 checks the JSON it writes: every figure is there with a positive median and
 a positive baseline from the same run, the machine facts and the targets are
 filled, and no process the benchmark started is left behind. Nothing here
-asserts a speed: the figures of a smoke run mean nothing.
+asserts a speed: the figures of a smoke run mean nothing. In the Apache Kafka
+lane (LOYALTY_TEST_BROKER=kafka) it runs with ``--broker kafka``: the
+benchmark then starts its own Kafka through the dev kit's launcher.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import psutil
+import pytest
+
+from tests.support.leftovers import new_mark, processes_marked
+from tests.support.services import KAFKA_LANE, broker_lane
+
+pytestmark = pytest.mark.broker  # the benchmark starts its own broker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 600
@@ -26,29 +32,17 @@ FIGURES = {
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large"}
-RUN_MARK_ENV = "BENCH_SMOKE_RUN_ID"  # inherited by every process the benchmark starts
-
-
-def processes_marked(mark: str) -> list[str]:
-    """Command lines of live processes whose environment carries ``mark``."""
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if process.environ().get(RUN_MARK_ENV) == mark:
-                found.append(" ".join(process.info["cmdline"] or []))
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    return found
 
 
 def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
     out = tmp_path / "bench.json"
-    mark = uuid.uuid4().hex
+    mark = new_mark()  # inherited by every process the benchmark starts
 
     # The command the README documents, at smoke size.
-    finished = subprocess.run([sys.executable, "-m", "bench", "--quick", "--runs", "1", "--out", str(out)],
+    lane = ["--broker", "kafka"] if broker_lane() == KAFKA_LANE else []
+    finished = subprocess.run([sys.executable, "-m", "bench", "--quick", "--runs", "1", "--out", str(out), *lane],
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
-                              env={**os.environ, RUN_MARK_ENV: mark})
+                              env={**os.environ, **mark})
     assert finished.returncode == 0, finished.stderr[-4000:]
     assert "ingest, sustained" in finished.stdout  # the table
 

@@ -20,6 +20,7 @@ from streams.devkit.apache_kafka import (AUTO_CREATE_PARTITIONS, CACHE_DIR_ENV, 
                                          POM_PATH, ApacheKafka, ApacheKafkaStartError, JarResolutionError,
                                          MissingToolError)
 from streams.devkit.embedded_broker import find_free_port
+from tests.support.services import KAFKA_LANE, broker_lane
 
 PARTITIONS = 3
 MESSAGES = 300
@@ -30,7 +31,11 @@ BENCH_SESSION_TIMEOUT_MS = 2_000  # bench/run.py's small sizes
 
 
 @pytest.fixture(scope="module")
-def kafka() -> ApacheKafka:
+def kafka(request: pytest.FixtureRequest) -> ApacheKafka:
+    """The session's broker in the Apache Kafka lane (one start less); else a broker of its own."""
+    if broker_lane() == KAFKA_LANE:
+        yield request.getfixturevalue("test_broker")
+        return
     with ApacheKafka() as broker:
         yield broker
 
@@ -80,6 +85,7 @@ async def consume_all(bootstrap: str, topic: str, partitions: int, expected: int
         await consumer.stop()
 
 
+@pytest.mark.broker
 def test_an_idempotent_producer_round_trips_with_exact_end_offsets(kafka: ApacheKafka):
     # Given a topic with three partitions on Apache Kafka
     topic = unique_topic("round-trip")
@@ -94,6 +100,7 @@ def test_an_idempotent_producer_round_trips_with_exact_end_offsets(kafka: Apache
     assert {tp.partition: offset for tp, offset in end_offsets.items()} == per_partition
 
 
+@pytest.mark.broker
 def test_unknown_topics_are_auto_created_as_on_the_embedded_broker(kafka: ApacheKafka):
     topic = unique_topic("auto")
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
@@ -104,6 +111,7 @@ def test_unknown_topics_are_auto_created_as_on_the_embedded_broker(kafka: Apache
         producer.close()
 
 
+@pytest.mark.broker
 def test_a_group_with_the_benchmarks_short_session_timeout_is_accepted(kafka: ApacheKafka):
     """Kafka's default minimum session timeout is 6 s; the launcher lowers it (bench uses 2 s)."""
     assert BENCH_SESSION_TIMEOUT_MS >= GROUP_MIN_SESSION_TIMEOUT_MS
@@ -140,6 +148,7 @@ def test_a_taken_port_fails_with_the_cause_from_kafkas_log(taken_port):
         ApacheKafka(port=taken_port).start()
 
 
+@pytest.mark.broker
 def test_a_lost_port_race_is_retried_and_stop_leaves_nothing_behind(taken_port, monkeypatch):
     # Given the first "free" port the launcher picks is taken by the time Kafka binds it
     free_ports = iter([taken_port])

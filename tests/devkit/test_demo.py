@@ -1,27 +1,37 @@
-"""``loyalty demo`` with small settings, then the commands it suggests."""
+"""``loyalty demo`` with small settings, then the commands it suggests.
+
+The demo starts its own embedded broker; in the Apache Kafka lane
+(LOYALTY_TEST_BROKER=kafka) it is pointed at the session's broker through
+``LOYALTY_*`` variables instead, with the same assertions (it then starts no
+broker of its own: "no process left running" then covers its workers and
+PostgreSQL). What the demo started is found by a mark in its environment,
+not by counting brokers, which other work on the machine starts and stops.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
 from streams.devkit.services import stack_store_dir
+from tests.support.leftovers import new_mark, processes_marked
 from tests.support.processes import assert_all_gone, descendants, spawned
 
 DEMO_TIMEOUT_S = 300
 COMMAND_TIMEOUT_S = 120
 
 
-def loyalty(*args: str, cwd) -> subprocess.CompletedProcess:
+def loyalty(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``loyalty ARGS`` run to completion; ``env`` is added to this process's environment."""
     return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=DEMO_TIMEOUT_S)
+                          capture_output=True, timeout=DEMO_TIMEOUT_S, env={**os.environ, **(env or {})})
 
 
 def servers_under(path) -> list[psutil.Process]:
@@ -33,28 +43,23 @@ def servers_under(path) -> list[psutil.Process]:
     return found
 
 
-def brokers() -> set[int]:
-    """Orphaned brokers (their parent gone): what a demo that did not clean up leaves. Brokers of
-    other test runs on the machine have a live parent, so they come and go without counting."""
-    return {p.pid for p in psutil.process_iter(["name", "ppid"])
-            if (p.info["name"] or "").startswith("tansu") and p.info["ppid"] == 1}
-
-
-def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path):
-    brokers_before = brokers()
+@pytest.mark.broker
+def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path, lane_broker_env):
+    mark = new_mark()  # inherited by the broker, PostgreSQL and workers the demo starts
     demo = loyalty("demo", "--members", "80", "--days", "60", "--rate", "4000", "--seed", "7",
-                   cwd=tmp_path)
+                   cwd=tmp_path, env=lane_broker_env("demo") | mark)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "verify: OK" in demo.stdout
     assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
     store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"
-    assert brokers() <= brokers_before, "the demo left its broker running"
+    assert processes_marked(mark) == [], "the demo left a process (its broker?) running"
     assert not (tmp_path / ".loyalty-demo" / "env").exists(), "the demo's env file outlived it"
     # The commands it suggests, with its store kept running by `loyalty up` as it says
     assert "up --dir .loyalty-demo --keep-ledger" in demo.stdout
-    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1", cwd=tmp_path) as up:
+    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1", cwd=tmp_path,
+                 env=lane_broker_env("demo")) as up:
         up.wait_for_line("ready")
         replayed = loyalty("replay", "--no-progress", cwd=tmp_path)
         assert replayed.returncode == 0, replayed.stderr[-2000:]
@@ -84,10 +89,13 @@ INTERRUPT_AFTER_S = 3
 START_TIMEOUT_S = 120
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
-def test_ctrl_c_or_a_closed_terminal_stops_the_demo_and_leaves_no_process_behind(tmp_path, sig):
-    brokers_before = brokers()
-    with spawned("demo", "--members", "300", "--days", "365", "--rate", "500", cwd=tmp_path) as demo:
+def test_ctrl_c_or_a_closed_terminal_stops_the_demo_and_leaves_no_process_behind(tmp_path, sig,
+                                                                                   lane_broker_env):
+    mark = new_mark()
+    with spawned("demo", "--members", "300", "--days", "365", "--rate", "500", cwd=tmp_path,
+                 env=lane_broker_env(f"demo-interrupted-{sig.name}") | mark) as demo:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not any("worker" in " ".join(p.cmdline()) for p in descendants(demo.process.pid)
                       if p.is_running()):
@@ -96,5 +104,5 @@ def test_ctrl_c_or_a_closed_terminal_stops_the_demo_and_leaves_no_process_behind
         time.sleep(INTERRUPT_AFTER_S)  # events flowing
         assert demo.stop(sig) == 130, demo.output()[-2000:]
         assert_all_gone(demo.seen)
-    assert brokers() <= brokers_before
+    assert processes_marked(mark) == []
     shutil.rmtree(stack_store_dir(tmp_path / ".loyalty-demo").parent, ignore_errors=True)

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
-from ledger.credits import credit_commands
 from ledger.commands import command_from_event
+from ledger.credits import credit_commands
 from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
 from tests.support.properties import TwiceLedger, account_state, replayed_state, timed_stream

@@ -13,11 +13,10 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
+from eventsourcing.domain import Snapshot
 
 from ledger.application import LoyaltyLedger
 from ledger.credits import credit_commands
-from eventsourcing.domain import Snapshot
-
 from ledger.domain import CONTRACT_2_COUNTERS, LoyaltyAccount, account_id, fact_type
 from ledger.program import DEFAULT_PROGRAM_PATH, ProgramError, load_program, parse_program
 from ledger.program_versions import ProgramVersionRefused

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -31,6 +30,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.process import Worker, start_worker
 from streams.settings import Settings
+from tests.support.services import lane_settings, own_topics
 
 T = TypeVar("T")
 LONG_FAULTS_ENV = "LOYALTY_LONG_FAULTS"
@@ -51,13 +51,9 @@ PRIVATE_PG_DIR_MODE = 0o755  # the server may run as another user (root): it mus
 def pipeline_settings(kafka_bootstrap: str, database_url: str, label: str, partitions: int,
                       **overrides) -> Settings:
     """Settings with topics and a consumer group of their own (no clean-up needed)."""
-    suffix = f"{label}-{uuid.uuid4().hex[:8]}"
     values = dict(
         bootstrap_servers=kafka_bootstrap, database_url=database_url, partitions=partitions,
-        events_topic=f"events-{suffix}", ledger_topic=f"ledger-{suffix}",
-        tier_changes_topic=f"tier-changes-{suffix}", dead_letter_topic=f"dead-letter-{suffix}",
-        credits_topic=f"credits-{suffix}", consumer_group=f"loyalty-{suffix}",
-        batch_events_max=200, batch_wait_ms=100,
+        **own_topics(label), **lane_settings(), batch_events_max=200, batch_wait_ms=100,
     )
     values.update(overrides)
     return Settings(**values)

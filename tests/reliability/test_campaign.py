@@ -54,6 +54,8 @@ from tests.reliability.harness import Fleet, campaign_stream, long_faults_reques
 from tests.support.streamgen import with_faults
 from tests.support.pipeline import consume_all, progress, total_messages
 
+pytestmark = pytest.mark.broker
+
 PARTITIONS = 12
 WORKERS = 3
 READ_MODEL_BATCH_NOTIFICATIONS_MAX = 5000

@@ -25,6 +25,8 @@ from tests.reliability.harness import Fleet, PrivatePostgres, pipeline_settings,
 from tests.support.streamgen import generate_events, with_faults
 from tests.support.pipeline import assert_same_as_direct, progress, total_messages
 
+pytestmark = pytest.mark.broker
+
 PARTITIONS = 4
 EVENTS = 12000
 OUTAGE_S = 15                     # how long PostgreSQL stays down mid-stream (> eventsourcing's own retries)

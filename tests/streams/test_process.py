@@ -3,7 +3,9 @@
 It starts its own embedded broker and PostgreSQL (no flags), and its output
 files must match the direct application of the same valid events. With
 ``--keep`` its store outlives it; its workers' logs and ``kpis.jsonl`` are
-in the output directory.
+in the output directory. In the Apache Kafka lane (LOYALTY_TEST_BROKER=kafka)
+it is pointed at the session's broker through ``LOYALTY_*`` variables; the
+assertions are the same.
 """
 
 from __future__ import annotations
@@ -27,19 +29,24 @@ from tests.support.streamgen import generate_events, with_faults
 
 EVENTS = 10_000
 
+pytestmark = pytest.mark.broker
+
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory):
+def processed(tmp_path_factory, lane_broker_env):
     events = generate_events(seed=21, count=EVENTS)
     lines, bad = with_faults(events, seed=21)
     work = tmp_path_factory.mktemp("process")
     (work / "input.jsonl").write_text("\n".join(lines) + "\n")
-    assert main(["process", str(work / "input.jsonl"), "--out", str(work / "out"),
-                 "--keep", str(work / "kept")]) == 0
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in lane_broker_env("process").items():
+            env.setenv(name, value)
+        assert main(["process", str(work / "input.jsonl"), "--out", str(work / "out"),
+                     "--keep", str(work / "kept")]) == 0
     direct = LoyaltyLedger()
     direct.apply_in_order([command_from_event(event) for event in events])
     yield work / "out", direct, events, bad

@@ -14,12 +14,17 @@ import time
 import urllib.request
 import uuid
 
+import pytest
+
 from streams.devkit.embedded_broker import find_free_port
 from tests.support import builders as b
+from tests.support.services import lane_env
 
 STOP_TIMEOUT_S = 30
 METRICS_WAIT_S = 120
 EVENTS = 200
+
+pytestmark = pytest.mark.broker
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
@@ -57,7 +62,8 @@ def test_services_by_environment_report_metrics_and_stop_on_sigterm(
            "LOYALTY_DATABASE_URL": database.url, "LOYALTY_PARTITIONS": "4",
            "LOYALTY_EVENTS_TOPIC": f"events-{suffix}", "LOYALTY_LEDGER_TOPIC": f"ledger-{suffix}",
            "LOYALTY_TIER_CHANGES_TOPIC": f"tiers-{suffix}", "LOYALTY_CREDITS_TOPIC": f"cred-{suffix}",
-           "LOYALTY_DEAD_LETTER_TOPIC": f"dead-{suffix}", "LOYALTY_CONSUMER_GROUP": f"g-{suffix}"}
+           "LOYALTY_DEAD_LETTER_TOPIC": f"dead-{suffix}", "LOYALTY_CONSUMER_GROUP": f"g-{suffix}",
+           **lane_env()}
     subprocess.run([sys.executable, "-m", "streams.cli", "setup"], env=env, check=True,
                    capture_output=True, timeout=60)
     worker_port, relay_port, follower_port = find_free_port(), find_free_port(), find_free_port()

@@ -26,6 +26,7 @@ from streams.validation import validate_outbound
 from streams.worker import open_ledger
 from tests.support.pipeline import (CONSUME_TIMEOUT_S, assert_same_as_direct, consume_all,
                                     run_with_a_worker_killed)
+from tests.support.services import lane_settings, own_topics
 from tests.support.streamgen import generate_events, with_faults
 
 PARTITIONS = 8
@@ -38,10 +39,7 @@ def unique_settings(kafka_bootstrap: str, embedded_pg, label: str) -> Settings:
     database = embedded_pg.create_database(f"{label}_{suffix}")
     return Settings(
         bootstrap_servers=kafka_bootstrap, database_url=database.url, partitions=PARTITIONS,
-        events_topic=f"events-{suffix}", ledger_topic=f"ledger-{suffix}",
-        tier_changes_topic=f"tier-changes-{suffix}", dead_letter_topic=f"dead-letter-{suffix}",
-        credits_topic=f"credits-{suffix}", consumer_group=f"loyalty-{suffix}",
-        batch_events_max=200, batch_wait_ms=100,
+        **own_topics(label), **lane_settings(), batch_events_max=200, batch_wait_ms=100,
     )
 
 
