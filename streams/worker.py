@@ -333,8 +333,8 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
     """
     health, fatal, guard = WorkerHealth(), FatalStop(), TopicIdentityGuard(settings)
     try:
-        record_program_version(settings)
         guard.check()  # TopicRecreated: the worker does not start
+        record_program_version(settings)
         app = create_app(settings, health=health, fatal=fatal, guard=guard)
         relay_thread = start_relay(settings, fatal) if relay else None
     except DatabaseUnavailable as error:
