@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 CONNECT_TIMEOUT_S = 5
+CREATE_LOCK_KEY = 0x6C6F79616C7479  # advisory lock: workers starting together create the table once
 TRACKING_TABLE = "loyalty_tracking"  # eventsourcing's tracking table of the ``loyalty`` application
 
 CREATE = """CREATE TABLE IF NOT EXISTS loyalty_topic_identities (
@@ -38,8 +39,12 @@ DELETE_TRACKED = sql.SQL("DELETE FROM {} WHERE left(application_name, %s) = %s")
 
 
 def _connect(database_url: str) -> psycopg.Connection:
+    """A connection, the table created if missing (under an advisory lock: two sessions running
+    ``CREATE TABLE IF NOT EXISTS`` at once can both try to create it, and one then fails)."""
     connection = psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True)
-    connection.execute(CREATE)
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK_KEY,))
+        connection.execute(CREATE)
     return connection
 
 
