@@ -28,11 +28,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from eventsourcing.utils import get_topic
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ledger.domain import LoyaltyAccount
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.kpi_report import kpi_report
 from projections.runner import catch_up, open_read_models
@@ -277,6 +279,7 @@ def _is_embedded(options: DemoOptions) -> bool:
 
 
 def _some_member(ledger) -> str:
-    for _, fact in ledger.fact_log.next_facts(0, 1):
+    """A member the ledger has an account for (the log's first fact may be the program's)."""
+    for fact in ledger.fact_log.latest([get_topic(LoyaltyAccount.Opened)], 1):
         return fact.member_id
     return "M-000001"
