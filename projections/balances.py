@@ -90,21 +90,6 @@ class BalancesProjection(ReadModelProjection):
         rows.put(BALANCES, {"member_id": fact.member_id, **counters,
                             "last_event_at": fact.timestamp, "pending_lots": NO_PENDING_LOTS})
 
-    def points_earned(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def birthday_rewarded(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def referral_qualified(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def referrer_credited(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def annual_incentive_awarded(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
     def points_reversed(self, fact: Any, rows: RowBatch) -> None:
         row = self._at_clock(fact, rows)
         row["lifetime_reversed"] += fact.points
@@ -158,39 +143,6 @@ class BalancesProjection(ReadModelProjection):
         row["balance"] += fact.points - fact.expired
         rows.put(BALANCES, row)
 
-    def adjustment_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def transfer_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def purchase_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def refund_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def redemption_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def birthday_already_rewarded(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referral_registered(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referral_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referrer_capped(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def year_closed(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def year_already_closed(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
     # -------------------------------------------------------------- steps
 
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
@@ -214,6 +166,13 @@ class BalancesProjection(ReadModelProjection):
         else:
             row["balance"] += fact.points
         rows.put(BALANCES, row)
+
+    # Facts handled alike: a handler per wire name, sharing the method defined above.
+    points_earned = birthday_rewarded = referral_qualified = referrer_credited = \
+        annual_incentive_awarded = _award
+    adjustment_rejected = transfer_rejected = purchase_rejected = refund_rejected = \
+        redemption_rejected = birthday_already_rewarded = referral_registered = referral_rejected = \
+        referrer_capped = year_closed = year_already_closed = _clock_only
 
 
 def _add_pending(row: Row, lot_id: int, points: int) -> None:

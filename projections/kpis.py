@@ -92,18 +92,6 @@ class KpisProjection(ReadModelProjection):
         checks["amount_minor"] += fact.amount_minor
         self._award(fact, rows)
 
-    def birthday_rewarded(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def referral_qualified(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def referrer_credited(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
-    def annual_incentive_awarded(self, fact: Any, rows: RowBatch) -> None:
-        self._award(fact, rows)
-
     def points_reversed(self, fact: Any, rows: RowBatch) -> None:
         _points(rows, fact)["reversed"] += fact.points
         _draw(rows, fact.member_id, fact.draws)
@@ -139,6 +127,9 @@ class KpisProjection(ReadModelProjection):
         _points(rows, fact)["earned"] += fact.points
         if fact.lot is not None:
             _open_lot(rows, fact.member_id, fact.lot)
+
+    # Facts handled alike: a handler per wire name, sharing the method defined above.
+    birthday_rewarded = referral_qualified = referrer_credited = annual_incentive_awarded = _award
 
 
 def _open_lot(rows: RowBatch, member_id: str, lot: dict) -> None:

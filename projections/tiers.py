@@ -92,57 +92,6 @@ class TiersProjection(ReadModelProjection):
         _add_spend(row, fact.purchase_year, -fact.amount_minor)
         self._save(row, rows)
 
-    def purchase_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def refund_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def redemption_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def birthday_rewarded(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def birthday_already_rewarded(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referral_registered(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referral_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referrer_credited(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def referrer_capped(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def year_closed(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def year_already_closed(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def points_adjusted(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def adjustment_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def points_transferred_out(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def transfer_rejected(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
-    def points_transferred_in(self, fact: Any, rows: RowBatch) -> None:
-        self._clock_only(fact, rows)
-
     # -------------------------------------------------------------- steps
 
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
@@ -178,6 +127,13 @@ class TiersProjection(ReadModelProjection):
                                      if following else None)
         row["discount_pct"] = ladder.discounts[row["tier"]]
         rows.put(TIERS, row)
+
+    # Facts handled alike: a handler per wire name, sharing the method defined above.
+    purchase_rejected = refund_rejected = points_redeemed = redemption_rejected = \
+        birthday_rewarded = birthday_already_rewarded = referral_registered = referral_rejected = \
+        referrer_credited = referrer_capped = year_closed = year_already_closed = points_adjusted = \
+        adjustment_rejected = points_transferred_out = transfer_rejected = points_transferred_in = \
+        _clock_only
 
 
 @dataclass(frozen=True)
