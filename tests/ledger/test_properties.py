@@ -16,24 +16,21 @@ import itertools
 import json
 from datetime import datetime, timezone
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
 from ledger.domain import account_id
-from tests.support.properties import TwiceLedger, account_state, replayed_state, timed_stream
+from tests.support.properties import (TwiceLedger, account_state, property_settings, replayed_state,
+                                      timed_stream)
 
 EXAMPLES_MAX = 40
 EVENTS_MAX = 40
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _example_ids = itertools.count()
 
-SETTINGS = settings(
-    max_examples=EXAMPLES_MAX,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+SETTINGS = property_settings(EXAMPLES_MAX)
 
 
 @st.composite

@@ -22,7 +22,7 @@ import dataclasses
 import itertools
 from datetime import datetime, timezone
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
@@ -30,18 +30,15 @@ from ledger.commands import command_from_event
 from ledger.credits import credit_commands
 from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
-from tests.support.properties import TwiceLedger, account_state, replayed_state, timed_stream
+from tests.support.properties import (TwiceLedger, account_state, property_settings, replayed_state,
+                                      timed_stream)
 
 EXAMPLES_MAX = 30
 EVENTS_MAX = 40
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _example_ids = itertools.count()
 
-SETTINGS = settings(
-    max_examples=EXAMPLES_MAX,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+SETTINGS = property_settings(EXAMPLES_MAX)
 
 
 def contract_2_program(lifetime: bool):

@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
 from ledger.calendar import format_timestamp
 from ledger.domain import account_id
+
+
+def property_settings(examples_max: int) -> settings:
+    """hypothesis settings of the ledger's property tests: ``examples_max`` streams, no
+    deadline (a PostgreSQL example is slow), the ``ledger`` fixture shared by examples."""
+    return settings(max_examples=examples_max, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def timed_stream(draw, prefix: str, members: list[str], start: datetime, events_max: int,
