@@ -78,10 +78,16 @@ def stack_env(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def stack_env_file_written(stack_dir: Path, settings: Settings) -> Iterator[Path]:
-    """``stack_dir/env`` for commands run from the same directory, removed when the stack stops."""
+def stack_env_file_written(stack_dir: Path, exports: Settings | dict[str, str]) -> Iterator[Path]:
+    """``stack_dir/env`` for commands run from the same directory, removed when the stack stops.
+
+    ``exports``: the variables, or settings whose ``stack_env`` they are. The file is
+    readable by its owner only (``loyalty up`` puts its API key there)."""
     path = stack_dir / STACK_ENV_FILE_NAME
-    path.write_text(env_file_text(stack_env(settings)), encoding="utf-8")
+    variables = exports if isinstance(exports, dict) else stack_env(exports)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(env_file_text(variables), encoding="utf-8")
     try:
         yield path
     finally:

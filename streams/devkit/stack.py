@@ -4,9 +4,11 @@ An embedded broker (tansu, topics in memory; or Apache Kafka with
 ``--broker kafka``, also fresh at every start) and an embedded PostgreSQL
 whose data is kept for ``DIR`` (``services.stack_store_dir``), the topics
 and tables set up, N workers (the first also runs the outbox relay) and the
-projection follower, their logs in ``DIR/logs``. It writes the connection
-variables to ``DIR/env`` (``export LOYALTY_...=...`` lines), prints them and
-then ``ready``; commands run from the same directory find the stack through
+projection follower and the till API (``loyalty api`` on a free loopback
+port, with a key of every scope made for this stack), their logs in
+``DIR/logs``. It writes the connection variables to ``DIR/env`` (``export
+LOYALTY_...=...`` lines, readable by the owner only: the API key is one of
+them), prints them and then ``ready``; commands run from the same directory find the stack through
 that file (``ledger.settings.with_stack_env``). Ctrl-C, SIGTERM or SIGHUP
 stops everything and removes ``DIR/env``.
 
@@ -33,6 +35,7 @@ from projections.runner import open_read_models
 from streams.devkit.demo import start_follower, stop_follower
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.devkit.services import broker_class, stack_env, stack_env_file_written, stack_store_dir
+from streams.devkit.till_api import TillApi
 from streams.process import ProcessError, start_workers, stop_workers
 from ledger.settings import env_file_text
 from streams.settings import Settings
@@ -74,12 +77,15 @@ def run_up(options: UpOptions, settings: Settings, say: Callable[[str], None] = 
         stack.callback(stop_workers, workers)
         follower = Follower(live, logs / "projections.log")
         stack.callback(follower.stop)
-        stack.enter_context(stack_env_file_written(options.stack_dir, live))
-        for name, value in stack_env(live).items():
+        api = TillApi.start(live, logs / "api.log")
+        stack.callback(api.stop)
+        exports = stack_env(live) | api.exports()
+        stack.enter_context(stack_env_file_written(options.stack_dir, exports))
+        for name, value in exports.items():
             say(env_file_text({name: value}).rstrip("\n"))
         say("ready")
         sys.stdout.flush()
-        return _watch(workers, follower)
+        return _watch(workers, follower, api)
 
 
 def _set_up(settings: Settings, options: UpOptions) -> None:
@@ -124,14 +130,17 @@ class Follower:
         stop_follower(self.process)
 
 
-def _watch(workers, follower: Follower) -> int:
-    """Until interrupted (status 0); a worker that dies stops the stack with ``ProcessError``."""
+def _watch(workers, follower: Follower, api: TillApi) -> int:
+    """Until interrupted (status 0); a worker or the API that dies stops the stack with ``ProcessError``."""
     try:
         while True:
             for worker in workers:
                 if worker.process.poll() is not None:
                     raise ProcessError(f"a worker exited with status {worker.process.returncode}; "
                                        f"its log: {worker.log_path}")
+            if not api.is_running():
+                raise ProcessError(f"the till API exited with status {api.process.returncode}; "
+                                   f"its log: {api.log_path}")
             follower.keep_running()
             time.sleep(WATCH_INTERVAL_MS / 1000)
     except KeyboardInterrupt:

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import time
 
+import httpx
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
-from streams.devkit.services import stack_store_dir
 from ledger.settings import read_env_file
+from streams.devkit.services import stack_store_dir
 from tests.support import builders as b
 from tests.support.processes import assert_all_gone, loyalty, spawned
 from tests.support.streamgen import generate_events
 
 APPLIED_WAIT_S = 90
+HTTP_TIMEOUT_S = 30
 EVENTS = 300
 
 
@@ -69,13 +72,22 @@ def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path,
     with spawned("up", cwd=tmp_path) as up:
         up.wait_for_line("ready")
         exported = read_env_file(stack_dir / "env")
-        assert {"LOYALTY_BOOTSTRAP_SERVERS", "LOYALTY_DATABASE_URL"} <= set(exported)
+        assert {"LOYALTY_BOOTSTRAP_SERVERS", "LOYALTY_DATABASE_URL", "LOYALTY_API_URL",
+                "LOYALTY_API_KEY"} <= set(exported)
         for name, value in exported.items():
             assert f"export {name}=" in up.output()
         produced = loyalty("produce", "in.jsonl", cwd=tmp_path)
         assert produced.returncode == 0, produced.stderr
         view = wait_for_member(tmp_path, member, direct.find_account(member).version)
         assert view["balance"]["balance"] == direct.find_account(member).balance
+        # the stack's till API answers with the stack's key, and only with it
+        assert stat.S_IMODE((stack_dir / "env").stat().st_mode) == 0o600  # the key is in it
+        api_url, api_key = exported["LOYALTY_API_URL"], exported["LOYALTY_API_KEY"]
+        answer = httpx.get(f"{api_url}/v1/members/{member}", timeout=HTTP_TIMEOUT_S,
+                           headers={"Authorization": f"Bearer {api_key}"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["balance"] == direct.find_account(member).balance
+        assert httpx.get(f"{api_url}/v1/members/{member}", timeout=HTTP_TIMEOUT_S).status_code == 401
         assert up.stop(signal.SIGTERM) == 0, up.output()[-2000:]
         assert_all_gone(up.seen)
     assert not (stack_dir / "env").exists()
