@@ -95,7 +95,8 @@ def add_subcommands(commands: Any) -> None:
     up.add_argument("--program", metavar="FILE",
                     help="program rules, TOML (default: LOYALTY_PROGRAM_FILE, else the built-in program)")
     up.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
-                    help="embedded: tansu, topics in memory (default); kafka: Apache Kafka (needs java, mvn)")
+                    help="embedded: tansu, topics in memory (default); kafka: Apache Kafka (needs java, mvn); "
+                         "LOYALTY_BOOTSTRAP_SERVERS set: that broker")
     keep = up.add_mutually_exclusive_group()
     keep.add_argument("--fresh", action="store_true", help="delete the store of DIR first: an empty ledger")
     keep.add_argument("--keep-ledger", action="store_true",

@@ -1,7 +1,8 @@
 """``loyalty up``: a local stack kept running for trying and developing.
 
 An embedded broker (tansu, topics in memory; or Apache Kafka with
-``--broker kafka``, also fresh at every start) and an embedded PostgreSQL
+``--broker kafka``, also fresh at every start; or the broker that
+``LOYALTY_BOOTSTRAP_SERVERS`` names, whose topics last) and an embedded PostgreSQL
 whose data is kept for ``DIR`` (``services.stack_store_dir``), the topics
 and tables set up, N workers (the first also runs the outbox relay) and the
 projection follower and the till API (``loyalty api`` on a free loopback
@@ -69,10 +70,11 @@ def run_up(options: UpOptions, settings: Settings, say: Callable[[str], None] = 
     if options.fresh:
         shutil.rmtree(store, ignore_errors=True)
     with ExitStack() as stack:
-        broker = stack.enter_context(broker_class(options.broker)())
+        bootstrap = settings.bootstrap_servers or \
+            stack.enter_context(broker_class(options.broker)()).bootstrap_servers
         postgres = stack.enter_context(EmbeddedPostgres(store))
-        live = settings.with_services(broker.bootstrap_servers, postgres.settings.url)
-        _set_up(live, options)
+        live = settings.with_services(bootstrap, postgres.settings.url)
+        _set_up(live, options, new_topics=not settings.bootstrap_servers)
         workers = start_workers(live, options.workers, logs)
         stack.callback(stop_workers, workers)
         follower = Follower(live, logs / "projections.log")
@@ -88,13 +90,16 @@ def run_up(options: UpOptions, settings: Settings, say: Callable[[str], None] = 
         return _watch(workers, follower, api)
 
 
-def _set_up(settings: Settings, options: UpOptions) -> None:
-    """Topics, tables and read models; the old topics' tracking rows dealt with as asked."""
+def _set_up(settings: Settings, options: UpOptions, new_topics: bool) -> None:
+    """Topics, tables and read models; with a broker of its own (``new_topics``: empty at every
+    start) the old topics' tracking rows dealt with as asked."""
     ensure_topics(settings)
     ledger = open_ledger(settings)
     with open_read_models(eventsourcing_env_from_url(settings.database_url), None, ledger.program):
         pass
     ledger.close()
+    if not new_topics:
+        return  # a broker that keeps its topics: the workers' topic-identity check guards them
     old = tracked_topics(settings.database_url, tracked_topic_names(settings))
     if old and not options.keep_ledger:
         raise StackError(
