@@ -24,7 +24,7 @@ from datetime import datetime
 
 from psycopg_pool import ConnectionPool
 
-TABLE = "loyalty_api_keys"
+TABLE = "loyalty_api_keys"  # named literally in each statement (tests/reliability/test_sql.py)
 KEY_PREFIX = "lk"
 KEY_ID_BYTES = 6
 KEY_SECRET_BYTES = 32
@@ -117,21 +117,21 @@ class KeyStore:
         key_id = secrets.token_hex(KEY_ID_BYTES)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(KEY_SECRET_BYTES)}"
         with self._connect() as connection:
-            connection.execute(f"INSERT INTO {TABLE} (key_id, key_sha256, scopes, stores) "
+            connection.execute("INSERT INTO loyalty_api_keys (key_id, key_sha256, scopes, stores) "
                                "VALUES (%s, %s, %s, %s)", (key_id, key_digest(key), sorted(set(scopes)),
                                                            sorted(set(stores)) if stores else None))
         return key, ApiKey(key_id, frozenset(scopes), frozenset(stores) if stores else None)
 
     def list(self) -> list[ApiKey]:
         with self._connect() as connection:
-            rows = connection.execute(f"SELECT key_id, scopes, stores, created_at, revoked_at "
-                                      f"FROM {TABLE} ORDER BY created_at, key_id").fetchall()
+            rows = connection.execute("SELECT key_id, scopes, stores, created_at, revoked_at "
+                                      "FROM loyalty_api_keys ORDER BY created_at, key_id").fetchall()
         return [_api_key(*row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
         """Revoke ``key_id``; False when there is no such live key."""
         with self._connect() as connection:
-            cursor = connection.execute(f"UPDATE {TABLE} SET revoked_at = now() "
+            cursor = connection.execute("UPDATE loyalty_api_keys SET revoked_at = now() "
                                         "WHERE key_id = %s AND revoked_at IS NULL", (key_id,))
             return cursor.rowcount == 1
 
@@ -141,7 +141,7 @@ class KeyStore:
         if key_id is None:
             return None
         with self._connect() as connection:
-            row = connection.execute(f"SELECT key_sha256, scopes, stores FROM {TABLE} "
+            row = connection.execute("SELECT key_sha256, scopes, stores FROM loyalty_api_keys "
                                      "WHERE key_id = %s AND revoked_at IS NULL", (key_id,)).fetchone()
         if row is None or not hmac.compare_digest(row[0], key_digest(presented)):
             return None
