@@ -9,9 +9,10 @@ fold, snapshots and transcoding stay the library's (an async re-implementation
 of them would be a second copy of the ledger's read path). The ledger is
 opened without an account cache: another process writes the accounts.
 
-Fields the domain does not have yet (``held``, ``pending``, ``discount_pct``,
-holds, a lot's ``active_from``) read as their default-program values (0, 0,
-0, [], the lot's ``occurred_at``) until the domain grows them.
+A lot's ``active_from`` is its activation time while pending, else its
+``occurred_at`` (the domain forgets when a pending lot activated: an
+activated lot shows its ``occurred_at`` too). Fields the domain does not
+have yet (``held``, holds) read as 0 and [] until section 7 lands.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def member_document(account: LoyaltyAccount, ledger: LoyaltyLedger) -> dict[str,
         "next_tier": tier["next_tier"],
         "spend_to_next_tier": tier["spend_to_next_tier"],
         "lots": [{"lot_id": lot.lot_id, "points": lot.remaining, "expires_at": lot.expires_at,
-                  "active_from": getattr(lot, "active_from", lot.occurred_at)} for lot in account.lots],
+                  "active_from": lot.active_from or lot.occurred_at} for lot in account.lots],
         "holds": _open_holds(account),
         "version": account.version,
         "clock": account.clock,
