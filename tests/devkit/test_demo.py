@@ -22,7 +22,7 @@ import pytest
 
 from streams.devkit.services import stack_store_dir
 from tests.support.leftovers import new_mark, processes_marked
-from tests.support.processes import assert_all_gone, descendants, spawned
+from tests.support.processes import assert_all_gone, has_descendant, spawned
 
 DEMO_TIMEOUT_S = 300
 COMMAND_TIMEOUT_S = 120
@@ -97,8 +97,7 @@ def test_ctrl_c_or_a_closed_terminal_stops_the_demo_and_leaves_no_process_behind
     with spawned("demo", "--members", "300", "--days", "365", "--rate", "500", cwd=tmp_path,
                  env=lane_broker_env(f"demo-interrupted-{sig.name}") | mark) as demo:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not any("worker" in " ".join(p.cmdline()) for p in descendants(demo.process.pid)
-                      if p.is_running()):
+        while not has_descendant(demo.process.pid, "worker"):
             assert time.monotonic() < deadline and demo.process.poll() is None, demo.output()[-2000:]
             time.sleep(0.5)
         time.sleep(INTERRUPT_AFTER_S)  # events flowing

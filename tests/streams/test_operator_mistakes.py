@@ -15,7 +15,7 @@ import pytest
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
 from tests.support import builders as b
-from tests.support.processes import assert_all_gone, descendants, loyalty, spawned
+from tests.support.processes import assert_all_gone, descendants, has_descendant, loyalty, spawned
 from tests.support.services import unique_database_name
 from tests.support.streamgen import generate_events
 
@@ -128,8 +128,7 @@ def test_a_closed_terminal_stops_process_like_sigterm_leaving_nothing_behind(tmp
     path.write_text("\n".join(json.dumps(event) for event in generate_events(seed=5, count=20_000)))
     with spawned("process", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path) as command:
         deadline = time.monotonic() + 120
-        while not any("worker" in " ".join(p.cmdline()) for p in descendants(command.process.pid)
-                      if p.is_running()):
+        while not has_descendant(command.process.pid, "worker"):
             assert time.monotonic() < deadline and command.process.poll() is None, command.output()
             time.sleep(0.2)
         started = descendants(command.process.pid)

@@ -45,6 +45,15 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def has_descendant(pid: int, word: str) -> bool:
+    """Whether a live descendant of ``pid`` has ``word`` in its command line.
+
+    A child that exits or turns zombie between listing and reading its
+    command line is simply not counted.
+    """
+    return any(word in _cmdline(process) for process in descendants(pid))
+
+
 def assert_all_gone(processes: list[psutil.Process], timeout_s: float = STOP_TIMEOUT_S) -> None:
     _, alive = psutil.wait_procs(processes, timeout=timeout_s)
     assert alive == [], f"left running: {[(p.pid, _cmdline(p)) for p in alive]}"
