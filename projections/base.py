@@ -104,11 +104,24 @@ class ReadModelRecorder(PostgresTrackingRecorder):
             self.lock_position(cursor)
             for table in self.tables:
                 cursor.execute(table.drop_statement(self.schema))
+            self._rewind_position(cursor)
+            for table in self.tables:
+                cursor.execute(table.create_statement(self.schema))
+
+    def _rewind_position(self, cursor: Cursor) -> None:
+        """Position 0, keeping the position row itself (single-row tracking).
+
+        The row is updated, not deleted and re-inserted: a writer waiting for
+        its lock (a live follower) then reads 0 and starts over, where a
+        deleted row would leave it with no row at all.
+        """
+        if not self.datastore.single_row_tracking:
             cursor.execute(SQL("DELETE FROM {}.{} WHERE application_name = %s").format(
                 Identifier(self.schema), Identifier(self.tracking_table_name)), (APPLICATION_NAME,))
             self._insert_position_row(cursor)
-            for table in self.tables:
-                cursor.execute(table.create_statement(self.schema))
+            return
+        cursor.execute(SQL("UPDATE {}.{} SET notification_id = 0 WHERE application_name = %s").format(
+            Identifier(self.schema), Identifier(self.tracking_table_name)), (APPLICATION_NAME,))
 
     def _insert_position_row(self, cursor: Cursor) -> None:
         """Position 0 until the first batch: there is always a row to lock."""

@@ -257,11 +257,17 @@ def _commit(models: ReadModels, kept: dict[str, Kept], window: Window,
     return {name: max(position, window.position) for name, position in current.items()}
 
 
+class ReadModelsMovedBack(RuntimeError):
+    """A read model's position went back during a catch-up: another writer reset it
+    (``loyalty replay`` while a follower runs). Nothing of the window was written;
+    catching up again from the new positions is the remedy."""
+
+
 def _check_not_behind(current: dict[str, int], start: int) -> None:
     """A read model behind the window was reset by another writer: its facts were not read."""
     behind = {name: position for name, position in current.items() if position < start}
     if behind:
-        raise RuntimeError(f"read models moved back during the catch-up (reset by another "
+        raise ReadModelsMovedBack(f"read models moved back during the catch-up (reset by another "
                            f"writer?): {behind}, expected at least {start}")
 
 

@@ -27,7 +27,9 @@ from rich.console import Console
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
+from ledger.settings import LedgerSettings
 from projections.balances import BALANCES
+from projections.follower import follow
 from projections.runner import (READ_MODEL_NAMES, catch_up, live_runner, open_read_models,
                                 read_model_digests, replay)
 from projections.verify import verify
@@ -355,3 +357,44 @@ def test_a_live_runner_and_a_catch_up_at_once_count_every_fact_once(medium_ledge
                         timeout=RUNNER_WAIT_TIMEOUT_S)
     with open_read_models(pg_env) as models:
         assert read_model_digests(models) == reference
+
+
+class FollowerCaughtUp(Exception):
+    """Raised from the follower's lag callback to end ``follow`` once it is level again."""
+
+
+def test_a_replay_under_a_running_follower_makes_it_start_over_not_crash(medium_ledger, pg_env):
+    """``loyalty replay`` resets the read models after the follower read their positions
+    and before it commits: the follower abandons that window and catches up from 0."""
+    ledger, _ = medium_ledger
+    with open_read_models(pg_env) as models:
+        catch_up(ledger, models, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+    apply(ledger, b.purchase("M-follow", "2026-06-01T10:00:00Z", 12_345))  # work for the follower
+    follower_ledger = LoyaltyLedger(env=pg_env)
+    chunks = follower_ledger.fact_log.chunks
+    resets: list[int] = []
+    lags: dict[str, int] = {}
+
+    def chunks_reset_by_a_replay_first(*args, **kwargs):
+        if not resets:
+            with open_read_models(pg_env) as other:
+                for name in READ_MODEL_NAMES:
+                    other.view(name).reset()
+            resets.append(1)
+        return chunks(*args, **kwargs)
+
+    def stop_when_level(name: str, behind: int) -> None:
+        lags[name] = behind
+        if resets and len(lags) == len(READ_MODEL_NAMES) and not any(lags.values()):
+            raise FollowerCaughtUp
+
+    follower_ledger.fact_log.chunks = chunks_reset_by_a_replay_first
+    try:
+        with open_read_models(pg_env) as models, pytest.raises(FollowerCaughtUp):
+            follow(follower_ledger, models, LedgerSettings(), record_lag=stop_when_level)
+        with open_read_models(pg_env) as models:
+            followed = read_model_digests(models)
+            replay(ledger, models, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+            assert resets and followed == read_model_digests(models)
+    finally:
+        follower_ledger.close()
