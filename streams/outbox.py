@@ -29,6 +29,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from ledger import routing
 from ledger.application import LoyaltyLedger
 from streams.settings import Settings
+from streams.validation import DEAD_LETTER_RECORD_BYTES_MAX
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class KafkaSender:
                                     linger_ms=SENDER_LINGER_MS, client_id="loyalty-outbox",
                                     max_batch_size=SENDER_BATCH_BYTES_MAX,
                                     request_timeout_ms=PUBLISH_TIMEOUT_MS,
+                                    max_request_size=DEAD_LETTER_RECORD_BYTES_MAX,
                                     **aiokafka_options(settings))
         await producer.start()
         return producer

@@ -38,6 +38,11 @@ ERROR_MESSAGE_CHARS_MAX = 1024
 REASON_MESSAGE_CHARS_MAX = 4096
 SCHEMA_ERRORS_REPORTED_MAX = 3
 VALUE_PREVIEW_CHARS_MAX = 1024
+# A dead_letter.v1 envelope at its schema's limits (key and value of up to 4 MiB each in
+# base64, the text fields JSON-escaped) and its record's headers: the relay's request limit
+# and the dead-letter topic's max.message.bytes, so a dead letter of any message the broker
+# accepted on the inbound topic can be published.
+DEAD_LETTER_RECORD_BYTES_MAX = 12 * 1024 * 1024
 QUOTED_VALUE_CHARS_MAX = 80
 
 INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "year_closed",
