@@ -1,0 +1,130 @@
+"""The console's overview figures: KPIs, throughput, lags, dead letters today, the API's replies.
+
+- KPI rows: ``projections.kpi_report`` over the ``kpis`` read model (the
+  year rows and the points liability by expiry month); ``kpi_chart_svgs``
+  is the slot for the KPI charts (``projections/kpi_charts.py``, being
+  written on another branch): until it lands it gives no chart.
+- Events applied and events/s: the ledger's tracking positions of the
+  events topic, the rate between two overview reads of this process.
+- Consumer lag: the events topic's end offsets (a Kafka client of the API
+  process, at most ``OFFSETS_TIMEOUT_MS``) less the tracked offsets; None
+  when the broker did not answer in time.
+- Read-model lag: the log's head less each read model's tracking position.
+- API replies and timeouts: this process's own ``ApiMetrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ledger.application import LoyaltyLedger
+from projections.kpi_report import kpi_report
+from projections.runner import ReadModels
+from streams.api.metrics import ApiMetrics
+from streams.kafka_security import aiokafka_options
+from streams.settings import Settings
+
+OFFSETS_TIMEOUT_MS = 2000
+EVENTS_ROUTE = "/v1/events"
+
+
+@dataclass
+class Overview:
+    year_rows: list[dict] = field(default_factory=list)
+    liability_rows: list[dict] = field(default_factory=list)
+    kpi_charts: list[str] = field(default_factory=list)
+    applied_events: int = 0
+    events_per_s: int | None = None
+    consumer_lag: int | None = None
+    read_model_lag: dict[str, int] = field(default_factory=dict)
+    dead_letters_today: int = 0
+    event_replies: int = 0
+    event_replies_timed_out: int = 0
+    requests_by_status: dict[str, int] = field(default_factory=dict)
+
+
+def kpi_chart_svgs(rows: list[dict[str, Any]]) -> list[str]:
+    """SVG documents of the KPI charts by month: the slot for ``projections.kpi_charts``.
+
+    Wire the KPI branch's chart functions here (they must return SVG the
+    console may embed as is: built by our code, every label escaped); until
+    then the overview shows the KPI table alone.
+    """
+    return []
+
+
+def ledger_figures(ledger: LoyaltyLedger, models: ReadModels, events_topic: str) -> dict[str, Any]:
+    """Blocking: tracked offsets of the events topic and each read model's lag behind the log."""
+    tracked = ledger.all_tracked_positions()
+    prefix = f"{events_topic}:"
+    offsets = {int(name[len(prefix):]): offset for name, offset in tracked.items() if name.startswith(prefix)}
+    head = ledger.fact_log.head()
+    lag = {name: max(head - position, 0) for name, position in models.positions().items()}
+    rows = kpi_report(models.view("kpis"))
+    return {"tracked_offsets": offsets, "read_model_lag": lag, "kpi_rows": rows}
+
+
+def api_figures(metrics: ApiMetrics, overview: Overview) -> None:
+    registry = metrics.registry
+    overview.event_replies = int(registry.get_sample_value("loyalty_api_reply_latency_seconds_count") or 0)
+    overview.event_replies_timed_out = int(registry.get_sample_value(
+        "loyalty_api_replies_timed_out_total") or 0)
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "loyalty_api_requests_total" and sample.labels["route"] == EVENTS_ROUTE:
+                status = sample.labels["status"]
+                overview.requests_by_status[status] = (overview.requests_by_status.get(status, 0)
+                                                       + int(sample.value))
+
+
+class Throughput:
+    """Events applied per second between two reads of this process (None at the first)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+
+    def rate(self, applied: int) -> int | None:
+        now = time.monotonic()
+        previous, self._last = self._last, (now, applied)
+        if previous is None or now <= previous[0]:
+            return None
+        return max(int((applied - previous[1]) / (now - previous[0])), 0)
+
+
+class EndOffsets:
+    """The events topic's end offsets, from a consumer without a group started at first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def lag(self, tracked: dict[int, int]) -> int | None:
+        try:
+            ends = await asyncio.wait_for(self._end_offsets(), OFFSETS_TIMEOUT_MS / 1000)
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            return None
+        return sum(max(end - (tracked.get(partition, -1) + 1), 0) for partition, end in ends.items())
+
+    async def _end_offsets(self) -> dict[int, int]:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+                                        enable_auto_commit=False, **aiokafka_options(self.settings))
+            await consumer.start()
+            self._consumer = consumer
+        topic = self.settings.events_topic
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
