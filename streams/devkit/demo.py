@@ -176,7 +176,7 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console)
         stack.callback(stop_follower, follower)
         api = TillApi.start(settings, logs / "api.log")  # the operator console while the demo runs
         stack.callback(api.stop)
-        console.print(api.console_line(), markup=False, highlight=False)
+        console.print(api.console_line(), markup=False, highlight=False, soft_wrap=True)
         stack.callback(producer.stop.set)
         producer.start()
         try:

@@ -44,7 +44,14 @@ def _is_campaign_lines(value: Any) -> bool:
 
 
 def history_rows(facts: list[dict], as_of_version: int) -> list[dict]:
-    """The facts up to ``as_of_version`` with their cause and campaign lines apart."""
+    """The facts up to ``as_of_version`` with their cause and campaign lines apart.
+
+    Only an event's outcome fact records its Kafka position (``topic/partition/offset``);
+    the other facts of the same event show it through their ``source_event_id``, as
+    ``loyalty member`` does.
+    """
+    positions = {fact["source_event_id"]: fact["source_position"] for fact in facts if fact["source_position"]}
     return [{**fact, "program_version": fact["data"].get("program_version"),
+             "source_position": positions.get(fact["source_event_id"]),
              "campaign_lines": campaign_lines(fact), "shown": shown_data(fact)}
             for fact in facts if fact["version"] <= as_of_version]
