@@ -21,6 +21,7 @@ from datetime import datetime, time as day_time, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import orjson
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -56,7 +57,13 @@ def _number(value: int | None, absent: str = "-") -> str:
     return absent if value is None else f"{value:,}"
 
 
+def _compact(value: object) -> str:
+    """A fact field as a person reads it: text as is, anything else as compact JSON (filter ``compact``)."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
 TEMPLATES.filters["num"] = _number
+TEMPLATES.filters["compact"] = _compact
 
 
 class ConsoleError(Exception):
