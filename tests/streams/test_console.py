@@ -18,19 +18,15 @@ import pytest
 
 from streams.api.keys import key_store
 from tests.support import builders as b
-from tests.support.api import running_stack, warm_up
-from tests.support.console import (console_client, csrf_of, produce_raw, sign_in,
+from tests.support.console import (console_client, console_stack, csrf_of, produce_raw, sign_in,
                                    wait_for_dead_letter)
 
-REPLY_TIMEOUT_MS = 20_000
 DEAD_LETTER_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, embedded_pg, tmp_path_factory):
-    with running_stack(kafka_bootstrap, embedded_pg, tmp_path_factory.mktemp("console"),
-                       reply_timeout_ms=REPLY_TIMEOUT_MS) as stack:
-        warm_up(stack)
+    with console_stack(kafka_bootstrap, embedded_pg, tmp_path_factory.mktemp("console")) as stack:
         yield stack
 
 
@@ -130,7 +126,7 @@ def test_a_dead_letter_is_re_driven_edited_and_the_re_drive_is_recorded(stack, a
     m = member()
     bad = {**b.purchase(m, "2025-05-01T10:00:00Z", 4000), "amount_minor": "4000"}
     raw = orjson.dumps(bad)
-    produce_raw(stack, m.encode(), raw)
+    produce_raw(stack, [(m.encode(), raw)])
     letter_id = wait_for_dead_letter(admin, m, DEAD_LETTER_TIMEOUT_S)
     listing = admin.get("/console/dead-letters", params={"reason": "schema"})
     assert letter_id in listing.text and "/amount_minor" in listing.text

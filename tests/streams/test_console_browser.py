@@ -20,23 +20,19 @@ import pytest
 
 from streams.devkit.simulator import SimulationConfig, simulate_events
 from tests.support import builders as b
-from tests.support.api import running_stack, warm_up
 from tests.support.browser import chromium_contexts, screenshot, sign_in
-from tests.support.console import produce_raw
+from tests.support.console import console_stack, produce_raw
 from tests.support.processes import loyalty
 
 pytestmark = pytest.mark.browser
 
-REPLY_TIMEOUT_MS = 20_000
 STREAM = SimulationConfig(seed=11, members=25, stores=3, days=90)
 AS_OF_CANDIDATES_MAX = 5
 
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, embedded_pg, tmp_path_factory):
-    with running_stack(kafka_bootstrap, embedded_pg, tmp_path_factory.mktemp("console-browser"),
-                       reply_timeout_ms=REPLY_TIMEOUT_MS) as stack:
-        warm_up(stack)
+    with console_stack(kafka_bootstrap, embedded_pg, tmp_path_factory.mktemp("console-browser")) as stack:
         yield stack
 
 
@@ -47,8 +43,7 @@ def member(stack):
     referrers = {event["referrer_member_id"] for event in events if event["type"] == "referral"}
     counts = Counter(event["member_id"] for event in events if event["type"] == "purchase")
     chosen = next(m for m, _ in counts.most_common() if m not in referrers)
-    for event in events:
-        produce_raw(stack, event["member_id"].encode(), orjson.dumps(event))
+    produce_raw(stack, [(event["member_id"].encode(), orjson.dumps(event)) for event in events])
     last = max(event["occurred_at"] for event in events if event["member_id"] == chosen)
     with stack.client(stack.key()) as till:  # read-your-writes: every earlier event of the member is applied
         answer = till.post("/v1/events", json=b.birthday(chosen, last))
@@ -133,7 +128,7 @@ def test_a_dead_letter_edited_and_re_driven_is_applied_to_the_member(stack, admi
     page = admin_page
     m = f"m-{uuid.uuid4().hex[:10]}"
     bad = {**b.purchase(m, "2025-06-01T10:00:00Z", 5000), "amount_minor": "5000"}
-    produce_raw(stack, m.encode(), orjson.dumps(bad))
+    produce_raw(stack, [(m.encode(), orjson.dumps(bad))])
     row = page.locator("tr.dead-letter", has_text=m)
     for _ in range(60):
         page.goto(f"{stack.url}/console/dead-letters?reason=schema")

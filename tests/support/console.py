@@ -1,21 +1,34 @@
 """The operator console over HTTP for tests: sign in with a key, read forms' CSRF tokens, put a
 message on the events topic as a producer would (to make dead letters).
 
-``ConsoleClient(stack, key)`` is an httpx client of the stack's first API, signed in.
+``console_stack`` starts the stack; ``console_client(stack, key)`` is an httpx client of its
+first API, signed in.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from kafka import KafkaProducer
 
-from tests.support.api import HTTP_TIMEOUT_S, POLL_INTERVAL_S, ApiStack
+from tests.support.api import HTTP_TIMEOUT_S, POLL_INTERVAL_S, ApiStack, running_stack, warm_up
 
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 DEAD_LETTER_LINK = re.compile(r'/console/dead-letters/([0-9a-f-]{36})"')
+REPLY_TIMEOUT_MS = 20_000  # the worker may still be joining its group at the first write
+
+
+@contextmanager
+def console_stack(kafka_bootstrap: str, embedded_pg, log_dir: Path) -> Iterator[ApiStack]:
+    """An API and a worker whose group has answered one write (``tests/support/api.py``)."""
+    with running_stack(kafka_bootstrap, embedded_pg, log_dir, reply_timeout_ms=REPLY_TIMEOUT_MS) as stack:
+        warm_up(stack)
+        yield stack
 
 
 def csrf_of(html: str) -> str:
@@ -36,10 +49,12 @@ def console_client(stack: ApiStack, key: str) -> httpx.Client:
     return client
 
 
-def produce_raw(stack: ApiStack, key: bytes | None, value: bytes) -> None:
-    """One message on the stack's events topic, as a POS would send it (nothing checked)."""
+def produce_raw(stack: ApiStack, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """``(key, value)`` messages on the stack's events topic, as a POS would send them (nothing checked)."""
     producer = KafkaProducer(bootstrap_servers=stack.settings.bootstrap_servers)
-    producer.send(stack.settings.events_topic, key=key, value=value).get(timeout=HTTP_TIMEOUT_S)
+    sent = [producer.send(stack.settings.events_topic, key=key, value=value) for key, value in messages]
+    for future in sent:
+        future.get(timeout=HTTP_TIMEOUT_S)
     producer.close()
 
 
