@@ -150,3 +150,20 @@ def test_campaigns_and_overview_answer(stack, admin):
     assert "no <code>campaigns</code> read model" in admin.get("/console/campaigns").text
     overview = admin.get("/console/overview")
     assert overview.status_code == 200 and 'id="kpis"' in overview.text and 'id="read-model-lag"' in overview.text
+
+
+def test_a_selection_of_dead_letters_is_re_driven_as_it_is(stack, admin):
+    m = member()
+    purchases = [b.purchase(m, "2025-07-01T10:00:00Z", 3000), b.purchase(m, "2025-07-02T10:00:00Z", 2000)]
+    produce_raw(stack, [(b"not-the-member", orjson.dumps(purchase)) for purchase in purchases])  # key_mismatch
+    letters = [wait_for_dead_letter(admin, purchase["event_id"], DEAD_LETTER_TIMEOUT_S) for purchase in purchases]
+    page = admin.get("/console/dead-letters", params={"reason": "key_mismatch"})
+    answer = admin.post("/console/dead-letters/redrive",
+                        data={"csrf": csrf_of(page.text), "id": letters})  # keyed by member_id this time
+    assert answer.status_code == 200 and answer.text.count('class="result">points_earned<') == 2
+    with stack.client(stack.key()) as till:
+        assert till.get(f"/v1/members/{m}").json()["balance"] == 50
+    again = admin.post("/console/dead-letters/redrive", data={"csrf": csrf_of(page.text), "id": letters[0]})
+    assert 'class="result">points_earned<' in again.text  # idempotent: the recorded outcome, nothing new
+    with stack.client(stack.key()) as till:
+        assert till.get(f"/v1/members/{m}").json()["balance"] == 50

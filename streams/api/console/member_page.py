@@ -7,12 +7,35 @@ and the campaign lines of a fact are worked out here, for display.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ledger.program import Program
+from streams.api.console.web import ConsoleError
 
-HISTORY_FACTS_PER_PAGE = 500
+HISTORY_FACTS_PER_PAGE = 500  # facts of one member page; "later facts" shows the next ones
 PERCENT = 100
+VERSION_MAX = 2**63 - 1  # the event store's versions are bigints
+
+
+async def member_figures(parts, member_id: str, moment: datetime | None, after_version: int) -> dict | None:
+    """The member page's document, history page and tier progress; None for an unknown member."""
+    document = await _document(parts, member_id, moment)
+    if document is None:
+        return None
+    facts = await parts.reads.run(parts.reads.history, member_id, after_version, HISTORY_FACTS_PER_PAGE) or []
+    rows = history_rows(facts, document["version"])
+    more = len(facts) == HISTORY_FACTS_PER_PAGE and rows and rows[-1]["version"] < document["version"]
+    return {"document": document, "history": rows, "after_version": after_version,
+            "next_after": rows[-1]["version"] if more else None,
+            "progress_pct": tier_progress_pct(document, parts.reads.ledger.program)}
+
+
+async def _document(parts, member_id: str, moment: datetime | None) -> dict | None:
+    try:
+        return await parts.reads.run(parts.reads.member, member_id, moment)
+    except OverflowError:  # a time at the edge of datetime's range, moved to UTC
+        raise ConsoleError(422, "as of: a time the ledger can hold") from None
 
 
 def tier_progress_pct(document: dict, program: Program) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,28 @@ class Overview:
     event_replies: int = 0
     event_replies_timed_out: int = 0
     requests_by_status: dict[str, int] = field(default_factory=dict)
+
+
+async def overview_of(parts, console, models: ReadModels) -> Overview:
+    """Every figure of the overview page; blocking reads on the API's read threads."""
+    figures = await parts.reads.run(ledger_figures, parts.reads.ledger, models, parts.settings.events_topic)
+    rows = figures["kpi_rows"]
+    shown = Overview(read_model_lag=figures["read_model_lag"],
+                     year_rows=[row for row in rows if row["kind"] == "year"],
+                     liability_rows=[row for row in rows if row["kind"] == "liability"],
+                     kpi_charts=kpi_chart_svgs(rows))
+    shown.applied_events = sum(offset + 1 for offset in figures["tracked_offsets"].values())
+    shown.events_per_s = console.throughput.rate(shown.applied_events)
+    shown.consumer_lag = await console.end_offsets.lag(figures["tracked_offsets"])
+    await parts.reads.run(console.dead_letters.catch_up)
+    shown.dead_letters_today = await parts.reads.run(console.dead_letters.count_since, start_of_today())
+    api_figures(parts.metrics, shown)
+    return shown
+
+
+def start_of_today() -> datetime:
+    """Midnight UTC of today: "dead letters today" counts from it (wall clock: an operator's day)."""
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def kpi_chart_svgs(rows: list[dict[str, Any]]) -> list[str]:

@@ -10,16 +10,15 @@ a re-drive needs the scope of the event's type, an adjustment ``admin``.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from uuid import UUID, uuid4
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from streams.api.console import actions
 from streams.api.console.campaigns import campaign_rows
-from streams.api.console.member_page import HISTORY_FACTS_PER_PAGE, history_rows, tier_progress_pct
-from streams.api.console.overview import Overview, api_figures, kpi_chart_svgs, ledger_figures
+from streams.api.console.member_page import VERSION_MAX, member_figures
+from streams.api.console.overview import overview_of
 from streams.api.console.sessions import SESSION_LIFETIME_S
 from streams.api.console.web import (PREFIX, SESSION_COOKIE, STATIC_DIR, ConsoleError, SignInNeeded,
                                      checked_form, console_parts, first, form_of, page, parse_moment,
@@ -94,40 +93,21 @@ def _install_pages(app: FastAPI) -> None:
     async def overview(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
-        models = await read_models(parts, console)
-        figures = await parts.reads.run(ledger_figures, parts.reads.ledger, models, parts.settings.events_topic)
-        shown = Overview(read_model_lag=figures["read_model_lag"])
-        shown.year_rows = [row for row in figures["kpi_rows"] if row["kind"] == "year"]
-        shown.liability_rows = [row for row in figures["kpi_rows"] if row["kind"] == "liability"]
-        shown.kpi_charts = kpi_chart_svgs(figures["kpi_rows"])
-        shown.applied_events = sum(offset + 1 for offset in figures["tracked_offsets"].values())
-        shown.events_per_s = console.throughput.rate(shown.applied_events)
-        shown.consumer_lag = await console.end_offsets.lag(figures["tracked_offsets"])
-        await parts.reads.run(console.dead_letters.catch_up)
-        shown.dead_letters_today = await parts.reads.run(console.dead_letters.count_since, _today())
-        api_figures(parts.metrics, shown)
+        shown = await overview_of(parts, console, await read_models(parts, console))
         return page(request, "overview.html", session=session, overview=shown, tab="overview")
 
     @app.get(f"{PREFIX}/members")
     async def member(request: Request, member_id: str = "", as_of: str = "",
-                     after_version: int = 0) -> Response:
+                     after_version: int = Query(0, ge=0, le=VERSION_MAX)) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
         context = {"session": session, "tab": "members", "member_id": member_id, "as_of": as_of}
         if not member_id:
             return page(request, "member.html", **context, document=None)
-        moment = parse_moment(as_of, end_of_day=True)
-        document = await _member_document(parts, member_id, moment)
-        if document is None:
+        shown = await member_figures(parts, member_id, parse_moment(as_of, end_of_day=True), after_version)
+        if shown is None:
             return page(request, "member.html", 404, **context, document=None, unknown=True)
-        after = max(after_version, 0)
-        facts = await parts.reads.run(parts.reads.history, member_id, after, HISTORY_FACTS_PER_PAGE) or []
-        rows = history_rows(facts, document["version"])
-        more = len(facts) == HISTORY_FACTS_PER_PAGE and rows and rows[-1]["version"] < document["version"]
-        return page(request, "member.html", **context, document=document, history=rows,
-                    progress_pct=tier_progress_pct(document, parts.reads.ledger.program),
-                    next_after=rows[-1]["version"] if more else None, after_version=after,
-                    may_adjust=ADMIN_SCOPE in session.key.scopes)
+        return page(request, "member.html", **context, **shown, may_adjust=ADMIN_SCOPE in session.key.scopes)
 
     @app.get(f"{PREFIX}/campaigns")
     async def campaigns(request: Request) -> Response:
@@ -135,17 +115,6 @@ def _install_pages(app: FastAPI) -> None:
         require_scope(session, READ_SCOPE)
         rows = await parts.reads.run(campaign_rows, parts.pool)
         return page(request, "campaigns.html", session=session, tab="campaigns", rows=rows)
-
-
-async def _member_document(parts, member_id: str, moment: datetime | None) -> dict | None:
-    try:
-        return await parts.reads.run(parts.reads.member, member_id, moment)
-    except OverflowError:
-        raise ConsoleError(422, "as of: a time the ledger can hold") from None
-
-
-def _today() -> datetime:
-    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _install_dead_letters(app: FastAPI) -> None:

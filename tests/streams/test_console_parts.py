@@ -1,0 +1,70 @@
+"""The console's pure parts, without services: form times, tier progress, a fact's cause and
+campaign lines, the session cookie's attributes over TLS, the number filter."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.responses import Response
+from starlette.requests import Request
+
+from ledger.program import load_program
+from streams.api.console.member_page import campaign_lines, history_rows, tier_progress_pct
+from streams.api.console.web import SESSION_COOKIE, TEMPLATES, ConsoleError, parse_moment, set_cookie
+
+UTC = timezone.utc
+
+
+def test_form_times_are_utc_and_a_bare_date_can_mean_its_end():
+    assert parse_moment("2025-03-14") == datetime(2025, 3, 14, tzinfo=UTC)
+    assert parse_moment("2025-03-14", end_of_day=True) == datetime(2025, 3, 14, 23, 59, 59, 999999, tzinfo=UTC)
+    assert parse_moment("2025-03-14T10:30") == datetime(2025, 3, 14, 10, 30, tzinfo=UTC)
+    assert parse_moment("2025-03-14T10:30:00+02:00") == datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
+    assert parse_moment("") is None
+    with pytest.raises(ConsoleError) as refused:
+        parse_moment("yesterday")
+    assert refused.value.status == 422
+
+
+def test_progress_to_the_next_tier_runs_from_the_current_threshold():
+    program = load_program(None)  # bronze 0, silver 50 000, gold 200 000, platinum 500 000
+    silver_half_way = {"tier": "silver", "next_tier": "gold", "spend_to_next_tier": 75_000}
+    assert tier_progress_pct(silver_half_way, program) == 50
+    assert tier_progress_pct({"tier": "bronze", "next_tier": "silver", "spend_to_next_tier": 50_000}, program) == 0
+    assert tier_progress_pct({"tier": "platinum", "next_tier": None, "spend_to_next_tier": None}, program) is None
+
+
+def fact(version: int, kind: str, event_id: str, position: str | None = None, **data) -> dict:
+    return {"version": version, "type": kind, "clock": "2025-01-01T00:00:00Z", "source_event_id": event_id,
+            "source_position": position, "data": data}
+
+
+def test_history_rows_show_each_facts_cause_and_stop_at_the_as_of_version():
+    lines = [{"campaign_id": "spring", "points": 20}]
+    facts = [fact(1, "account_opened", "pos-1"),
+             fact(2, "points_earned", "pos-1", "events/0/7", points=120, program_version=1, campaign_lines=lines),
+             fact(3, "tier_changed", "pos-1", from_tier="bronze"),
+             fact(4, "points_earned", "pos-2", "events/0/9", points=5)]
+    rows = history_rows(facts, as_of_version=3)
+    assert [row["version"] for row in rows] == [1, 2, 3]
+    assert [row["source_position"] for row in rows] == ["events/0/7"] * 3  # the outcome's, by event id
+    assert rows[1]["program_version"] == 1 and rows[1]["campaign_lines"] == lines
+    assert rows[1]["shown"] == {"points": 120} and campaign_lines(facts[3]) == []
+
+
+@pytest.mark.parametrize("scheme, secure", [("https", True), ("http", False)])
+def test_the_session_cookie_is_secure_over_tls_and_always_http_only_and_strict(scheme, secure):
+    request = Request({"type": "http", "scheme": scheme, "method": "GET", "path": "/console", "headers": [],
+                       "server": ("console.example", 443), "query_string": b""})
+    response = Response()
+    set_cookie(request, response, SESSION_COOKIE, "token", 60)
+    cookie = response.headers["set-cookie"]
+    assert ("; Secure" in cookie) is secure
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+
+
+def test_templates_escape_and_numbers_read_well():
+    html = TEMPLATES.from_string("{{ value }} {{ 1234567 | num }} {{ none | num('no budget') }}").render(
+        value="<script>x</script>", none=None)
+    assert html == "&lt;script&gt;x&lt;/script&gt; 1,234,567 no budget"
