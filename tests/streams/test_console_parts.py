@@ -68,3 +68,13 @@ def test_templates_escape_and_numbers_read_well():
     html = TEMPLATES.from_string("{{ value }} {{ 1234567 | num }} {{ none | num('no budget') }}").render(
         value="<script>x</script>", none=None)
     assert html == "&lt;script&gt;x&lt;/script&gt; 1,234,567 no budget"
+
+
+def test_the_console_stays_out_of_the_till_apis_openapi_document():
+    from streams.api.app import create_app
+    from streams.settings import Settings
+
+    app = create_app(Settings(bootstrap_servers="unused:9092", database_url="postgresql://unused/db"))
+    paths = app.openapi()["paths"]
+    assert "/v1/events" in paths and not [path for path in paths if path.startswith("/console")]
+    assert {route.path for route in app.routes} >= {"/console/members", "/console/dead-letters/redrive"}

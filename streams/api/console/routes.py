@@ -3,7 +3,7 @@ and renders one template. ``install_console(app)`` adds them to the till API.
 
 Pages: sign-in and sign-out, Overview, Member (``?member_id=&as_of=``),
 Dead letters (list, one, re-drive), Adjust (``admin`` only), Campaigns;
-the stylesheet. Every page needs a signed-in key with the ``read`` scope;
+the stylesheet. None of them is in the API's OpenAPI document. Every page needs a signed-in key with the ``read`` scope;
 a re-drive needs the scope of the event's type, an adjustment ``admin``.
 """
 
@@ -51,20 +51,20 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _install_sign_in(app: FastAPI) -> None:
-    @app.get(PREFIX)
+    @app.get(PREFIX, include_in_schema=False)
     async def home() -> Response:
         return RedirectResponse(f"{PREFIX}/overview", status_code=SEE_OTHER)
 
-    @app.get(f"{PREFIX}/static/console.css")
+    @app.get(f"{PREFIX}/static/console.css", include_in_schema=False)
     async def stylesheet() -> Response:
         return FileResponse(STATIC_DIR / "console.css", media_type="text/css",
                             headers={"Cache-Control": "max-age=3600"})
 
-    @app.get(f"{PREFIX}/sign-in")
+    @app.get(f"{PREFIX}/sign-in", include_in_schema=False)
     async def sign_in_form(request: Request) -> Response:
         return sign_in_page(request)
 
-    @app.post(f"{PREFIX}/sign-in")
+    @app.post(f"{PREFIX}/sign-in", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
         parts, console = await console_parts(request)
         form = await form_of(request)
@@ -78,7 +78,7 @@ def _install_sign_in(app: FastAPI) -> None:
         set_cookie(request, response, SESSION_COOKIE, token, SESSION_LIFETIME_S)
         return response
 
-    @app.post(f"{PREFIX}/sign-out")
+    @app.post(f"{PREFIX}/sign-out", include_in_schema=False)
     async def sign_out(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         checked_form(await form_of(request), session)
@@ -89,14 +89,14 @@ def _install_sign_in(app: FastAPI) -> None:
 
 
 def _install_pages(app: FastAPI) -> None:
-    @app.get(f"{PREFIX}/overview")
+    @app.get(f"{PREFIX}/overview", include_in_schema=False)
     async def overview(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
         shown = await overview_of(parts, console, await read_models(parts, console))
         return page(request, "overview.html", session=session, overview=shown, tab="overview")
 
-    @app.get(f"{PREFIX}/members")
+    @app.get(f"{PREFIX}/members", include_in_schema=False)
     async def member(request: Request, member_id: str = "", as_of: str = "",
                      after_version: int = Query(0, ge=0, le=VERSION_MAX)) -> Response:
         parts, console, session = await signed_in(request)
@@ -109,7 +109,7 @@ def _install_pages(app: FastAPI) -> None:
             return page(request, "member.html", 404, **context, document=None, unknown=True)
         return page(request, "member.html", **context, **shown, may_adjust=ADMIN_SCOPE in session.key.scopes)
 
-    @app.get(f"{PREFIX}/campaigns")
+    @app.get(f"{PREFIX}/campaigns", include_in_schema=False)
     async def campaigns(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
@@ -118,7 +118,7 @@ def _install_pages(app: FastAPI) -> None:
 
 
 def _install_dead_letters(app: FastAPI) -> None:
-    @app.get(f"{PREFIX}/dead-letters")
+    @app.get(f"{PREFIX}/dead-letters", include_in_schema=False)
     async def dead_letters(request: Request, reason: str = "", since: str = "", until: str = "") -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
@@ -130,7 +130,7 @@ def _install_dead_letters(app: FastAPI) -> None:
                     reasons=await parts.reads.run(index.reasons), reason=reason, since=since, until=until,
                     redrives=await parts.reads.run(index.redrives))
 
-    @app.get(f"{PREFIX}/dead-letters/{{dead_letter_id}}")
+    @app.get(f"{PREFIX}/dead-letters/{{dead_letter_id}}", include_in_schema=False)
     async def dead_letter(request: Request, dead_letter_id: str) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
@@ -139,7 +139,7 @@ def _install_dead_letters(app: FastAPI) -> None:
             raise ConsoleError(404, "no such dead letter")
         return page(request, "dead_letter.html", session=session, tab="dead-letters", letter=letters[0])
 
-    @app.post(f"{PREFIX}/dead-letters/redrive")
+    @app.post(f"{PREFIX}/dead-letters/redrive", include_in_schema=False)
     async def redrive(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
@@ -167,13 +167,13 @@ def _uuid(text: str) -> UUID:
 
 
 def _install_adjust(app: FastAPI) -> None:
-    @app.get(f"{PREFIX}/adjust")
+    @app.get(f"{PREFIX}/adjust", include_in_schema=False)
     async def adjust_form(request: Request, member_id: str = "") -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, ADMIN_SCOPE)
         return _adjust_page(request, parts, session, {"member_id": member_id})
 
-    @app.post(f"{PREFIX}/adjust")
+    @app.post(f"{PREFIX}/adjust", include_in_schema=False)
     async def adjust(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, ADMIN_SCOPE)
