@@ -10,6 +10,7 @@ and the re-drive records.
 from __future__ import annotations
 
 import hashlib
+import signal
 import uuid
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 
 from streams.api.keys import key_store
 from tests.support import builders as b
+from tests.support.api import API_STOP_TIMEOUT_S
 from tests.support.console import (console_client, console_stack, csrf_of, produce_raw, sign_in,
                                    wait_for_dead_letter)
 
@@ -167,3 +169,12 @@ def test_a_selection_of_dead_letters_is_re_driven_as_it_is(stack, admin):
     assert 'class="result">points_earned<' in again.text  # idempotent: the recorded outcome, nothing new
     with stack.client(stack.key()) as till:
         assert till.get(f"/v1/members/{m}").json()["balance"] == 50
+
+
+def test_the_api_stops_cleanly_after_the_console_opened_its_parts(stack, admin):
+    """Last in this module: it stops the stack's API (its read models and Kafka client closed)."""
+    assert admin.get("/console/overview").status_code == 200  # read models and the offsets client open
+    api = stack.apis[0]
+    api.process.send_signal(signal.SIGTERM)
+    assert api.process.wait(API_STOP_TIMEOUT_S) == 0
+    assert "Traceback" not in api.log_path.read_text()

@@ -78,3 +78,65 @@ def test_the_console_stays_out_of_the_till_apis_openapi_document():
     paths = app.openapi()["paths"]
     assert "/v1/events" in paths and not [path for path in paths if path.startswith("/console")]
     assert {route.path for route in app.routes} >= {"/console/members", "/console/dead-letters/redrive"}
+
+
+def test_campaigns_list_the_programs_windows_with_the_read_models_figures():
+    from types import SimpleNamespace
+
+    from streams.api.console.campaigns import campaign_table
+
+    spring = SimpleNamespace(id="spring", name="Spring double", starts_at="2025-03-01T00:00:00Z",
+                             ends_at="2025-04-01T00:00:00Z", budget_points=10_000)
+    mugs = SimpleNamespace(id="mugs", name="Mug reward", starts_at="2025-05-01T00:00:00Z",
+                           ends_at="2025-06-01T00:00:00Z", budget_points=None)
+    program = SimpleNamespace(campaigns=(spring, mugs))
+    rows = [{"campaign_id": "spring", "purchases": 3, "members": 2, "points_awarded": 300, "rewards_granted": 0,
+             "budget_left": 9_700, "qualifying_spend_minor": 9_000},
+            {"campaign_id": "retired", "purchases": 1, "members": 1, "points_awarded": 10, "rewards_granted": 0,
+             "budget_left": None, "qualifying_spend_minor": 1_000}]
+    table = campaign_table(rows, program)
+    assert [(row["campaign_id"], row["name"], row["budget_left"], row["points_awarded"]) for row in table] == [
+        ("spring", "Spring double", 9_700, 300), ("mugs", "Mug reward", None, 0), ("retired", None, None, 10)]
+    assert table[0]["starts_at"] == "2025-03-01T00:00:00Z"
+    assert campaign_table([], program)[0]["budget_left"] == 10_000  # nothing paid out yet
+    assert campaign_table(None, SimpleNamespace()) is None and campaign_table([], SimpleNamespace()) == []
+
+
+def test_kpi_charts_come_from_the_kpi_branchs_module_as_svg_images(monkeypatch):
+    import base64
+    import sys
+    from types import SimpleNamespace
+
+    from streams.api.console import overview
+
+    monkeypatch.setitem(sys.modules, "projections.kpi_charts", None)  # as before the KPI branch lands
+    assert overview.kpi_chart_images([{"kind": "year", "year": 2025}]) == []
+    drawn = []
+
+    def render_chart(name, rows, fmt):
+        drawn.append((name, fmt))
+        return b"<svg xmlns='http://www.w3.org/2000/svg'><text>" + name.encode() + b"</text></svg>"
+
+    charts = SimpleNamespace(CHARTS={"members": SimpleNamespace(title="Members per month")},
+                             render_chart=render_chart)
+    monkeypatch.setitem(sys.modules, "projections.kpi_charts", charts)
+    monkeypatch.setattr(overview, "_CHART_CACHE", {})
+    rows = [{"kind": "month", "month": "2025-01", "active_members": 3}]
+    [image] = overview.kpi_chart_images(rows)
+    assert image.title == "Members per month" and image.uri.startswith("data:image/svg+xml;base64,")
+    assert b"<text>members</text>" in base64.b64decode(image.uri.split(",", 1)[1])
+    assert overview.kpi_chart_images(rows) == [image] and drawn == [("members", "svg")]  # drawn once
+
+
+def test_the_member_page_shows_a_profile_and_erasure_when_the_document_has_them():
+    document = {"member_id": "m-1", "balance": 0, "held": 0, "pending": 0, "debt": 0, "tier": "bronze",
+                "discount_pct": 0, "next_tier": None, "lots": [], "holds": [], "version": 3, "clock": "-"}
+    page = TEMPLATES.get_template("member.html")
+    plain = page.render(prefix="/console", document=document, history=[], member_id="m-1", session=None)
+    assert 'id="profile"' not in plain and 'id="erased"' not in plain  # a key without crm: no profile
+    crm = page.render(prefix="/console", document={**document, "profile": {"email": "<a@b>"}, "consents": {},
+                                                   "erased": False}, history=[], member_id="m-1", session=None)
+    assert 'id="profile"' in crm and "&lt;a@b&gt;" in crm
+    erased = page.render(prefix="/console", document={**document, "profile": None, "consents": {},
+                                                      "erased": True}, history=[], member_id="m-1", session=None)
+    assert 'id="erased"' in erased and "<dd>erased</dd>" in erased

@@ -1,9 +1,9 @@
 """The console's overview figures: KPIs, throughput, lags, dead letters today, the API's replies.
 
 - KPI rows: ``projections.kpi_report`` over the ``kpis`` read model (the
-  year rows and the points liability by expiry month); ``kpi_chart_svgs``
-  is the slot for the KPI charts (``projections/kpi_charts.py``, being
-  written on another branch): until it lands it gives no chart.
+  year rows and the points liability by expiry month); ``kpi_chart_images``
+  draws the KPI charts with ``projections/kpi_charts.py`` (written on the
+  KPI branch) once it is there, and gives none until then.
 - Events applied and events/s: the ledger's tracking positions of the
   events topic, the rate between two overview reads of this process.
 - Consumer lag: the events topic's end offsets (a Kafka client of the API
@@ -16,11 +16,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import importlib
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -39,7 +43,7 @@ EVENTS_ROUTE = "/v1/events"
 class Overview:
     year_rows: list[dict] = field(default_factory=list)
     liability_rows: list[dict] = field(default_factory=list)
-    kpi_charts: list[str] = field(default_factory=list)
+    kpi_charts: list["ChartImage"] = field(default_factory=list)
     applied_events: int = 0
     events_per_s: int | None = None
     consumer_lag: int | None = None
@@ -57,7 +61,7 @@ async def overview_of(parts, console, models: ReadModels) -> Overview:
     shown = Overview(read_model_lag=figures["read_model_lag"],
                      year_rows=[row for row in rows if row["kind"] == "year"],
                      liability_rows=[row for row in rows if row["kind"] == "liability"],
-                     kpi_charts=kpi_chart_svgs(rows))
+                     kpi_charts=await parts.reads.run(kpi_chart_images, rows))
     shown.applied_events = sum(offset + 1 for offset in figures["tracked_offsets"].values())
     shown.events_per_s = console.throughput.rate(shown.applied_events)
     shown.consumer_lag = await console.end_offsets.lag(figures["tracked_offsets"])
@@ -72,14 +76,37 @@ def start_of_today() -> datetime:
     return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def kpi_chart_svgs(rows: list[dict[str, Any]]) -> list[str]:
-    """SVG documents of the KPI charts by month: the slot for ``projections.kpi_charts``.
+def kpi_chart_images(rows: list[dict[str, Any]]) -> list[ChartImage]:
+    """The KPI charts as SVG images, from ``projections.kpi_charts`` (the KPI branch's
+    ``CHARTS`` and ``render_chart(name, rows, "svg")``) when it is there; none until then.
 
-    Wire the KPI branch's chart functions here (they must return SVG the
-    console may embed as is: built by our code, every label escaped); until
-    then the overview shows the KPI table alone.
+    Each is an ``<img>`` of a ``data:`` URI, not inline SVG: an image runs no script and
+    keeps its own styles under the console's Content Security Policy. Drawing is CPU work
+    for a read thread; the last rows' charts are kept (``_CHART_CACHE``), as KPIs move slowly.
     """
-    return []
+    try:
+        kpi_charts = importlib.import_module("projections.kpi_charts")
+    except ImportError:  # the KPI branch (or matplotlib) is not there
+        return []
+    digest = hashlib.sha256(orjson.dumps(rows, default=str)).hexdigest()
+    if _CHART_CACHE.get("digest") != digest:
+        images = [ChartImage(chart.title, _svg_uri(kpi_charts.render_chart(name, rows, "svg")))
+                  for name, chart in kpi_charts.CHARTS.items()]
+        _CHART_CACHE.update(digest=digest, images=images)
+    return _CHART_CACHE["images"]
+
+
+@dataclass(frozen=True)
+class ChartImage:
+    title: str
+    uri: str
+
+
+_CHART_CACHE: dict[str, Any] = {}
+
+
+def _svg_uri(svg: bytes) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 def ledger_figures(ledger: LoyaltyLedger, models: ReadModels, events_topic: str) -> dict[str, Any]:

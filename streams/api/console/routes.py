@@ -16,7 +16,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from streams.api.console import actions
-from streams.api.console.campaigns import campaign_rows
+from streams.api.console.campaigns import campaign_rows, campaign_table
 from streams.api.console.member_page import VERSION_MAX, member_figures
 from streams.api.console.overview import overview_of
 from streams.api.console.sessions import SESSION_LIFETIME_S
@@ -113,7 +113,7 @@ def _install_pages(app: FastAPI) -> None:
     async def campaigns(request: Request) -> Response:
         parts, console, session = await signed_in(request)
         require_scope(session, READ_SCOPE)
-        rows = await parts.reads.run(campaign_rows, parts.pool)
+        rows = campaign_table(await parts.reads.run(campaign_rows, parts.pool), parts.reads.ledger.program)
         return page(request, "campaigns.html", session=session, tab="campaigns", rows=rows)
 
 
