@@ -171,6 +171,15 @@ def test_a_selection_of_dead_letters_is_re_driven_as_it_is(stack, admin):
         assert till.get(f"/v1/members/{m}").json()["balance"] == 50
 
 
+def test_a_hostile_dead_letter_payload_is_shown_as_text(stack, admin):
+    marker = uuid.uuid4().hex
+    hostile = f'<script>alert("{marker}")</script>'.encode()
+    produce_raw(stack, [(b"<b>key</b>", hostile)])  # not_json
+    letter_id = wait_for_dead_letter(admin, marker, DEAD_LETTER_TIMEOUT_S)
+    for page in (admin.get("/console/dead-letters").text, admin.get(f"/console/dead-letters/{letter_id}").text):
+        assert f'&lt;script&gt;alert(&#34;{marker}&#34;)&lt;/script&gt;' in page and hostile.decode() not in page
+
+
 def test_the_api_stops_cleanly_after_the_console_opened_its_parts(stack, admin):
     """Last in this module: it stops the stack's API (its read models and Kafka client closed)."""
     assert admin.get("/console/overview").status_code == 200  # read models and the offsets client open
