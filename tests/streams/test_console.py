@@ -10,6 +10,7 @@ and the re-drive records.
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import uuid
 
@@ -152,6 +153,8 @@ def test_campaigns_and_overview_answer(stack, admin):
     assert "no <code>campaigns</code> read model" in admin.get("/console/campaigns").text
     overview = admin.get("/console/overview")
     assert overview.status_code == 200 and 'id="kpis"' in overview.text and 'id="read-model-lag"' in overview.text
+    assert re.search(r'id="consumer-lag">[0-9,]+<', overview.text)  # the broker answered its end offsets
+    assert re.search(r'id="applied-events">[1-9][0-9,]*<', overview.text)
 
 
 def test_a_selection_of_dead_letters_is_re_driven_as_it_is(stack, admin):

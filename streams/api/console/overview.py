@@ -162,18 +162,26 @@ class EndOffsets:
         return sum(max(end - (tracked.get(partition, -1) + 1), 0) for partition, end in ends.items())
 
     async def _end_offsets(self) -> dict[int, int]:
+        consumer = await self._started()
+        topic = self.settings.events_topic
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer.topics()  # fetches the cluster's metadata, the events topic's included
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
                                         enable_auto_commit=False, **aiokafka_options(self.settings))
-            await consumer.start()
+            try:
+                await consumer.start()
+            except BaseException:  # unreachable, or the overview's timeout: nothing left open
+                await consumer.stop()
+                raise
             self._consumer = consumer
-        topic = self.settings.events_topic
-        partitions = self._consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(topic) or set()
-        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return {tp.partition: offset for tp, offset in ends.items()}
+        return self._consumer
 
     async def close(self) -> None:
         if self._consumer is not None:
