@@ -27,6 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.calendar import parse_timestamp
 from streams.api import openapi
+from streams.api.console.routes import install_console
+from streams.api.console.web import close_console
 from streams.api.keys import READ_SCOPE, ApiKey, KeyStore, key_digest
 from streams.api.limits import RateLimiter
 from streams.api.metrics import ApiMetrics
@@ -70,6 +72,7 @@ class Parts:
     limiter: RateLimiter
     metrics: ApiMetrics
     key_cache: dict[str, tuple[ApiKey, float]]
+    pool: ConnectionPool | None = None  # the keys' pool; the console's tables use it too
 
 
 async def _open_parts(settings: Settings,
@@ -88,7 +91,7 @@ async def _open_parts(settings: Settings,
     writer = EventWriter(reads, producer, settings.events_topic, settings.reply_timeout_ms,
                          settings.reply_poll_interval_ms)
     limiter = RateLimiter(settings.api_rate_requests_per_s, settings.api_rate_burst_requests)
-    return Parts(settings, reads, keys, writer, limiter, metrics, {}), pool, producer
+    return Parts(settings, reads, keys, writer, limiter, metrics, {}, pool), pool, producer
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -105,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await close_console(app)
             await producer.stop()
             await asyncio.to_thread(pool.close)
             await asyncio.to_thread(parts.reads.close)
@@ -113,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     _install_errors(app)
     _install_metrics(app, metrics)
     _install_routes(app)
+    install_console(app)
     app.openapi = lambda: _openapi_document(app)
     return app
 

@@ -46,6 +46,7 @@ from streams.producer import member_key
 from streams.devkit.services import running_services, stack_env_file_written, stack_store_dir
 from streams.settings import Settings
 from streams.devkit.simulator import SimulationConfig, SimulationSummary, simulate
+from streams.devkit.till_api import TillApi
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
 
@@ -173,6 +174,9 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console)
         stack.callback(stop_workers, workers)
         follower = start_follower(settings, logs / "projections.log")
         stack.callback(stop_follower, follower)
+        api = TillApi.start(settings, logs / "api.log")  # the operator console while the demo runs
+        stack.callback(api.stop)
+        console.print(api.console_line(), markup=False, highlight=False, soft_wrap=True)
         stack.callback(producer.stop.set)
         producer.start()
         try:
@@ -257,6 +261,7 @@ def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
             if _is_embedded(options) else "Try next (LOYALTY_DATABASE_URL set to the same database):\n")
     return (
         f"\n{keep}"
+        f"  (`up` prints the operator console's address and a key to sign in with)\n"
         f"  {loyalty} member {member}            # the auditor's view, every fact with its cause\n"
         f"  {loyalty} replay                     # drop and rebuild every read model\n"
         f"  {loyalty} verify                     # recompute everything from the ledger\n"

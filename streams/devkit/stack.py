@@ -85,6 +85,7 @@ def run_up(options: UpOptions, settings: Settings, say: Callable[[str], None] = 
         stack.enter_context(stack_env_file_written(options.stack_dir, exports))
         for name, value in exports.items():
             say(env_file_text({name: value}).rstrip("\n"))
+        say(api.console_line())
         say("ready")
         sys.stdout.flush()
         return _watch(workers, follower, api)

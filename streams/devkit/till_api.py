@@ -3,8 +3,8 @@
 ``TillApi.start(settings, log_path)`` starts ``loyalty api`` on a free
 loopback port with the stack's ``LOYALTY_*`` settings, waits (at most
 ``API_START_TIMEOUT_S``) until ``/healthz`` answers, and creates a key with
-every scope for this stack (printed once, as ``LOYALTY_API_KEY``, like
-``loyalty api-key create`` does). ``stop()`` sends SIGTERM, then SIGKILL
+every scope for this stack (printed as ``LOYALTY_API_KEY``, like
+``loyalty api-key create`` does, and with the console's address: ``console_line``). ``stop()`` sends SIGTERM, then SIGKILL
 after ``API_STOP_TIMEOUT_S``.
 """
 
@@ -62,6 +62,11 @@ class TillApi:
 
     def exports(self) -> dict[str, str]:
         return {"LOYALTY_API_URL": self.url, "LOYALTY_API_KEY": self.key}
+
+    def console_line(self) -> str:
+        """Where the operator console is and the key to sign in with (a shell comment: the
+        ``export`` lines around it stay pasteable)."""
+        return f"# console: {self.url}/console  (sign in with the key {self.key})"
 
     def is_running(self) -> bool:
         return self.process.poll() is None

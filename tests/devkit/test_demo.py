@@ -51,6 +51,7 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "verify: OK" in demo.stdout
     assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
+    assert "# console: http://127.0.0.1:" in demo.stdout and "/console  (sign in with the key lk_" in demo.stdout
     store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"

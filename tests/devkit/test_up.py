@@ -88,6 +88,9 @@ def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path,
         assert answer.status_code == 200, answer.text
         assert answer.json()["balance"] == direct.find_account(member).balance
         assert httpx.get(f"{api_url}/v1/members/{member}", timeout=HTTP_TIMEOUT_S).status_code == 401
+        # the operator console is announced with its key and answers at that address
+        assert f"# console: {api_url}/console  (sign in with the key {api_key})" in up.output()
+        assert "Sign in" in httpx.get(f"{api_url}/console/sign-in", timeout=HTTP_TIMEOUT_S).text
         assert up.stop(signal.SIGTERM) == 0, up.output()[-2000:]
         assert_all_gone(up.seen)
     assert not (stack_dir / "env").exists()
