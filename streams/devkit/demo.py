@@ -217,7 +217,7 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
     with open_read_models(env, None, ledger.program) as models:
         catch_up(ledger, models, batch_notifications_max=CATCH_UP_BATCH_NOTIFICATIONS_MAX)
         report = verify(ledger, models)
-        kpis = kpi_report(models.view("kpis"))
+        kpis = kpi_report(models.view("kpis"), ledger.program)
     console.print(producer.summary.describe())
     console.print(_kpi_table(kpis))
     if report.ok:
@@ -236,7 +236,7 @@ def _kpi_table(kpis: list[dict]) -> Table:
                ("repeat rate (bp)", "repeat_purchase_rate_bp"),
                ("avg check (minor)", "average_check_minor"),
                ("redemption rate (bp)", "redemption_rate_bp"),
-               ("retention (bp)", "retention_rate_bp"), ("points earned", "points_earned")]
+               ("retention (bp)", "retention_rate_bp"), ("points issued", "points_issued")]
     for header, _ in columns:
         table.add_column(header, justify="right")
     for row in kpis:
