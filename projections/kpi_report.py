@@ -196,3 +196,23 @@ def _period_row(granularity: str, period: str, fetched: dict[str, dict[str, list
                             retained, cohort),
             **nps_figures(nps["promoters"], nps["passives"], nps["detractors"]),
             **points_figures(points)}
+
+
+def select_rows(report: list[dict[str, Any]], year: int | None = None,
+                month: str | None = None) -> list[dict[str, Any]]:
+    """The rows ``loyalty kpis`` shows: ``month`` (``YYYY-MM``): that month's row; ``year``: its
+    months and its year row; neither: the year rows. Liability rows (the points owed now) always."""
+    liability = [row for row in report if row["kind"] == "liability"]
+    if month is not None:
+        chosen = [row for row in report if row["kind"] == MONTH and row["month"] == month]
+    elif year is not None:
+        chosen = [row for row in report if row["kind"] in (MONTH, YEAR) and row["year"] == year]
+    else:
+        chosen = [row for row in report if row["kind"] == YEAR]
+    return chosen + liability
+
+
+def monthly_rows(report: list[dict[str, Any]], year: int | None = None) -> list[dict[str, Any]]:
+    """The month rows (of ``year`` if given) and the liability rows: what the charts draw."""
+    return [row for row in report if row["kind"] == "liability"
+            or (row["kind"] == MONTH and year in (None, row["year"]))]
