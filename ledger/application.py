@@ -279,10 +279,11 @@ class LoyaltyLedger(Application):
         """
         results = []
         for command in commands:
-            result = self.apply(command)[0]
-            results.append(result)
-            for credit in credit_commands(result.facts):
-                results.extend(self.apply(credit))
+            owed = [command]
+            while owed:  # a credit may owe one in turn (a rejected transfer credit's return)
+                result = self.apply(owed.pop(0))[0]
+                results.append(result)
+                owed.extend(credit_commands(result.facts))
         return results
 
     def save_batch(self, aggregates: Iterable[Any], tracking: Tracking | Sequence[Tracking] | None) -> None:
