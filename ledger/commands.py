@@ -238,14 +238,21 @@ def _referrer_credit(event: dict, common: dict) -> Command:
     )
 
 
+def _without_profile(event: dict, common: dict) -> dict:
+    """A profile-bearing event's common fields, its fingerprint a hash of everything but
+    the profile (``ledger.privacy`` keys it with the member's key, the profile included)."""
+    return {**common, "fingerprint": fingerprint_of(
+        {name: value for name, value in event.items() if name != "profile"})}
+
+
 def _member_enrolled(event: dict, common: dict) -> Command:
-    return EnrollMember(**common, channel=event.get("channel"), store_id=event.get("store_id"),
+    return EnrollMember(**_without_profile(event, common), channel=event.get("channel"), store_id=event.get("store_id"),
                         consents={"marketing": False, **event.get("consents", {})},
                         profile=event.get("profile"))
 
 
 def _profile_updated(event: dict, common: dict) -> Command:
-    return UpdateProfile(**common, profile=event["profile"], consents=event.get("consents"))
+    return UpdateProfile(**_without_profile(event, common), profile=event["profile"], consents=event.get("consents"))
 
 
 def _member_erased(event: dict, common: dict) -> Command:

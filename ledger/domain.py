@@ -564,7 +564,8 @@ class LoyaltyAccount(Aggregate):
         fingerprint = self.applied.get(command.event_id)
         if fingerprint is None:
             return False
-        if fingerprint != command.fingerprint:
+        if fingerprint != command.fingerprint and self.erased_at is None:
+            # (A closed account's payloads can no longer be compared: its key is gone.)
             raise EventIdConflict(
                 f"event_id {command.event_id!r} was applied with another payload"
             )

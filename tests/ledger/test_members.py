@@ -155,3 +155,56 @@ def test_a_redelivered_member_event_is_a_duplicate(ledger, kind):
                 "nps_response": lambda: mb.nps(M, "2025-01-01T10:00:00Z", 7, event_id="e")}
     apply(ledger, builders[kind]())
     assert apply(ledger, builders[kind]())[0].status == "duplicate"
+
+
+# ------------------------------------------------------ crypto-shredding (section 13)
+
+def test_profile_fields_reach_the_facts_only_as_ciphertext(ledger):
+    results = apply(ledger, mb.enrolled(M, "2025-01-01T10:00:00Z", profile=mb.PROFILE))
+    stored = facts(results, "member_enrolled")[0]
+    assert stored.profile.startswith("v1.")
+    for value in mb.PROFILE.values():
+        assert value not in repr(vars(stored))
+    assert ledger.member_profile(M) == mb.PROFILE
+
+
+def test_a_profile_update_sets_and_clears_fields(ledger):
+    apply(ledger, mb.enrolled(M, "2025-01-01T10:00:00Z", profile=mb.PROFILE),
+          mb.profile_updated(M, "2025-01-02T10:00:00Z", {"phone": None, "email": "new@example.com"}))
+    assert ledger.member_profile(M) == {"name": "Ana Example", "email": "new@example.com",
+                                        "birth_date": "1990-06-02"}
+
+
+def test_the_fingerprint_of_a_profile_event_is_keyed_and_still_tells_conflicts(ledger):
+    event = mb.enrolled(M, "2025-01-01T10:00:00Z", profile=mb.PROFILE, event_id="enr-1")
+    stored = facts(apply(ledger, event), "member_enrolled")[0]
+    unkeyed = b.commands(event)[0].fingerprint
+    assert stored.fingerprint != unkeyed
+    assert apply(ledger, event)[0].status == "duplicate"
+    other = {**event, "profile": {**mb.PROFILE, "name": "Someone Else"}}
+    assert apply(ledger, other)[0].status == "conflict"
+
+
+def test_erasure_deletes_the_key_and_no_remaining_key_opens_the_profile(ledger):
+    enrollment = mb.enrolled(M, "2025-01-01T10:00:00Z", profile=mb.PROFILE)
+    apply(ledger, enrollment,
+          mb.enrolled("other", "2025-01-01T10:00:00Z", profile={"name": "Other"}),
+          mb.profile_updated(M, "2025-01-02T10:00:00Z", {"phone": "+1 555 0100"}))
+    apply(ledger, mb.erased(M, "2025-01-03T10:00:00Z"))
+    assert ledger.member_keys.key_of(M) is None
+    assert ledger.member_profile(M) is None
+    sealed = [fact.profile for fact in ledger.events.get(account(ledger, M).id)
+              if getattr(fact, "profile", None)]
+    assert len(sealed) == 2
+    from ledger.privacy import ProfileUnreadable, unseal
+    for key in ledger.member_keys.store.read_keys(["other", M]).values():
+        for token in sealed:
+            for member in (M, "other"):
+                with pytest.raises(ProfileUnreadable):
+                    unseal(key, member, token)
+    # A redelivered enrollment of the erased member is a duplicate (its key is gone, so
+    # its payload cannot be compared); a new one is refused and brings no key back.
+    assert apply(ledger, enrollment)[0].status == "duplicate"
+    refused = apply(ledger, mb.enrolled(M, "2025-02-01T10:00:00Z", profile=mb.PROFILE))
+    assert [f.reason for f in facts(refused, "member_enrolled_rejected")] == ["account_closed"]
+    assert ledger.member_keys.key_of(M) is None
