@@ -7,6 +7,9 @@ buys in January 2024, redeems in February, gets a birthday in March, buys
 in February 2025 and then sends a purchase of 20 December 2024 late; C buys
 once in February 2024 and never comes back. Lots expire twelve months after
 their purchase: A's and B's January 2024 lots expire in January 2025.
+
+Then section 13: members enrolling after their first event, or never;
+NPS answers in every band; an erasure's forfeited points (breakage).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import pytest
 
 from ledger.application import LoyaltyLedger
 from ledger.program import load_program
+from projections.kpi_definitions import nps_band, nps_figures
 from projections.kpi_report import kpi_fields, kpi_report, report_tiers
 from tests.support import builders as b
+from tests.support import member_builders as m
 from tests.support.ledger_steps import apply
 from tests.projections.steps import projected
 
@@ -161,3 +166,52 @@ def test_an_annual_bonus_counts_in_the_year_it_rewards_not_the_year_end_jobs(led
     assert years[2024]["points_issued"] == 126 and years[2024]["active_members"] == 1
     assert months["2024-12"]["points_issued"] == 16
     assert [row["expiry_month"] for row in report if row["kind"] == "liability"][-1] == "2026-01"
+
+
+def test_enrollments_cohorts_nps_and_forfeits(ledger, pg_env):
+    apply(ledger,
+          b.purchase("E", "2024-03-10T10:00:00Z", 5000),        # E's first event: March...
+          m.enrolled("F", "2024-04-01T10:00:00Z"),              # F enrolls (opens the account)
+          b.purchase("F", "2024-04-03T10:00:00Z", 2000),        # 20 points
+          m.nps("F", "2024-04-05T10:00:00Z", 10),               # promoter
+          m.nps("F", "2024-05-01T10:00:00Z", 3),                # detractor
+          m.enrolled("E", "2024-05-02T10:00:00Z"),              # ...but E enrolls in May
+          m.nps("E", "2024-05-03T10:00:00Z", 8),                # passive
+          m.nps("E", "2024-05-04T10:00:00Z", 9),                # promoter (E answers twice)
+          b.purchase("G", "2024-05-20T10:00:00Z", 1000),        # G never enrolls: from May
+          m.erased("F", "2024-06-01T10:00:00Z"))                # F's 20 points forfeited
+    with projected(ledger, pg_env, ["kpis"]) as models:
+        report = kpi_report(models.view("kpis"), ledger.program)
+    months = {row["month"]: row for row in report if row["kind"] == "month"}
+    [year] = [row for row in report if row["kind"] == "year"]
+
+    def picked(row: dict, *fields: str) -> tuple:
+        return tuple(row[field] for field in fields)
+
+    cohort = ("enrollments", "cohort_net_spend_minor", "historical_clv_minor")
+    assert picked(months["2024-03"], *cohort) == (0, 0, None)
+    assert picked(months["2024-04"], *cohort) == (1, 2000, 2000)
+    assert picked(months["2024-05"], *cohort) == (2, 6000, 3000)
+    assert picked(year, *cohort) == (3, 8000, 2666)
+    nps = ("nps_responses", "nps_promoters", "nps_passives", "nps_detractors", "nps_score_bp")
+    assert picked(months["2024-03"], *nps) == (0, 0, 0, 0, None)
+    assert picked(months["2024-04"], *nps) == (1, 1, 0, 0, 10000)
+    assert picked(months["2024-05"], *nps) == (3, 1, 1, 1, 0)
+    assert picked(year, *nps) == (4, 2, 1, 1, 2500)
+    breakage = ("points_forfeited", "breakage_points", "points_retired", "breakage_rate_bp")
+    assert picked(months["2024-06"], *breakage) == (20, 20, 20, 10000)
+    assert [(row["expiry_month"], row["outstanding_points"])
+            for row in report if row["kind"] == "liability"] == [("2025-03", 50), ("2025-05", 10)]
+
+
+@pytest.mark.parametrize(("scores", "expected"), [
+    ((), (0, 0, 0, 0, None)),
+    ((10, 9, 8, 7, 6, 0), (6, 2, 2, 2, 0)),
+    ((0, 0, 9), (3, 1, 0, 2, -3334)),       # -1/3: floored, like every rate
+    ((9, 10, 10, 7), (4, 3, 1, 0, 7500)),
+])
+def test_nps_bands_and_score(scores, expected):
+    bands = [nps_band(score) for score in scores]
+    figures = nps_figures(bands.count("promoters"), bands.count("passives"),
+                          bands.count("detractors"))
+    assert tuple(figures.values()) == expected
