@@ -255,6 +255,7 @@ def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
         f"  {loyalty} replay                     # drop and rebuild every read model\n"
         f"  {loyalty} verify                     # recompute everything from the ledger\n"
         f"  {loyalty} export balances --format csv\n"
+        f"  {loyalty} kpis                       # the programme KPIs (--year Y: month by month)\n"
     )
 
 

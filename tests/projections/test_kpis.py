@@ -19,7 +19,7 @@ import dataclasses
 import pytest
 
 from ledger.application import LoyaltyLedger
-from ledger.program import load_program
+from ledger.program import load_program, parse_program
 from projections.kpi_definitions import nps_band, nps_figures
 from projections.kpi_report import kpi_fields, kpi_report, report_tiers
 from tests.support import builders as b
@@ -215,3 +215,27 @@ def test_nps_bands_and_score(scores, expected):
     figures = nps_figures(bands.count("promoters"), bands.count("passives"),
                           bands.count("detractors"))
     assert tuple(figures.values()) == expected
+
+
+def test_the_cost_of_a_redemption_is_the_point_value_of_the_version_that_decided_it(pg_env):
+    # Version 1 (a point costs 1) decides the first redemption; version 2 (a point costs 4)
+    # the second; the liability is priced at the current version
+    first = LoyaltyLedger(env=pg_env)
+    first.record_program_version()
+    apply(first, b.purchase("V", "2025-01-02T10:00:00Z", 60000),
+          b.redemption("V", "2025-01-03T10:00:00Z", 100))
+    first.close()
+    second_text = first.program.source_text.replace(
+        'name = "default"', 'name = "default"\nversion = 2\npoint_value_minor = 4')
+    second = LoyaltyLedger(env=pg_env, program=parse_program(second_text))
+    second.record_program_version()
+    try:
+        apply(second, b.redemption("V", "2025-02-03T10:00:00Z", 50))
+        with projected(second, pg_env, ["kpis"]) as models:
+            report = kpi_report(models.view("kpis"), second.program)
+    finally:
+        second.close()
+    months = {row["month"]: row for row in report if row["kind"] == "month"}
+    assert [months[m]["programme_cost_minor"] for m in ("2025-01", "2025-02")] == [100, 200]
+    [liability] = [row for row in report if row["kind"] == "liability"]
+    assert (liability["outstanding_points"], liability["outstanding_value_minor"]) == (450, 1800)
