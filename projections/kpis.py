@@ -33,6 +33,7 @@ from projections.rows import Row, RowBatch, Table
 
 __all__ = ["BASIS_POINTS", "KpisProjection", "KpisRecorder"]
 
+CAMPAIGN_LINES_FIELD = "campaigns"  # of points_earned: [{"campaign_id", "points"}, ...]
 KPI_MEMBERS = Table(
     name="kpi_members",
     columns=(("member_id", "text NOT NULL"), ("tier", "text NOT NULL"),
@@ -190,9 +191,10 @@ class KpisProjection(ReadModelProjection):
 
 
 def campaign_points(fact: Any) -> int:
-    """The campaign part of a purchase's points (contract section 12's lines of
-    ``points_earned``): 0 until purchases carry campaign lines."""
-    return sum(line["points"] for line in getattr(fact, "campaign_lines", None) or ())
+    """The campaign part of a purchase's points: the sum of the ``points`` of its
+    ``CAMPAIGN_LINES_FIELD`` lines (contract section 12; the campaigns branch names it
+    ``campaigns``), 0 while ``points_earned`` has no such field."""
+    return sum(line["points"] for line in getattr(fact, CAMPAIGN_LINES_FIELD, None) or ())
 
 
 def month_of(moment: datetime) -> str:

@@ -15,6 +15,7 @@ NPS answers in every band; an erasure's forfeited points (breakage).
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +23,7 @@ from ledger.application import LoyaltyLedger
 from ledger.program import load_program, parse_program
 from projections.kpi_definitions import nps_band, nps_figures
 from projections.kpi_report import kpi_fields, kpi_report, report_tiers
+from projections.kpis import campaign_points
 from tests.support import builders as b
 from tests.support import member_builders as m
 from tests.support.ledger_steps import apply
@@ -239,3 +241,10 @@ def test_the_cost_of_a_redemption_is_the_point_value_of_the_version_that_decided
     assert [months[m]["programme_cost_minor"] for m in ("2025-01", "2025-02")] == [100, 200]
     [liability] = [row for row in report if row["kind"] == "liability"]
     assert (liability["outstanding_points"], liability["outstanding_value_minor"]) == (450, 1800)
+
+
+def test_campaign_points_are_the_sum_of_a_purchases_campaign_lines():
+    lines = [{"campaign_id": "spring", "points": 30}, {"campaign_id": "coffee", "points": 5}]
+    assert campaign_points(SimpleNamespace(points=135, campaigns=lines)) == 35
+    assert campaign_points(SimpleNamespace(points=100, campaigns=[])) == 0
+    assert campaign_points(SimpleNamespace(points=100)) == 0  # before section 12's lines
