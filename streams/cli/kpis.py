@@ -36,8 +36,9 @@ def add_subcommand(subparsers: Any) -> None:
     helptext = "the programme KPIs per month and year: a table, JSON or CSV, and charts"
     parser = subparsers.add_parser("kpis", help=helptext, description=helptext)
     _connection_flags(parser)
-    parser.add_argument("--year", type=int, metavar="Y", help="the months and the year row of Y")
-    parser.add_argument("--month", type=month_arg, metavar="YYYY-MM", help="one month's row")
+    period = parser.add_mutually_exclusive_group()
+    period.add_argument("--year", type=int, metavar="Y", help="the months and the year row of Y")
+    period.add_argument("--month", type=month_arg, metavar="YYYY-MM", help="one month's row")
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help=f"{', '.join(FORMATS)} (default table)")
     parser.add_argument("--chart", metavar="DIR", type=Path,
@@ -75,3 +76,5 @@ def _print(rows: list[dict[str, Any]], fmt: str) -> None:
         console = plain_console()
         for table in kpi_tables(rows):
             console.print(table)
+        if not rows:
+            print("no KPI rows: the ledger has no such period yet", file=sys.stderr)

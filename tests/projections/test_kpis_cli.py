@@ -99,3 +99,19 @@ def test_csv_has_one_column_per_figure_and_no_json_in_a_cell(url, capsys, comman
     year_2025 = next(row for row in table if row["kind"] == "year" and row["year"] == "2025")
     assert (year_2025["average_check_minor_silver"], year_2025["projected_clv_minor"],
             year_2025["retention_rate_bp"]) == ("10000", "21000", "6666")
+
+
+@pytest.mark.parametrize("flags", [["--month", "2024-13"], ["--month", "2024-1"],
+                                   ["--year", "2024", "--month", "2024-01"],
+                                   ["--format", "xml"]])
+def test_a_bad_period_or_format_is_one_line_and_status_2(flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["kpis", *flags])
+    assert exit_.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_month_without_figures_shows_only_the_liability(url, capsys):
+    assert main(["kpis", "--database-url", url, "--month", "2031-01"]) == 0
+    captured = capsys.readouterr()
+    assert "2031-01" not in captured.out and "points liability" in captured.out
