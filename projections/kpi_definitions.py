@@ -15,8 +15,9 @@ spendable), the qualifying purchase's time for a referral bonus, the year
 it rewards for the annual incentive (its December: the year-end job dates
 its ``year_closed`` 1 January of the next year, which used to book a year of
 bonuses in a year with no purchases), and the clock of the erasure for
-forfeited points. Expired points of a transfer credit that arrive already
-past expiry count in the credit's period (the fact does not name their
+forfeited points. Points that arrive or come back already past expiry (a
+transfer credit, a released hold, a cancelled redemption) count as expired
+in the period of the event that brought them (the fact does not name their
 lots).
 
 The definitions, each with the programme owner's question it answers:
@@ -63,7 +64,7 @@ The definitions, each with the programme owner's question it answers:
   redeemed x ``point_value_minor`` of the program version that decided each
   redemption (the cost of one point when redeemed, minor units).
 - liability (rows of their own) - "what does it owe?": unspent points of
-  open lots (pending ones included; debt is not a liability) by the month
+  open lots (pending ones included; held points, section 7, and debt are not) by the month
   they expire, in points and in money (x the current program's
   ``point_value_minor``).
 """

@@ -20,6 +20,10 @@ tables into rows. Every table holds integers and ``YYYY-MM`` months (UTC):
 - ``kpi_open_lots``: unspent points of every open lot with its expiry month,
   the points liability (debt is not a liability and is not counted); pending
   lots count, and contract 2's adjustments and transfers move lots in and out.
+  Section 7 (holds; its facts come with the holds work, these handlers wait
+  for them): a hold draws its lots at once (held points are not in a lot), a
+  capture counts as redeemed without drawing again, a release or a
+  cancellation puts points back in their lots.
 """
 
 from __future__ import annotations
@@ -140,7 +144,26 @@ class KpisProjection(ReadModelProjection):
         points["redeemed"] += fact.points
         points["cost_minor"] += fact.points * self.rules_of(fact).point_value_minor
         _counters(rows, KPI_MEMBER_MONTHS, (fact.member_id, month))["redemptions"] += 1
-        _draw(rows, fact.member_id, fact.draws)
+        if getattr(fact, "hold_event_id", None) is None:  # a capture's points left with the hold
+            _draw(rows, fact.member_id, fact.draws)
+
+    def points_held(self, fact: Any, rows: RowBatch) -> None:
+        """Section 7: a hold draws its lots at once (held points are in no lot)."""
+        _draw(rows, fact.member_id, [[part["lot_id"], part["points"]] for part in fact.parts])
+
+    def hold_released(self, fact: Any, rows: RowBatch) -> None:
+        """Points back in their lots (a lot drawn empty opens again); the part already past
+        expiry counts as expired in the period of the event that brought it back."""
+        _counters(rows, KPI_POINTS, (month_of(fact.occurred_at),))["expired"] += fact.expired
+        for part in fact.returns:
+            lot = rows.get(KPI_OPEN_LOTS, (fact.member_id, part["lot_id"]))
+            if lot is None:
+                _open_lot(rows, fact.member_id, part)
+            else:
+                lot["remaining"] += part["points"]
+                rows.put(KPI_OPEN_LOTS, lot)
+
+    redemption_cancelled = hold_released  # the same rule for points that come back
 
     def points_expired(self, fact: Any, rows: RowBatch) -> None:
         for expiry_month, points in _draw(rows, fact.member_id, fact.lots).items():
