@@ -13,7 +13,8 @@ queries and turns the totals into rows with ``projections.kpi_definitions``
 
 ``kpi_fields(tiers)`` is the column list (an average check per tier: the
 program's tiers, then any other tier purchases were made in), the same for
-JSON and CSV.
+JSON and CSV. ``select_rows`` picks what ``loyalty kpis`` shows (a year, a
+month), ``monthly_rows`` what its charts draw.
 """
 
 from __future__ import annotations
