@@ -40,7 +40,9 @@ from ledger.log import FactLog
 from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
+from ledger.postgres.member_keys import key_store_for
 from ledger.postgres.transcoder import TOPIC as ORJSON_TRANSCODER_TOPIC
+from ledger.privacy import KeyRing, open_profile, sealed_profiles
 from ledger.program import Program
 from ledger.program_versions import PROGRAM_VERSIONS_ID, ProgramVersionRefused, ProgramVersions
 from ledger.rules import Lot, PurchaseRecord
@@ -132,6 +134,7 @@ class LoyaltyLedger(Application):
         self._recorded_programs: dict[int, Program] = {}
         self.program = program or settings.program()
         self.fact_log = FactLog(self.recorder, self.mapper)
+        self.member_keys = KeyRing(key_store_for(self.recorder))  # section 13's key table
 
     def construct_recorder(self):
         """A process recorder, so facts and their tracking records commit together."""
@@ -279,10 +282,11 @@ class LoyaltyLedger(Application):
         """
         results = []
         for command in commands:
-            result = self.apply(command)[0]
-            results.append(result)
-            for credit in credit_commands(result.facts):
-                results.extend(self.apply(credit))
+            owed = [command]
+            while owed:  # a credit may owe one in turn (a rejected transfer credit's return)
+                result = self.apply(owed.pop(0))[0]
+                results.append(result)
+                owed.extend(credit_commands(result.facts))
         return results
 
     def save_batch(self, aggregates: Iterable[Any], tracking: Tracking | Sequence[Tracking] | None) -> None:
@@ -300,6 +304,7 @@ class LoyaltyLedger(Application):
             # A cached account counted facts that may not be stored: deciding on
             # it again would write versions after a gap. Reload from the store.
             self.evict_cached_accounts()
+            self.member_keys.discard()
             raise
 
     def _save(self, aggregates: Iterable[Any], trackings: list[Tracking]) -> None:
@@ -310,7 +315,10 @@ class LoyaltyLedger(Application):
             processing_event.aggregates[aggregate.id] = aggregate
         if not processing_event.events and not trackings:
             return
+        key_changes = self.member_keys.changes_for(processing_event.events)
+        processing_event.saved_kwargs.update(key_changes)
         recordings = self._record(processing_event)
+        self.member_keys.committed(key_changes)
         self._take_snapshots(processing_event)
         self._notify(recordings)
 
@@ -335,6 +343,7 @@ class LoyaltyLedger(Application):
     def _apply_one(self, command: cmd.Command, accounts: dict[str, LoyaltyAccount]) -> Result:
         account = accounts.get(command.member_id) or self._load_or_open(command)
         accounts[command.member_id] = account
+        command = self.member_keys.seal(command, account)  # profile fields: ciphertext only
         opened_now = account.version == LoyaltyAccount.INITIAL_VERSION and account.pending_events
         try:
             if account.has_applied(command):
@@ -406,6 +415,12 @@ class LoyaltyLedger(Application):
                 break
             version = fact.originator_version
         return None if version is None else self.find_account(member_id, version)
+
+    def member_profile(self, member_id: str) -> dict | None:
+        """The member's profile, decrypted (section 13): only for the places that use it
+        (the auditor's flag, the API's ``crm`` scope, ``loyalty birthdays``). None once erased."""
+        facts = self.events.get(account_id(member_id))
+        return open_profile(self.member_keys.key_of(member_id), member_id, sealed_profiles(facts))
 
     def history(self, member_id: str) -> list[HistoryEntry]:
         """Every fact of the member's account in order, with its cause."""

@@ -114,6 +114,43 @@ class CreditReferrer(Command):
     qualifying_event_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class EnrollMember(Command):
+    """Section 13: enrollment. ``profile`` is the plaintext the application seals into
+    ``sealed_profile`` (ciphertext) before the account decides; the domain reads only the latter."""
+
+    channel: str | None = None
+    store_id: str | None = None
+    consents: dict
+    profile: dict | None = None
+    sealed_profile: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateProfile(Command):
+    """Section 13: profile fields to set (``None`` clears one) and consents, sealed like enrollment's."""
+
+    profile: dict | None = None
+    consents: dict | None = None
+    sealed_profile: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EraseMember(Command):
+    """Section 13: the right to erasure."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordNps(Command):
+    """Section 13: a survey answer, ``score`` 0..10."""
+
+    score: int
+    touchpoint: str | None = None
+
+
+PROFILE_BEARING = (EnrollMember, UpdateProfile)
+
+
 def fingerprint_of(event: dict) -> str:
     """A stable hash of an event's whole payload (keys sorted)."""
     canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
@@ -201,6 +238,31 @@ def _referrer_credit(event: dict, common: dict) -> Command:
     )
 
 
+def _without_profile(event: dict, common: dict) -> dict:
+    """A profile-bearing event's common fields, its fingerprint a hash of everything but
+    the profile (``ledger.privacy`` keys it with the member's key, the profile included)."""
+    return {**common, "fingerprint": fingerprint_of(
+        {name: value for name, value in event.items() if name != "profile"})}
+
+
+def _member_enrolled(event: dict, common: dict) -> Command:
+    return EnrollMember(**_without_profile(event, common), channel=event.get("channel"), store_id=event.get("store_id"),
+                        consents={"marketing": False, **event.get("consents", {})},
+                        profile=event.get("profile"))
+
+
+def _profile_updated(event: dict, common: dict) -> Command:
+    return UpdateProfile(**_without_profile(event, common), profile=event["profile"], consents=event.get("consents"))
+
+
+def _member_erased(event: dict, common: dict) -> Command:
+    return EraseMember(**common)
+
+
+def _nps_response(event: dict, common: dict) -> Command:
+    return RecordNps(**common, score=event["score"], touchpoint=event.get("touchpoint"))
+
+
 PARSERS = {
     "purchase": _purchase,
     "refund": _refund,
@@ -210,6 +272,10 @@ PARSERS = {
     "year_closed": _year_closed,
     "adjustment": _adjustment,
     "transfer": _transfer,
+    "member_enrolled": _member_enrolled,
+    "profile_updated": _profile_updated,
+    "member_erased": _member_erased,
+    "nps_response": _nps_response,
     REFERRER_CREDIT_TYPE: _referrer_credit,
     TRANSFER_CREDIT_TYPE: _transfer_credit,
 }

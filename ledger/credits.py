@@ -9,7 +9,10 @@ place that says which facts owe a credit, how it is built and which facts
 of the receiver settle it (exactly one per credit: a redelivery is a
 duplicate): the referrer credit of ``referral_qualified``, settled by
 ``referrer_credited`` or ``referrer_capped``, and the transfer credit of
-``points_transferred_out``, settled by ``points_transferred_in``.
+``points_transferred_out``, settled by ``points_transferred_in``, and the
+return of a transfer credit that reached a closed account
+(``transfer_credit_rejected``, section 13), settled by the sender's
+``points_transferred_in``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from eventsourcing.utils import get_topic
 from ledger import commands as cmd
 from ledger.calendar import format_timestamp
 from ledger.domain import LoyaltyAccount
+from ledger.membership import TRANSFER_RETURN_PREFIX
 
 if TYPE_CHECKING:
     from ledger.log import FactLog
@@ -67,6 +71,22 @@ def transfer_credit(fact: LoyaltyAccount.PointsTransferredOut) -> dict:
     }
 
 
+def transfer_return(fact: LoyaltyAccount.TransferCreditRejected) -> dict:
+    """A transfer credit that reached a closed account goes back to its sender
+    (section 10): the same lots, keyed by the sender, id ``transfer-return:<event_id>``."""
+    return {
+        "type": cmd.TRANSFER_CREDIT_TYPE,
+        "schema_version": CREDIT_SCHEMA_VERSION,
+        "event_id": f"{TRANSFER_RETURN_PREFIX}{fact.transfer_event_id}",
+        "member_id": fact.from_member_id,
+        "occurred_at": format_timestamp(fact.occurred_at),
+        "from_member_id": fact.member_id,
+        "transfer_event_id": fact.transfer_event_id,
+        "lots": [{"points": lot["points"], "occurred_at": format_timestamp(lot["occurred_at"]),
+                  "expires_at": format_timestamp(lot["expires_at"])} for lot in fact.lots],
+    }
+
+
 @dataclass(frozen=True)
 class CreditRule:
     """How a fact's credit is built, and the receiver's facts that settle it."""
@@ -77,9 +97,14 @@ class CreditRule:
 
 CREDITS_OWED: dict[type, CreditRule] = {
     LoyaltyAccount.ReferralQualified: CreditRule(
-        referrer_credit, (LoyaltyAccount.ReferrerCredited, LoyaltyAccount.ReferrerCapped)),
+        referrer_credit, (LoyaltyAccount.ReferrerCredited, LoyaltyAccount.ReferrerCapped,
+                          LoyaltyAccount.ReferrerCreditRejected)),
     LoyaltyAccount.PointsTransferredOut: CreditRule(
         transfer_credit, (LoyaltyAccount.PointsTransferredIn,)),
+    # A rejected transfer credit is settled by its return's ``points_transferred_in``: every
+    # transfer ends in exactly one ``points_transferred_in`` (the credit's or the return's),
+    # so the rule above already counts it and this one has nothing of its own to count.
+    LoyaltyAccount.TransferCreditRejected: CreditRule(transfer_return, ()),
 }
 
 
@@ -99,6 +124,8 @@ def credits_settled(fact_log: "FactLog") -> bool:
     """Every credit owed in ``fact_log`` has been applied to its receiver (one settling fact
     per owing fact): what ``loyalty process`` waits for."""
     for owing, rule in CREDITS_OWED.items():
+        if not rule.settled_by:
+            continue
         counts = fact_log.count([get_topic(c) for c in (owing, *rule.settled_by)])
         if counts[get_topic(owing)] != sum(counts[get_topic(c)] for c in rule.settled_by):
             return False

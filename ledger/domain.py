@@ -27,6 +27,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from ledger import commands as cmd
+from ledger import membership
 from ledger.calendar import add_months, year_of
 from ledger.program import Program
 from ledger.rules import (
@@ -374,6 +375,89 @@ class LoyaltyAccount(Aggregate):
         def apply(self, account: "LoyaltyAccount") -> None:
             _apply_award(account, self)
 
+    # ------------------------------------- members, consent, erasure (section 13)
+    # Their handlers live in ``ledger.membership``; profile fields only ever
+    # arrive here as ciphertext (``sealed_profile``), sealed by the application.
+
+    class MemberEnrolled(Outcome):
+        """Enrollment: ``profile`` is ciphertext (or None), ``consents`` in the clear."""
+
+        channel: str | None
+        store_id: str | None
+        consents: dict
+        profile: str | None
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.enrolled_at = self.occurred_at
+            account.consents = dict(self.consents)
+
+    class MemberEnrolledRejected(Outcome):
+        reason: str
+
+    class ProfileUpdated(Outcome):
+        """Profile fields set or cleared (``profile``: ciphertext), consents changed."""
+
+        profile: str | None
+        consents: dict | None
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            if self.consents:
+                account.consents = {**account.consents, **self.consents}
+
+    class ProfileUpdatedRejected(Outcome):
+        reason: str
+
+    class MemberErased(Outcome):
+        """The right to erasure: the account is closed (frozen) from here on."""
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.erased_at = self.occurred_at
+
+    class MemberErasedRejected(Outcome):
+        reason: str
+
+    class PointsForfeited(Fact):
+        """Unspent points of ``lots`` (pending ones included) forfeited at erasure, or a
+        return that reached a closed account (``lots`` empty)."""
+
+        points: int
+        lots: list[list[int]]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            account.lifetime_forfeited += self.points
+            _apply_draws(account, self.lots)
+
+    class NpsRecorded(Outcome):
+        score: int
+        touchpoint: str | None
+
+    class NpsResponseRejected(Outcome):
+        reason: str
+
+    class BirthdayRejected(Outcome):
+        reason: str
+
+    class YearClosedRejected(Outcome):
+        reason: str
+        year: int
+
+    class ReferrerCreditRejected(Outcome):
+        reason: str
+        referee_member_id: str
+        qualifying_event_id: str
+
+    class TransferCreditRejected(Outcome):
+        """A transfer credit that reached a closed account: its ``lots`` go back to the sender."""
+
+        reason: str
+        from_member_id: str
+        transfer_event_id: str
+        points: int
+        lots: list[dict]
+
     # ------------------------------------------------------------------ state
 
     # Version 2 (contract 2): the counters of sections 8 to 10. A version-1
@@ -385,6 +469,12 @@ class LoyaltyAccount(Aggregate):
         for counter in CONTRACT_2_COUNTERS:
             state.setdefault(counter, 0)
         state.setdefault("transferred_by_year", {})
+
+    # Section 13's state. Class-level defaults stand in for an upcaster: a
+    # snapshot taken before members existed has none of these attributes.
+    enrolled_at = None  # datetime | None
+    erased_at = None  # datetime | None: a closed (frozen) account
+    consents = {"marketing": False}  # replaced, never mutated in place
 
     @staticmethod
     def create_id(member_id: str) -> UUID:
@@ -461,8 +551,11 @@ class LoyaltyAccount(Aggregate):
     def decide(self, command: cmd.Command, program: Program) -> None:
         """Run the command's handler; its outcome fact records ``program.version``."""
         self._program_version = program.version
+        handler = COMMAND_HANDLERS[type(command)]
+        if self.erased_at is not None:  # a closed account is frozen (section 13)
+            handler = membership.decide_on_closed_account
         try:
-            COMMAND_HANDLERS[type(command)](self, command, program)
+            handler(self, command, program)
         finally:
             del self._program_version
 
@@ -471,7 +564,8 @@ class LoyaltyAccount(Aggregate):
         fingerprint = self.applied.get(command.event_id)
         if fingerprint is None:
             return False
-        if fingerprint != command.fingerprint:
+        if fingerprint != command.fingerprint and self.erased_at is None:
+            # (A closed account's payloads can no longer be compared: its key is gone.)
             raise EventIdConflict(
                 f"event_id {command.event_id!r} was applied with another payload"
             )
@@ -802,6 +896,10 @@ COMMAND_HANDLERS = {
     cmd.AdjustPoints: LoyaltyAccount.adjust_points,
     cmd.TransferPoints: LoyaltyAccount.transfer_points,
     cmd.CreditTransfer: LoyaltyAccount.credit_transfer,
+    cmd.EnrollMember: membership.enroll_member,
+    cmd.UpdateProfile: membership.update_profile,
+    cmd.EraseMember: membership.erase_member,
+    cmd.RecordNps: membership.record_nps,
 }
 
 # Wire names of the ledger facts: published on ``loyalty.ledger`` as ``type``.
@@ -832,6 +930,19 @@ FACT_TYPES: dict[str, type] = {
     "points_transferred_out": LoyaltyAccount.PointsTransferredOut,
     "transfer_rejected": LoyaltyAccount.TransferRejected,
     "points_transferred_in": LoyaltyAccount.PointsTransferredIn,
+    "member_enrolled": LoyaltyAccount.MemberEnrolled,
+    "member_enrolled_rejected": LoyaltyAccount.MemberEnrolledRejected,
+    "profile_updated": LoyaltyAccount.ProfileUpdated,
+    "profile_updated_rejected": LoyaltyAccount.ProfileUpdatedRejected,
+    "member_erased": LoyaltyAccount.MemberErased,
+    "member_erased_rejected": LoyaltyAccount.MemberErasedRejected,
+    "points_forfeited": LoyaltyAccount.PointsForfeited,
+    "nps_recorded": LoyaltyAccount.NpsRecorded,
+    "nps_response_rejected": LoyaltyAccount.NpsResponseRejected,
+    "birthday_rejected": LoyaltyAccount.BirthdayRejected,
+    "year_closed_rejected": LoyaltyAccount.YearClosedRejected,
+    "referrer_credit_rejected": LoyaltyAccount.ReferrerCreditRejected,
+    "transfer_credit_rejected": LoyaltyAccount.TransferCreditRejected,
 }
 WIRE_NAMES: dict[type, str] = {fact_class: name for name, fact_class in FACT_TYPES.items()}
 

@@ -11,6 +11,10 @@ keeps section 3's results: ``program.version`` (1), ``program.pending_days``
 (0), ``program.tier_basis`` (``annual``), a tier's ``discount_pct`` (0),
 ``[adjustments]`` ``points_max`` and ``reason_codes`` and ``[transfers]``
 ``points_per_year_max``.
+
+``program.point_value_minor`` (default 1) is what one point costs the
+programme when redeemed, in minor units: the KPIs' money figures (programme
+cost, liability) use it; no rule does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ TIER_BASES = (ANNUAL_TIERS, LIFETIME_TIERS)
 ADJUSTMENT_POINTS_MAX_DEFAULT = 1_000_000
 ADJUSTMENT_REASON_CODES_DEFAULT = ("goodwill", "correction", "migration", "fraud")
 TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT = 10_000
+POINT_VALUE_MINOR_DEFAULT = 1
 
 
 class ProgramError(ValueError):
@@ -72,6 +77,7 @@ class Program:
     adjustment_points_max: int = ADJUSTMENT_POINTS_MAX_DEFAULT
     adjustment_reason_codes: tuple[str, ...] = ADJUSTMENT_REASON_CODES_DEFAULT
     transfer_points_per_year_max: int = TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT
+    point_value_minor: int = POINT_VALUE_MINOR_DEFAULT  # a redeemed point's cost, minor units (KPIs)
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
 
     @property
@@ -135,6 +141,7 @@ PROGRAM_FILE_SCHEMA = {
                 "points_per_unit": _count(0),
                 "expiry_months": _count(1),
                 "birthday_points": _count(0),
+                "point_value_minor": _count(0),
             },
         },
         "tiers": {
@@ -253,6 +260,7 @@ def parse_program(text: str, source: str = "<program>") -> Program:
             adjustments.get("reason_codes", ADJUSTMENT_REASON_CODES_DEFAULT)),
         transfer_points_per_year_max=transfers.get(
             "points_per_year_max", TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT),
+        point_value_minor=head.get("point_value_minor", POINT_VALUE_MINOR_DEFAULT),
         source_text=text,
     )
 

@@ -2,7 +2,8 @@
 
 - ``balances``, ``tiers``, ``annual``, ``kpis``: one read model each (tables,
   tracking recorder, projection with one handler per fact type);
-  ``kpi_report``: the programme KPIs from the ``kpis`` tables;
+  ``kpi_report``: the programme KPIs from the ``kpis`` tables, defined in
+  ``kpi_definitions``, shown by ``kpi_tables`` and drawn by ``kpi_charts``;
 - ``base``, ``rows``: what the read models share (recorder, projection,
   batched row access);
 - ``runner``: open, catch up, replay, resume, digests; ``follower``: the live loop;

@@ -143,6 +143,13 @@ class BalancesProjection(ReadModelProjection):
         row["balance"] += fact.points - fact.expired
         rows.put(BALANCES, row)
 
+    def points_forfeited(self, fact: Any, rows: RowBatch) -> None:
+        """Erasure (section 13): unspent points of every lot, pending ones included, forfeited."""
+        row = self._at_clock(fact, rows)
+        row["lifetime_forfeited"] += fact.points
+        row["balance"] -= fact.points - _take_pending(row, fact.lots)
+        rows.put(BALANCES, row)
+
     # -------------------------------------------------------------- steps
 
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
@@ -173,6 +180,11 @@ class BalancesProjection(ReadModelProjection):
     adjustment_rejected = transfer_rejected = purchase_rejected = refund_rejected = \
         redemption_rejected = birthday_already_rewarded = referral_registered = referral_rejected = \
         referrer_capped = year_closed = year_already_closed = _clock_only
+    # Section 13's facts that move no points (a closed account's rejections keep its clock).
+    member_enrolled = member_enrolled_rejected = profile_updated = profile_updated_rejected = \
+        member_erased = member_erased_rejected = nps_recorded = nps_response_rejected = \
+        birthday_rejected = year_closed_rejected = referrer_credit_rejected = \
+        transfer_credit_rejected = _clock_only
 
 
 def _add_pending(row: Row, lot_id: int, points: int) -> None:

@@ -4,7 +4,8 @@ Kinds and where their rows come from:
 
 - ``balances``, ``tiers``, ``annual``: the read-model tables, in key order,
   with exactly the field names of CONTRACT section 4;
-- ``kpis``: ``kpi_report`` of the KPI read model;
+- ``kpis``: ``kpi_report`` of the KPI read model (flat rows: one column per
+  figure, an average check per tier, so no cell of its CSV holds JSON);
 - ``tier-changes``: every ``tier_changed`` fact in the notification log, as
   the outbound document of CONTRACT section 5 (``ledger.wire``, what the
   outbox publishes; ``event_id`` is deterministic);
@@ -13,7 +14,7 @@ Kinds and where their rows come from:
   ``ledger_version``, ``source_event_id``, the fact's own fields).
 
 Datetimes are RFC 3339 UTC with ``Z``. In CSV, nested values (lots, draws,
-the per-tier averages) are JSON text, booleans ``true``/``false``, null an
+of the ``ledger`` export) are JSON text, booleans ``true``/``false``, null an
 empty cell; the ``ledger`` columns are the union of every fact's fields.
 Rows are streamed: the log is read ``EXPORT_BATCH_NOTIFICATIONS_MAX`` ids at a
 time, only the facts ``ledger.routing`` sends to that output (and as it
@@ -42,7 +43,7 @@ from ledger.postgres.urls import eventsourcing_env_from_url
 from ledger.wire import LIBRARY_FIELDS, json_ready
 from projections.annual import ANNUAL, ANNUAL_FIELDS
 from projections.balances import BALANCE_FIELDS, BALANCES
-from projections.kpi_report import KPI_FIELDS, kpi_report
+from projections.kpi_report import kpi_fields, kpi_report, report_tiers
 from projections.rows import Table
 from projections.runner import BATCH_NOTIFICATIONS_MAX_DEFAULT, ReadModels, catch_up, open_read_models
 from projections.tiers import TIER_FIELDS, TIERS
@@ -86,7 +87,8 @@ def export_rows(kind: str, ledger: LoyaltyLedger,
         rows = models.view(name).rows(table)
         return fields, (json_ready({field: row[field] for field in fields}) for row in rows)
     if kind == "kpis":
-        return KPI_FIELDS, iter(json_ready(kpi_report(models.view("kpis"))))
+        report = kpi_report(models.view("kpis"), ledger.program)
+        return kpi_fields(report_tiers(report)), iter(json_ready(report))
     if kind in LOG_EXPORTS:
         output, fields = LOG_EXPORTS[kind]
         facts = ledger.fact_log.facts(topics=routing.output_topics(output),

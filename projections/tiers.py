@@ -134,6 +134,11 @@ class TiersProjection(ReadModelProjection):
         referrer_credited = referrer_capped = year_closed = year_already_closed = points_adjusted = \
         adjustment_rejected = points_transferred_out = transfer_rejected = points_transferred_in = \
         _clock_only
+    # Section 13's facts (a closed account's rejections keep its clock, so its row stays).
+    member_enrolled = member_enrolled_rejected = profile_updated = profile_updated_rejected = \
+        member_erased = member_erased_rejected = points_forfeited = nps_recorded = \
+        nps_response_rejected = birthday_rejected = year_closed_rejected = \
+        referrer_credit_rejected = transfer_credit_rejected = _clock_only
 
 
 @dataclass(frozen=True)

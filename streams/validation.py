@@ -46,7 +46,8 @@ DEAD_LETTER_RECORD_BYTES_MAX = 12 * 1024 * 1024
 QUOTED_VALUE_CHARS_MAX = 80
 
 INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "year_closed",
-                 "adjustment", "transfer")
+                 "adjustment", "transfer", "member_enrolled", "profile_updated", "member_erased",
+                 "nps_response")
 INBOUND_VERSIONS = (1,)
 OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact")
 DEAD_LETTER_SCHEMA_VERSION = 1

@@ -26,7 +26,8 @@ takes tracking records beyond the library's one ``tracking`` (keyword
 ``MORE_TRACKING``), all in the same transaction, and ``max_tracking_ids``
 reads many positions in one query (``tracked_positions`` every one recorded).
 ``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
-tests use.
+tests use. Both also create, write and delete member keys in the same
+transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg.sql import SQL, Identifier
 
+from ledger.postgres import member_keys
+from ledger.privacy import KEY_CHANGES, apply_key_changes
+
 TOPIC = "ledger.postgres.recorder:UnpipelinedProcessRecorder"
 MORE_TRACKING = "more_tracking"  # insert_events keyword: tracking records after ``tracking``
 LIBRARY_MIGRATION_ROW = "__migration__"  # eventsourcing's marker in the tracking table
@@ -46,6 +50,7 @@ LIBRARY_MIGRATION_ROW = "__migration__"  # eventsourcing's marker in the trackin
 class UnpipelinedProcessRecorder(PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.sql_create_statements.extend(member_keys.create_statements(self.datastore.schema))
         self.insert_columns_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
@@ -92,6 +97,7 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
             self._insert_events(curs, stored_events, **kwargs)  # the tracking record
             for tracking in kwargs.get(MORE_TRACKING, ()):
                 self._insert_tracking(curs, tracking)
+            member_keys.write_changes(curs, self.datastore.schema, kwargs.get(KEY_CHANGES))
             if not stored_events:
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
@@ -99,7 +105,12 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
 
 
 class MultiTrackingPOPORecorder(POPOProcessRecorder):
-    """The in-memory process recorder, also taking ``MORE_TRACKING`` records atomically."""
+    """The in-memory process recorder, also taking ``MORE_TRACKING`` records atomically,
+    and keeping the member key table (``KEY_CHANGES``, ``ledger.privacy``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.member_keys: dict[str, bytes] = {}
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
@@ -110,6 +121,7 @@ class MultiTrackingPOPORecorder(POPOProcessRecorder):
         notification_ids = super()._update_table(stored_events, **kwargs)
         for tracking in kwargs.get(MORE_TRACKING, ()):
             self._insert_tracking(tracking)
+        apply_key_changes(self.member_keys, kwargs.get(KEY_CHANGES))
         return notification_ids
 
     def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int | None]:

@@ -6,7 +6,9 @@ projection follower (``loyalty replay --resume --follow``), streams a
 simulated chain's POS/CRM traffic into Kafka at ``rate_events_per_s`` (event
 time runs much faster than wall time: a year in about a minute by default),
 and shows a live dashboard. At the end it catches the read models up, prints
-the programme KPIs and a ``verify`` result, and the commands to try next.
+the programme KPIs (tables, and the monthly charts written to
+``DIR/kpi-charts``, whose path it prints) and a ``verify`` result, and the
+commands to try next.
 
 The embedded PostgreSQL keeps its data in a temporary directory named after
 ``--dir`` (default ``.loyalty-demo``, which holds the logs) so that ``loyalty member``, ``loyalty replay`` and
@@ -32,11 +34,12 @@ from eventsourcing.utils import get_topic
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from ledger.domain import LoyaltyAccount
 from ledger.postgres.urls import eventsourcing_env_from_url
-from projections.kpi_report import kpi_report
+from projections.kpi_charts import write_charts
+from projections.kpi_report import kpi_report, monthly_rows, select_rows
+from projections.kpi_tables import kpi_tables
 from projections.runner import catch_up, open_read_models
 from projections.verify import verify
 from streams.devkit.dashboard import DASHBOARD_READ_MODELS, PipelineProbe, render
@@ -58,6 +61,7 @@ PACING_TICK_MS = 100
 FOLLOWER_STOP_TIMEOUT_S = 15
 CATCH_UP_BATCH_NOTIFICATIONS_MAX = 5000
 MISMATCHES_SHOWN_MAX = 10
+KPI_CHARTS_DIR_NAME = "kpi-charts"  # under the demo directory
 
 
 @dataclass(frozen=True)
@@ -221,9 +225,11 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
     with open_read_models(env, None, ledger.program) as models:
         catch_up(ledger, models, batch_notifications_max=CATCH_UP_BATCH_NOTIFICATIONS_MAX)
         report = verify(ledger, models)
-        kpis = kpi_report(models.view("kpis"))
+        kpis = kpi_report(models.view("kpis"), ledger.program)
     console.print(producer.summary.describe())
-    console.print(_kpi_table(kpis))
+    for table in kpi_tables(select_rows(kpis)):
+        console.print(table)
+    _kpi_charts(kpis, options, console)
     if report.ok:
         console.print(f"[green]verify: OK[/] - {report.members:,} members recomputed from the "
                       f"ledger's facts match the read models")
@@ -234,23 +240,11 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
     console.print(_next_steps(ledger, options, settings))
 
 
-def _kpi_table(kpis: list[dict]) -> Table:
-    table = Table(title="programme KPIs")
-    columns = [("year", "year"), ("active members", "active_members"),
-               ("repeat rate (bp)", "repeat_purchase_rate_bp"),
-               ("avg check (minor)", "average_check_minor"),
-               ("redemption rate (bp)", "redemption_rate_bp"),
-               ("retention (bp)", "retention_rate_bp"), ("points earned", "points_earned")]
-    for header, _ in columns:
-        table.add_column(header, justify="right")
-    for row in kpis:
-        if row.get("kind") == "year":
-            table.add_row(str(row["year"]), *(_cell(row.get(key)) for _, key in columns[1:]))
-    return table
-
-
-def _cell(value) -> str:
-    return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+def _kpi_charts(kpis: list[dict], options: DemoOptions, console: Console) -> None:
+    """The monthly KPI charts (PNG, data as JSON) in the demo's directory, and where they are."""
+    directory = options.demo_dir / KPI_CHARTS_DIR_NAME
+    write_charts(monthly_rows(kpis), directory)
+    console.print(f"KPI charts (PNG, each with its data as JSON): {directory}")
 
 
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
@@ -266,6 +260,7 @@ def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
         f"  {loyalty} replay                     # drop and rebuild every read model\n"
         f"  {loyalty} verify                     # recompute everything from the ledger\n"
         f"  {loyalty} export balances --format csv\n"
+        f"  {loyalty} kpis                       # the programme KPIs (--year Y: month by month)\n"
     )
 
 

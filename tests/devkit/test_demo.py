@@ -52,6 +52,9 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     assert "verify: OK" in demo.stdout
     assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
     assert "# console: http://127.0.0.1:" in demo.stdout and "/console  (sign in with the key lk_" in demo.stdout
+    charts = tmp_path / ".loyalty-demo" / "kpi-charts"
+    assert f"KPI charts (PNG, each with its data as JSON): {charts.relative_to(tmp_path)}" in demo.stdout
+    assert {path.name for path in charts.iterdir()} >= {"members.png", "members.json", "nps.png"}
     store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"

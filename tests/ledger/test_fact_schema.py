@@ -13,6 +13,7 @@ from ledger.wire import LIBRARY_FIELDS, fact_document, fact_message
 from schemas import load_schema
 from streams.validation import validate_outbound
 from tests.support import builders as b
+from tests.support import member_builders as mb
 from tests.support.streamgen import generate_events
 
 COMMON = {"type", "schema_version", "fact_id", "ledger_version", "effective_at", "member_id",
@@ -42,7 +43,27 @@ def every_kind_of_contract_2_fact() -> list[dict]:
             b.adjustment("pender", "2025-03-23T10:00:00Z", 5, reason_code="whim"),
             b.birthday("giver", "2025-03-01T10:00:00Z"),
             b.transfer("giver", "2025-03-02T10:00:00Z", "pender", 150),
-            b.transfer("giver", "2025-03-03T10:00:00Z", "giver", 10)]
+            b.transfer("giver", "2025-03-03T10:00:00Z", "giver", 10),
+            *every_kind_of_member_fact()]
+
+
+def every_kind_of_member_fact() -> list[dict]:
+    """Section 13's facts: enrollment, profile, NPS, erasure and the closed account's rejections."""
+    at = "2025-04-0{}T10:00:00Z".format
+    return [mb.enrolled("joiner", at(1), profile=mb.PROFILE, marketing=True, channel="pos",
+                        store_id="store-1"),
+            mb.enrolled("joiner", at(2)),
+            mb.profile_updated("joiner", at(2), {"phone": None}, consents={"marketing": False}),
+            mb.profile_updated("stranger", at(2), {"phone": None}),
+            mb.nps("joiner", at(3), 10),
+            b.referral("joiner", at(3), "leaver"),
+            b.birthday("leaver", at(3)),
+            mb.erased("leaver", at(4)),
+            mb.erased("leaver", at(5)), mb.nps("leaver", at(5), 0), b.birthday("leaver", at(5)),
+            b.year_closed("leaver", at(5), 2024),
+            b.purchase("joiner", at(6), 5000),                    # the referrer credit is refused
+            b.birthday("giver", at(6)),
+            b.transfer("giver", at(7), "leaver", 20)]             # refused, returned to "giver"
 
 
 def test_every_fact_type_is_published_valid_against_its_schema():

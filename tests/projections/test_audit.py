@@ -225,7 +225,7 @@ def test_kpi_export_has_year_and_liability_rows(pg_ledger, pg_env):
     with projected(pg_ledger, pg_env) as models:
         rows = _export("kpis", pg_ledger, models)
         table = _export("kpis", pg_ledger, models, "csv")
-    assert {row["kind"] for row in rows} == {"year", "liability"}
+    assert {row["kind"] for row in rows} == {"month", "year", "liability"}
     assert [row["year"] for row in rows if row["kind"] == "year"] == [2024, 2025]
     assert len(table) == len(rows)
 
@@ -236,7 +236,12 @@ def test_loyalty_process_gets_its_read_model_files_caught_up(pg_ledger, pg_env, 
     kpi_rows = counts.pop("kpis.jsonl")
     assert counts == {"balances.jsonl": 3, "tiers.jsonl": 3, "annual.jsonl": 3}  # all in 2024
     kpis = [orjson.loads(line) for line in (tmp_path / "kpis.jsonl").read_text().splitlines()]
-    assert len(kpis) == kpi_rows and {row["kind"] for row in kpis} == {"year", "liability"}
+    assert len(kpis) == kpi_rows and {row["kind"] for row in kpis} == {"month", "year", "liability"}
+    year_row = next(row for row in kpis if row["kind"] == "year")
+    assert {"enrollments", "churned_members", "historical_clv_minor", "projected_clv_minor",
+            "nps_score_bp", "breakage_rate_bp", "programme_cost_minor",
+            "average_check_minor_bronze"} <= set(year_row)
+    assert year_row["enrollments"] == 3  # m-1, m-2 and m-3, from their first events
     lines = (tmp_path / "balances.jsonl").read_text().splitlines()
     balances = [orjson.loads(line) for line in lines]
     assert [row["member_id"] for row in balances] == ["m-1", "m-2", "m-3"]

@@ -76,6 +76,10 @@ def valid_events(draw) -> dict:
         event |= {"points": draw(amount), "reason_code": f"{text}#c", "operator_id": f"{text}#o"}
     elif kind == "transfer":
         event |= {"to_member_id": f"{text}#t", "points": draw(amount)}
+    elif kind in ("member_enrolled", "profile_updated"):
+        event |= {"profile": {"name": f"{text}#n"}}
+    elif kind == "nps_response":
+        event |= {"score": draw(st.integers(min_value=0, max_value=10)), "touchpoint": f"{text}#t"}
     return event
 
 

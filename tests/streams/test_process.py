@@ -112,8 +112,14 @@ def test_dead_letters_are_exactly_the_bad_lines(processed):
 def test_logs_kpis_and_the_kept_store_are_left_behind(processed, tmp_path_factory):
     out, direct, events, _ = processed
     assert "worker-0.log" in {path.name for path in (out / "logs").iterdir()}
-    kpi_years = {row.get("year") for row in read_jsonl(out / "kpis.jsonl") if row.get("kind") == "year"}
+    kpis = read_jsonl(out / "kpis.jsonl")
+    kpi_years = {row.get("year") for row in kpis if row.get("kind") == "year"}
     assert {int(event["occurred_at"][:4]) for event in events} <= kpi_years
+    months = [row for row in kpis if row.get("kind") == "month"]  # issue 19's figures, by month
+    assert months and sum(row["purchases"] for row in months) == sum(
+        row["purchases"] for row in kpis if row.get("kind") == "year")
+    assert {"enrollments", "churned_members", "projected_clv_minor", "nps_score_bp",
+            "breakage_rate_bp", "programme_cost_minor"} <= set(months[0])
     assert (stack_store_dir(out.parent / "kept") / "data" / "PG_VERSION").exists()
 
 
