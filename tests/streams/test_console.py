@@ -9,15 +9,18 @@ and the re-drive records.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import signal
 import uuid
+from xml.etree import ElementTree
 
 import httpx
 import orjson
 import pytest
 
+from projections.kpi_charts import CHARTS
 from streams.api.keys import key_store
 from tests.support import builders as b
 from tests.support.api import API_STOP_TIMEOUT_S
@@ -155,6 +158,9 @@ def test_campaigns_and_overview_answer(stack, admin):
     assert overview.status_code == 200 and 'id="kpis"' in overview.text and 'id="read-model-lag"' in overview.text
     assert re.search(r'id="consumer-lag">[0-9,]+<', overview.text)  # the broker answered its end offsets
     assert re.search(r'id="applied-events">[1-9][0-9,]*<', overview.text)
+    charts = re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', overview.text)
+    assert len(charts) == len(CHARTS)  # loyalty kpis --chart's charts, drawn as SVG
+    assert all(ElementTree.fromstring(base64.b64decode(chart)).tag.endswith("svg") for chart in charts)
 
 
 def test_a_selection_of_dead_letters_is_re_driven_as_it_is(stack, admin):

@@ -102,30 +102,27 @@ def test_campaigns_list_the_programs_windows_with_the_read_models_figures():
     assert campaign_table(None, SimpleNamespace()) is None and campaign_table([], SimpleNamespace()) == []
 
 
-def test_kpi_charts_come_from_the_kpi_branchs_module_as_svg_images(monkeypatch):
+def test_kpi_charts_are_the_kpi_commands_charts_as_svg_images_drawn_once_per_rows(monkeypatch):
     import base64
-    import sys
-    from types import SimpleNamespace
 
+    from projections import kpi_charts
     from streams.api.console import overview
 
-    monkeypatch.setitem(sys.modules, "projections.kpi_charts", None)  # as before the KPI branch lands
-    assert overview.kpi_chart_images([{"kind": "year", "year": 2025}]) == []
     drawn = []
 
     def render_chart(name, rows, fmt):
         drawn.append((name, fmt))
         return b"<svg xmlns='http://www.w3.org/2000/svg'><text>" + name.encode() + b"</text></svg>"
 
-    charts = SimpleNamespace(CHARTS={"members": SimpleNamespace(title="Members per month")},
-                             render_chart=render_chart)
-    monkeypatch.setitem(sys.modules, "projections.kpi_charts", charts)
+    monkeypatch.setattr(kpi_charts, "render_chart", render_chart)
     monkeypatch.setattr(overview, "_CHART_CACHE", {})
     rows = [{"kind": "month", "month": "2025-01", "active_members": 3}]
-    [image] = overview.kpi_chart_images(rows)
-    assert image.title == "Members per month" and image.uri.startswith("data:image/svg+xml;base64,")
-    assert b"<text>members</text>" in base64.b64decode(image.uri.split(",", 1)[1])
-    assert overview.kpi_chart_images(rows) == [image] and drawn == [("members", "svg")]  # drawn once
+    images = overview.kpi_chart_images(rows)
+    assert [image.title for image in images] == [chart.title for chart in kpi_charts.CHARTS.values()]
+    assert all(image.uri.startswith("data:image/svg+xml;base64,") for image in images)
+    assert b"<text>members</text>" in base64.b64decode(images[0].uri.split(",", 1)[1])
+    assert overview.kpi_chart_images(rows) == images  # the same rows: drawn once
+    assert drawn == [(name, "svg") for name in kpi_charts.CHARTS]
 
 
 def test_the_member_page_shows_a_profile_and_erasure_when_the_document_has_them():

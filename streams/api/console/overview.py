@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import importlib
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ledger.application import LoyaltyLedger
-from projections.kpi_report import kpi_report
+from projections import kpi_charts
+from projections.kpi_report import kpi_report, monthly_rows
 from projections.runner import ReadModels
 from streams.api.metrics import ApiMetrics
 from streams.kafka_security import aiokafka_options
@@ -61,7 +61,7 @@ async def overview_of(parts, console, models: ReadModels) -> Overview:
     shown = Overview(read_model_lag=figures["read_model_lag"],
                      year_rows=[row for row in rows if row["kind"] == "year"],
                      liability_rows=[row for row in rows if row["kind"] == "liability"],
-                     kpi_charts=await parts.reads.run(kpi_chart_images, rows))
+                     kpi_charts=await parts.reads.run(kpi_chart_images, monthly_rows(rows)))
     shown.applied_events = sum(offset + 1 for offset in figures["tracked_offsets"].values())
     shown.events_per_s = console.throughput.rate(shown.applied_events)
     shown.consumer_lag = await console.end_offsets.lag(figures["tracked_offsets"])
@@ -77,17 +77,12 @@ def start_of_today() -> datetime:
 
 
 def kpi_chart_images(rows: list[dict[str, Any]]) -> list[ChartImage]:
-    """The KPI charts as SVG images, from ``projections.kpi_charts`` (the KPI branch's
-    ``CHARTS`` and ``render_chart(name, rows, "svg")``) when it is there; none until then.
+    """The KPI charts of ``loyalty kpis --chart`` (``projections.kpi_charts``) as SVG images.
 
     Each is an ``<img>`` of a ``data:`` URI, not inline SVG: an image runs no script and
     keeps its own styles under the console's Content Security Policy. Drawing is CPU work
     for a read thread; the last rows' charts are kept (``_CHART_CACHE``), as KPIs move slowly.
     """
-    try:
-        kpi_charts = importlib.import_module("projections.kpi_charts")
-    except ImportError:  # the KPI branch (or matplotlib) is not there
-        return []
     digest = hashlib.sha256(orjson.dumps(rows, default=str)).hexdigest()
     if _CHART_CACHE.get("digest") != digest:
         images = [ChartImage(chart.title, _svg_uri(kpi_charts.render_chart(name, rows, "svg")))
@@ -116,7 +111,7 @@ def ledger_figures(ledger: LoyaltyLedger, models: ReadModels, events_topic: str)
     offsets = {int(name[len(prefix):]): offset for name, offset in tracked.items() if name.startswith(prefix)}
     head = ledger.fact_log.head()
     lag = {name: max(head - position, 0) for name, position in models.positions().items()}
-    rows = kpi_report(models.view("kpis"))
+    rows = kpi_report(models.view("kpis"), ledger.program)
     return {"tracked_offsets": offsets, "read_model_lag": lag, "kpi_rows": rows}
 
 
