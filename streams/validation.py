@@ -41,7 +41,8 @@ VALUE_PREVIEW_CHARS_MAX = 1024
 QUOTED_VALUE_CHARS_MAX = 80
 
 INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "year_closed",
-                 "adjustment", "transfer")
+                 "adjustment", "transfer", "redemption_hold", "redemption_capture",
+                 "redemption_void", "redemption_cancel")
 INBOUND_VERSIONS = (1,)
 OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact")
 DEAD_LETTER_SCHEMA_VERSION = 1
