@@ -92,3 +92,14 @@ def returned_lot(part: dict, points: int) -> Lot:
     """The lot a part's kept ``points`` go back to, when that lot has left the open lots."""
     return Lot(lot_id=part["lot_id"], occurred_at=part["occurred_at"], expires_at=part["expires_at"],
                points=part["lot_points"], remaining=points, source_event_id=part["source_event_id"])
+
+
+def open_holds(holds: dict[str, dict]) -> list[dict]:
+    """The account's open holds as the till and the auditor show them, oldest first:
+    ``hold_event_id``, ``points``, ``reward_id``, ``cash_top_up_minor``, ``expires_at`` and
+    the ``lots`` (``lot_id``, ``points``) they took."""
+    ordered = sorted(holds.items(), key=lambda item: item[1]["sequence"])
+    return [{"hold_event_id": hold_id, "points": hold["points"], "reward_id": hold["reward_id"],
+             "cash_top_up_minor": hold["cash_top_up_minor"], "expires_at": hold["expires_at"],
+             "lots": [{"lot_id": part["lot_id"], "points": part["points"]} for part in hold["parts"]]}
+            for hold_id, hold in ordered]

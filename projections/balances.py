@@ -16,6 +16,11 @@ a refund may draw a pending lot, the row keeps the unspent points of its
 pending lots in the internal column ``pending_lots`` (JSON, lot id to points:
 ``{}`` with the default program).
 
+Section 7: a hold moves points from ``balance`` to ``held``; a capture's
+``points_redeemed`` (it names its ``hold_event_id``) takes them out of
+``held``; a release or a cancellation gives points back (``expired`` of them
+expire at once, the rest adds to the balance, paying ``debt_paid`` of debt).
+
 Facts handled: ``account_opened``, every outcome (each moves the clock) and
 the awards that are not outcomes (``referral_qualified``,
 ``annual_incentive_awarded``), ``points_activated`` and ``points_expired``.
@@ -100,7 +105,7 @@ class BalancesProjection(ReadModelProjection):
     def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
         row = self._at_clock(fact, rows)
         row["lifetime_redeemed"] += fact.points
-        row["balance"] -= fact.points
+        row["held" if fact.hold_event_id is not None else "balance"] -= fact.points
         rows.put(BALANCES, row)
 
     def points_expired(self, fact: Any, rows: RowBatch) -> None:
@@ -143,6 +148,24 @@ class BalancesProjection(ReadModelProjection):
         row["balance"] += fact.points - fact.expired
         rows.put(BALANCES, row)
 
+    def points_held(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["held"] += fact.points
+        row["balance"] -= fact.points
+        rows.put(BALANCES, row)
+
+    def hold_released(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["held"] -= fact.points
+        _came_back(row, fact)
+        rows.put(BALANCES, row)
+
+    def redemption_cancelled(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["lifetime_cancelled"] += fact.points
+        _came_back(row, fact)
+        rows.put(BALANCES, row)
+
     # -------------------------------------------------------------- steps
 
     def _at_clock(self, fact: Any, rows: RowBatch) -> Row:
@@ -173,6 +196,15 @@ class BalancesProjection(ReadModelProjection):
     adjustment_rejected = transfer_rejected = purchase_rejected = refund_rejected = \
         redemption_rejected = birthday_already_rewarded = referral_registered = referral_rejected = \
         referrer_capped = year_closed = year_already_closed = _clock_only
+    redemption_hold_rejected = redemption_capture_rejected = redemption_void_rejected = \
+        redemption_cancel_rejected = _clock_only
+
+
+def _came_back(row: Row, fact: Any) -> None:
+    """Points that came back (section 7): ``expired`` expire, the rest pay debt or return."""
+    row["lifetime_expired"] += fact.expired
+    row["debt"] -= fact.debt_paid
+    row["balance"] += fact.points - fact.expired
 
 
 def _add_pending(row: Row, lot_id: int, points: int) -> None:

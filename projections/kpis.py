@@ -17,7 +17,10 @@ units):
 - ``kpi_open_lots``: unspent points of every open lot with its expiry month,
   the points liability (debt is not a liability and is not counted); pending
   lots count, and contract 2's adjustments and transfers move lots in and out
-  (they are not ``earned`` and add no ``kpi_points`` counter).
+  (they are not ``earned`` and add no ``kpi_points`` counter). Section 7: a
+  hold draws its lots at once (held points are not in a lot), a capture
+  counts as redeemed without drawing again, a release or a cancellation puts
+  points back in their lots (their past-expiry part counts as expired).
 
 ``kpi_report`` turns them into one row per year and one per expiry month.
 """
@@ -100,7 +103,8 @@ class KpisProjection(ReadModelProjection):
         _points(rows, fact)["redeemed"] += fact.points
         member_year = (fact.member_id, utc_year(fact.occurred_at))
         _counters(rows, KPI_MEMBER_YEARS, member_year)["redemptions"] += 1
-        _draw(rows, fact.member_id, fact.draws)
+        if fact.hold_event_id is None:  # a capture's points left their lots with the hold
+            _draw(rows, fact.member_id, fact.draws)
 
     def points_expired(self, fact: Any, rows: RowBatch) -> None:
         _points(rows, fact)["expired"] += fact.points
@@ -121,6 +125,19 @@ class KpisProjection(ReadModelProjection):
         for lot in fact.lots:
             _open_lot(rows, fact.member_id, lot)
 
+    def points_held(self, fact: Any, rows: RowBatch) -> None:
+        _draw(rows, fact.member_id, [[part["lot_id"], part["points"]] for part in fact.parts])
+
+    def hold_released(self, fact: Any, rows: RowBatch) -> None:
+        _points(rows, fact)["expired"] += fact.expired
+        for part in fact.returns:
+            lot = rows.get(KPI_OPEN_LOTS, (fact.member_id, part["lot_id"]))
+            if lot is None:
+                _open_lot(rows, fact.member_id, part)
+            else:
+                lot["remaining"] += part["points"]
+                rows.put(KPI_OPEN_LOTS, lot)
+
     # -------------------------------------------------------------- steps
 
     def _award(self, fact: Any, rows: RowBatch) -> None:
@@ -130,6 +147,7 @@ class KpisProjection(ReadModelProjection):
 
     # Facts handled alike: a handler per wire name, sharing the method defined above.
     birthday_rewarded = referral_qualified = referrer_credited = annual_incentive_awarded = _award
+    redemption_cancelled = hold_released
 
 
 def _open_lot(rows: RowBatch, member_id: str, lot: dict) -> None:

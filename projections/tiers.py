@@ -134,6 +134,8 @@ class TiersProjection(ReadModelProjection):
         referrer_credited = referrer_capped = year_closed = year_already_closed = points_adjusted = \
         adjustment_rejected = points_transferred_out = transfer_rejected = points_transferred_in = \
         _clock_only
+    points_held = redemption_hold_rejected = hold_released = redemption_capture_rejected = \
+        redemption_void_rejected = redemption_cancelled = redemption_cancel_rejected = _clock_only
 
 
 @dataclass(frozen=True)
