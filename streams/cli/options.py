@@ -60,6 +60,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: at least 0")
+    return value
+
+
 def plain_console(stderr: bool = False) -> Console:
     """A rich console: styled on a terminal; else plain text whose tables are never cut."""
     stream = sys.stderr if stderr else sys.stdout

@@ -13,6 +13,7 @@ what CONTRACT section 7 says.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -25,6 +26,8 @@ REPLY_TIMEOUT_MS = 20_000  # the worker may still be joining its group at the fi
 TILLS = 20
 HOLD_POINTS = 100
 AT = "2025-06-01T12:{:02d}:00Z".format
+TILL_SESSIONS = 15
+TILLS_RUN_S_MAX = 60
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +123,33 @@ def test_a_store_bound_till_cannot_hold_for_another_store(stack):
         assert till.post("/v1/events", json=elsewhere).status_code == 403
         unnamed = b.hold(member, AT(0), 10, AT(30))
         assert till.post("/v1/events", json=unnamed).status_code == 403
+
+
+def test_the_demos_simulated_tills_hold_and_settle_through_the_api(stack):
+    from streams.devkit.demo_tills import SimulatedTills
+
+    members = 3
+    with stack.client(stack.key()) as office:
+        for number in range(1, members + 1):
+            purchase = b.purchase(f"M-{number:06d}", "2025-06-01T11:00:00Z", 200_000)
+            assert office.post("/v1/events", json=purchase).status_code == 200
+    tills = SimulatedTills(stack.url, stack.key(["read", "redeem"]), members, seed=3,
+                           till_sessions_per_s=50)
+    tills.start()
+    deadline = time.monotonic() + TILLS_RUN_S_MAX
+    while tills.counts.sessions < TILL_SESSIONS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tills.stop.set()
+    tills.join()
+    assert tills.error is None and tills.counts.sessions >= TILL_SESSIONS
+    counts = tills.counts.snapshot()
+    assert counts.total("redemption_hold", "points_held") > 0
+    assert counts.total("redemption_capture", "points_redeemed") > 0
+    assert {outcome for _, outcome, _ in counts.outcomes} <= {
+        "points_held", "redemption_hold_rejected", "points_redeemed", "hold_released",
+        "redemption_capture_rejected", "redemption_void_rejected", "redemption_cancelled",
+        "redemption_cancel_rejected"}
+    with stack.client(stack.key()) as office:
+        for number in range(1, members + 1):
+            view = office.get(f"/v1/members/M-{number:06d}").json()
+            assert view["held"] == sum(hold["points"] for hold in view["holds"])
