@@ -44,7 +44,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from bench.ingest import start_pipeline
-from bench.latency import _start_follower, _stop
+from bench.latency import _give_up, _start_follower, _stop
 from bench.services import BenchServices
 from ledger.calendar import format_timestamp
 from ledger.postgres.urls import eventsourcing_env_from_url
@@ -255,9 +255,7 @@ async def _watch_balances(db: psycopg.AsyncConnection, pending: dict[str, deque]
         if sent_all.is_set():
             drain_deadline = drain_deadline or polled + DRAIN_TIMEOUT_S
             if polled > drain_deadline:
-                unseen = [sent for queue in pending.values() for _, sent in queue]
-                timings.extend((polled - sent) * 1000 for sent in unseen)
-                return len(unseen)
+                return _give_up(pending, timings, polled)
         await asyncio.sleep(POLL_INTERVAL_MS / 1000)
 
 

@@ -21,6 +21,7 @@ from ledger.domain import LoyaltyAccount, account_id, fact_type, is_outcome
 from ledger.program import DEFAULT_PROGRAM_PATH, ProgramError, load_program, parse_program
 from streams.cli import main
 from tests.support import builders as b
+from tests.ledger.test_rules_contract2 import ledger_on  # noqa: F401 - the fixture, shared
 from tests.support.ledger_steps import account, apply, facts
 
 M = "holder-1"
@@ -48,21 +49,6 @@ def figures(ledger: LoyaltyLedger, member: str = M) -> tuple[int, int, int, int,
     found = account(ledger, member)
     return (found.balance, found.held, found.lifetime_redeemed, found.lifetime_cancelled,
             found.lifetime_expired)
-
-
-@pytest.fixture
-def ledger_on(ledger_env):
-    """``ledger_on(expiry_months=1, ...)``: a ledger whose program differs in those fields."""
-    opened = []
-
-    def build(**overrides) -> LoyaltyLedger:
-        program = dataclasses.replace(load_program(), **overrides)
-        opened.append(LoyaltyLedger(env=ledger_env, program=program))
-        return opened[-1]
-
-    yield build
-    for ledger in opened:
-        ledger.close()
 
 
 # ------------------------------------------------------------- the whole path
