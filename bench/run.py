@@ -9,7 +9,9 @@ the same run, prints a table and writes it as JSON (``--out``, default
 Sizes: ``--quick`` (a smoke size, one run, under a minute), the default
 (about ten minutes on 2 cores), ``--big`` (the issue's sizes: a million
 stored facts to replay, streams over 100k and 1M members; about an hour).
-``--only`` measures some groups; ``--profile DIR`` adds one profiled run of
+``--only`` measures some groups (``--only api``: the till API's redemption
+round trip and balance lookups, issue 15; not in the default set, which keeps
+its earlier figures); ``--profile DIR`` adds one profiled run of
 ingest, replay and latency with py-spy (not counted in the medians).
 """
 
@@ -31,7 +33,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from bench import ingest, latency, raw, replay
+from bench import api, ingest, latency, raw, replay
 from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
@@ -39,7 +41,11 @@ from bench.report import Figure, Measure, Target, document, print_table
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
 from streams.settings import Settings
 
-GROUPS = ("raw", "ingest", "replay", "latency", "memory")
+GROUPS = ("raw", "ingest", "replay", "latency", "memory", "api")
+DEFAULT_GROUPS = ("raw", "ingest", "replay", "latency", "memory")
+API_REDEMPTION_TARGET_P99_MS = 150
+API_LOOKUP_TARGET_PER_S = 1_500
+API_LOOKUP_TARGET_P99_MS = 25
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 INGEST_TARGET_EVENTS_PER_S = 10_000
 INGEST_TARGET_TIMES_BASELINE = 10
@@ -67,6 +73,11 @@ class Sizes:
     workers: tuple[int, ...] = (1, 2, 4)
     session_timeout_ms: int | None = None   # None: the product's; quick shortens group joins
     heartbeat_interval_ms: int | None = None
+    api_seconds: float = 10               # redemptions offered for this long
+    api_redemption_rate: int = 50         # redemptions/s (the issue's)
+    api_purchase_rate: int = 500          # background purchases/s (the issue's 2,000 scaled to the box)
+    api_members: int = 200
+    api_lookup_seconds: float = 10
 
 
 SIZES = {
@@ -74,7 +85,8 @@ SIZES = {
                    raw_rows=10_000, replay_facts=10_000, replay_baseline_window_s=2,
                    latency_seconds=3, latency_rate=1_000, latency_members=200,
                    memory_members=(500, 2_000), session_timeout_ms=2_000,
-                   heartbeat_interval_ms=500),
+                   heartbeat_interval_ms=500, api_seconds=3, api_purchase_rate=200,
+                   api_members=50, api_lookup_seconds=3),
     "default": Sizes(runs=3, ingest_events=20_000, baseline_events=2_000, raw_messages=200_000,
                      raw_rows=100_000, replay_facts=100_000, replay_baseline_window_s=10,
                      latency_seconds=10, latency_rate=1_000, latency_members=1_000,
@@ -82,7 +94,8 @@ SIZES = {
     "big": Sizes(runs=3, ingest_events=200_000, baseline_events=10_000, raw_messages=1_000_000,
                  raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
                  latency_seconds=60, latency_rate=1_000, latency_members=5_000,
-                 memory_members=(100_000, 1_000_000)),
+                 memory_members=(100_000, 1_000_000), api_seconds=30, api_purchase_rate=2_000,
+                 api_members=1_000, api_lookup_seconds=30),
 }
 
 
@@ -96,8 +109,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.set_defaults(size="default")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>-<broker>.json)")
-    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
-                        help="measure only these groups")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(DEFAULT_GROUPS),
+                        help="measure only these groups (default: all but api)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
     parser.add_argument("--not-durable", action="store_true",
@@ -355,6 +368,24 @@ class Bench:
                                   relay_process=self.relay_process)
             self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
 
+    def api(self) -> None:
+        sizes = self.sizes
+        runs = []
+        for number in range(1, sizes.runs + 1):
+            run = api.measure(self.services, f"api-r{number}", sizes.api_seconds,
+                              sizes.api_redemption_rate, sizes.api_purchase_rate, sizes.api_members,
+                              sizes.api_lookup_seconds, self.work / "logs")
+            runs.append(run)
+            self.log(f"api run {number}/{sizes.runs}: redemption round trip p50 "
+                     f"{latency.percentile(run.round_trip_ms, 50):,.0f} ms, p99 "
+                     f"{latency.percentile(run.round_trip_ms, 99):,.0f} ms (produce and poll: p50 "
+                     f"{latency.percentile(run.produced_ms, 50):,.0f} ms, p99 "
+                     f"{latency.percentile(run.produced_ms, 99):,.0f} ms); lookups "
+                     f"{run.lookup_per_s:,.0f}/s p99 {latency.percentile(run.lookup_ms, 99):,.1f} ms "
+                     f"(/healthz {run.health_per_s:,.0f}/s); background {run.purchases_per_s:,.0f} "
+                     f"purchases/s; not 200: {run.not_200}, unseen: {run.unseen}")
+        self.figures.extend(_api_figures(sizes, runs))
+
     def memory(self) -> None:
         small, large = self.sizes.memory_members
         results = {}
@@ -376,6 +407,42 @@ class Bench:
             Target(f"<= {MEMORY_TARGET_TIMES_SMALLER}× baseline",
                    lambda v, b: v <= MEMORY_TARGET_TIMES_SMALLER * b),
             notes=notes, extra={"rss_curve_events_mb": results[large][0].rss_curve}))
+
+
+def _api_figures(sizes: Sizes, runs: list[api.ApiRun]) -> list[Figure]:
+    """Issue 15's figures: the redemption round trip against produce-and-poll, lookups
+    against ``/healthz``."""
+    size = (f"{sizes.api_redemption_rate}/s for {sizes.api_seconds:g} s, while "
+            f"{sizes.api_purchase_rate:,} purchases/s stream in")
+    notes = (f"POST /v1/events of a 1-point redemption to its 200 (HTTP, Kafka, {api.API_WORKERS} "
+             f"workers, the ledger, HTTP) on one `loyalty api` process; baseline: the same "
+             f"redemptions produced to Kafka and found in the balances read model (polled every "
+             f"{api.POLL_INTERVAL_MS} ms); {sizes.api_members} members each side")
+    extra = {"not_200": [r.not_200 for r in runs], "baseline_unseen": [r.unseen for r in runs],
+             "background_purchases_per_s": [r.purchases_per_s for r in runs]}
+    figures = [Figure(
+        f"api.redemption_{name}", f"API redemption round trip {name}", "ms", size,
+        Measure("HTTP round trip", [latency.percentile(r.round_trip_ms, pct) for r in runs]),
+        Measure("produce, poll balances", [latency.percentile(r.produced_ms, pct) for r in runs]),
+        Target(f"<= {API_REDEMPTION_TARGET_P99_MS} ms",
+               lambda v, b: v <= API_REDEMPTION_TARGET_P99_MS) if pct == 99 else None,
+        notes=notes, extra=extra) for pct, name in ((50, "p50"), (99, "p99"))]
+    lookups = (f"{api.LOOKUP_CLIENTS} keep-alive clients for {sizes.api_lookup_seconds:g} s, "
+               f"{sizes.api_members} members; one `loyalty api` process, "
+               f"{api.API_READ_THREADS} read threads; baseline GET /healthz the same way")
+    figures.append(Figure(
+        "api.lookup_rps", "API balance lookups", "requests/s", f"{sizes.api_members} members",
+        Measure("GET /v1/members/{id}", [r.lookup_per_s for r in runs]),
+        Measure("GET /healthz", [r.health_per_s for r in runs]),
+        Target(f">= {API_LOOKUP_TARGET_PER_S:,}/s", lambda v, b: v >= API_LOOKUP_TARGET_PER_S),
+        notes=lookups))
+    figures.append(Figure(
+        "api.lookup_p99", "API balance lookup p99", "ms", f"{sizes.api_members} members",
+        Measure("GET /v1/members/{id}", [latency.percentile(r.lookup_ms, 99) for r in runs]),
+        Measure("GET /healthz", [latency.percentile(r.health_ms, 99) for r in runs]),
+        Target(f"<= {API_LOOKUP_TARGET_P99_MS} ms", lambda v, b: v <= API_LOOKUP_TARGET_P99_MS),
+        notes=lookups))
+    return figures
 
 
 def _worker_extra(runs: list[WorkerRun], baseline: list[WorkerRun] | None = None) -> dict[str, Any]:

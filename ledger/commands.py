@@ -104,6 +104,38 @@ class CreditTransfer(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HoldPoints(Command):
+    """A till reserves ``points`` until ``expires_at`` (section 7); the hold's id is ``event_id``."""
+
+    points: int
+    reward_id: str
+    expires_at: datetime
+    cash_top_up_minor: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureHold(Command):
+    """The sale completed: redeem ``points`` of the hold (None: all of it), release the rest."""
+
+    hold_event_id: str
+    points: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoidHold(Command):
+    """The sale was abandoned: release the whole hold."""
+
+    hold_event_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelRedemption(Command):
+    """Give back what a ``redemption`` or ``redemption_capture`` redeemed."""
+
+    redemption_event_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class CreditReferrer(Command):
     """Internal: the referrer's share of a qualified referral.
 
@@ -204,6 +236,24 @@ def _redemption(event: dict, common: dict) -> Command:
     )
 
 
+def _redemption_hold(event: dict, common: dict) -> Command:
+    return HoldPoints(**common, points=event["points"], reward_id=event["reward_id"],
+                      expires_at=parse_timestamp(event["expires_at"]),
+                      cash_top_up_minor=event.get("cash_top_up_minor", 0))
+
+
+def _redemption_capture(event: dict, common: dict) -> Command:
+    return CaptureHold(**common, hold_event_id=event["hold_event_id"], points=event.get("points"))
+
+
+def _redemption_void(event: dict, common: dict) -> Command:
+    return VoidHold(**common, hold_event_id=event["hold_event_id"])
+
+
+def _redemption_cancel(event: dict, common: dict) -> Command:
+    return CancelRedemption(**common, redemption_event_id=event["redemption_event_id"])
+
+
 def _year_closed(event: dict, common: dict) -> Command:
     return CloseYear(**common, year=event["year"])
 
@@ -276,6 +326,10 @@ PARSERS = {
     "profile_updated": _profile_updated,
     "member_erased": _member_erased,
     "nps_response": _nps_response,
+    "redemption_hold": _redemption_hold,
+    "redemption_capture": _redemption_capture,
+    "redemption_void": _redemption_void,
+    "redemption_cancel": _redemption_cancel,
     REFERRER_CREDIT_TYPE: _referrer_credit,
     TRANSFER_CREDIT_TYPE: _transfer_credit,
 }

@@ -6,7 +6,9 @@ clock, activate pending lots (contract 2, section 8), expire, evaluate the
 tier (``year_rollover``), apply the effect, expire again, evaluate the tier
 (``spend`` / ``refund``). Contract 2's adjustments and transfers (sections 9,
 10) are commands too; a transfer's credit reaches the receiver's account as
-the internal ``CreditTransfer`` command. ``decide`` runs a command and has
+the internal ``CreditTransfer`` command. Section 7's holds, captures, voids and
+cancelled redemptions are decided by ``ledger.holds``; open holds run out
+right after the clock moves, before lots expire. ``decide`` runs a command and has
 its outcome fact record the program version that decided it. Everything the rules
 decide (points, the lot created, the lots drawn and how much from each, debt
 paid or created, expiry times, tier before and after) is computed here and
@@ -28,6 +30,7 @@ from eventsourcing.domain import Aggregate
 
 from ledger import commands as cmd
 from ledger import membership
+from ledger import holds as hold_rules
 from ledger.calendar import add_months, year_of
 from ledger.program import Program
 from ledger.rules import (
@@ -37,6 +40,7 @@ from ledger.rules import (
     active_lots,
     annual_bonus,
     annual_totals,
+    come_back,
     draw_points,
     expiring_lots,
     lifetime_spend,
@@ -74,6 +78,20 @@ def _apply_new_points(account: "LoyaltyAccount", fact) -> None:
 def _add_lot(account: "LoyaltyAccount", lot: dict, source_event_id: str) -> None:
     account.lots.append(Lot(**lot, remaining=lot["points"], source_event_id=source_event_id))
     account.next_lot_id = lot["lot_id"] + 1
+
+
+def _apply_returns(account: "LoyaltyAccount", fact) -> None:
+    """Points that came back: ``expired`` expired, ``debt_paid`` paid debt, ``returns``
+    went back to their lots (a lot that had emptied is open again)."""
+    account.lifetime_expired += fact.expired
+    account.debt -= fact.debt_paid
+    by_id = {lot.lot_id: lot for lot in account.lots}
+    for part in fact.returns:
+        lot = by_id.get(part["lot_id"])
+        if lot is None:
+            account.lots.append(hold_rules.returned_lot(part, part["points"]))
+        else:
+            lot.remaining += part["points"]
 
 
 def _apply_draws(account: "LoyaltyAccount", draws: list[list[int]]) -> None:
@@ -205,15 +223,32 @@ class LoyaltyAccount(Aggregate):
         currency: str
 
     class PointsRedeemed(Outcome):
+        """A redemption's points left its ``draws``; a capture's (version 3:
+        ``hold_event_id``, section 7) left the hold, which closes."""
+
         points: int
         reward_id: str
         cash_top_up_minor: int
         draws: list[list[int]]
+        hold_event_id: str | None
+
+        class_version = 3
+
+        @staticmethod
+        def upcast_v2_v3(state: dict) -> None:
+            state["hold_event_id"] = None
 
         def apply(self, account: "LoyaltyAccount") -> None:
             super().apply(account)
             account.lifetime_redeemed += self.points
-            _apply_draws(account, self.draws)
+            if self.hold_event_id is None:
+                parts = hold_rules.lot_parts(account.lots, self.draws)
+                _apply_draws(account, self.draws)
+            else:
+                hold = account.holds.pop(self.hold_event_id)
+                parts, _ = hold_rules.split_parts(hold["parts"], self.points)
+                account.held -= self.points
+            account.redemptions[self.source_event_id] = parts
 
     class RedemptionRejected(Outcome):
         reason: str
@@ -352,6 +387,81 @@ class LoyaltyAccount(Aggregate):
             for lot in self.lots:
                 _add_lot(account, lot, self.source_event_id)
 
+    class PointsHeld(Outcome):
+        """Section 7: ``parts`` of lots (``ledger.holds``) left for a hold until ``expires_at``."""
+
+        points: int
+        reward_id: str
+        cash_top_up_minor: int
+        expires_at: datetime
+        parts: list[dict]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.held += self.points
+            _apply_draws(account, [[part["lot_id"], part["points"]] for part in self.parts])
+            account.holds[self.source_event_id] = {
+                "points": self.points, "reward_id": self.reward_id,
+                "cash_top_up_minor": self.cash_top_up_minor, "expires_at": self.expires_at,
+                "sequence": self.originator_version, "parts": self.parts}
+
+    class RedemptionHoldRejected(Outcome):
+        reason: str
+        points: int
+        balance: int
+        reward_id: str
+        expires_at: datetime
+
+    class HoldReleased(Outcome):
+        """A hold's ``points`` came back (``reason``: ``partial_capture``, ``voided`` or
+        ``expired``) by contract 2's rule: ``expired``, ``debt_paid``, ``returns`` to lots.
+
+        It records its source event like an outcome, but only a void's release is
+        that event's outcome (``is_outcome``): the others come before or after it.
+        """
+
+        hold_event_id: str
+        reason: str
+        points: int
+        expired: int
+        debt_paid: int
+        returns: list[dict]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.held -= self.points
+            account.holds.pop(self.hold_event_id, None)
+            _apply_returns(account, self)
+
+    class RedemptionCaptureRejected(Outcome):
+        reason: str
+        hold_event_id: str
+        points: int | None
+
+    class RedemptionVoidRejected(Outcome):
+        reason: str
+        hold_event_id: str
+
+    class RedemptionCancelled(Outcome):
+        """The points of ``redemption_event_id`` came back by contract 2's rule."""
+
+        redemption_event_id: str
+        points: int
+        expired: int
+        debt_paid: int
+        returns: list[dict]
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            super().apply(account)
+            account.lifetime_cancelled += self.points
+            del account.redemptions[self.redemption_event_id]
+            account.cancelled_redemptions.append(self.redemption_event_id)
+            _apply_returns(account, self)
+
+    class RedemptionCancelRejected(Outcome):
+        reason: str
+        redemption_event_id: str
+
     class YearClosed(Outcome):
         year: int
         purchases: int
@@ -461,8 +571,9 @@ class LoyaltyAccount(Aggregate):
     # ------------------------------------------------------------------ state
 
     # Version 2 (contract 2): the counters of sections 8 to 10. A version-1
-    # snapshot had none of them, so each starts at 0.
-    class_version = 2
+    # snapshot had none of them, so each starts at 0. Version 3 (section 7):
+    # open holds and the redemptions that may be cancelled.
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict) -> None:
@@ -475,6 +586,12 @@ class LoyaltyAccount(Aggregate):
     enrolled_at = None  # datetime | None
     erased_at = None  # datetime | None: a closed (frozen) account
     consents = {"marketing": False}  # replaced, never mutated in place
+
+    @staticmethod
+    def upcast_v2_v3(state: dict) -> None:
+        state.setdefault("holds", {})
+        state.setdefault("redemptions", {})
+        state.setdefault("cancelled_redemptions", [])
 
     @staticmethod
     def create_id(member_id: str) -> UUID:
@@ -499,6 +616,9 @@ class LoyaltyAccount(Aggregate):
         self.lifetime_forfeited = 0
         self.held = 0
         self.transferred_by_year: dict[str, int] = {}
+        self.holds: dict[str, dict] = {}
+        self.redemptions: dict[str, list[dict]] = {}
+        self.cancelled_redemptions: list[str] = []
         self.applied: dict[str, str] = {}
         self.purchases: dict[str, PurchaseRecord] = {}
         self.spend_by_year: dict[str, int] = {}
@@ -545,6 +665,7 @@ class LoyaltyAccount(Aggregate):
                 + self.lifetime_forfeited)
         parts = self.balance + self.held + self.pending
         assert parts == came_in - left, (self.member_id, parts, came_in - left)
+        assert self.held == sum(hold["points"] for hold in self.holds.values()), "held = open holds"
         active = [lot for lot in self.lots if lot.active_from is None]
         assert self.debt == 0 or not active, "debt and active lots never coexist"
 
@@ -610,7 +731,8 @@ class LoyaltyAccount(Aggregate):
             draws, _ = draw_points(active_lots(self.lots), command.points)
             self._outcome(self.PointsRedeemed, clock, command, points=command.points,
                           reward_id=command.reward_id,
-                          cash_top_up_minor=command.cash_top_up_minor, draws=draws)
+                          cash_top_up_minor=command.cash_top_up_minor, draws=draws,
+                          hold_event_id=None)
         self._finish(command, program, clock)
 
     def reward_birthday(self, command: cmd.RewardBirthday, program: Program) -> None:
@@ -686,6 +808,62 @@ class LoyaltyAccount(Aggregate):
                       **self._arriving_lots(command.lots, clock))
         self._finish(command, program, clock)
 
+    def hold_points(self, command: cmd.HoldPoints, program: Program) -> None:
+        clock = self._begin(command, program)
+        balance = self.balance
+        reason = hold_rules.hold_rejection(command, clock, balance, program.hold_duration_minutes_max)
+        common = dict(points=command.points, reward_id=command.reward_id)
+        if reason is not None:
+            self._outcome(self.RedemptionHoldRejected, clock, command, reason=reason,
+                          balance=balance, expires_at=command.expires_at, **common)
+        else:
+            draws, _ = draw_points(active_lots(self.lots), command.points)
+            self._outcome(self.PointsHeld, clock, command, expires_at=command.expires_at,
+                          cash_top_up_minor=command.cash_top_up_minor,
+                          parts=hold_rules.lot_parts(self.lots, draws), **common)
+        self._finish(command, program, clock)
+
+    def capture_hold(self, command: cmd.CaptureHold, program: Program) -> None:
+        clock = self._begin(command, program)
+        reason = hold_rules.capture_rejection(self.holds, command)
+        if reason is not None:
+            self._outcome(self.RedemptionCaptureRejected, clock, command, reason=reason,
+                          hold_event_id=command.hold_event_id, points=command.points)
+        else:
+            hold = self.holds[command.hold_event_id]
+            points = hold["points"] if command.points is None else command.points
+            taken, rest = hold_rules.split_parts(hold["parts"], points)
+            self._outcome(self.PointsRedeemed, clock, command, points=points,
+                          reward_id=hold["reward_id"], cash_top_up_minor=hold["cash_top_up_minor"],
+                          draws=[[part["lot_id"], part["points"]] for part in taken],
+                          hold_event_id=command.hold_event_id)
+            if rest:
+                self._release(command.hold_event_id, hold_rules.PARTIAL_CAPTURE, rest, clock,
+                              command)
+        self._finish(command, program, clock)
+
+    def void_hold(self, command: cmd.VoidHold, program: Program) -> None:
+        clock = self._begin(command, program)
+        hold = self.holds.get(command.hold_event_id)
+        if hold is None:
+            self._outcome(self.RedemptionVoidRejected, clock, command,
+                          reason=hold_rules.UNKNOWN_HOLD, hold_event_id=command.hold_event_id)
+        else:
+            self._release(command.hold_event_id, hold_rules.VOIDED, hold["parts"], clock, command)
+        self._finish(command, program, clock)
+
+    def cancel_redemption(self, command: cmd.CancelRedemption, program: Program) -> None:
+        clock = self._begin(command, program)
+        reason = hold_rules.cancel_rejection(self.redemptions, self.cancelled_redemptions, command)
+        if reason is not None:
+            self._outcome(self.RedemptionCancelRejected, clock, command, reason=reason,
+                          redemption_event_id=command.redemption_event_id)
+        else:
+            self._outcome(self.RedemptionCancelled, clock, command,
+                          redemption_event_id=command.redemption_event_id,
+                          **self._coming_back(self.redemptions[command.redemption_event_id], clock))
+        self._finish(command, program, clock)
+
     def close_year(self, command: cmd.CloseYear, program: Program) -> None:
         clock = self._begin(command, program)
         if command.year in self.closed_years:
@@ -700,6 +878,8 @@ class LoyaltyAccount(Aggregate):
         """Advance the clock, activate and expire what is due, re-evaluate the tier (year rollover)."""
         clock = max(self.clock, command.occurred_at)
         self._activate(clock, command)
+        for hold_id in hold_rules.due_holds(self.holds, clock):
+            self._release(hold_id, hold_rules.EXPIRED, self.holds[hold_id]["parts"], clock, command)
         self._expire(clock, command)
         self._evaluate_tier(clock, program, "year_rollover", command)
         return clock
@@ -726,6 +906,18 @@ class LoyaltyAccount(Aggregate):
             self._record(self.PointsActivated, clock, source_event_id=command.event_id,
                          points=sum(points for _, points, _ in lots),
                          debt_paid=sum(paid for _, _, paid in lots), lots=lots)
+
+    def _release(self, hold_id: str, reason: str, parts: list[dict], clock: datetime,
+                 command: cmd.Command) -> None:
+        """A hold's ``parts`` come back (``hold_released``) and the hold closes."""
+        self._outcome(self.HoldReleased, clock, command, hold_event_id=hold_id, reason=reason,
+                      **self._coming_back(parts, clock))
+
+    def _coming_back(self, parts: list[dict], clock: datetime) -> dict:
+        """Contract 2's rule for points that come back: past expiry, debt, then their lots."""
+        expired, debt_paid, kept = come_back(parts, clock, self.debt)
+        return {"points": sum(part["points"] for part in parts), "expired": expired,
+                "debt_paid": debt_paid, "returns": [{**part, "points": points} for part, points in kept]}
 
     def _expire(self, clock: datetime, command: cmd.Command) -> None:
         lots = expiring_lots(self.lots, clock)
@@ -860,19 +1052,12 @@ class LoyaltyAccount(Aggregate):
     def _arriving_lots(self, lots: tuple[dict, ...], clock: datetime) -> dict:
         """Contract 2's rule for arriving points, lot by lot in draw order: a part
         past expiry expires, the rest pays debt first, then forms a lot keeping its dates."""
-        expired, debt_left, created = 0, self.debt, []
-        for lot in lots:
-            if lot["expires_at"] <= clock:
-                expired += lot["points"]
-                continue
-            paid = min(lot["points"], debt_left)
-            debt_left -= paid
-            if lot["points"] > paid:
-                created.append({"lot_id": self.next_lot_id + len(created),
-                                "points": lot["points"] - paid,
-                                "occurred_at": lot["occurred_at"], "expires_at": lot["expires_at"]})
+        expired, debt_paid, kept = come_back(lots, clock, self.debt)
+        created = [{"lot_id": self.next_lot_id + index, "points": points,
+                    "occurred_at": lot["occurred_at"], "expires_at": lot["expires_at"]}
+                   for index, (lot, points) in enumerate(kept)]
         return {"points": sum(lot["points"] for lot in lots), "expired": expired,
-                "debt_paid": self.debt - debt_left, "lots": created}
+                "debt_paid": debt_paid, "lots": created}
 
     def _close_year(self, command: cmd.CloseYear, program: Program, clock: datetime) -> None:
         counted, net_points = annual_totals(self.purchases_in_year(command.year))
@@ -900,6 +1085,10 @@ COMMAND_HANDLERS = {
     cmd.UpdateProfile: membership.update_profile,
     cmd.EraseMember: membership.erase_member,
     cmd.RecordNps: membership.record_nps,
+    cmd.HoldPoints: LoyaltyAccount.hold_points,
+    cmd.CaptureHold: LoyaltyAccount.capture_hold,
+    cmd.VoidHold: LoyaltyAccount.void_hold,
+    cmd.CancelRedemption: LoyaltyAccount.cancel_redemption,
 }
 
 # Wire names of the ledger facts: published on ``loyalty.ledger`` as ``type``.
@@ -943,8 +1132,23 @@ FACT_TYPES: dict[str, type] = {
     "year_closed_rejected": LoyaltyAccount.YearClosedRejected,
     "referrer_credit_rejected": LoyaltyAccount.ReferrerCreditRejected,
     "transfer_credit_rejected": LoyaltyAccount.TransferCreditRejected,
+    "points_held": LoyaltyAccount.PointsHeld,
+    "redemption_hold_rejected": LoyaltyAccount.RedemptionHoldRejected,
+    "hold_released": LoyaltyAccount.HoldReleased,
+    "redemption_capture_rejected": LoyaltyAccount.RedemptionCaptureRejected,
+    "redemption_void_rejected": LoyaltyAccount.RedemptionVoidRejected,
+    "redemption_cancelled": LoyaltyAccount.RedemptionCancelled,
+    "redemption_cancel_rejected": LoyaltyAccount.RedemptionCancelRejected,
 }
 WIRE_NAMES: dict[type, str] = {fact_class: name for name, fact_class in FACT_TYPES.items()}
+
+
+def is_outcome(fact: object) -> bool:
+    """The one fact that marks its source event applied: an ``Outcome``, except a
+    ``hold_released`` that a capture or the clock caused (only a void's is its outcome)."""
+    if isinstance(fact, LoyaltyAccount.HoldReleased):
+        return fact.reason == hold_rules.VOIDED
+    return isinstance(fact, LoyaltyAccount.Outcome)
 
 
 def fact_type(fact: object) -> str:

@@ -10,7 +10,7 @@ Contract 2 (sections 8 to 11) adds optional fields, each with a default that
 keeps section 3's results: ``program.version`` (1), ``program.pending_days``
 (0), ``program.tier_basis`` (``annual``), a tier's ``discount_pct`` (0),
 ``[adjustments]`` ``points_max`` and ``reason_codes`` and ``[transfers]``
-``points_per_year_max``.
+``points_per_year_max``; section 7 adds ``[holds]`` ``duration_minutes_max`` (30).
 
 ``program.point_value_minor`` (default 1) is what one point costs the
 programme when redeemed, in minor units: the KPIs' money figures (programme
@@ -38,6 +38,8 @@ ADJUSTMENT_POINTS_MAX_DEFAULT = 1_000_000
 ADJUSTMENT_REASON_CODES_DEFAULT = ("goodwill", "correction", "migration", "fraud")
 TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT = 10_000
 POINT_VALUE_MINOR_DEFAULT = 1
+HOLD_DURATION_MINUTES_MAX_DEFAULT = 30
+HOLD_DURATION_MINUTES_LIMIT = 7 * 24 * 60  # the largest a program may set: a week
 
 
 class ProgramError(ValueError):
@@ -78,6 +80,7 @@ class Program:
     adjustment_reason_codes: tuple[str, ...] = ADJUSTMENT_REASON_CODES_DEFAULT
     transfer_points_per_year_max: int = TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT
     point_value_minor: int = POINT_VALUE_MINOR_DEFAULT  # a redeemed point's cost, minor units (KPIs)
+    hold_duration_minutes_max: int = HOLD_DURATION_MINUTES_MAX_DEFAULT
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
 
     @property
@@ -196,6 +199,12 @@ PROGRAM_FILE_SCHEMA = {
             "additionalProperties": False,
             "properties": {"points_per_year_max": _count(0)},
         },
+        "holds": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"duration_minutes_max": {
+                "type": "integer", "minimum": 1, "maximum": HOLD_DURATION_MINUTES_LIMIT}},
+        },
     },
 }
 
@@ -261,6 +270,8 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         transfer_points_per_year_max=transfers.get(
             "points_per_year_max", TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT),
         point_value_minor=head.get("point_value_minor", POINT_VALUE_MINOR_DEFAULT),
+        hold_duration_minutes_max=document.get("holds", {}).get(
+            "duration_minutes_max", HOLD_DURATION_MINUTES_MAX_DEFAULT),
         source_text=text,
     )
 

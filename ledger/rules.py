@@ -135,3 +135,22 @@ def annual_bonus(purchases_not_fully_refunded: int, net_purchase_points: int,
     if not eligible:
         return False, 0
     return True, max(net_purchase_points, 0) * program.annual_bonus_pct // PERCENT
+
+
+def come_back(parts: Iterable[dict], clock: datetime, debt: int) -> tuple[int, int, list[tuple[dict, int]]]:
+    """Contract 2's rule for points that come back or arrive, part by part in draw order.
+
+    Each part (a dict with ``points`` and its lot's ``expires_at``) past expiry at
+    ``clock`` expires; the rest pays what remains of ``debt`` first, then is kept.
+    Returns ``(expired, debt_paid, [(part, kept points), ...])`` for the parts that keep any.
+    """
+    expired, debt_left, kept = 0, debt, []
+    for part in parts:
+        if part["expires_at"] <= clock:
+            expired += part["points"]
+            continue
+        paid = min(part["points"], debt_left)
+        debt_left -= paid
+        if part["points"] > paid:
+            kept.append((part, part["points"] - paid))
+    return expired, debt - debt_left, kept

@@ -4,14 +4,14 @@ Read straight from the ledger (never from a read model): the account at the
 version (``find_account``) or as of the event time (``account_as_of``: the
 state after the last fact whose clock is at or before it), and its facts up
 to that version (``history``). Shows the balance and counters, the open lots
-with their expiry, the tier with the fact that set it, the annual progress,
+with their expiry, the open holds (section 7), the tier with the fact that set it, the annual progress,
 and every fact with its source ``event_id``, Kafka topic/partition/offset
 and ledger version.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ledger.application import HistoryEntry, LoyaltyLedger
 from ledger.domain import LoyaltyAccount
+from ledger.holds import open_holds
 from ledger.program import Program
 from ledger.wire import json_ready
 from projections.figures import annual_figures, balance_figures, tier_figures
@@ -38,6 +39,7 @@ class MemberView:
     tier: dict[str, Any]
     annual: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    holds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None = None,
@@ -57,6 +59,7 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
             "reason": _tier_reason(entries)},
         annual=_annual(account, entries, ledger),
         history=_history(entries),
+        holds=open_holds(account.holds),
     )
 
 
@@ -135,6 +138,7 @@ def render_member_view(view: MemberView, console: Console) -> None:
     console.print(_pairs("balance", view.balance))
     console.print(_pairs("tier", {**view.tier, "reason": _compact(view.tier["reason"])}))
     console.print(_rows("open lots", view.lots))
+    console.print(_rows("open holds", view.holds))
     console.print(_rows("annual progress", view.annual))
     history = [{**row, "details": _compact(row["details"])} for row in view.history]
     console.print(_rows("history", history))

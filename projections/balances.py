@@ -16,6 +16,11 @@ a refund may draw a pending lot, the row keeps the unspent points of its
 pending lots in the internal column ``pending_lots`` (JSON, lot id to points:
 ``{}`` with the default program).
 
+Section 7: a hold moves points from ``balance`` to ``held``; a capture's
+``points_redeemed`` (it names its ``hold_event_id``) takes them out of
+``held``; a release or a cancellation gives points back (``expired`` of them
+expire at once, the rest adds to the balance, paying ``debt_paid`` of debt).
+
 Facts handled: ``account_opened``, every outcome (each moves the clock) and
 the awards that are not outcomes (``referral_qualified``,
 ``annual_incentive_awarded``), ``points_activated`` and ``points_expired``.
@@ -100,7 +105,7 @@ class BalancesProjection(ReadModelProjection):
     def points_redeemed(self, fact: Any, rows: RowBatch) -> None:
         row = self._at_clock(fact, rows)
         row["lifetime_redeemed"] += fact.points
-        row["balance"] -= fact.points
+        row["held" if fact.hold_event_id is not None else "balance"] -= fact.points
         rows.put(BALANCES, row)
 
     def points_expired(self, fact: Any, rows: RowBatch) -> None:
@@ -138,9 +143,7 @@ class BalancesProjection(ReadModelProjection):
         """Arriving points: a past-expiry part expired at once, the rest paid debt or formed lots."""
         row = self._at_clock(fact, rows)
         row["lifetime_transferred_in"] += fact.points
-        row["lifetime_expired"] += fact.expired
-        row["debt"] -= fact.debt_paid
-        row["balance"] += fact.points - fact.expired
+        _came_back(row, fact)
         rows.put(BALANCES, row)
 
     def points_forfeited(self, fact: Any, rows: RowBatch) -> None:
@@ -148,6 +151,24 @@ class BalancesProjection(ReadModelProjection):
         row = self._at_clock(fact, rows)
         row["lifetime_forfeited"] += fact.points
         row["balance"] -= fact.points - _take_pending(row, fact.lots)
+        rows.put(BALANCES, row)
+
+    def points_held(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["held"] += fact.points
+        row["balance"] -= fact.points
+        rows.put(BALANCES, row)
+
+    def hold_released(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["held"] -= fact.points
+        _came_back(row, fact)
+        rows.put(BALANCES, row)
+
+    def redemption_cancelled(self, fact: Any, rows: RowBatch) -> None:
+        row = self._at_clock(fact, rows)
+        row["lifetime_cancelled"] += fact.points
+        _came_back(row, fact)
         rows.put(BALANCES, row)
 
     # -------------------------------------------------------------- steps
@@ -185,6 +206,15 @@ class BalancesProjection(ReadModelProjection):
         member_erased = member_erased_rejected = nps_recorded = nps_response_rejected = \
         birthday_rejected = year_closed_rejected = referrer_credit_rejected = \
         transfer_credit_rejected = _clock_only
+    redemption_hold_rejected = redemption_capture_rejected = redemption_void_rejected = \
+        redemption_cancel_rejected = _clock_only
+
+
+def _came_back(row: Row, fact: Any) -> None:
+    """Points that came back (section 7): ``expired`` expire, the rest pay debt or return."""
+    row["lifetime_expired"] += fact.expired
+    row["debt"] -= fact.debt_paid
+    row["balance"] += fact.points - fact.expired
 
 
 def _add_pending(row: Row, lot_id: int, points: int) -> None:

@@ -139,6 +139,8 @@ class TiersProjection(ReadModelProjection):
         member_erased = member_erased_rejected = points_forfeited = nps_recorded = \
         nps_response_rejected = birthday_rejected = year_closed_rejected = \
         referrer_credit_rejected = transfer_credit_rejected = _clock_only
+    points_held = redemption_hold_rejected = hold_released = redemption_capture_rejected = \
+        redemption_void_rejected = redemption_cancelled = redemption_cancel_rejected = _clock_only
 
 
 @dataclass(frozen=True)

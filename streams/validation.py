@@ -47,7 +47,8 @@ QUOTED_VALUE_CHARS_MAX = 80
 
 INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "year_closed",
                  "adjustment", "transfer", "member_enrolled", "profile_updated", "member_erased",
-                 "nps_response")
+                 "nps_response", "redemption_hold", "redemption_capture", "redemption_void",
+                 "redemption_cancel")
 INBOUND_VERSIONS = (1,)
 OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact")
 DEAD_LETTER_SCHEMA_VERSION = 1

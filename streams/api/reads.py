@@ -11,8 +11,8 @@ opened without an account cache: another process writes the accounts.
 
 A lot's ``active_from`` is its activation time while pending, else its
 ``occurred_at`` (the domain forgets when a pending lot activated: an
-activated lot shows its ``occurred_at`` too). Fields the domain does not
-have yet (``held``, holds) read as 0 and [] until section 7 lands.
+activated lot shows its ``occurred_at`` too). ``held`` and ``holds`` (the
+open holds, ``ledger.holds.open_holds``) are the account's own (section 7).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, Callable, TypeVar
 
 from ledger.application import LoyaltyLedger
 from ledger.commands import fingerprint_of
-from ledger.domain import LoyaltyAccount, account_id, fact_type
+from ledger.domain import LoyaltyAccount, account_id, fact_type, is_outcome
+from ledger.holds import open_holds
 from ledger.quote import quote_purchase
 from ledger.calendar import parse_timestamp
 from ledger.wire import fact_fields, json_ready
@@ -98,7 +99,7 @@ class LedgerReads:
         """The outcome of ``event_id`` among the member's facts after ``version``, or None."""
         facts = list(self.ledger.events.get(account_id(member_id), gt=version))
         caused = [fact for fact in facts if fact.source_event_id == event_id]
-        outcome = next((fact for fact in caused if isinstance(fact, LoyaltyAccount.Outcome)), None)
+        outcome = next((fact for fact in caused if is_outcome(fact)), None)
         if outcome is None:
             return None
         after = self.ledger.find_account(member_id, caused[-1].originator_version)
@@ -123,8 +124,8 @@ def member_document(account: LoyaltyAccount, ledger: LoyaltyLedger) -> dict[str,
     return json_ready({
         "member_id": account.member_id,
         "balance": account.balance,
-        "held": getattr(account, "held", 0),
-        "pending": getattr(account, "pending", 0),
+        "held": account.held,
+        "pending": account.pending,
         "debt": account.debt,
         "tier": account.tier,
         "discount_pct": getattr(ledger.program.tier(account.tier), "discount_pct", 0),
@@ -132,16 +133,10 @@ def member_document(account: LoyaltyAccount, ledger: LoyaltyLedger) -> dict[str,
         "spend_to_next_tier": tier["spend_to_next_tier"],
         "lots": [{"lot_id": lot.lot_id, "points": lot.remaining, "expires_at": lot.expires_at,
                   "active_from": lot.active_from or lot.occurred_at} for lot in account.lots],
-        "holds": _open_holds(account),
+        "holds": open_holds(account.holds),
         "version": account.version,
         "clock": account.clock,
     })
-
-
-def _open_holds(account: LoyaltyAccount) -> list[dict]:
-    holds = getattr(account, "holds", None) or {}
-    values = holds.values() if isinstance(holds, dict) else holds
-    return [dict(vars(hold)) if hasattr(hold, "__dict__") else hold for hold in values]
 
 
 def history_document(fact: Any) -> dict[str, Any]:
@@ -165,7 +160,7 @@ def outcome_document(outcome: Any, after: LoyaltyAccount) -> dict[str, Any]:
         "reason": getattr(outcome, "reason", None) if rejected else None,
         "points": 0 if rejected else getattr(outcome, "points", 0),
         "balance": after.balance,
-        "held": getattr(after, "held", 0),
-        "pending": getattr(after, "pending", 0),
+        "held": after.held,
+        "pending": after.pending,
         "version": after.version,
     }

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.cli.options import add_command, connection_flags, positive_int, settings_from
+from streams.cli.options import (add_command, connection_flags, non_negative_int, positive_int,
+                                  settings_from)
 
 DEMO_PLAIN_WIDTH_CHARS = 120  # without a terminal: the dashboard's panels and tables fit, uncut
 
@@ -62,7 +63,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(members=args.members, stores=args.stores, days=args.days,
                           seed=args.seed, workers=args.workers,
-                          rate_events_per_s=args.rate, demo_dir=Path(args.dir))
+                          rate_events_per_s=args.rate, demo_dir=Path(args.dir),
+                          till_sessions_per_s=args.till_sessions_per_s)
     try:
         return run_demo(options, settings_from(args, stack=False), demo_console())
     except ProcessError as error:
@@ -129,4 +131,7 @@ def add_subcommands(commands: Any) -> None:
                       help="events sent per second (1500)")
     demo.add_argument("--dir", default=".loyalty-demo", metavar="DIR",
                       help="where the demo keeps its embedded store and logs (.loyalty-demo)")
+    demo.add_argument("--till-sessions-per-s", type=non_negative_int, default=5, metavar="N",
+                      help="simulated till sessions per second through the till API "
+                           "(hold, then capture, void or run out; 0: none) (5)")
     demo.set_defaults(run=_demo)

@@ -1,14 +1,19 @@
 """``loyalty demo``: a retail chain in a box.
 
 Starts the embedded broker and PostgreSQL (or uses real ones), creates the
-topics, runs worker processes (one also runs the outbox relay) and a
-projection follower (``loyalty replay --resume --follow``), streams a
+topics, runs worker processes (one also runs the outbox relay), a
+projection follower (``loyalty replay --resume --follow``) and the till API
+(``loyalty api``, whose ``LOYALTY_API_URL`` and ``LOYALTY_API_KEY`` it prints),
+streams a
 simulated chain's POS/CRM traffic into Kafka at ``rate_events_per_s`` (event
 time runs much faster than wall time: a year in about a minute by default),
-and shows a live dashboard. At the end it catches the read models up, prints
-the programme KPIs (tables, and the monthly charts written to
-``DIR/kpi-charts``, whose path it prints) and a ``verify`` result, and the
-commands to try next.
+and shows a live dashboard. Simulated tills redeem through the API meanwhile
+(``demo_tills``: holds, captures, voids, a few cancellations); the dashboard
+shows their approvals and rejections as they happen. The API also serves the
+operator console, whose address and sign-in key it prints. At the end it
+catches the read models up, prints the programme KPIs (tables, and the
+monthly charts written to ``DIR/kpi-charts``, whose path it prints) and a
+``verify`` result, and the commands to try next.
 
 The embedded PostgreSQL keeps its data in a temporary directory named after
 ``--dir`` (default ``.loyalty-demo``, which holds the logs) so that ``loyalty member``, ``loyalty replay`` and
@@ -33,6 +38,7 @@ from pathlib import Path
 from eventsourcing.utils import get_topic
 from kafka import KafkaProducer
 from rich.console import Console
+from rich.console import Group
 from rich.live import Live
 
 from ledger.domain import LoyaltyAccount
@@ -40,16 +46,19 @@ from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.kpi_charts import write_charts
 from projections.kpi_report import kpi_report, monthly_rows, select_rows
 from projections.kpi_tables import kpi_tables
+from ledger.settings import env_file_text
 from projections.runner import catch_up, open_read_models
 from projections.verify import verify
 from streams.devkit.dashboard import DASHBOARD_READ_MODELS, PipelineProbe, render
 from streams.kafka_security import kafka_client_options
 from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
 from streams.producer import member_key
-from streams.devkit.services import running_services, stack_env_file_written, stack_store_dir
+from streams.devkit.demo_tills import TILL_SESSIONS_PER_S_DEFAULT, SimulatedTills, till_panel
+from streams.devkit.services import (running_services, stack_env, stack_env_file_written,
+                                     stack_store_dir)
+from streams.devkit.till_api import TillApi
 from streams.settings import Settings
 from streams.devkit.simulator import SimulationConfig, SimulationSummary, simulate
-from streams.devkit.till_api import TillApi
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
 
@@ -62,6 +71,7 @@ FOLLOWER_STOP_TIMEOUT_S = 15
 CATCH_UP_BATCH_NOTIFICATIONS_MAX = 5000
 MISMATCHES_SHOWN_MAX = 10
 KPI_CHARTS_DIR_NAME = "kpi-charts"  # under the demo directory
+TILL_SESSIONS_MIN = 10  # the demo waits for this many till sessions (known members) to end
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class DemoOptions:
     workers: int = 2
     rate_events_per_s: int = 1500
     demo_dir: Path = DEMO_DIR_DEFAULT
+    till_sessions_per_s: int = TILL_SESSIONS_PER_S_DEFAULT  # 0: no simulated tills
 
 
 class PacedProducer(threading.Thread):
@@ -158,13 +169,12 @@ def run_demo(options: DemoOptions, settings: Settings, console: Console | None =
     store = prepare_demo_dir(options, settings)
     logs = options.demo_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with running_services(settings, postgres_dir=store) as live, ExitStack() as stack:
-        if store is not None:  # commands run from here meanwhile find the demo's services
-            stack.enter_context(stack_env_file_written(options.demo_dir, live))
-        return _run(options, live, logs, console)
+    with running_services(settings, postgres_dir=store) as live:
+        return _run(options, live, logs, console, env_file=store is not None)
 
 
-def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console) -> int:
+def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console,
+         env_file: bool) -> int:
     ensure_topics(settings)
     ledger = open_ledger(settings)
     env = eventsourcing_env_from_url(settings.database_url)
@@ -174,27 +184,57 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console)
                               days=options.days)
     producer = PacedProducer(settings, config, options.rate_events_per_s)
     with ExitStack() as stack:
+        api = TillApi.start(settings, logs / "api.log")
+        stack.callback(api.stop)
+        if env_file:  # commands run from here meanwhile find the demo's services and API
+            stack.enter_context(stack_env_file_written(options.demo_dir,
+                                                       stack_env(settings) | api.exports()))
+        console.print(env_file_text(api.exports()).rstrip("\n"), soft_wrap=True)
+        console.print(api.console_line(), markup=False, highlight=False, soft_wrap=True)
         workers = start_workers(settings, options.workers, logs)
         stack.callback(stop_workers, workers)
         follower = start_follower(settings, logs / "projections.log")
         stack.callback(stop_follower, follower)
-        api = TillApi.start(settings, logs / "api.log")  # the operator console while the demo runs
-        stack.callback(api.stop)
-        console.print(api.console_line(), markup=False, highlight=False, soft_wrap=True)
+        tills = _start_tills(api, options)
         stack.callback(producer.stop.set)
         producer.start()
         try:
-            _watch(ledger, env, settings, producer, workers, options, console)
+            _watch(ledger, env, settings, producer, workers, options, console, tills)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: stopping workers, projections and services[/]")
             return 130
     _summary(ledger, env, producer, options, console, settings)
+    if tills is not None:
+        console.print(tills.counts.describe())
     ledger.close()
     return 0
 
 
+def _start_tills(api: TillApi, options: DemoOptions) -> SimulatedTills | None:
+    """The simulated tills, stopped before the workers (None when turned off)."""
+    if options.till_sessions_per_s == 0:
+        return None
+    tills = SimulatedTills(api.url, api.key, options.members, options.seed,
+                           options.till_sessions_per_s)
+    tills.start()
+    return tills
+
+
+def _tills_done(tills: SimulatedTills | None) -> bool:
+    """No tills, or they served ``TILL_SESSIONS_MIN`` known members (then they stop)."""
+    if tills is None:
+        return True
+    if tills.error is not None:
+        raise ProcessError(f"a simulated till failed: {tills.error}")
+    if tills.counts.sessions - tills.counts.unknown_members < TILL_SESSIONS_MIN:
+        return False
+    tills.stop.set()
+    tills.join()
+    return True
+
+
 def _watch(ledger, env: dict, settings: Settings, producer: PacedProducer, workers: list[Worker],
-           options: DemoOptions, console: Console) -> None:
+           options: DemoOptions, console: Console, tills: SimulatedTills | None) -> None:
     tiers = [tier.name for tier in ledger.program.tiers]
     title = (f"loyalty demo: {options.stores} stores, {options.members:,} members, "
              f"{options.days} days (seed {options.seed})")
@@ -203,11 +243,13 @@ def _watch(ledger, env: dict, settings: Settings, producer: PacedProducer, worke
             Live(console=console, refresh_per_second=4, transient=False) as view:
         probe = PipelineProbe(ledger, settings, models)
         while True:
-            view.update(render(probe.snapshot(producer.produced), tiers, title))
+            shown = render(probe.snapshot(producer.produced), tiers, title)
+            view.update(shown if tills is None else Group(shown, till_panel(tills.counts)))
             if producer.error is not None:
                 raise ProcessError(f"producing failed: {producer.error}")
             _check_alive(workers)
-            if producer.finished.is_set() and is_processed(ledger, settings, producer.offsets):
+            if producer.finished.is_set() and is_processed(ledger, settings, producer.offsets) \
+                    and _tills_done(tills):
                 return
             if time.monotonic() > deadline:
                 raise ProcessError(f"the demo did not finish within {DEMO_TIMEOUT_S} s")

@@ -50,6 +50,12 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
                    cwd=tmp_path, env=lane_broker_env("demo") | mark)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "verify: OK" in demo.stdout
+    # The till API ran beside the stream and its simulated tills held and captured points
+    assert "export LOYALTY_API_URL=http://127.0.0.1:" in demo.stdout
+    assert "export LOYALTY_API_KEY=lk_" in demo.stdout
+    tills = demo.stdout.split("tills through the API: ")[1].split("\n")[0]
+    figures = dict(reversed(part.split(" ", 1)) for part in tills.split(", "))
+    assert int(figures["holds approved"]) > 0 and int(figures["captured"]) > 0, tills
     assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
     assert "# console: http://127.0.0.1:" in demo.stdout and "/console  (sign in with the key lk_" in demo.stdout
     charts = tmp_path / ".loyalty-demo" / "kpi-charts"

@@ -44,7 +44,7 @@ def every_kind_of_contract_2_fact() -> list[dict]:
             b.birthday("giver", "2025-03-01T10:00:00Z"),
             b.transfer("giver", "2025-03-02T10:00:00Z", "pender", 150),
             b.transfer("giver", "2025-03-03T10:00:00Z", "giver", 10),
-            *every_kind_of_member_fact()]
+            *every_kind_of_member_fact(), *every_kind_of_hold_fact()]
 
 
 def every_kind_of_member_fact() -> list[dict]:
@@ -64,6 +64,22 @@ def every_kind_of_member_fact() -> list[dict]:
             b.purchase("joiner", at(6), 5000),                    # the referrer credit is refused
             b.birthday("giver", at(6)),
             b.transfer("giver", at(7), "leaver", 20)]             # refused, returned to "giver"
+
+
+def every_kind_of_hold_fact() -> list[dict]:
+    """Section 7: a hold, its rejections, a partial capture, a void, an expiry, cancellations."""
+    at = "2025-05-01T10:{:02d}:00Z".format
+    return [b.birthday("holder", at(0)),
+            b.hold("holder", at(1), 100, at(20), event_id="hold-1"),
+            b.hold("holder", at(2), 900, at(20)),
+            b.capture("holder", at(3), "hold-1", 60, event_id="capture-1"),
+            b.capture("holder", at(4), "hold-1"),
+            b.void("holder", at(5), "hold-1"),
+            b.hold("holder", at(6), 50, at(30), event_id="hold-2"),
+            b.void("holder", at(7), "hold-2"),
+            b.hold("holder", at(8), 10, at(9)),
+            b.cancel("holder", at(10), "capture-1"),
+            b.cancel("holder", at(11), "capture-1")]
 
 
 def test_every_fact_type_is_published_valid_against_its_schema():

@@ -59,5 +59,25 @@ def transfer(member: str, at: str, to_member: str, points: int, *,
     return _event("transfer", member, at, event_id, to_member_id=to_member, points=points)
 
 
+def hold(member: str, at: str, points: int, expires_at: str, *, event_id: str | None = None,
+         **optional) -> dict:
+    return _event("redemption_hold", member, at, event_id, points=points, reward_id="reward-1",
+                  expires_at=expires_at, **optional)
+
+
+def capture(member: str, at: str, hold_event_id: str, points: int | None = None, *,
+            event_id: str | None = None) -> dict:
+    some = {} if points is None else {"points": points}
+    return _event("redemption_capture", member, at, event_id, hold_event_id=hold_event_id, **some)
+
+
+def void(member: str, at: str, hold_event_id: str, *, event_id: str | None = None) -> dict:
+    return _event("redemption_void", member, at, event_id, hold_event_id=hold_event_id)
+
+
+def cancel(member: str, at: str, redemption_event_id: str, *, event_id: str | None = None) -> dict:
+    return _event("redemption_cancel", member, at, event_id, redemption_event_id=redemption_event_id)
+
+
 def commands(*events: dict) -> list[Command]:
     return [command_from_event(event) for event in events]
