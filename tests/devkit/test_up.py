@@ -136,7 +136,10 @@ def test_a_recreated_events_topic_stops_the_workers_with_the_reason(tmp_path, st
         admin.close()
         later = [b.purchase(f"M-{n}", "2025-02-01T10:00:00Z", 5000) for n in range(40)]
         write_events(tmp_path / "later.jsonl", later)
-        assert loyalty("produce", "later.jsonl", cwd=tmp_path).returncode == 0
+        # The workers may see the new topic and stop the stack before or after this produce
+        # (then its broker is gone: status 1); either way nothing of it may be applied.
+        produced = loyalty("produce", "later.jsonl", cwd=tmp_path, env=env)
+        assert produced.returncode in (0, 1), produced.stderr[-2000:]
         assert up.process.wait(APPLIED_WAIT_S) == 1, up.output()[-2000:]
         assert "a worker exited with status 4" in up.output()
         logs = "".join(path.read_text() for path in (stack_dir / "logs").glob("worker-*.log"))
