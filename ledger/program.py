@@ -10,7 +10,8 @@ Contract 2 (sections 8 to 11) adds optional fields, each with a default that
 keeps section 3's results: ``program.version`` (1), ``program.pending_days``
 (0), ``program.tier_basis`` (``annual``), a tier's ``discount_pct`` (0),
 ``[adjustments]`` ``points_max`` and ``reason_codes`` and ``[transfers]``
-``points_per_year_max``.
+``points_per_year_max``; section 13 adds ``[privacy]``
+``dead_letter_days_max`` (30).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ TIER_BASES = (ANNUAL_TIERS, LIFETIME_TIERS)
 ADJUSTMENT_POINTS_MAX_DEFAULT = 1_000_000
 ADJUSTMENT_REASON_CODES_DEFAULT = ("goodwill", "correction", "migration", "fraud")
 TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT = 10_000
+DEAD_LETTER_DAYS_MAX_DEFAULT = 30  # section 13: dead-letter keys older than this are deleted
 
 
 class ProgramError(ValueError):
@@ -72,6 +74,7 @@ class Program:
     adjustment_points_max: int = ADJUSTMENT_POINTS_MAX_DEFAULT
     adjustment_reason_codes: tuple[str, ...] = ADJUSTMENT_REASON_CODES_DEFAULT
     transfer_points_per_year_max: int = TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT
+    dead_letter_days_max: int = DEAD_LETTER_DAYS_MAX_DEFAULT
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
 
     @property
@@ -189,6 +192,11 @@ PROGRAM_FILE_SCHEMA = {
             "additionalProperties": False,
             "properties": {"points_per_year_max": _count(0)},
         },
+        "privacy": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"dead_letter_days_max": _count(1)},
+        },
     },
 }
 
@@ -253,6 +261,8 @@ def parse_program(text: str, source: str = "<program>") -> Program:
             adjustments.get("reason_codes", ADJUSTMENT_REASON_CODES_DEFAULT)),
         transfer_points_per_year_max=transfers.get(
             "points_per_year_max", TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT),
+        dead_letter_days_max=document.get("privacy", {}).get(
+            "dead_letter_days_max", DEAD_LETTER_DAYS_MAX_DEFAULT),
         source_text=text,
     )
 

@@ -101,5 +101,5 @@ def key_store_for(recorder: Any) -> KeyStore:
     the PostgreSQL tables."""
     keys = getattr(recorder, "member_keys", None)
     if isinstance(keys, dict):
-        return MemoryKeyStore(keys)
+        return MemoryKeyStore(keys, recorder.dead_letter_keys)
     return PostgresKeyStore(recorder.datastore, recorder.events_table_name)

@@ -113,6 +113,7 @@ class MultiTrackingPOPORecorder(POPOProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.member_keys: dict[str, bytes] = {}
+        self.dead_letter_keys: dict = {}  # date -> key
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
