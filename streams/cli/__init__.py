@@ -16,7 +16,7 @@ import signal
 import sys
 from importlib import metadata
 
-from streams.cli import api, audit, devkit, simulate, stream
+from streams.cli import api, audit, devkit, members, simulate, stream
 from streams.cli.options import OperatorParser, operator_error
 
 INTERRUPTED_EXIT_STATUS = 130
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_subcommand(commands)
     audit.add_subcommands(commands)
     api.add_subcommands(commands)
+    members.add_subcommands(commands)
     return parser
 
 
