@@ -134,6 +134,15 @@ class KeyRing:
                                    fingerprint=keyed_fingerprint(key, command.fingerprint,
                                                                  command.profile))
 
+    def event_fingerprint(self, event: dict) -> str:
+        """The fingerprint the ledger records for a schema-valid inbound ``event`` (keyed for a
+        profile-bearing type whose member has a key), to tell a re-submission from a conflict."""
+        command = cmd.command_from_event(event)
+        key = self.key_of(command.member_id) if isinstance(command, cmd.PROFILE_BEARING) else None
+        if key is None:
+            return command.fingerprint
+        return keyed_fingerprint(key, command.fingerprint, command.profile)
+
     def changes_for(self, facts: Iterable[Any]) -> dict[str, KeyChanges]:
         """The ``insert_events`` keyword carrying the pending keys and the deletions the
         ``member_erased`` facts among ``facts`` require (empty when there are none)."""
