@@ -151,3 +151,20 @@ def test_the_points_history_stays_verify_passes_and_replay_gives_the_same_rows(e
         row = [r for r in models.view("balances").rows(BALANCES) if r["member_id"] == VICTIM][0]
     assert (row["balance"], row["pending"], row["lifetime_forfeited"]) == (
         0, 0, closed.lifetime_forfeited)
+
+
+def test_the_auditors_view_shows_the_profile_only_with_the_flag(pg_env, capsys):
+    import orjson
+
+    from tests.projections.steps import run_cli
+    ledger = LoyaltyLedger(env=pg_env)
+    apply(ledger, mb.enrolled("M-audited", "2025-01-01T10:00:00Z", profile=SECRET))
+    ledger.close()
+    url = database_url(pg_env)
+    assert run_cli("member", "M-audited", "--database-url", url, "--json") == 0
+    plain = capsys.readouterr().out
+    assert "profile" not in orjson.loads(plain) and SECRET["email"] not in plain
+    assert run_cli("member", "M-audited", "--database-url", url, "--json", "--profile") == 0
+    assert orjson.loads(capsys.readouterr().out)["profile"] == SECRET
+    assert run_cli("member", "M-audited", "--database-url", url, "--profile") == 0
+    assert SECRET["name"] in capsys.readouterr().out
