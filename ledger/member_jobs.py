@@ -9,6 +9,8 @@ ledger's log (``member_scan_batch_notifications_max`` ids a page), the
 profiles decrypted here and nowhere else, keys read
 ``key_batch_members_max`` members at a time. Each event is fully determined
 by (day, member), so a second run gives the same events: all duplicates.
+``BirthdayBook`` keeps its place in the log, for a caller that asks day
+after day (the demo).
 ``daily_birthdays`` is the job itself: it also deletes the dead-letter keys
 older than ``privacy.dead_letter_days_max`` days.
 
@@ -68,31 +70,47 @@ def daily_birthdays(ledger, day: date) -> list[dict]:
 
 def birthday_events(ledger, day: date) -> list[dict]:
     """The day's birthday events, in member order."""
-    sealed = _enrolled_profiles(ledger)
-    members = sorted(sealed)
-    events = []
-    for start in range(0, len(members), KEY_BATCH_MEMBERS_MAX):
-        batch = members[start:start + KEY_BATCH_MEMBERS_MAX]
-        keys = ledger.member_keys.store.read_keys(batch)
-        for member in batch:
-            profile = open_profile(keys.get(member), member, sealed[member])
-            birth_date = (profile or {}).get("birth_date")
-            if birth_date and falls_on(birth_date, day):
-                events.append(birthday_event(member, day))
-    return events
+    return BirthdayBook(ledger).events_on(day)
 
 
-def _enrolled_profiles(ledger) -> dict[str, list[str | None]]:
-    """Enrolled, not erased members and their sealed profiles, in log order."""
-    sealed: dict[str, list[str | None]] = {}
-    erased: set[str] = set()
-    for fact in _facts(ledger, LoyaltyAccount.MemberEnrolled, LoyaltyAccount.ProfileUpdated,
-                       LoyaltyAccount.MemberErased):
-        if isinstance(fact, LoyaltyAccount.MemberErased):
-            erased.add(fact.member_id)
-        elif isinstance(fact, LoyaltyAccount.MemberEnrolled) or fact.member_id in sealed:
-            sealed.setdefault(fact.member_id, []).append(fact.profile)
-    return {member: profiles for member, profiles in sealed.items() if member not in erased}
+class BirthdayBook:
+    """Enrolled, not erased members' current birth dates, read from the log where the last
+    read stopped: a caller asking day after day (the demo) reads each fact once."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.position = 0
+        self.sealed: dict[str, list[str | None]] = {}
+        self.birth_dates: dict[str, str | None] = {}
+        self.erased: set[str] = set()
+
+    def events_on(self, day: date) -> list[dict]:
+        self.refresh()
+        return [birthday_event(member, day) for member, birth in sorted(self.birth_dates.items())
+                if birth and falls_on(birth, day)]
+
+    def refresh(self) -> None:
+        head = self.ledger.fact_log.head()
+        changed: set[str] = set()
+        for fact in _facts(self.ledger, LoyaltyAccount.MemberEnrolled, LoyaltyAccount.ProfileUpdated,
+                           LoyaltyAccount.MemberErased, position=self.position, stop=head):
+            changed.add(fact.member_id)
+            if isinstance(fact, LoyaltyAccount.MemberErased):
+                self.erased.add(fact.member_id)
+            elif isinstance(fact, LoyaltyAccount.MemberEnrolled) or fact.member_id in self.sealed:
+                self.sealed.setdefault(fact.member_id, []).append(fact.profile)
+        self.position = head
+        self._open(sorted(changed))
+
+    def _open(self, members: list[str]) -> None:
+        for start in range(0, len(members), KEY_BATCH_MEMBERS_MAX):
+            batch = members[start:start + KEY_BATCH_MEMBERS_MAX]
+            keys = self.ledger.member_keys.store.read_keys(batch)
+            for member in batch:
+                self.birth_dates.pop(member, None)
+                if member in self.sealed and member not in self.erased:
+                    profile = open_profile(keys.get(member), member, self.sealed[member])
+                    self.birth_dates[member] = (profile or {}).get("birth_date")
 
 
 def expiry_notices(ledger, as_of: datetime, within_days: int) -> list[dict]:
@@ -122,6 +140,6 @@ def _notices_of(account: LoyaltyAccount, as_of: datetime, horizon: datetime) -> 
             for day, lots in sorted(by_day.items())]
 
 
-def _facts(ledger, *classes: type) -> Iterator:
-    return ledger.fact_log.facts(topics=[get_topic(c) for c in classes],
+def _facts(ledger, *classes: type, position: int = 0, stop: int | None = None) -> Iterator:
+    return ledger.fact_log.facts(position, topics=[get_topic(c) for c in classes], stop=stop,
                                  page_notifications_max=MEMBER_SCAN_BATCH_NOTIFICATIONS_MAX)

@@ -26,7 +26,10 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
+
+import orjson
 
 from eventsourcing.utils import get_topic
 from kafka import KafkaProducer
@@ -35,6 +38,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ledger.domain import LoyaltyAccount
+from ledger.member_jobs import BirthdayBook
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.kpi_report import kpi_report
 from projections.runner import catch_up, open_read_models
@@ -57,6 +61,8 @@ PACING_TICK_MS = 100
 FOLLOWER_STOP_TIMEOUT_S = 15
 CATCH_UP_BATCH_NOTIFICATIONS_MAX = 5000
 MISMATCHES_SHOWN_MAX = 10
+BIRTHDAY_BATCH_DAYS = 7          # the birthday job runs once per simulated week
+BIRTHDAY_WAIT_POLL_MS = 50       # how often the producer checks the ledger caught up before it
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,15 @@ class DemoOptions:
 
 
 class PacedProducer(threading.Thread):
-    """Sends the simulated lines at a steady rate; records what the broker acknowledged."""
+    """Sends the simulated lines at a steady rate; records what the broker acknowledged.
+
+    The chain's birthdays come from ``loyalty birthdays``'s application method
+    (``ledger.member_jobs.BirthdayBook``, section 13), a week of days at a
+    time (``BIRTHDAY_BATCH_DAYS``): once the stream reaches the next week, the
+    producer waits until the ledger has applied everything sent (so the
+    enrollments are in), then sends the past week's birthday events (late by
+    up to a week, which the ledger handles like any late upload).
+    """
 
     def __init__(self, settings: Settings, config: SimulationConfig, rate_events_per_s: int) -> None:
         super().__init__(name="demo-producer", daemon=True)
@@ -84,32 +98,55 @@ class PacedProducer(threading.Thread):
         self.finished = threading.Event()
         self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.birthdays_sent = 0
+        self.birthdays_from = config.start  # the first day whose birthdays are not sent yet
+        self.ledger = None  # the producer thread's own ledger, for the birthday job
 
     def run(self) -> None:
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
                                  linger_ms=5, client_id="loyalty-demo",
                                  **kafka_client_options(self.settings))
+        self.ledger = open_ledger(self.settings)
         try:
-            self._send_all(producer)
+            self._send_all(producer, BirthdayBook(self.ledger))
         except BaseException as error:  # noqa: BLE001 - reported by the demo loop
             self.error = error
         finally:
             producer.close()
+            self.ledger.close()
             self.finished.set()
 
-    def _send_all(self, producer: KafkaProducer) -> None:
+    def _send_all(self, producer: KafkaProducer, book: BirthdayBook) -> None:
         chunk: list[bytes] = []
         for line in simulate(self.config, self.summary):
+            day = _simulated_day(line)
+            if day is not None and (day - self.birthdays_from).days >= BIRTHDAY_BATCH_DAYS:
+                self._send(producer, chunk)
+                chunk = self._birthdays_before(day, book)
             chunk.append(line)
-            if len(chunk) == self.chunk_lines:
+            if len(chunk) >= self.chunk_lines:
                 self._send(producer, chunk)
                 chunk = []
                 if self.stop.wait(PACING_TICK_MS / 1000):
                     return
-        if chunk:
-            self._send(producer, chunk)
+        self._send(producer, chunk)
+        self._send(producer, self._birthdays_before(self.config.end, book))
+
+    def _birthdays_before(self, day: date, book: BirthdayBook) -> list[bytes]:
+        """The birthday events of the days before ``day`` not sent yet, once the ledger
+        has applied everything sent so far."""
+        while not is_processed(self.ledger, self.settings, self.offsets):
+            if self.stop.wait(BIRTHDAY_WAIT_POLL_MS / 1000):
+                return []
+        days = [self.birthdays_from + timedelta(days=n) for n in range((day - self.birthdays_from).days)]
+        self.birthdays_from = day
+        events = [event for moment in days for event in book.events_on(moment)]
+        self.birthdays_sent += len(events)
+        return [orjson.dumps(event) for event in events]
 
     def _send(self, producer: KafkaProducer, lines: list[bytes]) -> None:
+        if not lines:
+            return
         futures = [producer.send(self.settings.events_topic, key=member_key(line), value=line)
                    for line in lines]
         producer.flush(timeout=SEND_TIMEOUT_MS / 1000)
@@ -117,6 +154,14 @@ class PacedProducer(threading.Thread):
             sent = future.get(timeout=SEND_TIMEOUT_MS / 1000)
             self.offsets[sent.partition] = max(self.offsets.get(sent.partition, -1), sent.offset)
         self.produced += len(lines)
+
+
+def _simulated_day(line: bytes) -> date | None:
+    """The (local) day a simulated line happened on; None for a line that does not say."""
+    try:
+        return date.fromisoformat(orjson.loads(line)["occurred_at"][:10])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def start_follower(settings: Settings, log_path: Path) -> subprocess.Popen:
@@ -166,7 +211,7 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console)
     with open_read_models(env, None, ledger.program):
         pass  # create the read-model tables before the follower and the dashboard
     config = SimulationConfig(seed=options.seed, members=options.members, stores=options.stores,
-                              days=options.days)
+                              days=options.days, crm_birthdays=False)  # loyalty birthdays' job
     producer = PacedProducer(settings, config, options.rate_events_per_s)
     with ExitStack() as stack:
         workers = start_workers(settings, options.workers, logs)
@@ -219,6 +264,7 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
         report = verify(ledger, models)
         kpis = kpi_report(models.view("kpis"))
     console.print(producer.summary.describe())
+    console.print(f"birthdays (loyalty birthdays' job, day by day): {producer.birthdays_sent:,}")
     console.print(_kpi_table(kpis))
     if report.ok:
         console.print(f"[green]verify: OK[/] - {report.members:,} members recomputed from the "

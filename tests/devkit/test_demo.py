@@ -50,6 +50,8 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
                    cwd=tmp_path, env=lane_broker_env("demo") | mark)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "verify: OK" in demo.stdout
+    birthdays = demo.stdout.split("birthdays (loyalty birthdays' job, day by day): ")[1].split()[0]
+    assert int(birthdays) > 0  # section 13: the job, not the simulator's CRM batch
     assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
     store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
