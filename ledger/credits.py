@@ -58,30 +58,28 @@ def transfer_credit(fact: LoyaltyAccount.PointsTransferredOut) -> dict:
     transfer's fact, so a redelivered credit is a duplicate on the receiver's
     account (exactly once in effect).
     """
-    return {
-        "type": cmd.TRANSFER_CREDIT_TYPE,
-        "schema_version": CREDIT_SCHEMA_VERSION,
-        "event_id": f"transfer-credit:{fact.source_event_id}",
-        "member_id": fact.to_member_id,
-        "occurred_at": format_timestamp(fact.occurred_at),
-        "from_member_id": fact.member_id,
-        "transfer_event_id": fact.source_event_id,
-        "lots": [{"points": lot["points"], "occurred_at": format_timestamp(lot["occurred_at"]),
-                  "expires_at": format_timestamp(lot["expires_at"])} for lot in fact.lots],
-    }
+    return _moving_lots(f"transfer-credit:{fact.source_event_id}", fact.to_member_id,
+                        fact.member_id, fact.source_event_id, fact)
 
 
 def transfer_return(fact: LoyaltyAccount.TransferCreditRejected) -> dict:
     """A transfer credit that reached a closed account goes back to its sender
     (section 10): the same lots, keyed by the sender, id ``transfer-return:<event_id>``."""
+    return _moving_lots(f"{TRANSFER_RETURN_PREFIX}{fact.transfer_event_id}", fact.from_member_id,
+                        fact.member_id, fact.transfer_event_id, fact)
+
+
+def _moving_lots(event_id: str, to_member: str, from_member: str, transfer_event_id: str,
+                 fact) -> dict:
+    """A transfer credit (or return) of ``fact``'s lots, at ``fact``'s ``occurred_at``."""
     return {
         "type": cmd.TRANSFER_CREDIT_TYPE,
         "schema_version": CREDIT_SCHEMA_VERSION,
-        "event_id": f"{TRANSFER_RETURN_PREFIX}{fact.transfer_event_id}",
-        "member_id": fact.from_member_id,
+        "event_id": event_id,
+        "member_id": to_member,
         "occurred_at": format_timestamp(fact.occurred_at),
-        "from_member_id": fact.member_id,
-        "transfer_event_id": fact.transfer_event_id,
+        "from_member_id": from_member,
+        "transfer_event_id": transfer_event_id,
         "lots": [{"points": lot["points"], "occurred_at": format_timestamp(lot["occurred_at"]),
                   "expires_at": format_timestamp(lot["expires_at"])} for lot in fact.lots],
     }

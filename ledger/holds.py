@@ -24,7 +24,7 @@ from ledger.rules import Lot
 HOLD_WINDOW, INSUFFICIENT_POINTS = "hold_window", "insufficient_points"
 UNKNOWN_HOLD, EXCEEDS_HOLD = "unknown_hold", "exceeds_hold"
 UNKNOWN_REDEMPTION, ALREADY_CANCELLED = "unknown_redemption", "already_cancelled"
-PARTIAL_CAPTURE, VOIDED, EXPIRED = "partial_capture", "voided", "expired"
+PARTIAL_CAPTURE, VOIDED, EXPIRED, ERASED = "partial_capture", "voided", "expired", "erased"
 
 
 def hold_rejection(command: cmd.HoldPoints, clock: datetime, balance: int,
@@ -72,9 +72,13 @@ def split_parts(parts: list[dict], points: int) -> tuple[list[dict], list[dict]]
 
 def due_holds(holds: dict[str, dict], clock: datetime) -> list[str]:
     """Ids of the open holds run out at ``clock``, by ``expires_at`` then creation."""
-    due = [(hold["expires_at"], hold["sequence"], hold_id) for hold_id, hold in holds.items()
-           if hold["expires_at"] <= clock]
-    return [hold_id for _, _, hold_id in sorted(due)]
+    return [hold_id for hold_id in hold_order(holds) if holds[hold_id]["expires_at"] <= clock]
+
+
+def hold_order(holds: dict[str, dict]) -> list[str]:
+    """Ids of every open hold by ``expires_at`` then creation (expiry's order, erasure's too)."""
+    return [hold_id for _, _, hold_id in
+            sorted((hold["expires_at"], hold["sequence"], hold_id) for hold_id, hold in holds.items())]
 
 
 def cancel_rejection(redemptions: dict[str, list[dict]], cancelled: list[str],

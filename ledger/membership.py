@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from ledger import commands as cmd
+from ledger import holds as hold_rules
 from ledger.program import Program
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def erase_member(account: "LoyaltyAccount", command: cmd.EraseMember, program: P
     (pending included) forfeited; debt stays. The key goes with the fact (``ledger.privacy``)."""
     clock = account._begin(command, program)
     account._outcome(account.MemberErased, clock, command)
+    for hold_id in hold_rules.hold_order(account.holds):
+        account._release(hold_id, hold_rules.ERASED, account.holds[hold_id]["parts"], clock, command)
     lots = [[lot.lot_id, lot.remaining] for lot in account.lots if lot.remaining > 0]
     if lots:
         account._record(account.PointsForfeited, clock, source_event_id=command.event_id,
@@ -129,4 +132,12 @@ CLOSED_REJECTIONS: dict[type, tuple[str, Callable[[Any, Any], dict]]] = {
     cmd.UpdateProfile: ("ProfileUpdatedRejected", _none),
     cmd.EraseMember: ("MemberErasedRejected", _none),
     cmd.RecordNps: ("NpsResponseRejected", _none),
+    cmd.HoldPoints: ("RedemptionHoldRejected", lambda c, a: {
+        "points": c.points, "balance": a.balance, "reward_id": c.reward_id,
+        "expires_at": c.expires_at}),
+    cmd.CaptureHold: ("RedemptionCaptureRejected", lambda c, a: {
+        "hold_event_id": c.hold_event_id, "points": c.points}),
+    cmd.VoidHold: ("RedemptionVoidRejected", lambda c, a: {"hold_event_id": c.hold_event_id}),
+    cmd.CancelRedemption: ("RedemptionCancelRejected", lambda c, a: {
+        "redemption_event_id": c.redemption_event_id}),
 }

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Iterable, Protocol
 
 import orjson
@@ -60,9 +61,15 @@ class KeyChanges:
 
 
 class KeyStore(Protocol):
-    """The key table beside the event store."""
+    """The key tables beside the event store: members' keys, and dead letters' daily keys."""
 
     def read_keys(self, member_ids: Iterable[str]) -> dict[str, bytes]: ...
+
+    def dead_letter_key(self, day: date, new_key: bytes) -> bytes: ...
+
+    def dead_letter_keys(self, days: Iterable[date]) -> dict[date, bytes]: ...
+
+    def delete_dead_letter_keys_before(self, day: date) -> int: ...
 
 
 def seal(key: bytes, member_id: str, value: Any) -> str:
@@ -127,6 +134,15 @@ class KeyRing:
                                    fingerprint=keyed_fingerprint(key, command.fingerprint,
                                                                  command.profile))
 
+    def event_fingerprint(self, event: dict) -> str:
+        """The fingerprint the ledger records for a schema-valid inbound ``event`` (keyed for a
+        profile-bearing type whose member has a key), to tell a re-submission from a conflict."""
+        command = cmd.command_from_event(event)
+        key = self.key_of(command.member_id) if isinstance(command, cmd.PROFILE_BEARING) else None
+        if key is None:
+            return command.fingerprint
+        return keyed_fingerprint(key, command.fingerprint, command.profile)
+
     def changes_for(self, facts: Iterable[Any]) -> dict[str, KeyChanges]:
         """The ``insert_events`` keyword carrying the pending keys and the deletions the
         ``member_erased`` facts among ``facts`` require (empty when there are none)."""
@@ -139,6 +155,10 @@ class KeyRing:
         for member in changes.get(KEY_CHANGES, KeyChanges()).created:
             self._pending.created.pop(member, None)
 
+    def key_for_dead_letter(self, member_id: str) -> bytes:
+        """The member's key, created (and saved with the batch) if the member has none yet."""
+        return self.key_of(member_id) or self._create(member_id)
+
     def discard(self) -> None:
         """A save failed: forget unsaved keys (a retry reads the table, or creates anew)."""
         self._pending = KeyChanges()
@@ -150,13 +170,26 @@ class KeyRing:
 
 
 class MemoryKeyStore:
-    """The in-memory store's key table: a dict kept by its recorder (``MultiTrackingPOPORecorder``)."""
+    """The in-memory store's key tables: dicts kept by its recorder (``MultiTrackingPOPORecorder``)."""
 
-    def __init__(self, keys: dict[str, bytes]) -> None:
+    def __init__(self, keys: dict[str, bytes], day_keys: dict[date, bytes]) -> None:
         self.keys = keys
+        self.day_keys = day_keys
 
     def read_keys(self, member_ids: Iterable[str]) -> dict[str, bytes]:
         return {member: self.keys[member] for member in member_ids if member in self.keys}
+
+    def dead_letter_key(self, day: date, new_key: bytes) -> bytes:
+        return self.day_keys.setdefault(day, new_key)
+
+    def dead_letter_keys(self, days: Iterable[date]) -> dict[date, bytes]:
+        return {day: self.day_keys[day] for day in days if day in self.day_keys}
+
+    def delete_dead_letter_keys_before(self, day: date) -> int:
+        old = [kept for kept in self.day_keys if kept < day]
+        for kept in old:
+            del self.day_keys[kept]
+        return len(old)
 
 
 def apply_key_changes(keys: dict[str, bytes], changes: KeyChanges | None) -> None:

@@ -10,7 +10,8 @@ Contract 2 (sections 8 to 11) adds optional fields, each with a default that
 keeps section 3's results: ``program.version`` (1), ``program.pending_days``
 (0), ``program.tier_basis`` (``annual``), a tier's ``discount_pct`` (0),
 ``[adjustments]`` ``points_max`` and ``reason_codes`` and ``[transfers]``
-``points_per_year_max``; section 7 adds ``[holds]`` ``duration_minutes_max`` (30).
+``points_per_year_max``; section 7 adds ``[holds]`` ``duration_minutes_max``
+(30); section 13 adds ``[privacy]`` ``dead_letter_days_max`` (30).
 
 ``program.point_value_minor`` (default 1) is what one point costs the
 programme when redeemed, in minor units: the KPIs' money figures (programme
@@ -40,6 +41,7 @@ TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT = 10_000
 POINT_VALUE_MINOR_DEFAULT = 1
 HOLD_DURATION_MINUTES_MAX_DEFAULT = 30
 HOLD_DURATION_MINUTES_LIMIT = 7 * 24 * 60  # the largest a program may set: a week
+DEAD_LETTER_DAYS_MAX_DEFAULT = 30  # section 13: dead-letter keys older than this are deleted
 
 
 class ProgramError(ValueError):
@@ -81,6 +83,7 @@ class Program:
     transfer_points_per_year_max: int = TRANSFER_POINTS_PER_YEAR_MAX_DEFAULT
     point_value_minor: int = POINT_VALUE_MINOR_DEFAULT  # a redeemed point's cost, minor units (KPIs)
     hold_duration_minutes_max: int = HOLD_DURATION_MINUTES_MAX_DEFAULT
+    dead_letter_days_max: int = DEAD_LETTER_DAYS_MAX_DEFAULT
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
 
     @property
@@ -205,6 +208,11 @@ PROGRAM_FILE_SCHEMA = {
             "properties": {"duration_minutes_max": {
                 "type": "integer", "minimum": 1, "maximum": HOLD_DURATION_MINUTES_LIMIT}},
         },
+        "privacy": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"dead_letter_days_max": _count(1)},
+        },
     },
 }
 
@@ -272,6 +280,8 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         point_value_minor=head.get("point_value_minor", POINT_VALUE_MINOR_DEFAULT),
         hold_duration_minutes_max=document.get("holds", {}).get(
             "duration_minutes_max", HOLD_DURATION_MINUTES_MAX_DEFAULT),
+        dead_letter_days_max=document.get("privacy", {}).get(
+            "dead_letter_days_max", DEAD_LETTER_DAYS_MAX_DEFAULT),
         source_text=text,
     )
 

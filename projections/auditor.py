@@ -40,11 +40,15 @@ class MemberView:
     annual: list[dict[str, Any]]
     history: list[dict[str, Any]]
     holds: list[dict[str, Any]] = field(default_factory=list)
+    profile_asked: bool = False  # section 13: shown only when asked (``--profile``)
+    profile: dict[str, Any] | None = None  # decrypted now; None once erased or never given
 
 
 def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None = None,
-                version: int | None = None) -> MemberView | None:
-    """The member as of ``as_of`` or at ``version`` (now if neither); None before any fact."""
+                version: int | None = None, with_profile: bool = False) -> MemberView | None:
+    """The member as of ``as_of`` or at ``version`` (now if neither); None before any fact.
+
+    ``with_profile`` adds the member's profile as it is now, decrypted (section 13)."""
     if as_of is not None and version is not None:
         raise ValueError("give as_of or version, not both")
     account = (ledger.account_as_of(member_id, as_of) if as_of is not None
@@ -60,12 +64,18 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
         annual=_annual(account, entries, ledger),
         history=_history(entries),
         holds=open_holds(account.holds),
+        profile_asked=with_profile,
+        profile=ledger.member_profile(member_id) if with_profile else None,
     )
 
 
 def member_view_document(view: MemberView) -> dict[str, Any]:
-    """The view as JSON-ready data (RFC 3339 UTC times)."""
-    return json_ready(asdict(view))
+    """The view as JSON-ready data (RFC 3339 UTC times); the profile only when asked."""
+    document = json_ready(asdict(view))
+    del document["profile_asked"]
+    if not view.profile_asked:
+        del document["profile"]
+    return document
 
 
 def _deciding_program(ledger: LoyaltyLedger, entries: list[HistoryEntry]) -> Program:
@@ -135,6 +145,8 @@ def render_member_view(view: MemberView, console: Console) -> None:
     """Print the view as rich tables."""
     console.print(f"[bold]{view.member_id}[/bold] at ledger version {view.version}, "
                   f"clock {json_ready(view.clock)}")
+    if view.profile_asked:
+        console.print(_pairs("profile", view.profile or {"(none)": "erased, or never given"}))
     console.print(_pairs("balance", view.balance))
     console.print(_pairs("tier", {**view.tier, "reason": _compact(view.tier["reason"])}))
     console.print(_rows("open lots", view.lots))

@@ -55,6 +55,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 from ledger.application import CONFLICT, DUPLICATE, DecisionFailed, LoyaltyLedger, Result
 from ledger.commands import Command, command_from_event
 from ledger.dead_letters import DeadLetter
+from ledger.sealed_dead_letters import DeadLetterSealer
 from ledger.domain import fact_type
 from streams.settings import Settings
 from streams.validation import InvalidInput, dead_letter_document, decode_inbound
@@ -192,6 +193,7 @@ class PartitionBatchApplier:
         self.settings = settings
         self.outage = outage or DatabaseOutage(settings, "partition batches")
         self.confirm_topic = confirm_topic  # raises (TopicRecreated) before a skip of another topic
+        self.sealer = DeadLetterSealer(ledger)  # profile-bearing dead letters: encrypted (section 13)
 
     def apply(self, messages: Sequence[InboundMessage]) -> BatchReport:
         """Apply messages of one or more partitions (each in ascending offsets) exactly once in effect.
@@ -343,7 +345,7 @@ class PartitionBatchApplier:
             source_offset=message.offset, attempts=attempts,
             dead_lettered_at=datetime.now(timezone.utc),
         )
-        return DeadLetter.record(envelope)
+        return DeadLetter.record(self.sealer.seal(envelope, message.value, message.key))
 
 
 def _described(error: Exception) -> str:

@@ -27,6 +27,7 @@ from kafka import KafkaProducer
 
 from streams.kafka_security import kafka_client_options
 from streams.settings import Settings
+from ledger.sealed_dead_letters import may_carry_profile
 from streams.validation import MESSAGE_BYTES_MAX, refused_line_document
 
 SEND_TIMEOUT_MS = 60_000
@@ -168,9 +169,13 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def refused_dead_letters(refused: list[RefusedLine], *, source_topic: str, source_file: str,
                          message_bytes_max: int) -> list[dict]:
-    """The ``dead_letter.v1`` envelopes of lines refused before Kafka, by file and line."""
+    """The ``dead_letter.v1`` envelopes of lines refused before Kafka, by file and line.
+
+    A line that may carry a profile (section 13) gets no preview: its bytes stay in the file.
+    """
     now = datetime.now(timezone.utc)
-    return [refused_line_document(preview=line.preview, size_bytes=line.size_bytes,
+    return [refused_line_document(preview=b"" if may_carry_profile(line.preview) else line.preview,
+                                  size_bytes=line.size_bytes,
                                   message_bytes_max=message_bytes_max, source_topic=source_topic,
                                   source_file=source_file, source_line=line.line_number,
                                   dead_lettered_at=now)

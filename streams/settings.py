@@ -32,6 +32,7 @@ class Settings(LedgerSettings):
     tier_changes_topic: str = "loyalty.tier-changes"
     dead_letter_topic: str = "loyalty.dead-letter"
     credits_topic: str = "loyalty.referrer-credits"
+    notifications_topic: str = "loyalty.notifications"  # points_expiring notices (section 13)
     partitions: int = 8
     replication_factor: int = 1
     consumer_group: str = "loyalty-ledger"

@@ -26,7 +26,7 @@ ADMIN_REQUEST_TIMEOUT_MS = 15_000
 
 def topic_names(settings: Settings) -> list[str]:
     return [settings.events_topic, settings.credits_topic, settings.ledger_topic,
-            settings.tier_changes_topic, settings.dead_letter_topic]
+            settings.tier_changes_topic, settings.dead_letter_topic, settings.notifications_topic]
 
 
 def topic_configs(name: str, settings: Settings) -> dict[str, str]:

@@ -50,7 +50,7 @@ INBOUND_TYPES = ("purchase", "refund", "referral", "birthday", "redemption", "ye
                  "nps_response", "redemption_hold", "redemption_capture", "redemption_void",
                  "redemption_cancel")
 INBOUND_VERSIONS = (1,)
-OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact")
+OUTBOUND_NAMES = ("tier_changed", "dead_letter", "ledger_fact", "points_expiring")
 DEAD_LETTER_SCHEMA_VERSION = 1
 INTEGER_LITERAL_RULE = "write the integer as a literal, no fraction or exponent (1, not 1.0 or 1e0)"
 NUL = "\x00"

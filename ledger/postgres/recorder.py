@@ -50,7 +50,8 @@ LIBRARY_MIGRATION_ROW = "__migration__"  # eventsourcing's marker in the trackin
 class UnpipelinedProcessRecorder(PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.extend(member_keys.create_statements(self.datastore.schema))
+        self.sql_create_statements.extend(member_keys.create_statements(
+            self.datastore.schema, self.events_table_name))
         self.insert_columns_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
@@ -97,7 +98,8 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
             self._insert_events(curs, stored_events, **kwargs)  # the tracking record
             for tracking in kwargs.get(MORE_TRACKING, ()):
                 self._insert_tracking(curs, tracking)
-            member_keys.write_changes(curs, self.datastore.schema, kwargs.get(KEY_CHANGES))
+            member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
+                                      kwargs.get(KEY_CHANGES))
             if not stored_events:
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
@@ -111,6 +113,7 @@ class MultiTrackingPOPORecorder(POPOProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.member_keys: dict[str, bytes] = {}
+        self.dead_letter_keys: dict = {}  # date -> key
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)

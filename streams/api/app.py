@@ -29,7 +29,7 @@ from ledger.calendar import parse_timestamp
 from streams.api import openapi
 from streams.api.console.routes import install_console
 from streams.api.console.web import close_console
-from streams.api.keys import READ_SCOPE, ApiKey, KeyStore, key_digest
+from streams.api.keys import CRM_SCOPE, READ_SCOPE, ApiKey, KeyStore, key_digest
 from streams.api.limits import RateLimiter
 from streams.api.metrics import ApiMetrics
 from streams.api.reads import LedgerReads
@@ -236,7 +236,8 @@ def _install_member_routes(app: FastAPI) -> None:
     async def member(member_id: str, request: Request, as_of: str | None = None) -> dict:
         parts = await reader(request)
         moment = _as_of(as_of)
-        document = await parts.reads.run(parts.reads.member, member_id, moment)
+        with_profile = CRM_SCOPE in (await authenticate(request)).scopes  # section 13
+        document = await parts.reads.run(parts.reads.member, member_id, moment, with_profile)
         if document is None:
             raise ApiError(404, "unknown_member", "the ledger has no fact of this member"
                            + (" at or before as_of" if moment else ""))

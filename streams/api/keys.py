@@ -29,7 +29,8 @@ KEY_PREFIX = "lk"
 KEY_ID_BYTES = 6
 KEY_SECRET_BYTES = 32
 READ_SCOPE = "read"
-SCOPES = (READ_SCOPE, "earn", "redeem", "crm", "admin")
+CRM_SCOPE = "crm"  # also lets a read see the member's decrypted profile (section 13)
+SCOPES = (READ_SCOPE, "earn", "redeem", CRM_SCOPE, "admin")
 UNLISTED_TYPE_SCOPE = "admin"
 SCOPE_OF_TYPE = {
     "purchase": "earn", "refund": "earn",

@@ -25,7 +25,6 @@ from functools import partial
 from typing import Any, Callable, TypeVar
 
 from ledger.application import LoyaltyLedger
-from ledger.commands import fingerprint_of
 from ledger.domain import LoyaltyAccount, account_id, fact_type, is_outcome
 from ledger.holds import open_holds
 from ledger.quote import quote_purchase
@@ -64,11 +63,20 @@ class LedgerReads:
 
     # ------------------------------------------------------------ blocking
 
-    def member(self, member_id: str, as_of: datetime | None = None) -> dict | None:
+    def member(self, member_id: str, as_of: datetime | None = None,
+               with_profile: bool = False) -> dict | None:
+        """The member document; ``with_profile`` (a ``crm`` key) adds the decrypted profile
+        (section 13: null once erased or never given) and the consents."""
         ledger = self.ledger
         account = (ledger.account_as_of(member_id, as_of) if as_of is not None
                    else ledger.find_account(member_id))
-        return None if account is None else member_document(account, ledger)
+        if account is None:
+            return None
+        document = member_document(account, ledger)
+        if with_profile:
+            document |= {"profile": ledger.member_profile(member_id),
+                         "consents": dict(account.consents), "erased": account.erased_at is not None}
+        return document
 
     def history(self, member_id: str, after_version: int, limit: int) -> list[dict] | None:
         facts = list(self.ledger.events.get(account_id(member_id), gt=after_version, limit=limit))
@@ -84,7 +92,8 @@ class LedgerReads:
         fingerprint = account.applied.get(event["event_id"])
         if fingerprint is None:
             return Recorded(ABSENT, account.version)
-        if fingerprint != fingerprint_of(event):
+        if fingerprint != self.ledger.member_keys.event_fingerprint(event) \
+                and account.erased_at is None:  # a closed account: a duplicate (ledger.domain)
             return Recorded(CONFLICT, account.version)
         return Recorded(APPLIED, account.version, self.outcome_after(account.member_id, event["event_id"], 0))
 

@@ -16,7 +16,7 @@ import signal
 import sys
 from importlib import metadata
 
-from streams.cli import api, audit, devkit, kpis, simulate, stream
+from streams.cli import api, audit, devkit, kpis, members, simulate, stream
 from streams.cli.options import OperatorParser, operator_error
 
 INTERRUPTED_EXIT_STATUS = 130
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_subcommands(commands)
     api.add_subcommands(commands)
     kpis.add_subcommand(commands)
+    members.add_subcommands(commands)
     return parser
 
 

@@ -231,13 +231,17 @@ def _configure_member(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--version", type=positive_int, metavar="N",
                       help="the account as it was at ledger version N (1 = its first fact)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--profile", action="store_true",
+                        help="also decrypt and show the member's profile (personal data: "
+                             "for the auditor's eyes only; nothing of it is logged)")
 
 
 def run_member(args: argparse.Namespace) -> int:
     as_of = parse_timestamp(args.as_of) if args.as_of else None
     ledger = LoyaltyLedger(env=eventsourcing_env(args))
     try:
-        view = member_view(ledger, args.member_id, as_of=as_of, version=args.version)
+        view = member_view(ledger, args.member_id, as_of=as_of, version=args.version,
+                           with_profile=args.profile)
     finally:
         ledger.close()
     if view is None:

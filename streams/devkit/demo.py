@@ -33,7 +33,10 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
+
+import orjson
 
 from eventsourcing.utils import get_topic
 from kafka import KafkaProducer
@@ -42,6 +45,7 @@ from rich.console import Group
 from rich.live import Live
 
 from ledger.domain import LoyaltyAccount
+from ledger.member_jobs import BirthdayBook
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.kpi_charts import write_charts
 from projections.kpi_report import kpi_report, monthly_rows, select_rows
@@ -72,6 +76,8 @@ CATCH_UP_BATCH_NOTIFICATIONS_MAX = 5000
 MISMATCHES_SHOWN_MAX = 10
 KPI_CHARTS_DIR_NAME = "kpi-charts"  # under the demo directory
 TILL_SESSIONS_MIN = 10  # the demo waits for this many till sessions (known members) to end
+BIRTHDAY_BATCH_DAYS = 7          # the birthday job runs once per simulated week
+BIRTHDAY_WAIT_POLL_MS = 50       # how often the producer checks the ledger caught up before it
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,15 @@ class DemoOptions:
 
 
 class PacedProducer(threading.Thread):
-    """Sends the simulated lines at a steady rate; records what the broker acknowledged."""
+    """Sends the simulated lines at a steady rate; records what the broker acknowledged.
+
+    The chain's birthdays come from ``loyalty birthdays``'s application method
+    (``ledger.member_jobs.BirthdayBook``, section 13), a week of days at a
+    time (``BIRTHDAY_BATCH_DAYS``): once the stream reaches the next week, the
+    producer waits until the ledger has applied everything sent (so the
+    enrollments are in), then sends the past week's birthday events (late by
+    up to a week, which the ledger handles like any late upload).
+    """
 
     def __init__(self, settings: Settings, config: SimulationConfig, rate_events_per_s: int) -> None:
         super().__init__(name="demo-producer", daemon=True)
@@ -100,32 +114,55 @@ class PacedProducer(threading.Thread):
         self.finished = threading.Event()
         self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.birthdays_sent = 0
+        self.birthdays_from = config.start  # the first day whose birthdays are not sent yet
+        self.ledger = None  # the producer thread's own ledger, for the birthday job
 
     def run(self) -> None:
         producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
                                  linger_ms=5, client_id="loyalty-demo",
                                  **kafka_client_options(self.settings))
+        self.ledger = open_ledger(self.settings)
         try:
-            self._send_all(producer)
+            self._send_all(producer, BirthdayBook(self.ledger))
         except BaseException as error:  # noqa: BLE001 - reported by the demo loop
             self.error = error
         finally:
             producer.close()
+            self.ledger.close()
             self.finished.set()
 
-    def _send_all(self, producer: KafkaProducer) -> None:
+    def _send_all(self, producer: KafkaProducer, book: BirthdayBook) -> None:
         chunk: list[bytes] = []
         for line in simulate(self.config, self.summary):
+            day = _simulated_day(line)
+            if day is not None and (day - self.birthdays_from).days >= BIRTHDAY_BATCH_DAYS:
+                self._send(producer, chunk)
+                chunk = self._birthdays_before(day, book)
             chunk.append(line)
-            if len(chunk) == self.chunk_lines:
+            if len(chunk) >= self.chunk_lines:
                 self._send(producer, chunk)
                 chunk = []
                 if self.stop.wait(PACING_TICK_MS / 1000):
                     return
-        if chunk:
-            self._send(producer, chunk)
+        self._send(producer, chunk)
+        self._send(producer, self._birthdays_before(self.config.end, book))
+
+    def _birthdays_before(self, day: date, book: BirthdayBook) -> list[bytes]:
+        """The birthday events of the days before ``day`` not sent yet, once the ledger
+        has applied everything sent so far."""
+        while not is_processed(self.ledger, self.settings, self.offsets):
+            if self.stop.wait(BIRTHDAY_WAIT_POLL_MS / 1000):
+                return []
+        days = [self.birthdays_from + timedelta(days=n) for n in range((day - self.birthdays_from).days)]
+        self.birthdays_from = day
+        events = [event for moment in days for event in book.events_on(moment)]
+        self.birthdays_sent += len(events)
+        return [orjson.dumps(event) for event in events]
 
     def _send(self, producer: KafkaProducer, lines: list[bytes]) -> None:
+        if not lines:
+            return
         futures = [producer.send(self.settings.events_topic, key=member_key(line), value=line)
                    for line in lines]
         producer.flush(timeout=SEND_TIMEOUT_MS / 1000)
@@ -133,6 +170,14 @@ class PacedProducer(threading.Thread):
             sent = future.get(timeout=SEND_TIMEOUT_MS / 1000)
             self.offsets[sent.partition] = max(self.offsets.get(sent.partition, -1), sent.offset)
         self.produced += len(lines)
+
+
+def _simulated_day(line: bytes) -> date | None:
+    """The (local) day a simulated line happened on; None for a line that does not say."""
+    try:
+        return date.fromisoformat(orjson.loads(line)["occurred_at"][:10])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def start_follower(settings: Settings, log_path: Path) -> subprocess.Popen:
@@ -181,7 +226,7 @@ def _run(options: DemoOptions, settings: Settings, logs: Path, console: Console,
     with open_read_models(env, None, ledger.program):
         pass  # create the read-model tables before the follower and the dashboard
     config = SimulationConfig(seed=options.seed, members=options.members, stores=options.stores,
-                              days=options.days)
+                              days=options.days, crm_birthdays=False)  # loyalty birthdays' job
     producer = PacedProducer(settings, config, options.rate_events_per_s)
     with ExitStack() as stack:
         api = TillApi.start(settings, logs / "api.log")
@@ -272,6 +317,7 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
     for table in kpi_tables(select_rows(kpis)):
         console.print(table)
     _kpi_charts(kpis, options, console)
+    console.print(f"birthdays (loyalty birthdays' job, day by day): {producer.birthdays_sent:,}")
     if report.ok:
         console.print(f"[green]verify: OK[/] - {report.members:,} members recomputed from the "
                       f"ledger's facts match the read models")

@@ -41,6 +41,11 @@ The model:
 - Birthdays: each member has a birth date; the CRM batch sends one
   ``birthday`` per year on that day (29 February is celebrated on 28 February
   in common years) to members who joined before that day.
+- Members (section 13, ``streams/devkit/member_traffic.py``): most members
+  enroll with a profile and a marketing consent, some purchases are followed
+  by an NPS answer whose spread differs by the simulator's tier estimate, and
+  a few enrolled members ask to be erased. ``crm_birthdays`` off leaves the
+  birthdays to ``loyalty birthdays`` (the demo does so).
 - Year end: when the period contains 31 December of year Y, the year-end job
   sends ``year_closed`` for Y to every member known by then, at
   Y+1-01-01T00:05:00Z, id ``year-closed:{Y}:{member_id}``.
@@ -80,6 +85,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 import orjson
+
+from streams.devkit import member_traffic
+from streams.devkit.member_traffic import ENROLLMENT_LEAD_SECONDS
 
 # ------------------------------------------------------------------ limits
 
@@ -157,7 +165,8 @@ DAY_CACHE_SIZE = 64
 LABEL_EVENT = "event"
 LABEL_DUPLICATE = "duplicate"
 _EPOCH = datetime(1970, 1, 1)
-_NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor")  # or optional
+_NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor",  # or optional
+                  "consents", "profile", "touchpoint")
 
 
 class MalformedKind(enum.StrEnum):
@@ -201,6 +210,10 @@ class SimulationConfig:
     second_referral_ppm: int = 60_000     # of referrals
     foreign_currency_ppm: int = 500       # of purchases
     late_rate_ppm: int = 10_000           # of till and CRM uploads
+    enrollment_ppm: int = 900_000         # of members: enroll with a profile (section 13)
+    nps_rate_ppm: int = 30_000            # of enrolled members' purchases: an NPS answer follows
+    erasure_rate_ppm: int = 2_000         # per enrolled member-year: asks to be erased
+    crm_birthdays: bool = True            # the CRM's birthday batch (off: ``loyalty birthdays``)
     duplicate_rate_ppm: int = 2_000       # of lines (simulate only)
     malformed_rate_ppm: int = 500         # of lines (simulate only)
 
@@ -385,6 +398,9 @@ class _Member:
     online_share: float
     home_store: str
     points: int = 0            # the simulator's rough estimate, never the ledger's balance
+    enrolled: bool = False     # section 13: sent a member_enrolled with a profile
+    erased: bool = False
+    spend_by_year: dict = field(default_factory=dict)  # the rough tier estimate's basis
 
 
 class _Purchase(NamedTuple):
@@ -432,8 +448,13 @@ class Simulation:
         self.summary.members = len(self.members)
 
     def _simulate_day(self, day: _Day, number: int) -> None:
-        """Birthdays (the morning batch), new members, purchases, then the year end."""
-        self._birthdays(day)
+        """Birthdays (the morning batch), enrollments and erasures, new members, purchases,
+        then the year end."""
+        if self.config.crm_birthdays:
+            self._birthdays(day)
+        if number == 0:
+            self._migrate_members(day)
+        self._erasures(day)
         self._joins(day, number)
         self._purchases(day)
         if (day.date.month, day.date.day) == (12, 31):
@@ -524,6 +545,7 @@ class Simulation:
             at = self._time(day, day.closed)
             if self.rng.randrange(PPM) < self.config.referral_rate_ppm:
                 self._referral(member, _At(max(at.epoch - REFERRAL_LEAD_SECONDS, day.start), 0))
+            self._enroll(member, _At(max(at.epoch - ENROLLMENT_LEAD_SECONDS, day.start), at.offset_s))
             self._visit(member, day, first=(at, day.closed))
 
     # --------------------------------------------------------- referrals
@@ -589,6 +611,7 @@ class Simulation:
         event = self._purchase_event(member, day, at, store, online)
         emitted = self._schedule(event, at, delay, not_before=redeemed + 1)
         self._maybe_refund(member, _Purchase(event, at, emitted, online))
+        self._maybe_nps(member, _Purchase(event, at, emitted, online))
 
     def _visit_store(self, member: _Member) -> str:
         if self.rng.randrange(PPM) < HOME_STORE_PPM:
@@ -687,6 +710,45 @@ class Simulation:
                 _bump(self.summary.injected, "overreach_redemption")
             return beyond[0] if beyond else None
         return self.rng.choice([reward for reward in REWARDS if reward[1] <= points])
+
+    # ---------------------------------------------- members (section 13)
+
+    def _crm_time(self, day: _Day) -> _At:
+        return _At(day.start + CRM_BATCH_HOUR * SECONDS_PER_HOUR - day.offset_s, day.offset_s)
+
+    def _migrate_members(self, day: _Day) -> None:
+        """The members there from the start enroll in the CRM's first batch."""
+        for member in list(self.members):
+            self._enroll(member, self._crm_time(day))
+
+    def _enroll(self, member: _Member, at: _At) -> None:
+        if self.rng.randrange(PPM) >= self.config.enrollment_ppm:
+            return
+        member.enrolled = True
+        event = self._event("member_enrolled", self._next_id("crm-enr"), member, at)
+        self._schedule({**event, **member_traffic.enrollment_fields(member, self.rng)}, at)
+
+    def _maybe_nps(self, member: _Member, purchase: _Purchase) -> None:
+        year = _utc_date(purchase.at.epoch).year
+        member.spend_by_year[year] = member.spend_by_year.get(year, 0) + purchase.event["amount_minor"]
+        if not member.enrolled or self.rng.randrange(PPM) >= self.config.nps_rate_ppm:
+            return
+        at = _At(purchase.at.epoch + member_traffic.NPS_DELAY_SECONDS, purchase.at.offset_s)
+        if at.epoch >= self.end:
+            return
+        fields = member_traffic.nps_fields(member.spend_by_year[year], purchase.online, self.rng)
+        event = self._event("nps_response", self._next_id("survey"), member, at)
+        self._schedule({**event, **fields}, at, not_before=purchase.emitted + 1)
+
+    def _erasures(self, day: _Day) -> None:
+        """A few enrolled members ask to be forgotten (the CRM's batch hour)."""
+        mean = len(self.members) * self.config.erasure_rate_ppm / PPM / DAYS_PER_YEAR
+        for _ in range(_poisson(self.rng, mean) if self.members else 0):
+            member = self.members[self.rng.randrange(len(self.members))]
+            if member.enrolled and not member.erased:
+                member.erased = True
+                at = self._crm_time(day)
+                self._schedule(self._event("member_erased", self._next_id("crm-erase"), member, at), at)
 
     # ---------------------------------------------------------- year end
 

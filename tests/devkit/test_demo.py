@@ -56,6 +56,8 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     tills = demo.stdout.split("tills through the API: ")[1].split("\n")[0]
     figures = dict(reversed(part.split(" ", 1)) for part in tills.split(", "))
     assert int(figures["holds approved"]) > 0 and int(figures["captured"]) > 0, tills
+    birthdays = demo.stdout.split("birthdays (loyalty birthdays' job, day by day): ")[1].split()[0]
+    assert int(birthdays) > 0  # section 13: the job, not the simulator's CRM batch
     assert "programme KPIs" in demo.stdout and "then, from this directory, try:" in demo.stdout
     assert "# console: http://127.0.0.1:" in demo.stdout and "/console  (sign in with the key lk_" in demo.stdout
     charts = tmp_path / ".loyalty-demo" / "kpi-charts"

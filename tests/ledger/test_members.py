@@ -76,6 +76,37 @@ def test_erasure_leaves_debt_as_it_is(ledger):
     assert account(ledger, M).debt == 50
 
 
+def test_erasure_releases_open_holds_first_they_pay_debt_and_the_rest_is_forfeited(ledger):
+    apply(ledger, mb.enrolled(M, "2025-01-01T10:00:00Z"),
+          b.birthday(M, "2025-01-02T10:00:00Z"),                                    # 200
+          b.hold(M, "2025-01-03T10:00:00Z", 80, "2025-01-03T10:20:00Z", event_id="h-late"),
+          b.hold(M, "2025-01-03T10:01:00Z", 70, "2025-01-03T10:10:00Z", event_id="h-soon"),
+          b.adjustment(M, "2025-01-03T10:02:00Z", -100, allow_debt=True))          # 50 left, then 50 debt
+    before = account(ledger, M)
+    assert (before.balance, before.held, before.debt) == (-50, 150, 50)  # balance: unspent - debt
+    results = apply(ledger, mb.erased(M, "2025-01-03T10:05:00Z"))
+    released = facts(results, "hold_released")
+    assert [(f.hold_event_id, f.reason, f.points) for f in released] == [
+        ("h-soon", "erased", 70), ("h-late", "erased", 80)]      # by expires_at, like expiry
+    assert sum(f.debt_paid for f in released) == 50
+    assert [f.points for f in facts(results, "points_forfeited")] == [100]
+    closed = account(ledger, M)
+    assert (closed.balance, closed.held, closed.debt, closed.holds) == (0, 0, 0, {})
+    closed.check_invariant()
+
+
+def test_hold_commands_on_a_closed_account_are_rejected_account_closed(ledger):
+    apply(ledger, b.birthday(M, "2025-01-02T10:00:00Z"), mb.erased(M, "2025-01-03T10:00:00Z"))
+    results = apply(ledger, b.hold(M, "2025-01-04T10:00:00Z", 10, "2025-01-04T10:10:00Z"),
+                    b.capture(M, "2025-01-04T10:01:00Z", "h"), b.void(M, "2025-01-04T10:02:00Z", "h"),
+                    b.cancel(M, "2025-01-04T10:03:00Z", "r"))
+    rejected = [fact for result in results for fact in result.facts]
+    assert [type(fact).__name__ for fact in rejected] == [
+        "RedemptionHoldRejected", "RedemptionCaptureRejected", "RedemptionVoidRejected",
+        "RedemptionCancelRejected"]
+    assert {fact.reason for fact in rejected} == {"account_closed"}
+
+
 def test_every_event_after_erasure_is_rejected_account_closed_with_the_clock_frozen(ledger):
     apply(ledger, b.purchase(M, "2024-01-01T10:00:00Z", 600_000),  # platinum, lot expires 2025
           mb.erased(M, "2024-02-01T10:00:00Z"))

@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
-from ledger.credits import credit_commands
 from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
-from tests.support.properties import (TwiceLedger, account_state, property_settings, replayed_state,
-                                      timed_stream)
+from tests.support.properties import (TwiceLedger, check_invariant_after_every_event,
+                                      check_rebuild_equal, check_twice_equals_once,
+                                      property_settings, timed_stream)
 
 EXAMPLES_MAX = 30
 EVENTS_MAX = 40
@@ -94,9 +94,7 @@ def _members(events: list[dict]) -> set[str]:
 @given(events=event_streams(), lifetime=st.booleans())
 def test_invariant_holds_after_every_event_for_every_account(ledger_env, events, lifetime):
     ledger = LoyaltyLedger(env=ledger_env, program=contract_2_program(lifetime))
-    for event in events:
-        for result in ledger.apply_in_order([command_from_event(event)]):
-            ledger.find_account(result.member_id).check_invariant()
+    check_invariant_after_every_event(ledger, events)
 
 
 @SETTINGS
@@ -105,15 +103,7 @@ def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events, li
     program = contract_2_program(lifetime)
     once = LoyaltyLedger(env=ledger_env, program=program)
     twice = TwiceLedger(env=ledger_env, program=program)
-    for event in events:
-        once.apply_in_order([command_from_event(event)])
-    for event in events:
-        results = twice.apply_in_order([command_from_event(event), command_from_event(dict(event))])
-        assert results[-1].status == "duplicate"
-        for credit in credit_commands(results[0].facts):  # a credit redelivered: a duplicate
-            assert twice.apply(credit)[0].status == "duplicate"
-    for member in _members(events):
-        assert account_state(twice, member) == account_state(once, member)
+    check_twice_equals_once(once, twice, events, _members(events))
 
 
 @SETTINGS
@@ -121,11 +111,7 @@ def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events, li
 def test_rebuild_from_facts_with_and_without_snapshots_is_equal(ledger_env, events, lifetime):
     ledger = LoyaltyLedger(env={**ledger_env, "LOYALTY_SNAPSHOT_INTERVAL_EVENTS": "3"},
                            program=contract_2_program(lifetime))
-    ledger.apply_in_order([command_from_event(event) for event in events])
-    for member in _members(events):
-        if ledger.find_account(member) is None:
-            continue
-        assert account_state(ledger, member) == replayed_state(ledger, member)
+    check_rebuild_equal(ledger, events, _members(events))
 
 
 @SETTINGS

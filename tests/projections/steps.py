@@ -8,7 +8,8 @@ from urllib.parse import quote
 
 from ledger.application import LoyaltyLedger
 from streams.cli.audit import add_subcommands
-from projections.runner import ReadModels, catch_up, open_read_models
+from projections.runner import ReadModels, catch_up, open_read_models, read_model_digests, replay
+from projections.verify import verify
 
 CATCH_UP_BATCH_NOTIFICATIONS_MAX = 500
 
@@ -41,3 +42,12 @@ def run_cli(*argv: str) -> int:
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
     return args.run(args)
+
+
+def check_verify_and_replay(ledger: LoyaltyLedger, models: ReadModels) -> None:
+    """``verify`` finds no mismatch, and a replay gives the same read-model rows."""
+    report = verify(ledger, models)
+    assert report.ok, report.mismatches
+    before = read_model_digests(models)
+    replay(ledger, models)
+    assert read_model_digests(models) == before

@@ -27,9 +27,7 @@ from ledger.postgres.member_keys import DEAD_LETTER_KEYS_TABLE, MEMBER_KEYS_TABL
 from ledger.privacy import ProfileUnreadable, keyed_fingerprint, unseal
 from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
 from projections.balances import BALANCES
-from projections.runner import read_model_digests, replay
-from projections.verify import verify
-from tests.projections.steps import database_url, projected
+from tests.projections.steps import check_verify_and_replay, database_url, projected
 from tests.support import builders as b
 from tests.support import member_builders as mb
 from tests.support.ledger_steps import apply
@@ -143,11 +141,24 @@ def test_the_points_history_stays_verify_passes_and_replay_gives_the_same_rows(e
     assert (bystander.balance, bystander.lifetime_transferred_in) == (200, 100)
     vacuum_full(env)
     with projected(ledger, env) as models:
-        report = verify(ledger, models)
-        assert report.ok, report.mismatches
-        before = read_model_digests(models)
-        replay(ledger, models)
-        assert read_model_digests(models) == before
+        check_verify_and_replay(ledger, models)
         row = [r for r in models.view("balances").rows(BALANCES) if r["member_id"] == VICTIM][0]
     assert (row["balance"], row["pending"], row["lifetime_forfeited"]) == (
         0, 0, closed.lifetime_forfeited)
+
+
+def test_the_auditors_view_shows_the_profile_only_with_the_flag(pg_env, capsys):
+    import orjson
+
+    from tests.projections.steps import run_cli
+    ledger = LoyaltyLedger(env=pg_env)
+    apply(ledger, mb.enrolled("M-audited", "2025-01-01T10:00:00Z", profile=SECRET))
+    ledger.close()
+    url = database_url(pg_env)
+    assert run_cli("member", "M-audited", "--database-url", url, "--json") == 0
+    plain = capsys.readouterr().out
+    assert "profile" not in orjson.loads(plain) and SECRET["email"] not in plain
+    assert run_cli("member", "M-audited", "--database-url", url, "--json", "--profile") == 0
+    assert orjson.loads(capsys.readouterr().out)["profile"] == SECRET
+    assert run_cli("member", "M-audited", "--database-url", url, "--profile") == 0
+    assert SECRET["name"] in capsys.readouterr().out

@@ -21,7 +21,7 @@ from projections.tiers import TIERS
 from projections.verify import verify
 from tests.support import builders as b
 from tests.support.ledger_steps import apply
-from tests.projections.steps import projected, rows_by_key
+from tests.projections.steps import check_verify_and_replay, projected, rows_by_key
 
 RETAIL = load_program(RETAIL_EXAMPLE_PROGRAM_PATH)
 
@@ -85,11 +85,7 @@ def test_pending_points_in_the_balance_row_before_activation(retail_ledger, pg_e
 def test_verify_is_clean_and_replay_gives_the_same_rows(retail_ledger, pg_env):
     a_retail_stream(retail_ledger)
     with projected(retail_ledger, pg_env) as models:
-        report = verify(retail_ledger, models)
-        assert report.ok, report.mismatches
-        before = read_model_digests(models)
-        replay(retail_ledger, models)
-        assert read_model_digests(models) == before
+        check_verify_and_replay(retail_ledger, models)
 
 
 def test_replay_after_a_program_change_gives_the_rows_the_live_run_gave(pg_env):

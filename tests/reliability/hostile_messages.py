@@ -307,8 +307,12 @@ def hostile_messages(count: int, seed_value: int) -> list[Fuzzed]:
     drawn: list[Fuzzed] = []
     oversized_max = int(count * OVERSIZED_SHARE_MAX)
 
+    def kept() -> int:  # what the trim below keeps
+        oversized_drawn = sum(m.kind == "oversized" for m in drawn)
+        return len(drawn) - oversized_drawn + min(oversized_drawn, oversized_max)
+
     for round_number in range(ROUNDS_MAX):
-        @settings(max_examples=min(ROUND_EXAMPLES_MAX, count - len(drawn) + 10), database=None,
+        @settings(max_examples=min(ROUND_EXAMPLES_MAX, count - kept() + 10), database=None,
                   deadline=None,
                   phases=[Phase.generate], suppress_health_check=list(HealthCheck))
         @seed(seed_value * 1000 + round_number)
@@ -319,7 +323,7 @@ def hostile_messages(count: int, seed_value: int) -> list[Fuzzed]:
             drawn.append(message)
 
         collect()
-        if len(drawn) >= count:
+        if kept() >= count:
             break
     oversized = [m for m in drawn if m.kind == "oversized"][:oversized_max]
     return [m for m in drawn if m.kind != "oversized"] + oversized

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from ledger.application import LoyaltyLedger
 from ledger.calendar import format_timestamp
+from ledger.commands import command_from_event
+from ledger.credits import credit_commands
 from ledger.domain import account_id
 
 
@@ -63,3 +65,33 @@ class TwiceLedger(LoyaltyLedger):
     """The same ledger under other table names, so both share one database."""
 
     name = "twice"
+
+
+def check_invariant_after_every_event(ledger: LoyaltyLedger, events: list[dict]) -> None:
+    """Apply ``events`` one by one (credits at once); contract 2's identity after each."""
+    for event in events:
+        for result in ledger.apply_in_order([command_from_event(event)]):
+            ledger.find_account(result.member_id).check_invariant()
+
+
+def check_twice_equals_once(once: LoyaltyLedger, twice: LoyaltyLedger, events: list[dict],
+                            members: set[str], state: Callable = account_state) -> None:
+    """``once`` applies each event once, ``twice`` each event (and each credit) twice:
+    every second application is a duplicate and every member's ``state`` is equal."""
+    for event in events:
+        once.apply_in_order([command_from_event(event)])
+    for event in events:
+        results = twice.apply_in_order([command_from_event(event), command_from_event(dict(event))])
+        assert results[-1].status == "duplicate"
+        for credit in credit_commands(results[0].facts):  # a credit redelivered: a duplicate
+            assert twice.apply(credit)[0].status == "duplicate"
+    for member in members:
+        assert state(twice, member) == state(once, member)
+
+
+def check_rebuild_equal(ledger: LoyaltyLedger, events: list[dict], members: set[str]) -> None:
+    """Apply ``events``; every account (snapshots included) equals its fold of every fact."""
+    ledger.apply_in_order([command_from_event(event) for event in events])
+    for member in members:
+        if ledger.find_account(member) is not None:
+            assert account_state(ledger, member) == replayed_state(ledger, member)
