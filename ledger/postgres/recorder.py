@@ -28,7 +28,7 @@ reads many positions in one query (``tracked_positions`` every one recorded).
 A batch touching budgeted campaigns passes its open, locked transaction
 (``BUDGET_SESSION``, ``ledger/postgres/campaign_budgets.py``): the facts,
 tracking rows and budget totals are written and committed on it.
-``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
+``MultiTrackingPOPORecorder`` takes the extra tracking records for the in-memory store the unit
 tests use.
 """
 
