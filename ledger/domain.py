@@ -199,6 +199,7 @@ class LoyaltyAccount(Aggregate):
         campaign_id: str
         reward_id: str
         points: int
+        amount_minor: int  # the purchase's, for the campaign's qualifying spend
 
         def apply(self, account: "LoyaltyAccount") -> None:
             _count_campaign_use(account, self.campaign_id)
@@ -740,7 +741,8 @@ class LoyaltyAccount(Aggregate):
                       **award)
         for gift in (a for a in awards if a.reward_id is not None):
             self._record(self.RewardGranted, clock, source_event_id=command.event_id,
-                         campaign_id=gift.campaign_id, reward_id=gift.reward_id, points=0)
+                         campaign_id=gift.campaign_id, reward_id=gift.reward_id, points=0,
+                         amount_minor=command.amount_minor)
 
     def _campaign_awards(self, command: cmd.RecordPurchase,
                          program: Program) -> list[CampaignAward]:
