@@ -11,7 +11,7 @@ and ledger version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ class MemberView:
     tier: dict[str, Any]
     annual: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # section 12's lines
 
 
 def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None = None,
@@ -57,6 +58,7 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
             "reason": _tier_reason(entries)},
         annual=_annual(account, entries, ledger),
         history=_history(entries),
+        campaigns=_campaign_lines(entries),
     )
 
 
@@ -117,6 +119,21 @@ def _history_row(entry: HistoryEntry, source_position: str | None) -> dict[str, 
             "offset": offset, "details": details}
 
 
+def _campaign_lines(entries: list[HistoryEntry]) -> list[dict[str, Any]]:
+    """Each campaign line and reward of the member's purchases (section 12), in fact order."""
+    lines = []
+    for entry in entries:
+        if entry.type == "points_earned":
+            lines.extend({"version": entry.version, "source_event_id": entry.source_event_id,
+                          "campaign_id": line["campaign_id"], "points": line["points"],
+                          "reward_id": None} for line in entry.data.get("campaigns", ()))
+        elif entry.type == "reward_granted":
+            lines.append({"version": entry.version, "source_event_id": entry.source_event_id,
+                          "campaign_id": entry.data["campaign_id"], "points": 0,
+                          "reward_id": entry.data["reward_id"]})
+    return lines
+
+
 def _kafka_position(source_position: str | None) -> tuple[str | None, int | None, int | None]:
     """``topic/partition/offset`` split (topic names cannot contain ``/``)."""
     if not source_position:
@@ -136,6 +153,8 @@ def render_member_view(view: MemberView, console: Console) -> None:
     console.print(_pairs("tier", {**view.tier, "reason": _compact(view.tier["reason"])}))
     console.print(_rows("open lots", view.lots))
     console.print(_rows("annual progress", view.annual))
+    if view.campaigns:
+        console.print(_rows("campaign lines", view.campaigns))
     history = [{**row, "details": _compact(row["details"])} for row in view.history]
     console.print(_rows("history", history))
 

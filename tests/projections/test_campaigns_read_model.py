@@ -99,3 +99,17 @@ def test_export_writes_the_rows(campaign_ledger, pg_env):
         assert export("campaigns", campaign_ledger, models, out) == 2
     first = orjson.loads(out.getvalue().splitlines()[0])
     assert first["campaign_id"] == "bonus" and first["budget_left"] == 0
+
+
+def test_the_member_view_lists_the_campaign_lines(campaign_ledger):
+    from projections.auditor import member_view, member_view_document, render_member_view
+    from rich.console import Console
+
+    view = member_view(campaign_ledger, "A")
+    assert [(line["source_event_id"], line["campaign_id"], line["points"], line["reward_id"])
+            for line in view.campaigns] == [("a-1", "bonus", 40, None), ("a-1", "mug", 0, "RW-MUG"),
+                                            (view.campaigns[2]["source_event_id"], "bonus", 40, None)]
+    assert member_view_document(view)["campaigns"][1]["reward_id"] == "RW-MUG"
+    console = Console(record=True, width=200)
+    render_member_view(view, console)
+    assert "campaign lines" in console.export_text()
