@@ -49,6 +49,7 @@ from streams.devkit.simulator import SimulationConfig, SimulationSummary, simula
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
 
+DEMO_PROGRAM_PATH = Path(__file__).with_name("demo-program.toml")  # four campaigns (section 12)
 DEMO_DIR_DEFAULT = Path(".loyalty-demo")
 REFRESH_INTERVAL_MS = 500
 DEMO_TIMEOUT_S = 1800

@@ -81,6 +81,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 import orjson
 
+from streams.devkit.baskets import basket_items
+
 # ------------------------------------------------------------------ limits
 
 PPM = 1_000_000
@@ -157,7 +159,7 @@ DAY_CACHE_SIZE = 64
 LABEL_EVENT = "event"
 LABEL_DUPLICATE = "duplicate"
 _EPOCH = datetime(1970, 1, 1)
-_NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor")  # or optional
+_NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor", "items")  # or optional
 
 
 class MalformedKind(enum.StrEnum):
@@ -617,7 +619,8 @@ class Simulation:
             member.points += amount // MINOR_PER_ESTIMATED_POINT
         event = self._event("purchase", self._source_id(store, online), member, at)
         return {**event, "amount_minor": amount, "currency": currency, "store_id": store,
-                "channel": "online" if online else "pos"}
+                "channel": "online" if online else "pos",
+                "items": basket_items(event["event_id"], amount)}  # own generator (baskets.py)
 
     def _basket_minor(self, member: _Member, day: _Day, online: bool) -> int:
         """Lognormal around the member's typical basket; whole minor units."""
