@@ -9,7 +9,7 @@ program version of the fact) minus ``points_awarded``, null without a
 budget. Refunds change none of them (a refund gives no budget back). A
 campaign gets its row with its first benefit. Built from the facts alone, so
 a replay gives the same rows; the helper table ``campaign_members`` (member,
-campaign) tells a member's first benefit of a campaign.
+campaign, purchases) tells a member's first benefit of a campaign.
 
 Facts handled: ``points_earned``, ``reward_granted``.
 """
@@ -37,7 +37,8 @@ CAMPAIGNS = Table(
 )
 CAMPAIGN_MEMBERS = Table(
     name="campaign_members",
-    columns=(("member_id", "text NOT NULL"), ("campaign_id", "text NOT NULL")),
+    columns=(("member_id", "text NOT NULL"), ("campaign_id", "text NOT NULL"),
+             ("purchases", "bigint NOT NULL")),
     key=("member_id", "campaign_id"),
 )
 CAMPAIGN_FIELDS = CAMPAIGNS.column_names
@@ -73,9 +74,12 @@ class CampaignsProjection(ReadModelProjection):
             "rewards_granted": 0, "budget_left": None, "qualifying_spend_minor": 0}
         row["purchases"] += 1
         row["qualifying_spend_minor"] += amount_minor
-        if rows.get(CAMPAIGN_MEMBERS, (fact.member_id, campaign_id)) is None:
-            rows.put(CAMPAIGN_MEMBERS, {"member_id": fact.member_id, "campaign_id": campaign_id})
+        member = rows.get(CAMPAIGN_MEMBERS, (fact.member_id, campaign_id))
+        if member is None:
+            member = {"member_id": fact.member_id, "campaign_id": campaign_id, "purchases": 0}
             row["members"] += 1
+        member["purchases"] += 1
+        rows.put(CAMPAIGN_MEMBERS, member)
         return row
 
     def _save(self, row: Row, fact: Any, rows: RowBatch) -> None:

@@ -83,6 +83,22 @@ def test_verify_checks_it_and_replay_gives_the_same_rows(campaign_ledger, pg_env
         assert read_model_digests(models) == before
 
 
+def test_live_catch_up_in_steps_gives_the_rows_of_one_catch_up(pg_env):
+    """Rows updated in later transactions (upserts, not the first COPY) come out the same."""
+    ledger = LoyaltyLedger(env=pg_env, program=PROGRAM)
+    apply(ledger, b.purchase("A", "2025-06-02T10:00:00Z", 1000))
+    with projected(ledger, pg_env, ["campaigns"]) as models:
+        apply(ledger, b.purchase("A", "2025-06-03T10:00:00Z", 1000),
+              {**b.purchase("B", "2025-06-04T10:00:00Z", 900), "items": COFFEES})
+        from projections.runner import catch_up
+        catch_up(ledger, models, batch_notifications_max=1)
+        rows = rows_by_key(models, "campaigns", CAMPAIGNS)
+        assert verify(ledger, models).ok
+    ledger.close()
+    assert rows[("bonus",)]["purchases"] == 3 and rows[("bonus",)]["members"] == 2
+    assert rows[("bonus",)]["budget_left"] == 0 and rows[("mug",)]["rewards_granted"] == 1
+
+
 def test_verify_finds_a_wrong_campaign_row(campaign_ledger, pg_env):
     with projected(campaign_ledger, pg_env, ["campaigns"]) as models:
         view = models.view("campaigns")
