@@ -250,11 +250,17 @@ def _cell(value) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _program_flag(settings: Settings) -> str:
+    """`` --program FILE`` for a program other than the built-in one (the store recorded it)."""
+    return f" --program {settings.program_file}" if settings.program_file else ""
+
+
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
     member = _some_member(ledger)
     loyalty = loyalty_command()
     keep = (f"Keep this demo's store running (in another terminal):\n"
-            f"  {loyalty} up --dir {options.demo_dir} --keep-ledger\nthen, from this directory, try:\n"
+            f"  {loyalty} up --dir {options.demo_dir} --keep-ledger{_program_flag(settings)}\n"
+            f"then, from this directory, try:\n"
             if _is_embedded(options) else "Try next (LOYALTY_DATABASE_URL set to the same database):\n")
     return (
         f"\n{keep}"
