@@ -228,7 +228,7 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
         console.print(f"[red]verify: {len(report.mismatches)} mismatches[/]")
         for mismatch in report.mismatches[:MISMATCHES_SHOWN_MAX]:
             console.print(f"  {mismatch}")
-    console.print(_next_steps(ledger, options, settings))
+    console.print(_next_steps(ledger, options, settings), soft_wrap=True)  # commands stay whole
 
 
 def _kpi_table(kpis: list[dict]) -> Table:

@@ -7,36 +7,15 @@ from ledger.application import LoyaltyLedger
 from ledger.basket import basket_lines
 from ledger.calendar import parse_timestamp
 from ledger.campaign_budgets import BudgetBook
-from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
 from ledger.quote import quote_purchase
 from tests.support import builders as b
+from tests.support.campaigns import campaign_toml, program_with
 
-PROGRAM = parse_program(DEFAULT_PROGRAM_PATH.read_text() + """
-[[campaigns]]
-id = "weekend-x2"
-name = "Double points"
-starts_at = "2025-06-07T00:00:00Z"
-ends_at = "2025-06-09T00:00:00Z"
-extra_multiplier_pct = 100
-
-[[campaigns]]
-id = "coffee"
-name = "Five a coffee, 12 points in all"
-starts_at = "2025-06-01T00:00:00Z"
-ends_at = "2025-07-01T00:00:00Z"
-skus = ["COF-1"]
-points_per_item = 5
-budget_points = 12
-
-[[campaigns]]
-id = "mug"
-name = "A mug for three coffees"
-starts_at = "2025-06-01T00:00:00Z"
-ends_at = "2025-07-01T00:00:00Z"
-skus = ["COF-1"]
-items_min = 3
-reward_id = "RW-MUG"
-""")
+PROGRAM = program_with(
+    campaign_toml("weekend-x2", "extra_multiplier_pct = 100",
+                  ("2025-06-07T00:00:00Z", "2025-06-09T00:00:00Z")),
+    campaign_toml("coffee", 'skus = ["COF-1"]\npoints_per_item = 5\nbudget_points = 12'),
+    campaign_toml("mug", 'skus = ["COF-1"]\nitems_min = 3\nreward_id = "RW-MUG"'))
 ITEMS = [{"sku": "COF-1", "quantity": 2, "amount_minor": 900}]
 
 

@@ -22,7 +22,7 @@ from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
 from ledger.program import DEFAULT_PROGRAM_PATH, load_program, parse_program
 from projections.runner import catch_up, open_read_models, read_model_digests, replay
-from tests.support.properties import (account_state, property_settings, replayed_state,
+from tests.support.properties import (account_state, property_settings, refund_body, replayed_state,
                                       timed_stream)
 
 EXAMPLES_MAX = 25
@@ -108,10 +108,7 @@ def _event_body(draw, base, purchases, moment) -> dict:
         return {**base, "type": kind, "amount_minor": draw(st.integers(1, 60_000)),
                 "currency": "EUR", "store_id": "s", "items": lines}
     if kind == "refund":
-        own = [p for p in purchases if p[0] == base["member_id"]]
-        target = draw(st.sampled_from(own)) if own else (None, "unknown", 1000)
-        return {**base, "type": kind, "purchase_event_id": target[1],
-                "amount_minor": draw(st.integers(1, target[2])), "currency": "EUR", "store_id": "s"}
+        return refund_body(draw, base, purchases)
     if kind == "redemption":
         return {**base, "type": kind, "points": draw(st.integers(1, 500)), "reward_id": "r"}
     return {**base, "type": kind, "year": moment.year - 1}

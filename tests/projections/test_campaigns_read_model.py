@@ -11,40 +11,19 @@ import orjson
 import pytest
 
 from ledger.application import LoyaltyLedger
-from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
 from projections.campaigns import CAMPAIGNS
 from projections.export import export
 from projections.runner import read_model_digests, replay
 from projections.verify import verify
 from tests.projections.steps import projected, rows_by_key
 from tests.support import builders as b
+from tests.support.campaigns import campaign_toml, program_with
 from tests.support.ledger_steps import apply
 
-PROGRAM = parse_program(DEFAULT_PROGRAM_PATH.read_text() + """
-[[campaigns]]
-id = "bonus"
-name = "Forty a purchase, 100 in all"
-starts_at = "2025-06-01T00:00:00Z"
-ends_at = "2025-07-01T00:00:00Z"
-bonus_points = 40
-budget_points = 100
-
-[[campaigns]]
-id = "mug"
-name = "A mug for three coffees"
-starts_at = "2025-06-01T00:00:00Z"
-ends_at = "2025-07-01T00:00:00Z"
-skus = ["COF-1"]
-items_min = 3
-reward_id = "RW-MUG"
-
-[[campaigns]]
-id = "never"
-name = "Nobody shops on this day"
-starts_at = "2030-01-01T00:00:00Z"
-ends_at = "2030-01-02T00:00:00Z"
-bonus_points = 1
-""")
+PROGRAM = program_with(
+    campaign_toml("bonus", "bonus_points = 40\nbudget_points = 100"),
+    campaign_toml("mug", 'skus = ["COF-1"]\nitems_min = 3\nreward_id = "RW-MUG"'),
+    campaign_toml("never", "bonus_points = 1", ("2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z")))
 COFFEES = [{"sku": "COF-1", "quantity": 3, "amount_minor": 900}]
 
 

@@ -10,7 +10,6 @@ PostgreSQL already up: most of it the four faust workers starting).
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from dataclasses import replace
 
@@ -24,7 +23,7 @@ from streams.topics import ensure_topics
 from streams.worker import open_ledger
 from tests.streams.test_stream_pipeline import unique_settings
 from tests.support import builders as b
-from tests.support.pipeline import progress, total_messages, wait_for_progress
+from tests.support.pipeline import run_with_a_worker_killed
 
 pytestmark = pytest.mark.broker
 
@@ -52,8 +51,6 @@ def purchase_events() -> list[dict]:
 
 def test_a_budget_is_exact_across_four_workers_with_a_sigkill(kafka_bootstrap, embedded_pg,
                                                              tmp_path):
-    from streams.process import start_worker, start_workers, stop_workers, wait_until_processed
-
     program_file = tmp_path / "program.toml"
     program_file.write_text(DEFAULT_PROGRAM_PATH.read_text() + CAMPAIGN)
     settings = replace(unique_settings(kafka_bootstrap, embedded_pg, "budget"),
@@ -63,17 +60,8 @@ def test_a_budget_is_exact_across_four_workers_with_a_sigkill(kafka_bootstrap, e
     events = purchase_events()
     produced = produce_lines(settings.bootstrap_servers, settings.events_topic,
                              [orjson.dumps(event) for event in events])
-    workers = start_workers(settings, WORKERS, tmp_path)
-    try:
-        wait_for_progress(ledger, settings, produced, fraction_min=0.1)
-        victim = workers.pop(0)  # the one that also runs the outbox relay
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
-        assert progress(ledger, settings, produced) < total_messages(produced), "killed mid-stream"
-        workers.append(start_worker(settings, True, tmp_path / "restarted.log"))
-        wait_until_processed(ledger, settings, produced, workers, timeout_s=240)
-    finally:
-        stop_workers(workers)
+    run_with_a_worker_killed(ledger, settings, produced, tmp_path, timeout_s=240,
+                             workers_count=WORKERS, killed_at_fraction=0.1)
 
     earned = [f for f in ledger.fact_log.facts() if isinstance(f, LoyaltyAccount.PointsEarned)]
     assert sorted(f.source_event_id for f in earned) == sorted(e["event_id"] for e in events)
