@@ -22,7 +22,7 @@ DEVKIT = "streams.devkit"
 DEVKIT_LAZY_IMPORTERS = ("streams/cli/", "streams/process.py")
 PRODUCTION_ENTRY_POINTS = ("streams.cli", "streams.worker", "streams.outbox", "projections.follower")
 # The simulator is pure (no services): ``loyalty simulate``'s help shows its defaults.
-DEVKIT_LOADED_BY_THE_PARSER = {DEVKIT, f"{DEVKIT}.simulator"}
+DEVKIT_LOADED_BY_THE_PARSER = {DEVKIT, f"{DEVKIT}.simulator", f"{DEVKIT}.baskets"}  # pure: the simulator and its baskets
 
 
 def source_files(package: str) -> list[Path]:
