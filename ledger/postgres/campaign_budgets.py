@@ -29,6 +29,10 @@ from ledger.campaign_budgets import BudgetBook
 
 BUDGETS_TABLE = "loyalty_campaign_budgets"
 BUDGET_SESSION = "budget_session"  # insert_events keyword: the open transaction holding the locks
+# The budget transaction is idle while the batch's accounts load and decide (eventsourcing's
+# idle-in-transaction timeout is 5 s); a stalled holder still frees the locks after this long.
+BUDGET_TRANSACTION_IDLE_TIMEOUT_MS = 30_000
+IDLE_TIMEOUT_STATEMENT = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 
 
 def create_statement(schema: str) -> SQL:
@@ -49,6 +53,7 @@ class BudgetSession:
         """Create missing rows, lock the rows in id order, return their awarded points."""
         table = SQL("{}.{}").format(Identifier(self.schema), Identifier(BUDGETS_TABLE))
         ids = sorted(campaign_ids)
+        self.cursor.execute(IDLE_TIMEOUT_STATEMENT, (f"{BUDGET_TRANSACTION_IDLE_TIMEOUT_MS}ms",))
         self.cursor.execute(SQL("INSERT INTO {} (campaign_id) SELECT unnest(%s::text[]) "
                                 "ON CONFLICT (campaign_id) DO NOTHING").format(table), (ids,))
         self.cursor.execute(SQL("SELECT campaign_id, awarded_points FROM {} "

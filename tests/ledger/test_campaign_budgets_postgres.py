@@ -92,3 +92,15 @@ def test_a_batch_outside_every_budgeted_window_takes_no_budget_lock(ledgers):
         assert type(book).__name__ == "BudgetBook" and book.awarded == {}
     ledger.process_batch([late], Tracking("topic:9", 1))
     assert ledger.budgets.awarded() == {}
+
+
+LIBRARY_IDLE_TIMEOUT_S = 5  # eventsourcing's idle_in_transaction_session_timeout default
+
+
+def test_a_batch_deciding_longer_than_the_librarys_idle_timeout_keeps_its_budget_locks(ledgers):
+    import time
+
+    with ledgers[0].budgets.reserve(["tight"]) as book:
+        time.sleep(LIBRARY_IDLE_TIMEOUT_S + 1)  # the transaction idle, as while accounts decide
+        assert book.awarded == {"tight": 0}
+    assert ledgers[0].budgets.awarded() == {"tight": 0}  # committed, not cut by the server
