@@ -183,15 +183,16 @@ class LoyaltyLedger(Application):
 
     def apply(self, *commands: cmd.Command, tracking: Tracking | None = None) -> list[Result]:
         """Apply ``commands`` in order; save every fact and ``tracking`` in one transaction."""
-        with self._reserved_budgets(commands) as book:
-            results, accounts = self.decide(commands, book)
+        with self._reserved_budgets(commands):
+            results, accounts = self.decide(commands)
             self.save_batch(accounts, tracking)
         return results
 
     @contextmanager
     def _reserved_budgets(self, commands: Sequence[cmd.Command]) -> Iterator[BudgetBook]:
         """The budgets ``commands`` may spend, reserved (row-locked on PostgreSQL) for this
-        round; its save writes them in its transaction (``_save`` finds the book here)."""
+        round; ``decide`` spends from it and ``_save`` writes it in the round's transaction
+        (both find the book here, so their signatures stay as callers and tests know them)."""
         with self.budgets.reserve(self._budget_ids(commands)) as book:
             self._round_budgets = book
             try:
@@ -224,8 +225,8 @@ class LoyaltyLedger(Application):
         saved.
         """
         try:
-            with self._reserved_budgets(commands) as book:
-                results, accounts = self._decide_batch(commands, book)
+            with self._reserved_budgets(commands):
+                results, accounts = self._decide_batch(commands)
                 conflicts = [conflict_dead_letter(index, result)
                              for index, result in enumerate(results)
                              if result.status == CONFLICT and conflict_dead_letter is not None]
@@ -235,10 +236,10 @@ class LoyaltyLedger(Application):
             raise
         return results
 
-    def _decide_batch(self, commands: Sequence[cmd.Command], book: BudgetBook
+    def _decide_batch(self, commands: Sequence[cmd.Command]
                       ) -> tuple[list[Result], list[LoyaltyAccount]]:
         try:
-            return self.decide(commands, book)
+            return self.decide(commands)
         except STORE_ERRORS:
             raise
         except Exception as error:  # noqa: BLE001 - a command's failure, told apart from the store's
@@ -248,8 +249,9 @@ class LoyaltyLedger(Application):
                ) -> tuple[list[Result], list[LoyaltyAccount]]:
         """Apply ``commands`` to their accounts in memory; nothing is saved yet.
 
-        Purchases spend from ``budgets`` (reserved by the caller; without one
-        every campaign budget is whole: only for a round that saves nothing).
+        Purchases spend from ``budgets``, else from the budgets this round
+        reserved (``apply``, ``process_batch``); outside a round every
+        campaign budget is whole (only for a round that saves nothing).
 
         If anything raises, cached accounts may hold undecided changes: the
         cache is dropped before the error propagates.
@@ -257,7 +259,8 @@ class LoyaltyLedger(Application):
         commands = list(commands)
         try:
             accounts = self._preload({command.member_id for command in commands})
-            results = [self._apply_one(command, accounts, budgets) for command in commands]
+            book = budgets if budgets is not None else self._round_budgets
+            results = [self._apply_one(command, accounts, book) for command in commands]
         except BaseException:
             self.evict_cached_accounts()
             raise
