@@ -34,6 +34,7 @@ import orjson
 from rich.console import Console
 
 from bench import api, ingest, latency, raw, replay
+from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text
 from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
@@ -41,8 +42,8 @@ from bench.report import Figure, Measure, Target, document, print_table
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
 from streams.settings import Settings
 
-GROUPS = ("raw", "ingest", "replay", "latency", "memory", "api")
-DEFAULT_GROUPS = ("raw", "ingest", "replay", "latency", "memory")
+GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api")
+DEFAULT_GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory")
 API_REDEMPTION_TARGET_P99_MS = 150
 API_LOOKUP_TARGET_PER_S = 1_500
 API_LOOKUP_TARGET_P99_MS = 25
@@ -52,6 +53,8 @@ INGEST_TARGET_TIMES_BASELINE = 10
 REPLAY_TARGET_FACTS_PER_S = 50_000
 LATENCY_TARGET_P99_MS = 250
 MEMORY_TARGET_TIMES_SMALLER = 1.2
+CAMPAIGNS_COST_PCT_MAX = 15  # issue 17: cost per event with 20 campaigns within 15 % of none
+PERCENT = 100
 HEADLINE_WORKERS = 2  # one per core; what `loyalty process` starts
 BACKGROUND_SAMPLE_S = 3.0
 BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
@@ -295,6 +298,28 @@ class Bench:
                                           relay_process=self.relay_process)
             self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                        "cores_used": profiled.cores_used, **profiled.profiles}
+
+    def campaigns(self) -> None:
+        """Ingest of the same stream with 20 active campaigns and with none, in this run."""
+        program_file = self.work / "campaigns.toml"
+        program_file.write_text(campaign_program_text())
+        lines = self.lines()
+        stream = self.stream("ingest", lambda: lines)
+        with_campaigns = self.worker_runs("campaigns-20", stream, HEADLINE_WORKERS,
+                                          program_file=str(program_file))
+        without = self.worker_runs("campaigns-none", stream, HEADLINE_WORKERS)
+        self.figures.append(Figure(
+            "campaigns.ingest", f"ingest, {BENCH_CAMPAIGNS} campaigns", "events/s",
+            f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
+            Measure(f"{BENCH_CAMPAIGNS} campaigns", [r.sustained_events_per_s for r in with_campaigns]),
+            Measure("no campaign", [r.sustained_events_per_s for r in without]),
+            Target(f"cost per event within {CAMPAIGNS_COST_PCT_MAX} % of none",
+                   lambda v, b: v * (PERCENT + CAMPAIGNS_COST_PCT_MAX) >= b * PERCENT),
+            notes=f"the ingest stream (simulator purchases carry basket lines) through "
+                  f"{HEADLINE_WORKERS} workers with bench/campaign_program.py's {BENCH_CAMPAIGNS} "
+                  f"campaigns running (every effect and filter; half with budgets, so batches "
+                  f"take their row locks) against the default program, one after the other in this run",
+            extra=_worker_extra(with_campaigns, without)))
 
     def replay(self) -> None:
         store = replay.build_store(self.services, self.sizes.replay_facts)

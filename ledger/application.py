@@ -17,6 +17,8 @@ history with each fact's cause. The log of every committed fact:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
@@ -29,6 +31,8 @@ from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.utils import EnvType
 
 from ledger import commands as cmd
+from ledger.campaign_budgets import BudgetBook, Budgets, InMemoryBudgets
+from ledger.campaigns import budgeted_campaign_ids
 from ledger.credits import credit_commands
 from ledger.domain import (
     EventIdConflict,
@@ -37,6 +41,7 @@ from ledger.domain import (
     fact_type,
 )
 from ledger.log import FactLog
+from ledger.postgres.campaign_budgets import budgets_of
 from ledger.postgres.recorder import TOPIC as UNPIPELINED_RECORDER_TOPIC
 from ledger.postgres.recorder import (MultiTrackingPOPORecorder, UnpipelinedProcessRecorder,
                                       bulk_stored_events, more_tracking)
@@ -131,10 +136,12 @@ class LoyaltyLedger(Application):
         merged.setdefault("TRANSCODER_TOPIC", ORJSON_TRANSCODER_TOPIC)
         super().__init__(env=merged)
         self._known_absent: set[str] = set()
+        self._round_budgets: BudgetBook | None = None
         self._recorded_programs: dict[int, Program] = {}
         self.program = program or settings.program()
         self.fact_log = FactLog(self.recorder, self.mapper)
         self.member_keys = KeyRing(key_store_for(self.recorder))  # section 13's key table
+        self.budgets: Budgets = budgets_of(self.recorder) or InMemoryBudgets()
 
     def construct_recorder(self):
         """A process recorder, so facts and their tracking records commit together."""
@@ -179,9 +186,29 @@ class LoyaltyLedger(Application):
 
     def apply(self, *commands: cmd.Command, tracking: Tracking | None = None) -> list[Result]:
         """Apply ``commands`` in order; save every fact and ``tracking`` in one transaction."""
-        results, accounts = self.decide(commands)
-        self.save_batch(accounts, tracking)
+        with self._reserved_budgets(commands):
+            results, accounts = self.decide(commands)
+            self.save_batch(accounts, tracking)
         return results
+
+    @contextmanager
+    def _reserved_budgets(self, commands: Sequence[cmd.Command]) -> Iterator[BudgetBook]:
+        """The budgets ``commands`` may spend, reserved (row-locked on PostgreSQL) for this
+        round; ``decide`` spends from it and ``_save`` writes it in the round's transaction
+        (both find the book here, so their signatures stay as callers and tests know them)."""
+        with self.budgets.reserve(self._budget_ids(commands)) as book:
+            self._round_budgets = book
+            try:
+                yield book
+            finally:
+                self._round_budgets = None
+
+    def _budget_ids(self, commands: Sequence[cmd.Command]) -> list[str]:
+        """The budgeted campaigns the purchases among ``commands`` may spend from (section 12)."""
+        if not self.program.campaigns:
+            return []
+        moments = [c.occurred_at for c in commands if isinstance(c, cmd.RecordPurchase)]
+        return budgeted_campaign_ids(self.program, moments)
 
     def process_batch(self, commands: Sequence[cmd.Command],
                       tracking: Tracking | Sequence[Tracking] | None,
@@ -201,10 +228,12 @@ class LoyaltyLedger(Application):
         saved.
         """
         try:
-            results, accounts = self._decide_batch(commands)
-            conflicts = [conflict_dead_letter(index, result) for index, result in enumerate(results)
-                         if result.status == CONFLICT and conflict_dead_letter is not None]
-            self.save_batch([*accounts, *dead_letters, *conflicts], tracking)
+            with self._reserved_budgets(commands):
+                results, accounts = self._decide_batch(commands)
+                conflicts = [conflict_dead_letter(index, result)
+                             for index, result in enumerate(results)
+                             if result.status == CONFLICT and conflict_dead_letter is not None]
+                self.save_batch([*accounts, *dead_letters, *conflicts], tracking)
         except BaseException:
             self.evict_cached_accounts()
             raise
@@ -219,8 +248,13 @@ class LoyaltyLedger(Application):
         except Exception as error:  # noqa: BLE001 - a command's failure, told apart from the store's
             raise DecisionFailed(error) from error
 
-    def decide(self, commands: Iterable[cmd.Command]) -> tuple[list[Result], list[LoyaltyAccount]]:
+    def decide(self, commands: Iterable[cmd.Command], budgets: BudgetBook | None = None
+               ) -> tuple[list[Result], list[LoyaltyAccount]]:
         """Apply ``commands`` to their accounts in memory; nothing is saved yet.
+
+        Purchases spend from ``budgets``, else from the budgets this round
+        reserved (``apply``, ``process_batch``); outside a round every
+        campaign budget is whole (only for a round that saves nothing).
 
         If anything raises, cached accounts may hold undecided changes: the
         cache is dropped before the error propagates.
@@ -228,7 +262,8 @@ class LoyaltyLedger(Application):
         commands = list(commands)
         try:
             accounts = self._preload({command.member_id for command in commands})
-            results = [self._apply_one(command, accounts) for command in commands]
+            book = budgets if budgets is not None else self._round_budgets
+            results = [self._apply_one(command, accounts, book) for command in commands]
         except BaseException:
             self.evict_cached_accounts()
             raise
@@ -310,6 +345,8 @@ class LoyaltyLedger(Application):
     def _save(self, aggregates: Iterable[Any], trackings: list[Tracking]) -> None:
         processing_event: ProcessingEvent = ProcessingEvent(tracking=trackings[0] if trackings else None)
         processing_event.saved_kwargs.update(more_tracking(trackings))
+        if self._round_budgets is not None:  # the budgets' spending commits with the facts
+            processing_event.saved_kwargs.update(self._round_budgets.save_kwargs())
         for aggregate in aggregates:  # what collect_events() does, minus its Protocol checks
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
@@ -340,7 +377,8 @@ class LoyaltyLedger(Application):
         if snapshots and self.snapshots is not None:
             self.snapshots.put(snapshots)
 
-    def _apply_one(self, command: cmd.Command, accounts: dict[str, LoyaltyAccount]) -> Result:
+    def _apply_one(self, command: cmd.Command, accounts: dict[str, LoyaltyAccount],
+                   budgets: BudgetBook | None = None) -> Result:
         account = accounts.get(command.member_id) or self._load_or_open(command)
         accounts[command.member_id] = account
         command = self.member_keys.seal(command, account)  # profile fields: ciphertext only
@@ -351,7 +389,7 @@ class LoyaltyLedger(Application):
         except EventIdConflict as conflict:
             return Result(command.event_id, command.member_id, CONFLICT, error=str(conflict))
         first_new = 0 if opened_now else len(account.pending_events)
-        account.decide(command, self.program)
+        account.decide(command, self.program, budgets)
         facts = list(account.pending_events[first_new:])
         return Result(command.event_id, command.member_id, APPLIED, facts)
 

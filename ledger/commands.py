@@ -17,6 +17,7 @@ from datetime import datetime
 
 import orjson
 
+from ledger.basket import BasketLine, basket_lines
 from ledger.calendar import parse_timestamp
 
 FINGERPRINT_HEX_CHARS = 32
@@ -39,6 +40,7 @@ class RecordPurchase(Command):
     currency: str
     store_id: str
     channel: str | None = None
+    items: tuple[BasketLine, ...] = ()  # basket lines: what campaigns match (section 12)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +208,7 @@ def _purchase(event: dict, common: dict) -> Command:
         currency=event["currency"],
         store_id=event["store_id"],
         channel=event.get("channel"),
+        items=basket_lines(event.get("items")),
     )
 
 

@@ -32,6 +32,8 @@ from ledger import commands as cmd
 from ledger import membership
 from ledger import holds as hold_rules
 from ledger.calendar import add_months, year_of
+from ledger.campaign_budgets import BudgetBook
+from ledger.campaigns import CampaignAward, MemberCampaignState, PurchaseTerms, campaign_awards
 from ledger.program import Program
 from ledger.rules import (
     Lot,
@@ -92,6 +94,8 @@ def _apply_returns(account: "LoyaltyAccount", fact) -> None:
             account.lots.append(hold_rules.returned_lot(part, part["points"]))
         else:
             lot.remaining += part["points"]
+def _count_campaign_use(account: "LoyaltyAccount", campaign_id: str) -> None:
+    account.campaign_uses[campaign_id] = account.campaign_uses.get(campaign_id, 0) + 1
 
 
 def _apply_draws(account: "LoyaltyAccount", draws: list[list[int]]) -> None:
@@ -171,6 +175,12 @@ class LoyaltyAccount(Aggregate):
             account.tier_since = self.timestamp
 
     class PointsEarned(Outcome):
+        """A purchase's points: base plus ``campaigns`` (section 12: a line per campaign,
+        ``campaign_id`` and ``points``); ``points``, the lot and the purchase record hold both.
+
+        Version 3 records ``campaigns``; a fact of an earlier version had none.
+        """
+
         year: int
         amount_minor: int
         store_id: str
@@ -179,10 +189,19 @@ class LoyaltyAccount(Aggregate):
         points: int
         debt_paid: int
         lot: dict | None
+        campaigns: list[dict]
+
+        class_version = 3
+
+        @staticmethod
+        def upcast_v2_v3(state: dict) -> None:
+            state["campaigns"] = []
 
         def apply(self, account: "LoyaltyAccount") -> None:
             super().apply(account)
             _apply_award(account, self)
+            for line in self.campaigns:
+                _count_campaign_use(account, line["campaign_id"])
             account.purchases[self.source_event_id] = PurchaseRecord(
                 event_id=self.source_event_id, occurred_at=self.occurred_at, year=self.year,
                 amount_minor=self.amount_minor, points=self.points,
@@ -190,6 +209,17 @@ class LoyaltyAccount(Aggregate):
             )
             year_key = str(self.year)
             account.spend_by_year[year_key] = account.spend_by_year.get(year_key, 0) + self.amount_minor
+
+    class RewardGranted(Fact):
+        """A campaign's gift (``items_min`` with ``reward_id``): 0 points, the till or CRM honours it."""
+
+        campaign_id: str
+        reward_id: str
+        points: int
+        amount_minor: int  # the purchase's, for the campaign's qualifying spend
+
+        def apply(self, account: "LoyaltyAccount") -> None:
+            _count_campaign_use(account, self.campaign_id)
 
     class PurchaseRejected(Outcome):
         reason: str
@@ -572,8 +602,9 @@ class LoyaltyAccount(Aggregate):
 
     # Version 2 (contract 2): the counters of sections 8 to 10. A version-1
     # snapshot had none of them, so each starts at 0. Version 3 (section 7):
-    # open holds and the redemptions that may be cancelled.
-    class_version = 3
+    # open holds and the redemptions that may be cancelled. Version 4 (section
+    # 12): ``campaign_uses``, the times each campaign benefited the member.
+    class_version = 4
 
     @staticmethod
     def upcast_v1_v2(state: dict) -> None:
@@ -592,6 +623,10 @@ class LoyaltyAccount(Aggregate):
         state.setdefault("holds", {})
         state.setdefault("redemptions", {})
         state.setdefault("cancelled_redemptions", [])
+
+    @staticmethod
+    def upcast_v3_v4(state: dict) -> None:
+        state.setdefault("campaign_uses", {})
 
     @staticmethod
     def create_id(member_id: str) -> UUID:
@@ -627,6 +662,7 @@ class LoyaltyAccount(Aggregate):
         self.referral_qualified = False
         self.referrer_bonuses_by_year: dict[str, int] = {}
         self.closed_years: list[int] = []
+        self.campaign_uses: dict[str, int] = {}
 
     @classmethod
     def open(cls, command: cmd.Command, program: Program) -> "LoyaltyAccount":
@@ -669,16 +705,22 @@ class LoyaltyAccount(Aggregate):
         active = [lot for lot in self.lots if lot.active_from is None]
         assert self.debt == 0 or not active, "debt and active lots never coexist"
 
-    def decide(self, command: cmd.Command, program: Program) -> None:
-        """Run the command's handler; its outcome fact records ``program.version``."""
+    def decide(self, command: cmd.Command, program: Program,
+               budgets: BudgetBook | None = None) -> None:
+        """Run the command's handler; its outcome fact records ``program.version``.
+
+        ``budgets`` is what the campaign budgets have left (section 12); a
+        purchase spends from it. Without one every budget is whole.
+        """
         self._program_version = program.version
         handler = COMMAND_HANDLERS[type(command)]
         if self.erased_at is not None:  # a closed account is frozen (section 13)
             handler = membership.decide_on_closed_account
+        self._budgets = budgets if budgets is not None else BudgetBook()
         try:
             handler(self, command, program)
         finally:
-            del self._program_version
+            del self._program_version, self._budgets
 
     def has_applied(self, command: cmd.Command) -> bool:
         """True for a duplicate; EventIdConflict if the id came with another payload."""
@@ -972,11 +1014,35 @@ class LoyaltyAccount(Aggregate):
                        clock: datetime) -> None:
         multiplier = program.tier(self.tier).multiplier_pct
         points = program.purchase_points(command.amount_minor, multiplier)
-        award = self._award(points, command.occurred_at, program,
-                            self._activation_time(command, program, clock))
+        awards = self._campaign_awards(command, program)
+        lines = [{"campaign_id": a.campaign_id, "points": a.points} for a in awards
+                 if a.reward_id is None]
+        award = self._award(points + sum(line["points"] for line in lines), command.occurred_at,
+                            program, self._activation_time(command, program, clock))
         self._outcome(self.PointsEarned, clock, command, year=year_of(command.occurred_at),
                       amount_minor=command.amount_minor, store_id=command.store_id,
-                      channel=command.channel, multiplier_pct=multiplier, **award)
+                      channel=command.channel, multiplier_pct=multiplier, campaigns=lines,
+                      **award)
+        for gift in (a for a in awards if a.reward_id is not None):
+            self._record(self.RewardGranted, clock, source_event_id=command.event_id,
+                         campaign_id=gift.campaign_id, reward_id=gift.reward_id, points=0,
+                         amount_minor=command.amount_minor)
+
+    def _campaign_awards(self, command: cmd.RecordPurchase,
+                         program: Program) -> list[CampaignAward]:
+        """Section 12's campaign lines at the tier before the purchase; budgets spent."""
+        if not program.campaigns:
+            return []
+        terms = PurchaseTerms(occurred_at=command.occurred_at, amount_minor=command.amount_minor,
+                              store_id=command.store_id, channel=command.channel,
+                              items=command.items)
+        member = MemberCampaignState(tier=self.tier, uses=self.campaign_uses)
+        awards = campaign_awards(program, member, terms, self._budgets.lefts(program))
+        budgeted = {c.id for c in program.campaigns if c.budget_points is not None}
+        for award in awards:
+            if award.campaign_id in budgeted:
+                self._budgets.spend(award.campaign_id, award.points)
+        return awards
 
     def _maybe_qualify_referral(self, command: cmd.RecordPurchase, program: Program,
                                 clock: datetime) -> None:
@@ -1139,6 +1205,7 @@ FACT_TYPES: dict[str, type] = {
     "redemption_void_rejected": LoyaltyAccount.RedemptionVoidRejected,
     "redemption_cancelled": LoyaltyAccount.RedemptionCancelled,
     "redemption_cancel_rejected": LoyaltyAccount.RedemptionCancelRejected,
+    "reward_granted": LoyaltyAccount.RewardGranted,
 }
 WIRE_NAMES: dict[type, str] = {fact_class: name for name, fact_class in FACT_TYPES.items()}
 

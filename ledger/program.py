@@ -10,7 +10,8 @@ Contract 2 (sections 8 to 11) adds optional fields, each with a default that
 keeps section 3's results: ``program.version`` (1), ``program.pending_days``
 (0), ``program.tier_basis`` (``annual``), a tier's ``discount_pct`` (0),
 ``[adjustments]`` ``points_max`` and ``reason_codes`` and ``[transfers]``
-``points_per_year_max``; section 7 adds ``[holds]`` ``duration_minutes_max``
+``points_per_year_max``; section 12's ``[[campaigns]]`` (none by default),
+whose terms and checks live in ``ledger.campaign_terms``; section 7 adds ``[holds]`` ``duration_minutes_max``
 (30); section 13 adds ``[privacy]`` ``dead_letter_days_max`` (30).
 
 ``program.point_value_minor`` (default 1) is what one point costs the
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema_rs
+
+from ledger.campaign_terms import (CAMPAIGNS_SCHEMA, Campaign, CampaignTermsError,
+                                   parse_campaigns, with_texts)
 
 DEFAULT_PROGRAM_PATH = Path(__file__).parent / "programs" / "default.toml"
 RETAIL_EXAMPLE_PROGRAM_PATH = DEFAULT_PROGRAM_PATH.with_name("retail-example.toml")
@@ -84,6 +88,7 @@ class Program:
     point_value_minor: int = POINT_VALUE_MINOR_DEFAULT  # a redeemed point's cost, minor units (KPIs)
     hold_duration_minutes_max: int = HOLD_DURATION_MINUTES_MAX_DEFAULT
     dead_letter_days_max: int = DEAD_LETTER_DAYS_MAX_DEFAULT
+    campaigns: tuple[Campaign, ...] = ()  # section 12, in file order
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
 
     @property
@@ -213,6 +218,7 @@ PROGRAM_FILE_SCHEMA = {
             "additionalProperties": False,
             "properties": {"dead_letter_days_max": _count(1)},
         },
+        "campaigns": CAMPAIGNS_SCHEMA,
     },
 }
 
@@ -228,7 +234,17 @@ def _field_name(path: list) -> str:
 
 def _check_shape(document: dict, source: str) -> None:
     for error in _VALIDATOR.iter_errors(document):
-        raise ProgramError(source, _field_name(list(error.instance_path)), error.message)
+        raise ProgramError(source, _named_field(document, list(error.instance_path)), error.message)
+
+
+def _named_field(document: dict, path: list) -> str:
+    """The field's path; a campaign's also names its id when it has one."""
+    name = _field_name(path)
+    if len(path) >= 2 and path[0] == "campaigns" and isinstance(path[1], int):
+        campaign = document["campaigns"][path[1]]
+        if isinstance(campaign, dict) and isinstance(campaign.get("id"), str):
+            name = name.replace(f"campaigns[{path[1]}]", f"campaigns[{path[1]}] ({campaign['id']})", 1)
+    return name
 
 
 def _check_tiers(tiers: list[dict], source: str) -> None:
@@ -245,14 +261,26 @@ def _check_tiers(tiers: list[dict], source: str) -> None:
             raise ProgramError(source, f"tiers[{index}].name", f"duplicate tier {name!r}")
 
 
+def _campaigns(document: dict, source: str) -> tuple[Campaign, ...]:
+    """The ``[[campaigns]]`` (section 12); a mistake names the campaign and its field."""
+    tier_names = tuple(tier["name"] for tier in document["tiers"])
+    try:
+        return parse_campaigns(document.get("campaigns", []), tier_names)
+    except CampaignTermsError as error:
+        raise ProgramError(source, error.field, error.problem) from None
+
+
 def parse_program(text: str, source: str = "<program>") -> Program:
     """Parse and check a program file's text; raise ProgramError naming the field."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProgramError(source, "(file)", f"not valid TOML: {error}") from None
+    if isinstance(document.get("campaigns"), list):
+        document["campaigns"] = with_texts(document["campaigns"])
     _check_shape(document, source)
     _check_tiers(document["tiers"], source)
+    campaigns = _campaigns(document, source)
     head, referral, annual = document["program"], document["referral"], document["annual_incentive"]
     adjustments, transfers = document.get("adjustments", {}), document.get("transfers", {})
     return Program(
@@ -282,6 +310,7 @@ def parse_program(text: str, source: str = "<program>") -> Program:
             "duration_minutes_max", HOLD_DURATION_MINUTES_MAX_DEFAULT),
         dead_letter_days_max=document.get("privacy", {}).get(
             "dead_letter_days_max", DEAD_LETTER_DAYS_MAX_DEFAULT),
+        campaigns=campaigns,
         source_text=text,
     )
 

@@ -42,6 +42,7 @@ class MemberView:
     holds: list[dict[str, Any]] = field(default_factory=list)
     profile_asked: bool = False  # section 13: shown only when asked (``--profile``)
     profile: dict[str, Any] | None = None  # decrypted now; None once erased or never given
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # section 12's lines
 
 
 def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None = None,
@@ -66,6 +67,7 @@ def member_view(ledger: LoyaltyLedger, member_id: str, *, as_of: datetime | None
         holds=open_holds(account.holds),
         profile_asked=with_profile,
         profile=ledger.member_profile(member_id) if with_profile else None,
+        campaigns=_campaign_lines(entries),
     )
 
 
@@ -130,6 +132,21 @@ def _history_row(entry: HistoryEntry, source_position: str | None) -> dict[str, 
             "offset": offset, "details": details}
 
 
+def _campaign_lines(entries: list[HistoryEntry]) -> list[dict[str, Any]]:
+    """Each campaign line and reward of the member's purchases (section 12), in fact order."""
+    lines = []
+    for entry in entries:
+        if entry.type == "points_earned":
+            lines.extend({"version": entry.version, "source_event_id": entry.source_event_id,
+                          "campaign_id": line["campaign_id"], "points": line["points"],
+                          "reward_id": None} for line in entry.data.get("campaigns", ()))
+        elif entry.type == "reward_granted":
+            lines.append({"version": entry.version, "source_event_id": entry.source_event_id,
+                          "campaign_id": entry.data["campaign_id"], "points": 0,
+                          "reward_id": entry.data["reward_id"]})
+    return lines
+
+
 def _kafka_position(source_position: str | None) -> tuple[str | None, int | None, int | None]:
     """``topic/partition/offset`` split (topic names cannot contain ``/``)."""
     if not source_position:
@@ -152,6 +169,8 @@ def render_member_view(view: MemberView, console: Console) -> None:
     console.print(_rows("open lots", view.lots))
     console.print(_rows("open holds", view.holds))
     console.print(_rows("annual progress", view.annual))
+    if view.campaigns:
+        console.print(_rows("campaign lines", view.campaigns))
     history = [{**row, "details": _compact(row["details"])} for row in view.history]
     console.print(_rows("history", history))
 

@@ -43,6 +43,7 @@ from ledger.postgres.urls import eventsourcing_env_from_url
 from ledger.wire import LIBRARY_FIELDS, json_ready
 from projections.annual import ANNUAL, ANNUAL_FIELDS
 from projections.balances import BALANCE_FIELDS, BALANCES
+from projections.campaigns import CAMPAIGN_FIELDS, CAMPAIGNS
 from projections.kpi_report import kpi_fields, kpi_report, report_tiers
 from projections.rows import Table
 from projections.runner import BATCH_NOTIFICATIONS_MAX_DEFAULT, ReadModels, catch_up, open_read_models
@@ -58,12 +59,13 @@ READ_MODEL_EXPORTS: dict[str, tuple[str, Table, tuple[str, ...]]] = {
     "balances": ("balances", BALANCES, BALANCE_FIELDS),
     "tiers": ("tiers", TIERS, TIER_FIELDS),
     "annual": ("annual", ANNUAL, ANNUAL_FIELDS),
+    "campaigns": ("campaigns", CAMPAIGNS, CAMPAIGN_FIELDS),
 }
-EXPORT_KINDS = ("balances", "tiers", "annual", "tier-changes", "ledger", "kpis")
+EXPORT_KINDS = ("balances", "tiers", "annual", "tier-changes", "ledger", "kpis", "campaigns")
 LOG_EXPORTS = {"tier-changes": (routing.TIER_CHANGES, TIER_CHANGE_FIELDS),
                "ledger": (routing.LEDGER, None)}  # kind: (routing output, columns; None: all)
 READ_MODEL_FILES = {"balances": "balances.jsonl", "tiers": "tiers.jsonl", "annual": "annual.jsonl",
-                    "kpis": "kpis.jsonl"}
+                    "kpis": "kpis.jsonl", "campaigns": "campaigns.jsonl"}
 
 
 def ledger_fields() -> tuple[str, ...]:

@@ -58,6 +58,7 @@ from ledger.settings import LedgerSettings
 from ledger.wire import json_ready
 from projections.annual import AnnualProjection
 from projections.balances import BalancesProjection
+from projections.campaigns import CampaignsProjection
 from projections.base import APPLICATION_NAME, ReadModelProjection
 from projections.kpis import KpisProjection
 from projections.rows import RowBatch
@@ -79,6 +80,7 @@ READ_MODELS: dict[str, type[ReadModelProjection]] = {
     "tiers": TiersProjection,
     "annual": AnnualProjection,
     "kpis": KpisProjection,
+    "campaigns": CampaignsProjection,
 }
 READ_MODEL_NAMES = tuple(READ_MODELS)
 FACTORY_ENV_NAME = "projections"  # POSTGRES_* may be overridden as PROJECTIONS_POSTGRES_*

@@ -90,6 +90,10 @@ def verify(ledger: LoyaltyLedger, models: ReadModels,
         report.mismatches.extend(checker.mismatches())
     for name in names:
         report.mismatches.extend(_unexpected_rows(models, name, versions[positions[name]]))
+    if "campaigns" in models.projections:  # section 12: checked from the facts alone
+        from projections.campaign_figures import campaign_mismatches
+        report.positions["campaigns"] = models.view("campaigns").position()
+        report.mismatches.extend(campaign_mismatches(ledger, models))
     return report
 
 

@@ -22,7 +22,8 @@ DEVKIT = "streams.devkit"
 DEVKIT_LAZY_IMPORTERS = ("streams/cli/", "streams/process.py")
 PRODUCTION_ENTRY_POINTS = ("streams.cli", "streams.worker", "streams.outbox", "projections.follower")
 # The simulator is pure (no services): ``loyalty simulate``'s help shows its defaults.
-DEVKIT_LOADED_BY_THE_PARSER = {DEVKIT, f"{DEVKIT}.simulator", f"{DEVKIT}.member_traffic"}  # and its CRM traffic
+DEVKIT_LOADED_BY_THE_PARSER = {DEVKIT, f"{DEVKIT}.simulator", f"{DEVKIT}.member_traffic",
+                               f"{DEVKIT}.baskets"}  # pure: the simulator, its CRM traffic and baskets
 
 
 def source_files(package: str) -> list[Path]:

@@ -25,6 +25,9 @@ Two additions for batches that span Kafka partitions: ``insert_events``
 takes tracking records beyond the library's one ``tracking`` (keyword
 ``MORE_TRACKING``), all in the same transaction, and ``max_tracking_ids``
 reads many positions in one query (``tracked_positions`` every one recorded).
+A batch touching budgeted campaigns passes its open, locked transaction
+(``BUDGET_SESSION``, ``ledger/postgres/campaign_budgets.py``): the facts,
+tracking rows and budget totals are written and committed on it.
 ``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
 tests use. Both also create, write and delete member keys in the same
 transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
@@ -41,6 +44,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.postgres import member_keys
 from ledger.privacy import KEY_CHANGES, apply_key_changes
+from ledger.postgres.campaign_budgets import BUDGET_SESSION, create_statement
 
 TOPIC = "ledger.postgres.recorder:UnpipelinedProcessRecorder"
 MORE_TRACKING = "more_tracking"  # insert_events keyword: tracking records after ``tracking``
@@ -52,6 +56,7 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         super().__init__(*args, **kwargs)
         self.sql_create_statements.extend(member_keys.create_statements(
             self.datastore.schema, self.events_table_name))
+        self.sql_create_statements.append(create_statement(self.datastore.schema))
         self.insert_columns_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
@@ -94,16 +99,26 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         ))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        book = kwargs.get(BUDGET_SESSION)
+        if book is not None:  # the batch's transaction is open, its budgets locked
+            ids = self._insert_all(book.session.cursor, stored_events, **kwargs)
+            book.session.write(book.spent)
+            book.session.commit()
+            return ids
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)  # the tracking record
-            for tracking in kwargs.get(MORE_TRACKING, ()):
-                self._insert_tracking(curs, tracking)
-            member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
-                                      kwargs.get(KEY_CHANGES))
-            if not stored_events:
-                return None
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            return self._insert_all(curs, stored_events, **kwargs)
+
+    def _insert_all(self, curs: Any, stored_events: Sequence[StoredEvent],
+                    **kwargs: Any) -> Sequence[int] | None:
+        self._insert_events(curs, stored_events, **kwargs)  # the tracking record
+        for tracking in kwargs.get(MORE_TRACKING, ()):
+            self._insert_tracking(curs, tracking)
+        member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
+                                  kwargs.get(KEY_CHANGES))
+        if not stored_events:
+            return None
+        self._insert_stored_events(curs, stored_events, **kwargs)
+        return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
 
 class MultiTrackingPOPORecorder(POPOProcessRecorder):

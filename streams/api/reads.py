@@ -25,6 +25,8 @@ from functools import partial
 from typing import Any, Callable, TypeVar
 
 from ledger.application import LoyaltyLedger
+from ledger.basket import basket_lines
+from ledger.campaign_budgets import BudgetBook
 from ledger.domain import LoyaltyAccount, account_id, fact_type, is_outcome
 from ledger.holds import open_holds
 from ledger.quote import quote_purchase
@@ -116,9 +118,15 @@ class LedgerReads:
 
     def quote(self, purchase: dict) -> dict:
         account = self.ledger.find_account(purchase["member_id"])
-        quote = quote_purchase(account, self.ledger.program, amount_minor=purchase["amount_minor"],
+        program = self.ledger.program
+        budgets_left = (BudgetBook(self.ledger.budgets.awarded()).lefts(program)
+                        if program.campaigns else {})
+        quote = quote_purchase(account, program, amount_minor=purchase["amount_minor"],
                                currency=purchase["currency"],
-                               occurred_at=parse_timestamp(purchase["occurred_at"]))
+                               occurred_at=parse_timestamp(purchase["occurred_at"]),
+                               store_id=purchase["store_id"], channel=purchase.get("channel"),
+                               items=basket_lines(purchase.get("items")),
+                               budgets_left=budgets_left)
         return {"member_id": purchase["member_id"], "tier": quote.tier, "base_points": quote.base_points,
                 "multiplier_pct": quote.multiplier_pct, "points": quote.points,
                 "debt_paid": quote.debt_paid, "rejected_reason": quote.rejected_reason,

@@ -7,6 +7,7 @@ is imported here lazily, inside each command, so no production path loads it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,15 @@ def demo_console():
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.devkit.demo import DemoOptions, run_demo
+    from streams.devkit.demo import DEMO_PROGRAM_PATH, DemoOptions, run_demo
     from streams.process import ProcessError
 
     options = DemoOptions(members=args.members, stores=args.stores, days=args.days,
                           seed=args.seed, workers=args.workers,
                           rate_events_per_s=args.rate, demo_dir=Path(args.dir),
                           till_sessions_per_s=args.till_sessions_per_s)
+    if args.program is None and not os.environ.get("LOYALTY_PROGRAM_FILE"):
+        args.program = str(DEMO_PROGRAM_PATH)  # the demo's campaigns (section 12)
     try:
         return run_demo(options, settings_from(args, stack=False), demo_console())
     except ProcessError as error:

@@ -24,7 +24,7 @@ def _check_program(args: argparse.Namespace) -> int:
         return 2
     tiers = ", ".join(f"{t.name} >= {t.threshold_minor} ({t.multiplier_pct}%)" for t in program.tiers)
     print(f"program {program.name!r} version {program.version} OK: "
-          f"currency {program.currency}; tiers {tiers}; "
+          f"currency {program.currency}; tiers {tiers}; campaigns {len(program.campaigns)}; "
           f"a point costs {program.point_value_minor} minor units when redeemed")
     return 0
 

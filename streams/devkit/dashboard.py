@@ -3,7 +3,7 @@
 ``PipelineProbe`` reads what a loyalty manager wants to see from what is
 committed, never from the broker: the ledger's tracking positions and log
 (``LoyaltyLedger.all_tracked_positions``, ``fact_log``) and the balance and
-tier read models (``DASHBOARD_READ_MODELS``). ``render`` turns one
+tier read models and the campaigns (``DASHBOARD_READ_MODELS``). ``render`` turns one
 ``Snapshot`` of those figures into rich panels. Read-only; no business rule
 lives here.
 """
@@ -22,11 +22,12 @@ from ledger.application import LoyaltyLedger
 from ledger.dead_letters import DeadLetter
 from ledger.domain import LoyaltyAccount
 from projections.runner import ReadModels
+from streams.devkit.campaign_panel import CampaignLine, campaign_lines, campaigns_table
 from streams.outbox import OUTBOX_TRACKING_NAME
 from streams.settings import Settings
 
 RECENT_TIER_CHANGES_MAX = 6
-DASHBOARD_READ_MODELS = ("balances", "tiers")
+DASHBOARD_READ_MODELS = ("balances", "tiers", "campaigns")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Snapshot:
     members: int = 0
     event_time: str = "-"
     recent_tier_changes: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    campaigns: list[CampaignLine] = field(default_factory=list)  # section 12 (campaign_panel)
 
     @property
     def consumer_lag(self) -> int:
@@ -68,6 +70,7 @@ class PipelineProbe:
         self._pipeline(shot)
         self._read_models(shot)
         shot.recent_tier_changes = self._recent()
+        shot.campaigns = campaign_lines(self.ledger.program, self.models)
         shot.events_per_s = self._rate(shot.applied)
         return shot
 
@@ -107,6 +110,7 @@ def render(shot: Snapshot, program_tiers: list[str], title: str) -> Group:
         Panel(_pipeline_table(shot), title=title, subtitle=f"event time {shot.event_time}"),
         Panel(Group(_tiers_table(shot, program_tiers), _points_table(shot)), title="Members"),
         Panel(_recent_table(shot), title="Recent tier changes"),
+        *([Panel(campaigns_table(shot.campaigns), title="Campaigns")] if shot.campaigns else []),
     )
 
 

@@ -66,6 +66,7 @@ from streams.devkit.simulator import SimulationConfig, SimulationSummary, simula
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
 
+DEMO_PROGRAM_PATH = Path(__file__).with_name("demo-program.toml")  # four campaigns (section 12)
 DEMO_DIR_DEFAULT = Path(".loyalty-demo")
 REFRESH_INTERVAL_MS = 500
 DEMO_TIMEOUT_S = 1800
@@ -325,7 +326,7 @@ def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,
         console.print(f"[red]verify: {len(report.mismatches)} mismatches[/]")
         for mismatch in report.mismatches[:MISMATCHES_SHOWN_MAX]:
             console.print(f"  {mismatch}")
-    console.print(_next_steps(ledger, options, settings))
+    console.print(_next_steps(ledger, options, settings), soft_wrap=True)  # commands stay whole
 
 
 def _kpi_charts(kpis: list[dict], options: DemoOptions, console: Console) -> None:
@@ -335,11 +336,17 @@ def _kpi_charts(kpis: list[dict], options: DemoOptions, console: Console) -> Non
     console.print(f"KPI charts (PNG, each with its data as JSON): {directory}")
 
 
+def _program_flag(settings: Settings) -> str:
+    """`` --program FILE`` for a program other than the built-in one (the store recorded it)."""
+    return f" --program {settings.program_file}" if settings.program_file else ""
+
+
 def _next_steps(ledger, options: DemoOptions, settings: Settings) -> str:
     member = _some_member(ledger)
     loyalty = loyalty_command()
     keep = (f"Keep this demo's store running (in another terminal):\n"
-            f"  {loyalty} up --dir {options.demo_dir} --keep-ledger\nthen, from this directory, try:\n"
+            f"  {loyalty} up --dir {options.demo_dir} --keep-ledger{_program_flag(settings)}\n"
+            f"then, from this directory, try:\n"
             if _is_embedded(options) else "Try next (LOYALTY_DATABASE_URL set to the same database):\n")
     return (
         f"\n{keep}"

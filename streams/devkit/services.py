@@ -71,10 +71,12 @@ def broker_class(name: str = "embedded") -> type:
 
 
 def stack_env(settings: Settings) -> dict[str, str]:
-    """What a stack's ``DIR/env`` exports: where the broker and the event store are."""
+    """What a stack's ``DIR/env`` exports: where the broker and the event store are, and the
+    program file it runs when not the built-in one (its campaigns, for `verify` and `member`)."""
+    program = {"LOYALTY_PROGRAM_FILE": str(settings.program_file)} if settings.program_file else {}
     return {"LOYALTY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "LOYALTY_DATABASE_URL": settings.database_url,
-            "LOYALTY_PARTITIONS": str(settings.partitions)}
+            "LOYALTY_PARTITIONS": str(settings.partitions)} | program
 
 
 @contextlib.contextmanager

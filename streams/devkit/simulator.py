@@ -88,6 +88,7 @@ import orjson
 
 from streams.devkit import member_traffic
 from streams.devkit.member_traffic import ENROLLMENT_LEAD_SECONDS
+from streams.devkit.baskets import basket_items
 
 # ------------------------------------------------------------------ limits
 
@@ -166,7 +167,7 @@ LABEL_EVENT = "event"
 LABEL_DUPLICATE = "duplicate"
 _EPOCH = datetime(1970, 1, 1)
 _NEVER_DROPPED = ("type", "schema_version", "channel", "cash_top_up_minor",  # or optional
-                  "consents", "profile", "touchpoint")
+                  "consents", "profile", "touchpoint", "items")
 
 
 class MalformedKind(enum.StrEnum):
@@ -640,7 +641,8 @@ class Simulation:
             member.points += amount // MINOR_PER_ESTIMATED_POINT
         event = self._event("purchase", self._source_id(store, online), member, at)
         return {**event, "amount_minor": amount, "currency": currency, "store_id": store,
-                "channel": "online" if online else "pos"}
+                "channel": "online" if online else "pos",
+                "items": basket_items(event["event_id"], amount)}  # own generator (baskets.py)
 
     def _basket_minor(self, member: _Member, day: _Day, online: bool) -> int:
         """Lognormal around the member's typical basket; whole minor units."""

@@ -20,6 +20,7 @@ import time
 import psutil
 import pytest
 
+from streams.devkit.demo import DEMO_PROGRAM_PATH
 from streams.devkit.services import stack_store_dir
 from tests.support.leftovers import new_mark, processes_marked
 from tests.support.processes import assert_all_gone, has_descendant, spawned
@@ -69,8 +70,10 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     assert processes_marked(mark) == [], "the demo left a process (its broker?) running"
     assert not (tmp_path / ".loyalty-demo" / "env").exists(), "the demo's env file outlived it"
     # The commands it suggests, with its store kept running by `loyalty up` as it says
-    assert "up --dir .loyalty-demo --keep-ledger" in demo.stdout
-    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1", cwd=tmp_path,
+    # (with the demo's program, campaigns included: the store recorded it as version 1)
+    assert f"up --dir .loyalty-demo --keep-ledger --program {DEMO_PROGRAM_PATH}" in demo.stdout
+    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1",
+                 "--program", str(DEMO_PROGRAM_PATH), cwd=tmp_path,
                  env=lane_broker_env("demo")) as up:
         up.wait_for_line("ready")
         replayed = loyalty("replay", "--no-progress", cwd=tmp_path)

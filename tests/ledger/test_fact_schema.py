@@ -8,7 +8,8 @@ import orjson
 
 from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES
-from ledger.program import RETAIL_EXAMPLE_PROGRAM_PATH, load_program
+from ledger.program import (DEFAULT_PROGRAM_PATH, RETAIL_EXAMPLE_PROGRAM_PATH, load_program,
+                            parse_program)
 from ledger.wire import LIBRARY_FIELDS, fact_document, fact_message
 from schemas import load_schema
 from streams.validation import validate_outbound
@@ -82,12 +83,38 @@ def every_kind_of_hold_fact() -> list[dict]:
             b.cancel("holder", at(11), "capture-1")]
 
 
+GIFT_CAMPAIGN = """
+[[campaigns]]
+id = "mug"
+name = "A mug for three coffees"
+starts_at = "2025-01-01T00:00:00Z"
+ends_at = "2026-01-01T00:00:00Z"
+items_min = 3
+reward_id = "RW-MUG"
+
+[[campaigns]]
+id = "bonus"
+name = "Ten more"
+starts_at = "2025-01-01T00:00:00Z"
+ends_at = "2026-01-01T00:00:00Z"
+bonus_points = 10
+"""
+
+
+def campaign_facts() -> list:
+    """Facts only a program with campaigns records (``reward_granted``, campaign lines)."""
+    ledger = LoyaltyLedger(program=parse_program(DEFAULT_PROGRAM_PATH.read_text() + GIFT_CAMPAIGN))
+    ledger.apply_in_order(b.commands({**b.purchase("gifted", "2025-03-01T10:00:00Z", 900),
+                                      "items": [{"sku": "COF-1", "quantity": 3}]}))
+    return list(ledger.fact_log.facts())
+
+
 def test_every_fact_type_is_published_valid_against_its_schema():
     default, retail = LoyaltyLedger(), LoyaltyLedger(program=load_program(RETAIL_EXAMPLE_PROGRAM_PATH))
     default.apply_in_order(b.commands(*every_kind_of_fact()))
     retail.apply_in_order(b.commands(*every_kind_of_contract_2_fact()))
     seen = set()
-    for fact in [*default.fact_log.facts(), *retail.fact_log.facts()]:
+    for fact in [*default.fact_log.facts(), *retail.fact_log.facts(), *campaign_facts()]:
         document = fact_document(fact)
         validate_outbound("ledger_fact", document)
         seen.add(document["type"])

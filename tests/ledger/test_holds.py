@@ -319,13 +319,14 @@ def test_a_snapshot_taken_before_holds_reads_with_no_holds(ledger):
     earn_1000(ledger)
     stored = ledger.mapper.to_stored_event(Snapshot.take(account(ledger, M)))
     state = orjson.loads(stored.state)
-    assert state["state"].pop("class_version") == 3
-    state["state"]["class_version"] = 2
-    for name in ("holds", "redemptions", "cancelled_redemptions"):
+    assert state["state"].pop("class_version") == 4
+    state["state"]["class_version"] = 2  # before holds (3) and campaigns (4)
+    for name in ("holds", "redemptions", "cancelled_redemptions", "campaign_uses"):
         del state["state"][name]
     revived = ledger.mapper.to_domain_event(
         dataclasses.replace(stored, state=orjson.dumps(state))).mutate(None)
     assert (revived.holds, revived.redemptions, revived.cancelled_redemptions) == ({}, {}, [])
+    assert revived.campaign_uses == {}
     revived.check_invariant()
 
 

@@ -31,7 +31,7 @@ from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
 from tests.support.properties import (TwiceLedger, check_invariant_after_every_event,
                                       check_rebuild_equal, check_twice_equals_once,
-                                      property_settings, timed_stream)
+                                      property_settings, refund_body, timed_stream)
 
 EXAMPLES_MAX = 30
 EVENTS_MAX = 40
@@ -65,10 +65,7 @@ def _event_body(draw, base, members, purchases, moment, prefix) -> dict:
         return {**base, "type": kind, "amount_minor": draw(st.integers(1, 300_000)),
                 "currency": "EUR", "store_id": "s"}
     if kind == "refund":
-        own = [p for p in purchases if p[0] == base["member_id"]]
-        target = draw(st.sampled_from(own)) if own else (None, "unknown", 1000)
-        return {**base, "type": kind, "purchase_event_id": target[1],
-                "amount_minor": draw(st.integers(1, target[2])), "currency": "EUR", "store_id": "s"}
+        return refund_body(draw, base, purchases)
     if kind == "redemption":
         return {**base, "type": kind, "points": draw(st.integers(1, 2000)), "reward_id": "r"}
     if kind == "referral":

@@ -104,7 +104,8 @@ def test_an_outcome_stored_before_versions_reads_as_version_1(ledger):
     (earned,) = facts([result], "points_earned")
     stored = ledger.mapper.to_stored_event(earned)
     state = orjson.loads(stored.state)
-    assert (state.pop("class_version"), state.pop("program_version")) == (2, 1)
+    assert (state.pop("class_version"), state.pop("program_version"), state.pop("campaigns")) == (
+        3, 1, [])  # version 3 added campaign lines (section 12)
     old = dataclasses.replace(stored, state=orjson.dumps(state))
     revived = ledger.mapper.to_domain_event(old)
     assert revived.program_version == 1
@@ -116,14 +117,14 @@ def test_a_snapshot_taken_before_contract_2_reads_with_zero_counters(ledger):
     stored = ledger.mapper.to_stored_event(Snapshot.take(account(ledger, M)))
     state = orjson.loads(stored.state)
     old_state = state["state"]
-    assert old_state.pop("class_version") == 3
+    assert old_state.pop("class_version") == 4  # 3: holds (section 7), 4: campaign_uses (12)
     for name in (*CONTRACT_2_COUNTERS, "transferred_by_year", "holds", "redemptions",
-                 "cancelled_redemptions"):
+                 "cancelled_redemptions", "campaign_uses"):
         del old_state[name]
     old = dataclasses.replace(stored, state=orjson.dumps(state))
     revived = ledger.mapper.to_domain_event(old).mutate(None)
     assert (revived.balance, revived.lifetime_transferred_in, revived.held) == (50, 0, 0)
-    assert revived.transferred_by_year == {}
+    assert revived.transferred_by_year == {} and revived.campaign_uses == {}
     revived.check_invariant()
 
 

@@ -234,7 +234,8 @@ def test_loyalty_process_gets_its_read_model_files_caught_up(pg_ledger, pg_env, 
     a_small_ledger(pg_ledger)
     counts = export_read_models(pg_ledger, database_url(pg_env), tmp_path)
     kpi_rows = counts.pop("kpis.jsonl")
-    assert counts == {"balances.jsonl": 3, "tiers.jsonl": 3, "annual.jsonl": 3}  # all in 2024
+    assert counts == {"balances.jsonl": 3, "tiers.jsonl": 3, "annual.jsonl": 3,  # all in 2024
+                      "campaigns.jsonl": 0}  # the default program has no campaign
     kpis = [orjson.loads(line) for line in (tmp_path / "kpis.jsonl").read_text().splitlines()]
     assert len(kpis) == kpi_rows and {row["kind"] for row in kpis} == {"month", "year", "liability"}
     year_row = next(row for row in kpis if row["kind"] == "year")

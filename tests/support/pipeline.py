@@ -74,14 +74,16 @@ def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s
     raise AssertionError("no progress")
 
 
-def run_with_a_worker_killed(ledger, settings, produced, log_dir, timeout_s: float = 300) -> None:
-    """Two workers on the produced stream; the one running the relay is SIGKILLed once a
-    fifth is processed and replaced; returns when everything is processed."""
+def run_with_a_worker_killed(ledger, settings, produced, log_dir, timeout_s: float = 300,
+                             workers_count: int = 2, killed_at_fraction: float = 0.2) -> None:
+    """``workers_count`` workers on the produced stream; the one running the relay is
+    SIGKILLed once ``killed_at_fraction`` is processed and replaced; returns when everything
+    is processed."""
     from streams.process import start_worker, start_workers, stop_workers, wait_until_processed
 
-    workers = start_workers(settings, 2, log_dir)
+    workers = start_workers(settings, workers_count, log_dir)
     try:
-        wait_for_progress(ledger, settings, produced, fraction_min=0.2)
+        wait_for_progress(ledger, settings, produced, fraction_min=killed_at_fraction)
         victim = workers.pop(0)  # the one that also runs the outbox relay
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()

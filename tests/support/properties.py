@@ -41,6 +41,14 @@ def timed_stream(draw, prefix: str, members: list[str], start: datetime, events_
     return events
 
 
+def refund_body(draw, base: dict, purchases: list[tuple[str, str, int]]) -> dict:
+    """A refund of one of the member's drawn purchases (or of an unknown one), up to its amount."""
+    own = [p for p in purchases if p[0] == base["member_id"]]
+    target = draw(st.sampled_from(own)) if own else (None, "unknown", 1000)
+    return {**base, "type": "refund", "purchase_event_id": target[1],
+            "amount_minor": draw(st.integers(1, target[2])), "currency": "EUR", "store_id": "s"}
+
+
 def account_state(ledger: LoyaltyLedger, member: str) -> dict | None:
     """The account's state as the repository gives it (snapshots included), or None."""
     account = ledger.find_account(member)

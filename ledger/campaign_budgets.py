@@ -1,0 +1,69 @@
+"""Campaign budgets: what each budgeted campaign may still award (CONTRACT section 12).
+
+A campaign's budget is a record of its own (points awarded so far per
+campaign id), not part of any member's account: many workers' batches
+share it. ``BudgetBook`` is what one decision round sees and spends: the
+points awarded before it (read under the budgets' row locks in PostgreSQL,
+``ledger/postgres/campaign_budgets.py``) plus what this round spent; the
+domain asks it what is left and tells it what a purchase took.
+``InMemoryBudgets`` is the in-memory store's budget record (domain unit
+tests), behind the same ``reserve`` interface as ``PostgresBudgets``: a
+round's spending counts only once its facts are saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from ledger.program import Program
+
+
+class BudgetBook:
+    """One decision round's view of the budgets: awarded before it, spent in it."""
+
+    def __init__(self, awarded: Mapping[str, int] | None = None) -> None:
+        self.awarded = dict(awarded or {})
+        self.spent: dict[str, int] = {}
+
+    def lefts(self, program: Program) -> dict[str, int]:
+        """What each budgeted campaign of ``program`` has left (never below 0)."""
+        return {campaign.id: max(campaign.budget_points - self.awarded.get(campaign.id, 0)
+                                 - self.spent.get(campaign.id, 0), 0)
+                for campaign in program.campaigns if campaign.budget_points is not None}
+
+    def spend(self, campaign_id: str, points: int) -> None:
+        self.spent[campaign_id] = self.spent.get(campaign_id, 0) + points
+
+    def save_kwargs(self) -> dict[str, Any]:
+        """Keywords for the recorder's insert (the PostgreSQL book writes its spending there)."""
+        return {}
+
+
+class Budgets(Protocol):
+    """Where budgets are kept: ``reserve`` the ones a round touches, decide, save."""
+
+    def reserve(self, campaign_ids: Sequence[str]) -> Any:
+        """A context manager yielding a ``BudgetBook``; spending counts when it exits cleanly."""
+
+    def awarded(self) -> dict[str, int]:
+        """Points awarded so far, by campaign id."""
+
+
+class InMemoryBudgets:
+    """The in-memory store's budget record: one process, so reserving needs no lock."""
+
+    def __init__(self) -> None:
+        self._awarded: dict[str, int] = {}
+
+    @contextmanager
+    def reserve(self, campaign_ids: Sequence[str]) -> Iterator[BudgetBook]:
+        book = BudgetBook({campaign_id: self._awarded.get(campaign_id, 0)
+                           for campaign_id in campaign_ids})
+        yield book  # an exception (nothing saved) leaves the record as it was
+        for campaign_id, points in book.spent.items():
+            self._awarded[campaign_id] = self._awarded.get(campaign_id, 0) + points
+
+    def awarded(self) -> dict[str, int]:
+        return dict(self._awarded)

@@ -1,0 +1,141 @@
+"""Campaign budgets in PostgreSQL: exact across workers (CONTRACT section 12).
+
+The table ``loyalty_campaign_budgets`` (``campaign_id``, ``awarded_points``)
+sits beside the event store and is created with it. A batch that may touch
+budgeted campaigns opens its transaction first, takes the row locks of
+exactly those budgets (``SELECT ... FOR UPDATE``, in campaign-id order, so two
+batches never deadlock on them), decides its accounts with what remains,
+then writes the facts, the tracking rows and the budgets' new totals in that
+same transaction (``UnpipelinedProcessRecorder.insert_events`` with
+``BUDGET_SESSION``). So a budget is never overspent (a second batch waits
+for the first to commit, then sees what it left), never double-counted when
+a batch is redelivered (the budget is written with the tracking rows that
+make the redelivery a no-op, or not at all), and a budget conflict is a wait
+on a row lock, never a failed batch (it does not count against
+``ledger_attempts_max``). The event store's table lock is taken after the
+budget locks, by every writer in that order.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from psycopg.sql import SQL, Identifier
+
+from ledger.campaign_budgets import BudgetBook
+
+BUDGETS_TABLE = "loyalty_campaign_budgets"
+BUDGET_SESSION = "budget_session"  # insert_events keyword: the open transaction holding the locks
+# The budget transaction is idle while the batch's accounts load and decide (eventsourcing's
+# idle-in-transaction timeout is 5 s); a stalled holder still frees the locks after this long.
+BUDGET_TRANSACTION_IDLE_TIMEOUT_MS = 30_000
+IDLE_TIMEOUT_STATEMENT = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
+
+
+def create_statement(schema: str) -> SQL:
+    return SQL("CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+               "campaign_id text PRIMARY KEY, "
+               "awarded_points bigint NOT NULL DEFAULT 0 CHECK (awarded_points >= 0))"
+               ).format(schema=Identifier(schema), table=Identifier(BUDGETS_TABLE))
+
+
+class BudgetSession:
+    """An open transaction holding the row locks of a batch's budgets."""
+
+    def __init__(self, stack: ExitStack, cursor: Any, schema: str) -> None:
+        self.stack, self.cursor, self.schema = stack, cursor, schema
+        self.open = True
+
+    def lock(self, campaign_ids: Sequence[str]) -> dict[str, int]:
+        """Create missing rows, lock the rows in id order, return their awarded points."""
+        table = SQL("{}.{}").format(Identifier(self.schema), Identifier(BUDGETS_TABLE))
+        ids = sorted(campaign_ids)
+        self.cursor.execute(IDLE_TIMEOUT_STATEMENT, (f"{BUDGET_TRANSACTION_IDLE_TIMEOUT_MS}ms",))
+        self.cursor.execute(SQL("INSERT INTO {} (campaign_id) SELECT unnest(%s::text[]) "
+                                "ON CONFLICT (campaign_id) DO NOTHING").format(table), (ids,))
+        self.cursor.execute(SQL("SELECT campaign_id, awarded_points FROM {} "
+                                "WHERE campaign_id = ANY(%s) ORDER BY campaign_id FOR UPDATE"
+                                ).format(table), (ids,))
+        return {row["campaign_id"]: row["awarded_points"] for row in self.cursor.fetchall()}
+
+    def write(self, spent: Mapping[str, int]) -> None:
+        """Add this batch's spending to the locked rows (same transaction as its facts)."""
+        spent = {campaign_id: points for campaign_id, points in spent.items() if points}
+        if not spent:
+            return
+        self.cursor.execute(SQL(
+            "UPDATE {}.{} AS b SET awarded_points = b.awarded_points + s.points "
+            "FROM unnest(%s::text[], %s::bigint[]) AS s(campaign_id, points) "
+            "WHERE b.campaign_id = s.campaign_id"
+        ).format(Identifier(self.schema), Identifier(BUDGETS_TABLE)),
+            (list(spent), list(spent.values())))
+
+    def commit(self) -> None:
+        if self.open:
+            self.open = False
+            self.stack.close()
+
+    def abort(self) -> None:
+        """Roll back after the error being handled (the datastore may raise its own instead)."""
+        if self.open:
+            self.open = False
+            self.stack.__exit__(*sys.exc_info())
+
+
+class PostgresBookOfBudgets(BudgetBook):
+    """A ``BudgetBook`` whose spending is written by the recorder's insert, under its locks."""
+
+    def __init__(self, session: BudgetSession, awarded: Mapping[str, int]) -> None:
+        super().__init__(awarded)
+        self.session = session
+
+    def save_kwargs(self) -> dict[str, Any]:
+        return {BUDGET_SESSION: self}
+
+
+class PostgresBudgets:
+    """Budgets kept in ``loyalty_campaign_budgets`` of the event store's database."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore
+
+    @contextmanager
+    def reserve(self, campaign_ids: Sequence[str]) -> Iterator[BudgetBook]:
+        """A book of ``campaign_ids`` under row locks; none (no transaction) for no id.
+
+        The recorder's insert writes the spending and commits; a round that
+        saves nothing commits here (only the rows created). An error rolls back.
+        """
+        if not campaign_ids:
+            yield BudgetBook()
+            return
+        session = self._open()
+        try:
+            book = PostgresBookOfBudgets(session, session.lock(campaign_ids))
+            yield book
+        except BaseException:
+            session.abort()
+            raise
+        assert not book.spent or not session.open, "budget spending never saved"  # noqa: S101
+        session.commit()
+
+    def _open(self) -> BudgetSession:
+        stack = ExitStack()
+        connection = stack.enter_context(self.datastore.get_connection())
+        stack.enter_context(connection.transaction())
+        return BudgetSession(stack, stack.enter_context(connection.cursor()), self.datastore.schema)
+
+    def awarded(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(SQL("SELECT campaign_id, awarded_points FROM {}.{}").format(
+                Identifier(self.datastore.schema), Identifier(BUDGETS_TABLE)))
+            return {row["campaign_id"]: row["awarded_points"] for row in cursor.fetchall()}
+
+
+def budgets_of(recorder: Any) -> PostgresBudgets | None:
+    """The budgets beside a PostgreSQL recorder's event store (None for another store)."""
+    datastore = getattr(recorder, "datastore", None)
+    return PostgresBudgets(datastore) if datastore is not None else None

@@ -1,0 +1,106 @@
+"""Campaign budgets in PostgreSQL (contract 2, section 12): a record of their own, written in
+the transaction of the awards they fund, under row locks: exact when several ledgers (workers)
+decide at once, untouched by a failed or redelivered batch."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from ledger.application import LoyaltyLedger
+from ledger.commands import command_from_event
+from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
+from tests.support import builders as b
+
+BUDGET_POINTS = 1000
+BONUS_POINTS = 30  # 1000 is not a multiple of 30: the last award is partial
+WORKERS = 4
+BATCHES_PER_WORKER = 6
+PURCHASES_PER_BATCH = 10
+PROGRAM = parse_program(DEFAULT_PROGRAM_PATH.read_text() + f"""
+[[campaigns]]
+id = "tight"
+name = "Thirty for everyone, while it lasts"
+starts_at = "2025-01-01T00:00:00Z"
+ends_at = "2026-01-01T00:00:00Z"
+bonus_points = {BONUS_POINTS}
+budget_points = {BUDGET_POINTS}
+""")
+
+
+def purchases(prefix: str, count: int) -> list:
+    return [command_from_event(b.purchase(f"{prefix}-{n}", "2025-06-07T10:00:00Z", 100))
+            for n in range(count)]
+
+
+def campaign_points(ledger: LoyaltyLedger) -> list[int]:
+    return [line["points"] for fact in ledger.fact_log.facts()
+            if type(fact).__name__ == "PointsEarned" for line in fact.campaigns]
+
+
+@pytest.fixture
+def ledgers(pg_env):
+    made = [LoyaltyLedger(env=pg_env, program=PROGRAM) for _ in range(WORKERS)]
+    yield made
+    for ledger in made:
+        ledger.close()
+
+
+def test_concurrent_ledgers_award_the_budget_exactly(ledgers):
+    errors = []
+
+    def worker(index: int, ledger: LoyaltyLedger) -> None:
+        try:
+            for batch in range(BATCHES_PER_WORKER):
+                ledger.process_batch(purchases(f"w{index}-b{batch}", PURCHASES_PER_BATCH),
+                                     Tracking(f"topic:{index}", batch + 1))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i, ledger)) for i, ledger in enumerate(ledgers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []  # a budget conflict is a wait, never a failed batch
+    awarded = campaign_points(ledgers[0])
+    assert WORKERS * BATCHES_PER_WORKER * PURCHASES_PER_BATCH * BONUS_POINTS > 5 * BUDGET_POINTS
+    assert sum(awarded) == BUDGET_POINTS
+    assert awarded.count(BONUS_POINTS) == BUDGET_POINTS // BONUS_POINTS
+    assert sorted(set(awarded)) == [BUDGET_POINTS % BONUS_POINTS, BONUS_POINTS]  # one partial
+    assert ledgers[0].budgets.awarded() == {"tight": BUDGET_POINTS}
+
+
+def test_a_failed_batch_spends_nothing_and_a_redelivered_one_nothing_twice(ledgers):
+    ledger, first = ledgers[0], purchases("first", 2)
+    ledger.process_batch(first, Tracking("topic:0", 5))
+    assert ledger.budgets.awarded() == {"tight": 2 * BONUS_POINTS}
+    with pytest.raises(IntegrityError):  # a zombie's batch: its tracking row is taken
+        ledgers[1].process_batch(purchases("zombie", 3), Tracking("topic:0", 5))
+    assert ledger.budgets.awarded() == {"tight": 2 * BONUS_POINTS}
+    ledger.process_batch(first, Tracking("topic:0", 6))  # the same events redelivered
+    assert ledger.budgets.awarded() == {"tight": 2 * BONUS_POINTS}
+    assert sum(campaign_points(ledger)) == 2 * BONUS_POINTS
+
+
+def test_a_batch_outside_every_budgeted_window_takes_no_budget_lock(ledgers):
+    ledger = ledgers[0]
+    late = command_from_event(b.purchase("late", "2026-02-01T10:00:00Z", 100))
+    with ledger.budgets.reserve(ledger._budget_ids([late])) as book:
+        assert type(book).__name__ == "BudgetBook" and book.awarded == {}
+    ledger.process_batch([late], Tracking("topic:9", 1))
+    assert ledger.budgets.awarded() == {}
+
+
+LIBRARY_IDLE_TIMEOUT_S = 5  # eventsourcing's idle_in_transaction_session_timeout default
+
+
+def test_a_batch_deciding_longer_than_the_librarys_idle_timeout_keeps_its_budget_locks(ledgers):
+    import time
+
+    with ledgers[0].budgets.reserve(["tight"]) as book:
+        time.sleep(LIBRARY_IDLE_TIMEOUT_S + 1)  # the transaction idle, as while accounts decide
+        assert book.awarded == {"tight": 0}
+    assert ledgers[0].budgets.awarded() == {"tight": 0}  # committed, not cut by the server
