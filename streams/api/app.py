@@ -191,9 +191,11 @@ async def _known_key(parts: Parts, presented: str) -> ApiKey | None:
 
 
 async def reader(request: Request) -> Parts:
+    """The parts, for a key with the read scope (kept as ``request.state.api_key``)."""
     key = await authenticate(request)
     if READ_SCOPE not in key.scopes:
         raise ApiError(403, "forbidden", "this key has no read scope")
+    request.state.api_key = key
     return request.app.state.parts
 
 
@@ -236,7 +238,7 @@ def _install_member_routes(app: FastAPI) -> None:
     async def member(member_id: str, request: Request, as_of: str | None = None) -> dict:
         parts = await reader(request)
         moment = _as_of(as_of)
-        with_profile = CRM_SCOPE in (await authenticate(request)).scopes  # section 13
+        with_profile = CRM_SCOPE in request.state.api_key.scopes  # section 13: authenticated once
         document = await parts.reads.run(parts.reads.member, member_id, moment, with_profile)
         if document is None:
             raise ApiError(404, "unknown_member", "the ledger has no fact of this member"

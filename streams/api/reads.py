@@ -77,7 +77,7 @@ class LedgerReads:
         document = member_document(account, ledger)
         if with_profile:
             document |= {"profile": ledger.member_profile(member_id),
-                         "consents": dict(account.consents), "erased": account.erased_at is not None}
+                         "consents": dict(account.consents)}
         return document
 
     def history(self, member_id: str, after_version: int, limit: int) -> list[dict] | None:
@@ -153,6 +153,7 @@ def member_document(account: LoyaltyAccount, ledger: LoyaltyLedger) -> dict[str,
         "holds": open_holds(account.holds),
         "version": account.version,
         "clock": account.clock,
+        "erased": account.erased_at is not None,  # a closed account (section 13): no personal datum
     })
 
 

@@ -23,6 +23,7 @@ import pytest
 from projections.kpi_charts import CHARTS
 from streams.api.keys import key_store
 from tests.support import builders as b
+from tests.support import member_builders as mb
 from tests.support.api import API_STOP_TIMEOUT_S
 from tests.support.console import (console_client, console_stack, csrf_of, produce_raw, sign_in,
                                    wait_for_dead_letter)
@@ -196,3 +197,22 @@ def test_the_api_stops_cleanly_after_the_console_opened_its_parts(stack, admin):
     api.process.send_signal(signal.SIGTERM)
     assert api.process.wait(API_STOP_TIMEOUT_S) == 0
     assert "Traceback" not in api.log_path.read_text()
+
+
+def test_the_member_page_shows_the_profile_to_crm_keys_only_and_erased_to_all(stack, admin):
+    m = member()
+    with stack.client(stack.key()) as till:
+        enrolled = mb.enrolled(m, "2025-03-01T10:00:00Z", profile=mb.PROFILE, marketing=True)
+        assert till.post("/v1/events", json=enrolled).status_code == 200
+        crm_page = admin.get("/console/members", params={"member_id": m}).text  # admin: every scope
+        assert 'id="profile"' in crm_page and mb.PROFILE["email"] in crm_page
+        reader = console_client(stack, stack.key(["read"]))
+        try:
+            plain = reader.get("/console/members", params={"member_id": m}).text
+            assert 'id="profile"' not in plain and mb.PROFILE["email"] not in plain
+            assert till.post("/v1/events", json=mb.erased(m, "2025-03-02T10:00:00Z")).status_code == 200
+            assert 'id="erased"' in reader.get("/console/members", params={"member_id": m}).text
+        finally:
+            reader.close()
+    gone = admin.get("/console/members", params={"member_id": m}).text
+    assert 'id="erased"' in gone and mb.PROFILE["email"] not in gone and "<dd>erased</dd>" in gone

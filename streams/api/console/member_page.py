@@ -18,9 +18,11 @@ PERCENT = 100
 VERSION_MAX = 2**63 - 1  # the event store's versions are bigints
 
 
-async def member_figures(parts, member_id: str, moment: datetime | None, after_version: int) -> dict | None:
-    """The member page's document, history page and tier progress; None for an unknown member."""
-    document = await _document(parts, member_id, moment)
+async def member_figures(parts, member_id: str, moment: datetime | None, after_version: int,
+                         with_profile: bool = False) -> dict | None:
+    """The member page's document (the decrypted profile too ``with_profile``: a ``crm``
+    key), history page and tier progress; None for an unknown member."""
+    document = await _document(parts, member_id, moment, with_profile)
     if document is None:
         return None
     facts = await parts.reads.run(parts.reads.history, member_id, after_version, HISTORY_FACTS_PER_PAGE) or []
@@ -31,9 +33,10 @@ async def member_figures(parts, member_id: str, moment: datetime | None, after_v
             "progress_pct": tier_progress_pct(document, parts.reads.ledger.program)}
 
 
-async def _document(parts, member_id: str, moment: datetime | None) -> dict | None:
+async def _document(parts, member_id: str, moment: datetime | None,
+                    with_profile: bool) -> dict | None:
     try:
-        return await parts.reads.run(parts.reads.member, member_id, moment)
+        return await parts.reads.run(parts.reads.member, member_id, moment, with_profile)
     except OverflowError:  # a time at the edge of datetime's range, moved to UTC
         raise ConsoleError(422, "as of: a time the ledger can hold") from None
 

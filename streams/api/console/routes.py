@@ -24,7 +24,7 @@ from streams.api.console.web import (PREFIX, SESSION_COOKIE, STATIC_DIR, Console
                                      checked_form, console_parts, first, form_of, page, parse_moment,
                                      read_models, require_scope, set_cookie, sign_in_page,
                                      sign_in_token_matches, signed_in)
-from streams.api.keys import READ_SCOPE
+from streams.api.keys import CRM_SCOPE, READ_SCOPE
 
 ADMIN_SCOPE = "admin"
 SEE_OTHER = 303
@@ -104,7 +104,8 @@ def _install_pages(app: FastAPI) -> None:
         context = {"session": session, "tab": "members", "member_id": member_id, "as_of": as_of}
         if not member_id:
             return page(request, "member.html", **context, document=None)
-        shown = await member_figures(parts, member_id, parse_moment(as_of, end_of_day=True), after_version)
+        shown = await member_figures(parts, member_id, parse_moment(as_of, end_of_day=True), after_version,
+                                     with_profile=CRM_SCOPE in session.key.scopes)
         if shown is None:
             return page(request, "member.html", 404, **context, document=None, unknown=True)
         return page(request, "member.html", **context, **shown, may_adjust=ADMIN_SCOPE in session.key.scopes)
