@@ -30,7 +30,9 @@ from ledger.calendar import format_timestamp, parse_timestamp
 from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
 from ledger.program import load_program
-from tests.support.properties import TwiceLedger, account_state, property_settings, replayed_state
+from tests.support.properties import (TwiceLedger, check_invariant_after_every_event,
+                                      check_rebuild_equal, check_twice_equals_once,
+                                      property_settings)
 
 EXAMPLES_MAX = 30
 EVENTS_MAX = 40
@@ -137,10 +139,7 @@ def _facts(ledger: LoyaltyLedger, events: list[dict]) -> list:
 @SETTINGS
 @given(events=event_streams())
 def test_invariant_holds_after_every_event(ledger_env, events):
-    ledger = LoyaltyLedger(env=ledger_env, program=PROGRAM)
-    for event in events:
-        for result in ledger.apply_in_order([command_from_event(event)]):
-            ledger.find_account(result.member_id).check_invariant()
+    check_invariant_after_every_event(LoyaltyLedger(env=ledger_env, program=PROGRAM), events)
 
 
 @SETTINGS
@@ -184,14 +183,8 @@ def test_a_redemption_is_cancelled_at_most_once_for_what_it_redeemed(ledger_env,
 @SETTINGS
 @given(events=event_streams())
 def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events):
-    once = LoyaltyLedger(env=ledger_env, program=PROGRAM)
-    twice = TwiceLedger(env=ledger_env, program=PROGRAM)
-    for event in events:
-        once.apply_in_order([command_from_event(event)])
-        results = twice.apply_in_order([command_from_event(event), command_from_event(dict(event))])
-        assert results[-1].status == "duplicate"
-    for member in _members(events):
-        assert account_state(twice, member) == account_state(once, member)
+    check_twice_equals_once(LoyaltyLedger(env=ledger_env, program=PROGRAM),
+                            TwiceLedger(env=ledger_env, program=PROGRAM), events, _members(events))
 
 
 @SETTINGS
@@ -199,6 +192,4 @@ def test_applying_any_event_twice_equals_applying_it_once(ledger_env, events):
 def test_rebuild_from_facts_with_and_without_snapshots_is_equal(ledger_env, events):
     ledger = LoyaltyLedger(env={**ledger_env, "LOYALTY_SNAPSHOT_INTERVAL_EVENTS": "3"},
                            program=PROGRAM)
-    ledger.apply_in_order([command_from_event(event) for event in events])
-    for member in _members(events):
-        assert account_state(ledger, member) == replayed_state(ledger, member)
+    check_rebuild_equal(ledger, events, _members(events))
