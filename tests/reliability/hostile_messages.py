@@ -80,12 +80,18 @@ def valid_events(draw) -> dict:
         event |= {"profile": {"name": f"{text}#n"}}
     elif kind == "nps_response":
         event |= {"score": draw(st.integers(min_value=0, max_value=10)), "touchpoint": f"{text}#t"}
+    elif kind == "redemption_hold":
+        event |= {"points": draw(amount), "reward_id": f"{text}#w", "expires_at": draw(timestamps)}
+    elif kind in ("redemption_capture", "redemption_void"):
+        event |= {"hold_event_id": f"{text}#h"}
+    elif kind == "redemption_cancel":
+        event |= {"redemption_event_id": f"{text}#x"}
     return event
 
 
 INTEGER_FIELDS = {"purchase": ["amount_minor"], "refund": ["amount_minor"],
                   "redemption": ["points"], "year_closed": ["year"],
-                  "adjustment": ["points"], "transfer": ["points"]}
+                  "adjustment": ["points"], "transfer": ["points"], "redemption_hold": ["points"]}
 STRING_FIELDS = ["event_id", "member_id", "occurred_at"]
 MAX_LENGTHS = {"event_id": 128, "member_id": 64, "store_id": 64, "purchase_event_id": 128,
                "referrer_member_id": 64}
