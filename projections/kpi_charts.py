@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy
 import orjson
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -103,13 +104,19 @@ def _tier_series(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(field for field in first if field.startswith(TIER_PREFIX))
 
 
+def _gaps_masked(values: list[int | None]) -> numpy.ma.MaskedArray:
+    """The integer series with its missing periods (None) masked: matplotlib leaves gaps there."""
+    return numpy.ma.masked_array([0 if value is None else value for value in values],
+                                 mask=[value is None for value in values], dtype=numpy.int64)
+
+
 def _draw(figure: Figure, data: dict[str, Any], chart: Chart) -> None:
     axes = figure.add_subplot()
     positions = range(len(data["x"]))
     series = data["series"]
     width = 0.8 / max(len(series), 1)
     for index, (label, values) in enumerate(series.items()):
-        plotted = [float("nan") if value is None else value for value in values]
+        plotted = _gaps_masked(values)
         if chart.bars:
             axes.bar([p + index * width for p in positions], plotted, width=width, label=label)
         else:
