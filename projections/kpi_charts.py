@@ -116,11 +116,11 @@ def _draw(figure: Figure, data: dict[str, Any], chart: Chart) -> None:
     series = data["series"]
     width = 0.8 / max(len(series), 1)
     for index, (label, values) in enumerate(series.items()):
-        plotted = _gaps_masked(values)
-        if chart.bars:
-            axes.bar([p + index * width for p in positions], plotted, width=width, label=label)
+        if chart.bars:  # a missing period has no bar
+            shown = [(p + index * width, value) for p, value in zip(positions, values) if value is not None]
+            axes.bar([x for x, _ in shown], [value for _, value in shown], width=width, label=label)
         else:
-            axes.plot(list(positions), plotted, marker="o", label=label)
+            axes.plot(list(positions), _gaps_masked(values), marker="o", label=label)
     axes.set_xticks(list(positions), data["x"], rotation=60, fontsize=8)
     axes.set_title(chart.title)
     axes.set_ylabel(chart.unit)
