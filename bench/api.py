@@ -44,7 +44,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from bench.ingest import start_pipeline
-from bench.latency import _give_up, _start_follower, _stop
+from bench.latency import _give_up, _start_follower, _stop, time_seen_in_balances
 from bench.services import BenchServices
 from ledger.calendar import format_timestamp
 from ledger.postgres.urls import eventsourcing_env_from_url
@@ -246,12 +246,7 @@ async def _watch_balances(db: psycopg.AsyncConnection, pending: dict[str, deque]
         if oldest is None and sent_all.is_set():
             return 0
         if oldest is not None:
-            cursor = await db.execute("SELECT member_id, last_event_at FROM balances "
-                                      "WHERE last_event_at >= %s", (oldest,))
-            for member, clock in await cursor.fetchall():
-                queue = pending.get(member)
-                while queue and queue[0][0] <= clock:
-                    timings.append((polled - queue.popleft()[1]) * 1000)
+            await time_seen_in_balances(db, pending, timings, oldest, polled)
         if sent_all.is_set():
             drain_deadline = drain_deadline or polled + DRAIN_TIMEOUT_S
             if polled > drain_deadline:

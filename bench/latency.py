@@ -255,12 +255,7 @@ async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, top
                     while heap and heap[0][0] <= offset:
                         ledger_latencies.append((polled_at - heapq.heappop(heap)[1]) * 1000)
             if oldest is not None:
-                cursor = await db.execute("SELECT member_id, last_event_at FROM balances "
-                                          "WHERE last_event_at >= %s", (oldest,))
-                for member, clock in await cursor.fetchall():
-                    queue = pending.get(member)
-                    while queue and queue[0][0] <= clock:
-                        latencies.append((polled_at - queue.popleft()[1]) * 1000)
+                await time_seen_in_balances(db, pending, latencies, oldest, polled_at)
             if sent_all.is_set():
                 drain_deadline = drain_deadline or polled_at + min(DRAIN_TIMEOUT_S, seconds)
                 if polled_at > drain_deadline:
@@ -273,6 +268,18 @@ async def _measured(producer: AIOKafkaProducer, db: psycopg.AsyncConnection, top
     offered_s = time.monotonic() - started
     unseen = await watcher
     return LatencyRun(latencies, ledger_latencies, total, unseen, offered_s, {})
+
+
+async def time_seen_in_balances(db: Any, pending: dict[str, deque[tuple[datetime, float]]],
+                                timings: list[float], oldest: datetime, polled_at: float) -> None:
+    """Time each pending (occurred_at, sent) whose member's ``balances`` row now shows it
+    (``last_event_at`` reached its ``occurred_at``), in ms since sent; drop it from ``pending``."""
+    cursor = await db.execute("SELECT member_id, last_event_at FROM balances "
+                              "WHERE last_event_at >= %s", (oldest,))
+    for member, clock in await cursor.fetchall():
+        queue = pending.get(member)
+        while queue and queue[0][0] <= clock:
+            timings.append((polled_at - queue.popleft()[1]) * 1000)
 
 
 def _give_up(pending: dict[str, deque[tuple[datetime, float]]], latencies: list[float],
