@@ -59,8 +59,9 @@ class Settings(LedgerSettings):
     api_host: str = "127.0.0.1"              # the till API's bind address (loyalty api)
     api_port: int = 8080
     reply_timeout_ms: int = 2000             # POST /v1/events waits this long for the outcome, then 202
-    reply_poll_interval_ms: int = 10         # how often a waiting request reads the member's new facts
+    reply_poll_interval_ms: int = 200        # a waiting request re-reads on its member's commit, at least this often
     api_read_threads: int = 4                # threads running the ledger's (blocking) reads
+    api_account_cache_accounts_max: int = 10_000  # accounts the API keeps and catches up on each read
     api_rate_requests_per_s: int = 100       # per key, sustained
     api_rate_burst_requests: int = 200       # per key, at once
     api_key_cache_ttl_ms: int = 1000         # a revoked key is refused at most this long after

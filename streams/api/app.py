@@ -33,6 +33,7 @@ from streams.api.keys import CRM_SCOPE, READ_SCOPE, ApiKey, KeyStore, key_digest
 from streams.api.limits import RateLimiter
 from streams.api.metrics import ApiMetrics
 from streams.api.reads import LedgerReads
+from streams.api.wakeups import FactWakeups
 from streams.api.writes import EventIdConflict, EventWriter
 from streams.kafka_security import aiokafka_options
 from streams.settings import Settings
@@ -48,6 +49,8 @@ KEY_CACHE_ENTRIES_MAX = 10_000
 PRODUCE_REQUEST_TIMEOUT_MS = 5000
 QUOTE_EVENT_ID = "quote"
 UNMATCHED_ROUTE = "unmatched"
+SERVER_ERROR_STATUS = 500
+JSON_MEDIA_TYPE = "application/json"
 LEDGER_POOL_CONNECTIONS_MAX = 15  # eventsourcing's PostgreSQL pool: 5 connections + 10 overflow
 
 
@@ -80,7 +83,7 @@ async def _open_parts(settings: Settings,
     from streams.worker import open_ledger  # here, not at import: it loads faust, which only serving needs
 
     ledger = await asyncio.to_thread(open_ledger, replace(settings, account_cache_accounts_max=0))
-    reads = LedgerReads(ledger, settings.api_read_threads)
+    reads = LedgerReads(ledger, settings.api_read_threads, settings.api_account_cache_accounts_max)
     pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.api_read_threads, open=False)
     await asyncio.to_thread(pool.open, True)
     keys = KeyStore(pool)
@@ -88,8 +91,11 @@ async def _open_parts(settings: Settings,
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 request_timeout_ms=PRODUCE_REQUEST_TIMEOUT_MS, **aiokafka_options(settings))
     await producer.start()
-    writer = EventWriter(reads, producer, settings.events_topic, settings.reply_timeout_ms,
-                         settings.reply_poll_interval_ms)
+    recorder = ledger.recorder
+    wakeups = FactWakeups(settings.database_url, recorder.datastore.schema, recorder.events_table_name,
+                          recorder.channel_name, settings.reply_poll_interval_ms)
+    wakeups.start()
+    writer = EventWriter(reads, producer, settings.events_topic, settings.reply_timeout_ms, wakeups)
     limiter = RateLimiter(settings.api_rate_requests_per_s, settings.api_rate_burst_requests)
     return Parts(settings, reads, keys, writer, limiter, metrics, {}, pool), pool, producer
 
@@ -109,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await close_console(app)
+            await parts.writer.wakeups.stop()
             await producer.stop()
             await asyncio.to_thread(pool.close)
             await asyncio.to_thread(parts.reads.close)
@@ -150,12 +157,42 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _install_metrics(app: FastAPI, metrics: ApiMetrics) -> None:
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.requests.labels(getattr(route, "path", UNMATCHED_ROUTE), str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestCounter, metrics=metrics)
+
+
+class RequestCounter:
+    """ASGI middleware counting every answer by route template and status (a plain ASGI
+    wrapper: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
+
+    def __init__(self, app, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [SERVER_ERROR_STATUS]  # an exception escaping the app becomes a 500 outside
+
+        async def counting_send(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            self.metrics.requests.labels(route, str(status[0])).inc()
+
+
+def json_answer(document: dict, status: int = 200, headers: dict | None = None) -> Response:
+    """``document`` as JSON with orjson (FastAPI's encoder walks every value in Python first);
+    the standard encoder for what orjson refuses (an integer past 64 bits)."""
+    try:
+        body = orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        return JSONResponse(document, status_code=status, headers=headers)
+    return Response(body, status_code=status, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 # ------------------------------------------------------------------- keys
@@ -235,7 +272,7 @@ def _install_routes(app: FastAPI) -> None:
 
 def _install_member_routes(app: FastAPI) -> None:
     @app.get("/v1/members/{member_id}")
-    async def member(member_id: str, request: Request, as_of: str | None = None) -> dict:
+    async def member(member_id: str, request: Request, as_of: str | None = None) -> Response:
         parts = await reader(request)
         moment = _as_of(as_of)
         with_profile = CRM_SCOPE in request.state.api_key.scopes  # section 13: authenticated once
@@ -243,22 +280,22 @@ def _install_member_routes(app: FastAPI) -> None:
         if document is None:
             raise ApiError(404, "unknown_member", "the ledger has no fact of this member"
                            + (" at or before as_of" if moment else ""))
-        return document
+        return json_answer(document)
 
     @app.get("/v1/members/{member_id}/history")
     async def history(member_id: str, request: Request, after_version: int = Query(0, ge=0, le=VERSION_MAX),
-                      limit: int = Query(HISTORY_FACTS_DEFAULT, ge=1, le=HISTORY_FACTS_MAX)) -> dict:
+                      limit: int = Query(HISTORY_FACTS_DEFAULT, ge=1, le=HISTORY_FACTS_MAX)) -> Response:
         parts = await reader(request)
         facts = await parts.reads.run(parts.reads.history, member_id, after_version, limit)
         if facts is None:
             raise ApiError(404, "unknown_member", "the ledger has no fact of this member")
-        return {"member_id": member_id, "facts": facts}
+        return json_answer({"member_id": member_id, "facts": facts})
 
     @app.post("/v1/quote")
-    async def quote(request: Request) -> dict:
+    async def quote(request: Request) -> Response:
         parts = await reader(request)
         purchase = decoded(_with_quote_event_id(await body_of(request)))
-        return await parts.reads.run(parts.reads.quote, purchase)
+        return json_answer(await parts.reads.run(parts.reads.quote, purchase))
 
 
 def _as_of(text: str | None):
@@ -297,18 +334,18 @@ def _install_event_routes(app: FastAPI) -> None:
         if reply.timed_out:
             parts.metrics.replies_timed_out.inc()
             location = f"/v1/events/{event['event_id']}?member_id={event['member_id']}"
-            return JSONResponse({"event_id": event["event_id"], "member_id": event["member_id"],
-                                 "status": "accepted", "location": location},
-                                status_code=202, headers={"Location": location})
-        return JSONResponse(reply.outcome)
+            return json_answer({"event_id": event["event_id"], "member_id": event["member_id"],
+                                "status": "accepted", "location": location},
+                               status=202, headers={"Location": location})
+        return json_answer(reply.outcome)
 
     @app.get("/v1/events/{event_id}")
-    async def event_outcome(event_id: str, request: Request, member_id: str = Query(...)) -> dict:
+    async def event_outcome(event_id: str, request: Request, member_id: str = Query(...)) -> Response:
         parts = await reader(request)
         outcome = await parts.reads.run(parts.reads.outcome_of, member_id, event_id)
         if outcome is None:
             raise ApiError(404, "no_outcome", "the ledger has no outcome of this event for this member (yet)")
-        return outcome
+        return json_answer(outcome)
 
 
 async def _submit(parts: Parts, event: dict, raw: bytes):
@@ -323,8 +360,8 @@ async def _submit(parts: Parts, event: dict, raw: bytes):
 
 def _install_service_routes(app: FastAPI) -> None:
     @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
+    async def healthz() -> Response:
+        return json_answer({"status": "ok"})
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:

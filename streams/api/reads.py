@@ -7,7 +7,9 @@ runs each read in its own ``ThreadPoolExecutor`` of ``api_read_threads``
 threads: the event loop never blocks on the database, and the aggregate
 fold, snapshots and transcoding stay the library's (an async re-implementation
 of them would be a second copy of the ledger's read path). The ledger is
-opened without an account cache: another process writes the accounts.
+opened without its account cache (another process writes the accounts):
+current accounts are kept by ``streams.api.fresh_accounts``, which catches
+each one up with the facts after its version on every read.
 
 A lot's ``active_from`` is its activation time while pending, else its
 ``occurred_at`` (the domain forgets when a pending lot activated: an
@@ -33,6 +35,7 @@ from ledger.quote import quote_purchase
 from ledger.calendar import parse_timestamp
 from ledger.wire import fact_fields, json_ready
 from projections.figures import tier_figures
+from streams.api.fresh_accounts import FreshAccounts, Kept
 
 T = TypeVar("T")
 REJECTED_SUFFIX = "_rejected"
@@ -51,8 +54,9 @@ class Recorded:
 class LedgerReads:
     """Blocking ledger reads, each run on the read thread pool."""
 
-    def __init__(self, ledger: LoyaltyLedger, threads: int) -> None:
+    def __init__(self, ledger: LoyaltyLedger, threads: int, accounts_max: int) -> None:
         self.ledger = ledger
+        self.accounts = FreshAccounts(ledger, accounts_max)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="api-read")
 
     async def run(self, function: Callable[..., T], *args, **kwargs) -> T:
@@ -70,15 +74,18 @@ class LedgerReads:
         """The member document; ``with_profile`` (a ``crm`` key) adds the decrypted profile
         (section 13: null once erased or never given) and the consents."""
         ledger = self.ledger
-        account = (ledger.account_as_of(member_id, as_of) if as_of is not None
-                   else ledger.find_account(member_id))
-        if account is None:
-            return None
-        document = member_document(account, ledger)
-        if with_profile:
-            document |= {"profile": ledger.member_profile(member_id),
-                         "consents": dict(account.consents)}
-        return document
+        if as_of is not None:
+            account = ledger.account_as_of(member_id, as_of)
+            return None if account is None else self._with_profile(
+                member_document(account, ledger), account, with_profile)
+        return self.accounts.read(member_id, lambda kept: self._with_profile(
+            kept_document(kept, ledger), kept.account, with_profile))
+
+    def _with_profile(self, document: dict, account: LoyaltyAccount, with_profile: bool) -> dict:
+        if not with_profile:
+            return document
+        return document | {"profile": self.ledger.member_profile(account.member_id),
+                           "consents": dict(account.consents)}
 
     def history(self, member_id: str, after_version: int, limit: int) -> list[dict] | None:
         facts = list(self.ledger.events.get(account_id(member_id), gt=after_version, limit=limit))
@@ -88,9 +95,10 @@ class LedgerReads:
 
     def recorded(self, event: dict) -> Recorded:
         """Has the member's ledger applied ``event`` (by id), with this payload or another?"""
-        account = self.ledger.find_account(event["member_id"])
-        if account is None:
-            return Recorded(ABSENT)
+        recorded = self.accounts.read(event["member_id"], lambda kept: self._recorded(kept.account, event))
+        return recorded or Recorded(ABSENT)
+
+    def _recorded(self, account: LoyaltyAccount, event: dict) -> Recorded:
         fingerprint = account.applied.get(event["event_id"])
         if fingerprint is None:
             return Recorded(ABSENT, account.version)
@@ -101,8 +109,7 @@ class LedgerReads:
 
     def outcome_of(self, member_id: str, event_id: str) -> dict | None:
         """The recorded outcome of ``event_id`` for the member, or None while there is none."""
-        account = self.ledger.find_account(member_id)
-        if account is None or event_id not in account.applied:
+        if not self.accounts.read(member_id, lambda kept: event_id in kept.account.applied):
             return None
         return self.outcome_after(member_id, event_id, 0)
 
@@ -134,6 +141,13 @@ class LedgerReads:
 
 
 # ---------------------------------------------------------------- documents
+
+
+def kept_document(kept: Kept, ledger: LoyaltyLedger) -> dict[str, Any]:
+    """The member document of a kept account, shaped once per version (shared: not to be changed)."""
+    if kept.document is None:
+        kept.document = member_document(kept.account, ledger)
+    return kept.document
 
 
 def member_document(account: LoyaltyAccount, ledger: LoyaltyLedger) -> dict[str, Any]:

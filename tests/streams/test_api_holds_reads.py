@@ -15,7 +15,7 @@ M = "till-member"
 
 @pytest.fixture
 def reads():
-    reads = LedgerReads(LoyaltyLedger(), threads=1)
+    reads = LedgerReads(LoyaltyLedger(), threads=1, accounts_max=10)
     yield reads
     reads.close()
 

@@ -12,7 +12,7 @@ from tests.support.ledger_steps import apply
 
 def test_the_profile_is_shown_only_with_profile_asked_and_never_after_erasure():
     ledger = LoyaltyLedger()
-    reads = LedgerReads(ledger, threads=1)
+    reads = LedgerReads(ledger, threads=1, accounts_max=10)
     apply(ledger, mb.enrolled("m-api", "2025-01-01T10:00:00Z", profile=mb.PROFILE, marketing=True))
     plain = reads.member("m-api")
     assert "profile" not in plain and mb.PROFILE["email"] not in str(plain)
@@ -26,7 +26,7 @@ def test_the_profile_is_shown_only_with_profile_asked_and_never_after_erasure():
 
 def test_a_resubmitted_enrollment_is_applied_and_another_payload_a_conflict():
     ledger = LoyaltyLedger()
-    reads = LedgerReads(ledger, threads=1)
+    reads = LedgerReads(ledger, threads=1, accounts_max=10)
     event = mb.enrolled("m-api", "2025-01-01T10:00:00Z", profile=mb.PROFILE, event_id="enr-api")
     apply(ledger, event)
     assert reads.recorded(event).status == APPLIED
