@@ -20,14 +20,16 @@ members (``BG-...``, a background stream produced by this process):
   (the member's ``last_event_at`` reaches the event's ``occurred_at``, polled
   every ``POLL_INTERVAL_MS``);
 - balance lookups: ``LOOKUP_CLIENTS`` concurrent clients (keep-alive
-  connections) ``GET /v1/members/{id}`` for ``lookup_seconds``, after the
-  background stream has stopped; requests/s and the p99 of each request;
+  connections, ``bench.http_load``) ``GET /v1/members/{id}`` for
+  ``lookup_seconds``, after the background stream has stopped; requests/s
+  and the p99 of each request;
 - its baseline: ``GET /healthz`` the same way (the HTTP stack without a
   ledger read: the ceiling of one API process on this box).
 
-The load generator is this Python process (aiohttp's client: httpx's costs
-more CPU per request than the API's own answer), on the same cores as
-everything else: its own cost is in the figures.
+Requests carry a till's key (``TILL_SCOPES``: no ``crm`` scope, so no
+profile is decrypted). The load generator is this Python process (aiohttp
+for the redemptions, ``bench.http_load`` for the lookups), on the same cores
+as everything else: its own cost is in the figures.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ import orjson
 import psycopg
 from aiokafka import AIOKafkaProducer
 
+from bench.http_load import hammer
 from bench.ingest import start_pipeline
 from bench.latency import _give_up, _start_follower, _stop, time_seen_in_balances
 from bench.services import BenchServices
 from ledger.calendar import format_timestamp
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import open_read_models
+from streams.api.keys import key_store
 from streams.devkit.till_api import TillApi
 from streams.process import stop_workers
 from streams.topics import ensure_topics
@@ -69,6 +73,7 @@ PRODUCER_LINGER_MS = 5
 WARM_UP_MINOR = 100_000             # 1,000 points each: enough for every 1-point redemption
 PURCHASE_MINOR = 2_599
 STREAM_START = datetime(2025, 6, 2, tzinfo=timezone.utc)
+TILL_SCOPES = ["read", "earn", "redeem"]
 
 
 @dataclass
@@ -101,8 +106,10 @@ def measure(services: BenchServices, label: str, seconds: float, redemption_rate
     api = None
     try:
         api = TillApi.start(replace(settings, metrics_port=None), run_logs / "api.log")
+        with key_store(settings.database_url) as keys:
+            till_key, _ = keys.create(TILL_SCOPES)
         plan = Plan(settings.bootstrap_servers, settings.events_topic, settings.database_url,
-                    api.url, api.key, members, seconds, redemption_rate, purchase_rate, lookup_seconds)
+                    api.url, till_key, members, seconds, redemption_rate, purchase_rate, lookup_seconds)
         return asyncio.run(plan.run())
     finally:
         if api is not None:
@@ -153,12 +160,13 @@ class Plan:
                 produced, unseen = await self._baseline(db)
                 stop.set()
                 purchases_per_s = await background
-                lookups = await _hammer(client, [f"/v1/members/{m}" for m in self.http], self.lookup_seconds)
-                health = await _hammer(client, ["/healthz"], self.lookup_seconds)
+                lookups = await hammer(self.api_url, headers, [f"/v1/members/{m}" for m in self.http],
+                                       LOOKUP_CLIENTS, self.lookup_seconds)
+                health = await hammer(self.api_url, headers, ["/healthz"], LOOKUP_CLIENTS, self.lookup_seconds)
         finally:
             await self.producer.stop()
-        return ApiRun(round_trips, produced, lookups[0], lookups[1], health[0], health[1], not_200,
-                      unseen, purchases_per_s)
+        return ApiRun(round_trips, produced, lookups.timings_ms, lookups.requests_per_s,
+                      health.timings_ms, health.requests_per_s, not_200, unseen, purchases_per_s)
 
     async def _send(self, member: str, value: bytes):
         return await self.producer.send(self.topic, value, key=member.encode())
@@ -254,24 +262,4 @@ async def _watch_balances(db: psycopg.AsyncConnection, pending: dict[str, deque]
             if polled > drain_deadline:
                 return _give_up(pending, timings, polled)
         await asyncio.sleep(POLL_INTERVAL_MS / 1000)
-
-
-async def _hammer(client: aiohttp.ClientSession, paths: list[str], seconds: float) -> tuple[list[float], float]:
-    """``LOOKUP_CLIENTS`` loops GETting ``paths`` in turn for ``seconds``: timings, requests/s."""
-    timings: list[float] = []
-    stop_at = time.monotonic() + seconds
-
-    async def loop(offset: int) -> None:
-        number = offset
-        while time.monotonic() < stop_at:
-            sent = time.monotonic()
-            async with client.get(paths[number % len(paths)]) as answer:
-                await answer.read()
-                answer.raise_for_status()
-            timings.append((time.monotonic() - sent) * 1000)
-            number += LOOKUP_CLIENTS
-
-    started = time.monotonic()
-    await asyncio.gather(*(loop(offset) for offset in range(LOOKUP_CLIENTS)))
-    return timings, len(timings) / (time.monotonic() - started)
 

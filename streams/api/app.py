@@ -22,7 +22,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.calendar import parse_timestamp
@@ -32,6 +32,7 @@ from streams.api.console.web import close_console
 from streams.api.keys import CRM_SCOPE, READ_SCOPE, ApiKey, KeyStore, key_digest
 from streams.api.limits import RateLimiter
 from streams.api.metrics import ApiMetrics
+from streams.api.fresh_accounts import NewerFacts
 from streams.api.reads import LedgerReads
 from streams.api.wakeups import FactWakeups
 from streams.api.writes import EventIdConflict, EventWriter
@@ -51,6 +52,7 @@ QUOTE_EVENT_ID = "quote"
 UNMATCHED_ROUTE = "unmatched"
 SERVER_ERROR_STATUS = 500
 JSON_MEDIA_TYPE = "application/json"
+VERSION_CHECK_ACCOUNTS_MAX = 500  # lookups sharing one "any newer fact?" query
 LEDGER_POOL_CONNECTIONS_MAX = 15  # eventsourcing's PostgreSQL pool: 5 connections + 10 overflow
 
 
@@ -83,7 +85,13 @@ async def _open_parts(settings: Settings,
     from streams.worker import open_ledger  # here, not at import: it loads faust, which only serving needs
 
     ledger = await asyncio.to_thread(open_ledger, replace(settings, account_cache_accounts_max=0))
-    reads = LedgerReads(ledger, settings.api_read_threads, settings.api_account_cache_accounts_max)
+    recorder = ledger.recorder
+    probe_pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=1,
+                                     kwargs={"autocommit": True}, open=False)
+    await probe_pool.open(wait=True)
+    reads = LedgerReads(ledger, settings.api_read_threads, settings.api_account_cache_accounts_max,
+                        NewerFacts(probe_pool, recorder.datastore.schema, recorder.events_table_name,
+                                   VERSION_CHECK_ACCOUNTS_MAX))
     pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.api_read_threads, open=False)
     await asyncio.to_thread(pool.open, True)
     keys = KeyStore(pool)
@@ -91,7 +99,6 @@ async def _open_parts(settings: Settings,
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 request_timeout_ms=PRODUCE_REQUEST_TIMEOUT_MS, **aiokafka_options(settings))
     await producer.start()
-    recorder = ledger.recorder
     wakeups = FactWakeups(settings.database_url, recorder.datastore.schema, recorder.events_table_name,
                           recorder.channel_name, settings.reply_poll_interval_ms)
     wakeups.start()
@@ -116,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await close_console(app)
             await parts.writer.wakeups.stop()
+            await parts.reads.newer_facts.pool.close()
             await producer.stop()
             await asyncio.to_thread(pool.close)
             await asyncio.to_thread(parts.reads.close)
@@ -276,7 +284,8 @@ def _install_member_routes(app: FastAPI) -> None:
         parts = await reader(request)
         moment = _as_of(as_of)
         with_profile = CRM_SCOPE in request.state.api_key.scopes  # section 13: authenticated once
-        document = await parts.reads.run(parts.reads.member, member_id, moment, with_profile)
+        document = (await parts.reads.current_member(member_id, with_profile) if moment is None
+                    else await parts.reads.run(parts.reads.member, member_id, moment, with_profile))
         if document is None:
             raise ApiError(404, "unknown_member", "the ledger has no fact of this member"
                            + (" at or before as_of" if moment else ""))

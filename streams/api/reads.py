@@ -35,7 +35,7 @@ from ledger.quote import quote_purchase
 from ledger.calendar import parse_timestamp
 from ledger.wire import fact_fields, json_ready
 from projections.figures import tier_figures
-from streams.api.fresh_accounts import FreshAccounts, Kept
+from streams.api.fresh_accounts import FreshAccounts, Kept, NewerFacts
 
 T = TypeVar("T")
 REJECTED_SUFFIX = "_rejected"
@@ -54,9 +54,11 @@ class Recorded:
 class LedgerReads:
     """Blocking ledger reads, each run on the read thread pool."""
 
-    def __init__(self, ledger: LoyaltyLedger, threads: int, accounts_max: int) -> None:
+    def __init__(self, ledger: LoyaltyLedger, threads: int, accounts_max: int,
+                 newer_facts: NewerFacts | None = None) -> None:
         self.ledger = ledger
         self.accounts = FreshAccounts(ledger, accounts_max)
+        self.newer_facts = newer_facts  # None: every read on the threads
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="api-read")
 
     async def run(self, function: Callable[..., T], *args, **kwargs) -> T:
@@ -66,6 +68,15 @@ class LedgerReads:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.ledger.close()
+
+    async def current_member(self, member_id: str, with_profile: bool) -> dict | None:
+        """The member document now: the kept one when no fact came after it (checked on the
+        event loop), else read on the threads."""
+        kept = self.accounts.kept_document(member_id)
+        if kept is not None and not with_profile and self.newer_facts is not None \
+                and not await self.newer_facts.after(member_id, kept["version"]):
+            return kept
+        return await self.run(self.member, member_id, None, with_profile)
 
     # ------------------------------------------------------------ blocking
 

@@ -14,7 +14,9 @@ never loses one).
 
 A waiter registers (``watch``) before it first reads its member's facts, so
 a commit it has not read yet is always either visible to that first read or
-announced afterwards.
+announced afterwards. When the ``LISTEN`` connection (re)opens, every waiter
+is woken once after the first scan: a commit made while no one listened is
+visible to that re-read.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class FactWakeups:
         self._waiters: dict[UUID, set[asyncio.Event]] = defaultdict(set)
         self._seen_id: int | None = None
         self._task: asyncio.Task | None = None
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="fact-wakeups")
@@ -80,6 +83,7 @@ class FactWakeups:
             try:
                 await self._listen()
             except (psycopg.Error, OSError) as error:
+                self.listening.clear()
                 LOGGER.warning("ledger notifications lost (%s); waiting requests re-read every %d ms "
                                "until reconnected", type(error).__name__, self.recheck_interval_ms)
                 self._seen_id = None
@@ -90,10 +94,13 @@ class FactWakeups:
         async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as listener, \
                 await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as reader:
             await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            await self._scan(reader)
+            self._wake_all()  # a commit before the first scan is visible to this re-read
+            self.listening.set()
             while True:
-                await self._scan(reader)
                 async for _ in listener.notifies(timeout=self.recheck_interval_ms / 1000, stop_after=1):
                     break
+                await self._scan(reader)
 
     async def _scan(self, reader: psycopg.AsyncConnection) -> None:
         if self._seen_id is None or not self._waiters:
