@@ -52,7 +52,7 @@ def fold_facts(account: LoyaltyAccount | None, facts: Iterable[Any]) -> LoyaltyA
 
 @dataclass
 class Kept:
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # reads may nest (outcome in recorded)
     account: LoyaltyAccount | None = None
     document: dict | None = None  # shaped from ``account`` at its version
 

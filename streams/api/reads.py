@@ -125,14 +125,18 @@ class LedgerReads:
         return self.outcome_after(member_id, event_id, 0)
 
     def outcome_after(self, member_id: str, event_id: str, version: int) -> dict | None:
-        """The outcome of ``event_id`` among the member's facts after ``version``, or None."""
+        """The outcome of ``event_id`` among the member's facts after ``version``, or None.
+        The figures after it come from the kept account when it stands at the event's last
+        fact (the usual case at a till), else from the account rebuilt at that version."""
         facts = list(self.ledger.events.get(account_id(member_id), gt=version))
         caused = [fact for fact in facts if fact.source_event_id == event_id]
         outcome = next((fact for fact in caused if is_outcome(fact)), None)
         if outcome is None:
             return None
-        after = self.ledger.find_account(member_id, caused[-1].originator_version)
-        return outcome_document(outcome, after)
+        at = caused[-1].originator_version
+        document = self.accounts.read(member_id, lambda kept: outcome_document(outcome, kept.account)
+                                      if kept.account.version == at else None)
+        return document or outcome_document(outcome, self.ledger.find_account(member_id, at))
 
     def quote(self, purchase: dict) -> dict:
         account = self.ledger.find_account(purchase["member_id"])
