@@ -10,8 +10,9 @@ Sizes: ``--quick`` (a smoke size, one run, under a minute), the default
 (about ten minutes on 2 cores), ``--big`` (the issue's sizes: a million
 stored facts to replay, streams over 100k and 1M members; about an hour).
 ``--only`` measures some groups (``--only api``: the till API's redemption
-round trip and balance lookups, issue 15; not in the default set, which keeps
-its earlier figures); ``--profile DIR`` adds one profiled run of
+round trip and balance lookups, issue 15; ``--only store``: the event store's
+write ceiling, PostgreSQL alone, issue 21; neither is in the default set, which
+keeps its earlier figures); ``--profile DIR`` adds one profiled run of
 ingest, replay and latency with py-spy (not counted in the medians).
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from bench import api, ingest, latency, raw, replay
+from bench import api, ingest, latency, raw, replay, store_ceiling
 from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text
 from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
@@ -42,7 +43,7 @@ from bench.report import Figure, Measure, Target, document, print_table
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
 from streams.settings import Settings
 
-GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api")
+GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api", "store")
 DEFAULT_GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory")
 API_REDEMPTION_TARGET_P99_MS = 150
 API_LOOKUP_TARGET_PER_S = 1_500
@@ -81,6 +82,8 @@ class Sizes:
     api_purchase_rate: int = 500          # background purchases/s (the issue's 2,000 scaled to the box)
     api_members: int = 200
     api_lookup_seconds: float = 10
+    store_events_per_writer: int = 40_000  # facts each writer commits per measurement (--only store)
+    store_baseline_events: int = 1_000     # ... one per transaction
 
 
 SIZES = {
@@ -89,7 +92,8 @@ SIZES = {
                    latency_seconds=3, latency_rate=1_000, latency_members=200,
                    memory_members=(500, 2_000), session_timeout_ms=2_000,
                    heartbeat_interval_ms=500, api_seconds=3, api_purchase_rate=200,
-                   api_members=50, api_lookup_seconds=3),
+                   api_members=50, api_lookup_seconds=3, store_events_per_writer=2_000,
+                   store_baseline_events=100),
     "default": Sizes(runs=3, ingest_events=20_000, baseline_events=2_000, raw_messages=200_000,
                      raw_rows=100_000, replay_facts=100_000, replay_baseline_window_s=10,
                      latency_seconds=10, latency_rate=1_000, latency_members=1_000,
@@ -98,7 +102,8 @@ SIZES = {
                  raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
                  latency_seconds=60, latency_rate=1_000, latency_members=5_000,
                  memory_members=(100_000, 1_000_000), api_seconds=30, api_purchase_rate=2_000,
-                 api_members=1_000, api_lookup_seconds=30),
+                 api_members=1_000, api_lookup_seconds=30, store_events_per_writer=200_000,
+                 store_baseline_events=2_000),
 }
 
 
@@ -113,7 +118,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>-<broker>.json)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(DEFAULT_GROUPS),
-                        help="measure only these groups (default: all but api)")
+                        help="measure only these groups (default: all but api and store)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
     parser.add_argument("--not-durable", action="store_true",
@@ -410,6 +415,12 @@ class Bench:
                      f"(/healthz {run.health_per_s:,.0f}/s); background {run.purchases_per_s:,.0f} "
                      f"purchases/s; not 200: {run.not_200}, unseen: {run.unseen}")
         self.figures.extend(_api_figures(sizes, runs))
+
+    def store(self) -> None:
+        """The event store's write ceiling, PostgreSQL alone (``bench/store_ceiling.py``)."""
+        self.figures.extend(store_ceiling.figures(self.services, self.sizes.runs,
+                                                  self.sizes.store_events_per_writer,
+                                                  self.sizes.store_baseline_events, self.log))
 
     def memory(self) -> None:
         small, large = self.sizes.memory_members
