@@ -28,7 +28,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-import statistics
 import time
 import traceback
 import uuid
@@ -41,7 +40,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from bench.load import simulated_lines
-from bench.report import Figure, Measure
+from bench.report import Figure, Measure, spread_pct
 from bench.services import BenchServices
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
@@ -219,7 +218,3 @@ def _figure(runs: list[CeilingRun], baseline: list[CeilingRun], load: dict[str, 
                "baseline_commits_per_s": [r.commits_per_s for r in baseline],
                "rows_counted": [r.rows_counted for r in runs], **load})
 
-
-def spread_pct(values: Sequence[float]) -> float:
-    """(max - min) / median, in percent: how far apart the runs were."""
-    return round((max(values) - min(values)) / statistics.median(values) * 100, 1)

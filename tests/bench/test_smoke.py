@@ -30,7 +30,7 @@ FIGURES = {
     "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
-    "campaigns.ingest",
+    "campaigns.ingest", "ingest.cpu_per_event",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest"}
 

@@ -12,7 +12,8 @@ import math
 
 import pytest
 
-from bench.store_ceiling import facts_pool, measure, spread_pct, writer_facts
+from bench.report import spread_pct
+from bench.store_ceiling import facts_pool, measure, writer_facts
 from ledger.application import LoyaltyLedger
 from streams.settings import Settings
 from tests.support.services import unique_database_name
