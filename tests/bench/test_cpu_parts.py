@@ -19,8 +19,7 @@ import threading, time
 from streams.thread_names import name_os_thread, run_named
 
 def burn():
-    end = time.monotonic() + {BURN_S}
-    while time.monotonic() < end:
+    while time.thread_time() < {BURN_S}:  # this thread's own CPU time, however busy the box
         pass
     print("done", flush=True)
     time.sleep(60)
@@ -36,7 +35,8 @@ def test_the_ledger_threads_cpu_is_its_own_part():
         assert process.stdout.readline().strip() == "done"
         threads = thread_cpu_s(process.pid)
         assert threads[LEDGER_THREAD] >= BURN_S / 2         # the named thread burnt the CPU...
-        assert threads.get("python", 0.0) < BURN_S / 2      # ... not the main thread
+        others = sum(cpu for name, cpu in threads.items() if name != LEDGER_THREAD)
+        assert others < BURN_S / 2                          # ... not the main thread
 
         parts = sample({"worker-0": process.pid}, {"postgresql": 1.0, "broker": 2.0})
         assert parts["workers.ledger_thread"] == threads[LEDGER_THREAD]
