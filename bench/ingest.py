@@ -23,7 +23,9 @@ group join and the last batch's drain are outside it; ``wall`` is the whole
 stream over the time from starting the workers to completion. The CPU time
 of the workers, PostgreSQL (every backend), the broker and the benchmark
 itself is sampled at each poll; ``cores_used`` is each part's share over the
-sustained window (1.0 = one core busy), which shows what the box spends.
+sustained window (1.0 = one core busy), which shows what the box spends, and
+``cpu_us_per_event`` the CPU microseconds each part spent per event applied
+in that window, the workers split by thread (``bench/cpu_parts.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import psutil
 import psycopg
 from eventsourcing.utils import get_topic
 
+from bench import cpu_parts
 from bench.load import line_count
 from bench.profiling import Profiler
 from bench.services import BenchServices, cores_used, cpu_seconds
@@ -81,6 +84,8 @@ class WorkerRun:
     sustained_events_per_s: float
     cores_used: dict[str, float]
     rss_first_batch_mb: float
+    cpu_us_per_event: dict[str, float]  # each part over the sustained window (bench.cpu_parts)
+    sustained_window_s: float
     rss_final_mb: float
     rss_curve: list[tuple[int, float]] = field(default_factory=list)  # (events applied, worker 0 MB)
     profiles: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +118,7 @@ def _timed(services: BenchServices, settings: Settings, ledger: LoyaltyLedger, s
     running = start_pipeline(settings, workers, log_dir, relay_process)
     pids = services.service_pids()
     cpu: list[dict[str, float]] = []
+    parts: list[dict[str, float]] = []
     names = [worker.log_path.stem for worker in running]  # worker-0, worker-1, ..., relay
     profilers = {name: Profiler(worker.process.pid, profile_dir / f"{name}.txt")
                  for name, worker in zip(names, running)} if profile_dir else {}
@@ -129,6 +135,8 @@ def _timed(services: BenchServices, settings: Settings, ledger: LoyaltyLedger, s
             applied = applied_events(ledger, settings, stream)
             series.append((now, applied))
             cpu.append(cpu_seconds(pids, [worker.process.pid for worker in running]))
+            parts.append(cpu_parts.sample({name: worker.process.pid for name, worker in zip(names, running)},
+                                          cpu[-1]))
             rss_curve.append((applied, rss_mb(running[0])))
             if applied == stream.events and is_processed(ledger, settings, stream.produced):
                 stable += 1
@@ -141,22 +149,24 @@ def _timed(services: BenchServices, settings: Settings, ledger: LoyaltyLedger, s
         stop_workers(running)
         profiles = {name: profiler.stop() for name, profiler in profilers.items()}
     first_progress = next(t for t, applied in series if applied > 0)
+    first, last = _window_polls(series, stream.events)
     return WorkerRun(
         events=stream.events, workers=workers, wall_s=first_done_at, first_progress_s=first_progress,
         sustained_events_per_s=sustained_rate(series, stream.events),
-        cores_used=_window_cores(series, cpu, stream.events),
+        cores_used=cores_used(cpu[first], cpu[last], series[last][0] - series[first][0]),
+        cpu_us_per_event=cpu_parts.us_per_event(parts[first], parts[last],
+                                                series[last][1] - series[first][1]),
+        sustained_window_s=sustained_window_s(series, stream.events),
         rss_first_batch_mb=next(mb for applied, mb in rss_curve if applied > 0),
         rss_final_mb=rss_final, rss_curve=_thinned(rss_curve), profiles=profiles)
 
 
-def _window_cores(series: list[tuple[float, int]], cpu: list[dict[str, float]],
-                  events: int) -> dict[str, float]:
-    """Cores used by each part between the polls around the sustained window."""
+def _window_polls(series: list[tuple[float, int]], events: int) -> tuple[int, int]:
+    """The polls around the sustained window (``cores_used`` and CPU per event span them)."""
     first = next(i for i, (_, applied) in enumerate(series) if applied >= events * SUSTAINED_FROM_PCT / 100)
     last = next(i for i, (_, applied) in enumerate(series) if applied >= events * SUSTAINED_TO_PCT / 100)
     last = max(last, 1)
-    first = max(min(first, last - 1), 0)
-    return cores_used(cpu[first], cpu[last], series[last][0] - series[first][0])
+    return max(min(first, last - 1), 0), last
 
 
 def start_pipeline(settings: Settings, workers: int, log_dir: Path, relay_process: bool) -> list[Worker]:
@@ -194,10 +204,14 @@ def applied_events(ledger: LoyaltyLedger, settings: Settings, stream: Stream) ->
 
 def sustained_rate(series: list[tuple[float, int]], events: int) -> float:
     """Events per second between the 10 % and 90 % marks of the stream."""
-    low = crossing_time(series, events * SUSTAINED_FROM_PCT / 100)
-    high = crossing_time(series, events * SUSTAINED_TO_PCT / 100)
     span = events * (SUSTAINED_TO_PCT - SUSTAINED_FROM_PCT) / 100
-    return span / max(high - low, POLL_INTERVAL_MS / 1000)
+    return span / max(sustained_window_s(series, events), POLL_INTERVAL_MS / 1000)
+
+
+def sustained_window_s(series: list[tuple[float, int]], events: int) -> float:
+    """Seconds from the 10 % mark of the stream to its 90 % mark (interpolated)."""
+    return (crossing_time(series, events * SUSTAINED_TO_PCT / 100)
+            - crossing_time(series, events * SUSTAINED_FROM_PCT / 100))
 
 
 def crossing_time(series: list[tuple[float, int]], level: float) -> float:

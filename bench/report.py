@@ -78,6 +78,11 @@ class Figure:
         }
 
 
+def spread_pct(values: list[float]) -> float:
+    """(max - min) / median, in percent: how far apart the runs of a figure were."""
+    return round((max(values) - min(values)) / statistics.median(values) * 100, 1)
+
+
 def document(figures: list[Figure], machine: dict[str, Any], run: dict[str, Any],
              profiles: dict[str, Any]) -> dict[str, Any]:
     return {"schema": SCHEMA, "run": run, "machine": machine,
@@ -110,6 +115,32 @@ def print_table(figures: list[Figure], machine: dict[str, Any], run: dict[str, A
                       number(figure.value.median, figure.unit), number(figure.baseline.median, figure.unit),
                       figure.baseline.what, f"{figure.ratio:,.2f}", target)
     console.print(table)
+
+
+PARTS_KEY = "cpu_us_per_event_median"
+
+
+def print_parts(figures: list[Figure], console: Console | None = None) -> None:
+    """CPU microseconds per event by part, for every figure whose runs measured it."""
+    measured: list[Figure] = []
+    for figure in figures:  # a figure with the same runs as one shown (scaling, 2 workers) is not repeated
+        if PARTS_KEY in figure.extra and all(figure.extra[PARTS_KEY] != m.extra[PARTS_KEY] for m in measured):
+            measured.append(figure)
+    if not measured:
+        return
+    console = console or Console(width=None if sys.stdout.isatty() else TABLE_WIDTH_NOT_A_TERMINAL)
+    parts = list(dict.fromkeys(part for figure in measured for part in figure.extra[PARTS_KEY]))
+    table = Table(title="CPU µs per event by part (sustained window, median of runs)")
+    table.add_column("part")
+    for figure in measured:
+        table.add_column(figure.id, justify="right")
+    for part in parts:
+        table.add_row(part, *(_us(figure.extra[PARTS_KEY].get(part)) for figure in measured))
+    console.print(table)
+
+
+def _us(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
 
 
 def machine_line(machine: dict[str, Any]) -> str:

@@ -10,8 +10,9 @@ Sizes: ``--quick`` (a smoke size, one run, under a minute), the default
 (about ten minutes on 2 cores), ``--big`` (the issue's sizes: a million
 stored facts to replay, streams over 100k and 1M members; about an hour).
 ``--only`` measures some groups (``--only api``: the till API's redemption
-round trip and balance lookups, issue 15; not in the default set, which keeps
-its earlier figures); ``--profile DIR`` adds one profiled run of
+round trip and balance lookups, issue 15; ``--only store``: the event store's
+write ceiling, PostgreSQL alone, issue 21; neither is in the default set, which
+keeps its earlier figures); ``--profile DIR`` adds one profiled run of
 ingest, replay and latency with py-spy (not counted in the medians).
 """
 
@@ -33,16 +34,16 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from bench import api, ingest, latency, raw, replay
+from bench import api, cpu_parts, ingest, latency, raw, replay, store_ceiling
 from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text
 from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
-from bench.report import Figure, Measure, Target, document, print_table
+from bench.report import Figure, Measure, Target, document, print_parts, print_table, spread_pct
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
 from streams.settings import Settings
 
-GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api")
+GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api", "store")
 DEFAULT_GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory")
 API_REDEMPTION_TARGET_P99_MS = 150
 API_LOOKUP_TARGET_PER_S = 1_500
@@ -55,6 +56,7 @@ LATENCY_TARGET_P99_MS = 250
 MEMORY_TARGET_TIMES_SMALLER = 1.2
 CAMPAIGNS_COST_PCT_MAX = 15  # issue 17: cost per event with 20 campaigns within 15 % of none
 PERCENT = 100
+SUSTAINED_WINDOW_S_MIN = 20  # issue 21: a sustained figure over less cannot carry a target
 HEADLINE_WORKERS = 2  # one per core; what `loyalty process` starts
 BACKGROUND_SAMPLE_S = 3.0
 BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
@@ -81,6 +83,8 @@ class Sizes:
     api_purchase_rate: int = 500          # background purchases/s (the issue's 2,000 scaled to the box)
     api_members: int = 200
     api_lookup_seconds: float = 10
+    store_events_per_writer: int = 40_000  # facts each writer commits per measurement (--only store)
+    store_baseline_events: int = 1_000     # ... one per transaction
 
 
 SIZES = {
@@ -89,16 +93,18 @@ SIZES = {
                    latency_seconds=3, latency_rate=1_000, latency_members=200,
                    memory_members=(500, 2_000), session_timeout_ms=2_000,
                    heartbeat_interval_ms=500, api_seconds=3, api_purchase_rate=200,
-                   api_members=50, api_lookup_seconds=3),
+                   api_members=50, api_lookup_seconds=3, store_events_per_writer=2_000,
+                   store_baseline_events=100),
     "default": Sizes(runs=3, ingest_events=20_000, baseline_events=2_000, raw_messages=200_000,
                      raw_rows=100_000, replay_facts=100_000, replay_baseline_window_s=10,
                      latency_seconds=10, latency_rate=1_000, latency_members=1_000,
                      memory_members=(6_000, 60_000)),
-    "big": Sizes(runs=3, ingest_events=200_000, baseline_events=10_000, raw_messages=1_000_000,
+    "big": Sizes(runs=3, ingest_events=300_000, baseline_events=10_000, raw_messages=1_000_000,
                  raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
                  latency_seconds=60, latency_rate=1_000, latency_members=5_000,
                  memory_members=(100_000, 1_000_000), api_seconds=30, api_purchase_rate=2_000,
-                 api_members=1_000, api_lookup_seconds=30),
+                 api_members=1_000, api_lookup_seconds=30, store_events_per_writer=200_000,
+                 store_baseline_events=2_000),
 }
 
 
@@ -113,7 +119,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>-<size>-<broker>.json)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(DEFAULT_GROUPS),
-                        help="measure only these groups (default: all but api)")
+                        help="measure only these groups (default: all but api and store)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
     parser.add_argument("--not-durable", action="store_true",
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_bytes(orjson.dumps(document(bench.figures, machine, run, bench.profiles),
                                  option=orjson.OPT_INDENT_2))
     print_table(bench.figures, machine, run)
+    print_parts(bench.figures)
     console.print(f"written {out}")
     return 0
 
@@ -282,7 +289,19 @@ class Bench:
             Measure("1 event/transaction", [r.wall_events_per_s for r in baseline]),
             notes=notes + "; from starting the workers (start-up and group join included) to "
                           "is_processed (outbox drained, referrer credits applied)",
-            extra={"wall_s": [r.wall_s for r in headline], "baseline_wall_s": [r.wall_s for r in baseline]}))
+            extra={"wall_s": [r.wall_s for r in headline], "baseline_wall_s": [r.wall_s for r in baseline],
+                   "wall_spread_pct": spread_pct([r.wall_events_per_s for r in headline])}))
+        self.figures.append(Figure(
+            "ingest.cpu_per_event", "ingest, CPU per event", "µs/event", size,
+            Measure("batched", [r.cpu_us_per_event[cpu_parts.PIPELINE] for r in headline]),
+            Measure("1 event/transaction", [r.cpu_us_per_event[cpu_parts.PIPELINE] for r in baseline]),
+            notes="CPU microseconds per event applied in the sustained window, of the workers, "
+                  "the relay, PostgreSQL (every backend) and the broker together; by part "
+                  "(each worker, its ledger, relay and consumer threads and event loop, the "
+                  "relay process, PostgreSQL, the broker, the benchmark) in the extra and the "
+                  "parts table (bench/cpu_parts.py)",
+            extra=_worker_extra(headline, baseline)))
+        self._warn_short_window(headline)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -298,6 +317,12 @@ class Bench:
                                           relay_process=self.relay_process)
             self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                        "cores_used": profiled.cores_used, **profiled.profiles}
+
+    def _warn_short_window(self, runs: list[WorkerRun]) -> None:
+        shortest = min(r.sustained_window_s for r in runs)
+        if shortest < SUSTAINED_WINDOW_S_MIN:
+            self.console.print(f"[yellow]warning: a sustained window lasted {shortest:.1f} s, under "
+                               f"{SUSTAINED_WINDOW_S_MIN} s: too short to carry a target (use --big)[/]")
 
     def campaigns(self) -> None:
         """Ingest of the same stream with 20 active campaigns and with none, in this run."""
@@ -411,6 +436,12 @@ class Bench:
                      f"purchases/s; not 200: {run.not_200}, unseen: {run.unseen}")
         self.figures.extend(_api_figures(sizes, runs))
 
+    def store(self) -> None:
+        """The event store's write ceiling, PostgreSQL alone (``bench/store_ceiling.py``)."""
+        self.figures.extend(store_ceiling.figures(self.services, self.sizes.runs,
+                                                  self.sizes.store_events_per_writer,
+                                                  self.sizes.store_baseline_events, self.log))
+
     def memory(self) -> None:
         small, large = self.sizes.memory_members
         results = {}
@@ -474,6 +505,9 @@ def _worker_extra(runs: list[WorkerRun], baseline: list[WorkerRun] | None = None
     parts = runs[0].cores_used.keys()
     extra: dict[str, Any] = {
         "cores_used_median": {part: statistics.median(r.cores_used[part] for r in runs) for part in parts},
+        "cpu_us_per_event_median": _median_parts([r.cpu_us_per_event for r in runs]),
+        "sustained_window_s": [r.sustained_window_s for r in runs],
+        "sustained_spread_pct": spread_pct([r.sustained_events_per_s for r in runs]),
         "first_progress_s": [r.first_progress_s for r in runs],
         "wall_s": [r.wall_s for r in runs],
         "worker_rss_mb": [r.rss_final_mb for r in runs],
@@ -481,7 +515,15 @@ def _worker_extra(runs: list[WorkerRun], baseline: list[WorkerRun] | None = None
     if baseline:
         extra["baseline_cores_used_median"] = {
             part: statistics.median(r.cores_used[part] for r in baseline) for part in parts}
+        extra["baseline_cpu_us_per_event_median"] = _median_parts([r.cpu_us_per_event for r in baseline])
     return extra
+
+
+def _median_parts(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Each part's median over runs (a part missing from a run, such as a fourth worker, is
+    left out of that part's median)."""
+    parts = dict.fromkeys(part for sample in samples for part in sample)
+    return {part: statistics.median(s[part] for s in samples if part in s) for part in parts}
 
 
 if __name__ == "__main__":

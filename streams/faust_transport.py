@@ -11,7 +11,8 @@ shorter wait only costs a few more empty fetch round trips when idle.
 
 The consumer is created but not started when ``_create_worker_consumer``
 returns, and aiokafka builds its fetcher from ``_fetch_max_wait_ms`` in
-``start()``: setting it there is the one narrow hook faust leaves.
+``start()``: setting it there is the one narrow hook faust leaves. The
+consumer's thread is given its kernel name (``streams.thread_names``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.thread_names import CONSUMER_THREAD, name_os_thread
+
 CONSUMER_FETCH_MAX_WAIT_MS_DEFAULT = 25
 
 
@@ -30,6 +33,10 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
         return consumer
+
+    async def on_thread_started(self) -> None:
+        name_os_thread(CONSUMER_THREAD)  # runs in the consumer's own thread (bench/cpu_parts.py)
+        await super().on_thread_started()
 
 
 class _Consumer(faust_aiokafka.Consumer):

@@ -49,6 +49,7 @@ from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
 from streams.settings import Settings
+from streams.thread_names import LEDGER_THREAD, RELAY_THREAD, name_os_thread, run_named
 from streams.topic_identity import EXIT_TOPIC_RECREATED, TopicIdentityGuard, TopicRecreated
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,8 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     applier = PartitionBatchApplier(open_ledger(settings), settings,
                                     DatabaseOutage(settings, "partition batches", fatal.stopping),
                                     confirm_topic=guard.confirm if guard is not None else None)
-    executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger")
+    executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger",
+                                  initializer=name_os_thread, initargs=(LEDGER_THREAD,))
 
     async def apply_one(batch: list[InboundMessage]) -> None:
         started = time.perf_counter()
@@ -276,8 +278,8 @@ def start_relay(settings: Settings,
     relay = OutboxRelay(open_ledger(settings), settings, KafkaSender(settings),
                         on_lag=default_metrics().set_outbox_lag)
     outage = DatabaseOutage(settings, "outbox relay", stop)
-    thread = threading.Thread(target=relay_until_stopped, args=(relay, stop, outage, fatal),
-                              name="outbox-relay", daemon=True)
+    thread = threading.Thread(target=run_named, args=(RELAY_THREAD, relay_until_stopped, relay, stop,
+                                                      outage, fatal), name="outbox-relay", daemon=True)
     thread.start()
     return thread, stop
 

@@ -30,7 +30,7 @@ FIGURES = {
     "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
-    "campaigns.ingest",
+    "campaigns.ingest", "ingest.cpu_per_event",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest"}
 
@@ -59,6 +59,13 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
             assert measure["median"] > 0, figure["id"]
         assert figure["ratio_to_baseline"] > 0
         assert figure["size"] and figure["unit"]
+
+    # CPU per event by part (issue 21): each of the worker's named threads was seen working.
+    parts = figures["ingest.cpu_per_event"]["extra"]["cpu_us_per_event_median"]
+    for part in ("workers.ledger_thread", "workers.consumer_thread", "workers.relay_thread",
+                 "workers.event_loop", "postgresql", "broker"):
+        assert parts[part] > 0, part
+    assert parts["pipeline"] >= parts["workers"]
 
     # The issue's targets are judged; the machine is described.
     assert {id_ for id_, figure in figures.items() if figure["target"]} == TARGETS
