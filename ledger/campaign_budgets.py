@@ -27,11 +27,13 @@ class BudgetBook:
         self.awarded = dict(awarded or {})
         self.spent: dict[str, int] = {}
 
-    def lefts(self, program: Program) -> dict[str, int]:
-        """What each budgeted campaign of ``program`` has left (never below 0)."""
-        return {campaign.id: max(campaign.budget_points - self.awarded.get(campaign.id, 0)
-                                 - self.spent.get(campaign.id, 0), 0)
-                for campaign in program.campaigns if campaign.budget_points is not None}
+    def lefts(self, program: Program) -> "BudgetLefts":
+        """What each budgeted campaign of ``program`` has left (never below 0), worked out
+        when asked: a purchase asks only about the campaigns it matches."""
+        return BudgetLefts(self, program.campaign_plan.budgets)
+
+    def left(self, campaign_id: str, budget_points: int) -> int:
+        return max(budget_points - self.awarded.get(campaign_id, 0) - self.spent.get(campaign_id, 0), 0)
 
     def spend(self, campaign_id: str, points: int) -> None:
         self.spent[campaign_id] = self.spent.get(campaign_id, 0) + points
@@ -39,6 +41,22 @@ class BudgetBook:
     def save_kwargs(self) -> dict[str, Any]:
         """Keywords for the recorder's insert (the PostgreSQL book writes its spending there)."""
         return {}
+
+
+class BudgetLefts(Mapping[str, int]):
+    """A ``BudgetBook``'s budgets left, by campaign id, as a read-only mapping over it."""
+
+    def __init__(self, book: BudgetBook, budgets: Mapping[str, int]) -> None:
+        self.book, self.budgets = book, budgets
+
+    def __getitem__(self, campaign_id: str) -> int:
+        return self.book.left(campaign_id, self.budgets[campaign_id])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.budgets)
+
+    def __len__(self) -> int:
+        return len(self.budgets)
 
 
 class Budgets(Protocol):

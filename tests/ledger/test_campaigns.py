@@ -124,6 +124,22 @@ def test_every_filter_must_match(body, purchase, member, matches):
     assert awards(program, purchase, member) == ([CampaignAward("c", 7)] if matches else [])
 
 
+def test_campaigns_with_the_same_item_filter_each_count_its_lines():
+    # Three campaigns state one filter; the plan shares it, each effect still counts on its own.
+    same = 'sku_prefixes = ["COF-"]\nskus = ["TEA-1"]'
+    program = program_of(campaign("per-item", f"{same}\npoints_per_item = 2"),
+                         campaign("x2", f"{same}\nextra_multiplier_pct = 100"),
+                         campaign("other", 'skus = ["COF-2"]\npoints_per_item = 1'),
+                         campaign("three", f"{same}\nitems_min = 4\nbonus_points = 9"))
+    lines = (BasketLine("COF-1", 2, 700), BasketLine("TEA-1", 1, 300), BasketLine("BREAD", 5, 900))
+    assert awards(program, terms(1900, items=lines)) == [
+        CampaignAward("per-item", 6), CampaignAward("x2", 10)]  # 3 units: not the 4 of "three"
+    plan = program.campaign_plan
+    assert plan is program.campaign_plan  # compiled once per program
+    shared = {id(planned.item_filter) for planned in plan.campaigns if planned.campaign.id != "other"}
+    assert len(shared) == 1 and plan.campaigns[2].item_filter is not plan.campaigns[0].item_filter
+
+
 # ------------------------------------------------------------------- limits
 
 
