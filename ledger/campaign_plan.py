@@ -6,14 +6,18 @@ filter (``ItemFilter``: the ``skus`` as a set, the ``sku_prefixes``) shared
 by every campaign that states the same one. ``Program.campaign_plan`` builds
 it once per program, so a purchase does not rebuild any of it, and
 ``line_totals`` sums a purchase's lines once per distinct item filter, not
-once per campaign and question. ``ledger.campaigns`` decides with it; the
+once per campaign and question. The plan is indexed by time
+(``CampaignPlan.running_at``): a purchase only looks at the campaigns
+running at its ``occurred_at``. ``ledger.campaigns`` decides with it; the
 results are those of section 12's rules, unchanged. No I/O, no clock.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ledger.basket import BasketLine
 from ledger.campaign_terms import Campaign
@@ -76,8 +80,13 @@ def _item_filter(campaign: Campaign, shared: dict[tuple, ItemFilter]) -> ItemFil
 
 
 class CampaignPlan:
-    """A program's campaigns in file order, compiled; ``budgets`` has each budgeted one's
-    ``budget_points`` by id."""
+    """A program's campaigns in file order, compiled and indexed by time.
+
+    The campaigns' ``starts_at`` and ``ends_at``, sorted, cut time into
+    segments in which the same campaigns run; ``running_at`` finds a moment's
+    segment by bisection, so a purchase never looks at a campaign outside its
+    window. ``budgets`` has each budgeted campaign's ``budget_points`` by id.
+    """
 
     def __init__(self, campaigns: tuple[Campaign, ...]) -> None:
         shared: dict[tuple, ItemFilter] = {}
@@ -87,3 +96,19 @@ class CampaignPlan:
             for campaign in campaigns)
         self.budgets = {campaign.id: campaign.budget_points for campaign in campaigns
                         if campaign.budget_points is not None}
+        self._bounds = sorted({c.starts_at for c in campaigns} | {c.ends_at for c in campaigns})
+        # Segment k is [bounds[k-1], bounds[k]); none runs before the first bound or after the last.
+        self._running = ((), *(self._running_from(start) for start in self._bounds[:-1]), ())
+
+    def _running_from(self, start: datetime) -> tuple[PlannedCampaign, ...]:
+        return tuple(planned for planned in self.campaigns
+                     if planned.campaign.starts_at <= start < planned.campaign.ends_at)
+
+    def running_at(self, moment: datetime) -> tuple[PlannedCampaign, ...]:
+        """The campaigns with ``starts_at <= moment < ends_at``, in file order."""
+        return self._running[bisect_right(self._bounds, moment)]
+
+    def ids_running_at_any(self, moments: Iterable[datetime]) -> set[str]:
+        """The ids of the campaigns running at one of ``moments`` at least."""
+        segments = {bisect_right(self._bounds, moment) for moment in moments}
+        return {planned.campaign.id for segment in segments for planned in self._running[segment]}

@@ -59,10 +59,9 @@ class CampaignAward:
 
 
 def _admits(planned: PlannedCampaign, member: MemberCampaignState, purchase: PurchaseTerms) -> bool:
-    """Window, store, channel, tier, smallest amount and the member's limit (not the items)."""
+    """Store, channel, tier, smallest amount and the member's limit (not the window, which
+    ``CampaignPlan.running_at`` checked, nor the items)."""
     campaign = planned.campaign
-    if not campaign.starts_at <= purchase.occurred_at < campaign.ends_at:
-        return False
     if planned.stores is not None and purchase.store_id not in planned.stores:
         return False
     if planned.channels is not None and purchase.channel not in planned.channels:
@@ -115,7 +114,7 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
     """
     awards = []
     totals: dict[ItemFilter | None, LineTotals] = {}
-    for planned in program.campaign_plan.campaigns:
+    for planned in program.campaign_plan.running_at(purchase.occurred_at):
         if not _admits(planned, member, purchase):
             continue
         matched = totals.get(planned.item_filter)
@@ -135,6 +134,5 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
 
 def budgeted_campaign_ids(program: Program, moments: list[datetime]) -> list[str]:
     """The ids of budgeted campaigns running at any of ``moments``, sorted (the lock order)."""
-    return sorted({campaign.id for campaign in program.campaigns
-                   if campaign.budget_points is not None
-                   and any(campaign.runs_at(moment) for moment in moments)})
+    plan = program.campaign_plan
+    return sorted(plan.ids_running_at_any(moments) & plan.budgets.keys())
