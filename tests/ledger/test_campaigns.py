@@ -140,6 +140,26 @@ def test_campaigns_with_the_same_item_filter_each_count_its_lines():
     assert len(shared) == 1 and plan.campaigns[2].item_filter is not plan.campaigns[0].item_filter
 
 
+def test_the_plan_finds_the_campaigns_running_at_a_moment_in_file_order():
+    def windowed(cid: str, starts: str, ends: str) -> str:
+        return (f'\n[[campaigns]]\nid = "{cid}"\nname = "{cid}"\nstarts_at = "{starts}"\n'
+                f'ends_at = "{ends}"\nbonus_points = 1\n')
+    program = program_of(windowed("late", "2025-06-05T00:00:00Z", "2025-06-20T00:00:00Z"),
+                         windowed("early", "2025-06-01T00:00:00Z", "2025-06-10T00:00:00Z"),
+                         windowed("same", "2025-06-01T00:00:00Z", "2025-06-10T00:00:00Z"))
+    plan = program.campaign_plan
+
+    def running(text: str) -> list[str]:
+        return [p.campaign.id for p in plan.running_at(datetime.fromisoformat(text))]
+    assert running("2025-05-31T23:59:59+00:00") == []
+    assert running("2025-06-01T00:00:00+00:00") == ["early", "same"]  # starts_at included
+    assert running("2025-06-05T01:00:00+01:00") == ["late", "early", "same"]  # any offset
+    assert running("2025-06-10T00:00:00+00:00") == ["late"]  # ends_at excluded
+    assert running("2025-06-20T00:00:00+00:00") == []
+    assert plan.ids_running_at_any([datetime(2025, 6, 15, tzinfo=timezone.utc),
+                                    datetime(2025, 6, 2, tzinfo=timezone.utc)]) == {"late", "early", "same"}
+
+
 # ------------------------------------------------------------------- limits
 
 
