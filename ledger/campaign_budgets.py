@@ -9,6 +9,13 @@ domain asks it what is left and tells it what a purchase took.
 ``InMemoryBudgets`` is the in-memory store's budget record (domain unit
 tests), behind the same ``reserve`` interface as ``PostgresBudgets``: a
 round's spending counts only once its facts are saved.
+
+A round decides with the budgets as they stood when it began, without
+holding them; ``confirm`` (after deciding, before saving) takes them under
+lock in PostgreSQL and says whether the decisions stand
+(``BudgetBook.stands_with``: they do unless another batch spent meanwhile
+from a budget this round emptied or overdrew); if not, the book holds what
+the budgets hold now and the round decides again, under the locks.
 """
 
 from __future__ import annotations
@@ -37,6 +44,29 @@ class BudgetBook:
 
     def spend(self, campaign_id: str, points: int) -> None:
         self.spent[campaign_id] = self.spent.get(campaign_id, 0) + points
+
+    def stands_with(self, awarded_now: Mapping[str, int], budget_points: Mapping[str, int]) -> bool:
+        """True when decisions taken with ``awarded`` are the same with ``awarded_now`` (what
+        the budgets hold under lock, after other batches committed; never less).
+
+        A purchase's award is min(effect, what is left). A campaign whose spending here
+        stayed below what it had left never cut an award (a cut empties the budget), so
+        any budget that still covers the spending gives the same awards; a campaign this
+        round emptied stands only if nobody else spent from it meanwhile.
+        """
+        for campaign_id, before in self.awarded.items():
+            now = awarded_now.get(campaign_id, 0)
+            if now == before:
+                continue
+            spent = self.spent.get(campaign_id, 0)
+            budget = budget_points.get(campaign_id)
+            if budget is None or not spent < budget - before or spent > budget - now:
+                return False
+        return True
+
+    def confirm(self, budget_points: Mapping[str, int]) -> bool:
+        """Nothing to confirm for a book nobody else spends from: its decisions stand."""
+        return True
 
     def save_kwargs(self) -> dict[str, Any]:
         """Keywords for the recorder's insert (the PostgreSQL book writes its spending there)."""

@@ -335,3 +335,19 @@ def test_a_version_2_points_earned_fact_is_upcast_with_no_campaign_lines():
     LoyaltyAccount.upcast_v3_v4(snapshot_state)
     assert snapshot_state == {"campaign_uses": {}}
     assert LoyaltyAccount.class_version == 4
+
+
+@pytest.mark.parametrize("before, spent, now, stands", [
+    (100, 50, 100, True),   # nobody else spent
+    (100, 50, 140, True),   # 860 left now: the 50 spent here were never cut
+    (100, 50, 150, True),   # exactly 850 left now
+    (100, 50, 960, False),  # 40 left now: an award would have been cut
+    (950, 50, 960, False),  # this round emptied the budget: its last award may have been cut
+    (950, 50, 950, True),   # ... and stands when nobody else spent
+    (100, 0, 990, True),    # nothing spent here
+])
+def test_a_rounds_decisions_stand_unless_what_it_spent_depends_on_what_others_spent(
+        before, spent, now, stands):
+    book = BudgetBook({"c": before})
+    book.spend("c", spent)
+    assert book.stands_with({"c": now}, {"c": 1000}) is stands
