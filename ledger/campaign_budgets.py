@@ -82,6 +82,10 @@ class BudgetLefts(Mapping[str, int]):
     def __getitem__(self, campaign_id: str) -> int:
         return self.book.left(campaign_id, self.budgets[campaign_id])
 
+    def get(self, campaign_id: str, default: Any = None) -> Any:  # Mapping's, one call shorter
+        budget = self.budgets.get(campaign_id)
+        return default if budget is None else self.book.left(campaign_id, budget)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.budgets)
 
