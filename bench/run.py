@@ -13,7 +13,8 @@ stored facts to replay, streams over 100k and 1M members; about an hour).
 round trip and balance lookups, issue 15; ``--only store``: the event store's
 write ceiling, PostgreSQL alone, issue 21; neither is in the default set, which
 keeps its earlier figures); ``--profile DIR`` adds one profiled run of
-ingest, replay and latency with py-spy (not counted in the medians).
+ingest, campaigns (with and without), replay and latency with py-spy (not
+counted in the medians).
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(DEFAULT_GROUPS),
                         help="measure only these groups (default: all but api and store)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="one more run of ingest, replay and latency under py-spy; raw stacks in DIR")
+                        help="one more run of ingest, campaigns, replay and latency under py-spy; "
+                             "raw stacks in DIR")
     parser.add_argument("--not-durable", action="store_true",
                         help="PostgreSQL without fsync (as the tests and the demo run it)")
     parser.add_argument("--broker", choices=BROKERS, default=EMBEDDED_BROKER,
@@ -345,6 +347,18 @@ class Bench:
                   f"campaigns running (every effect and filter; half with budgets, so batches "
                   f"take their row locks) against the default program, one after the other in this run",
             extra=_worker_extra(with_campaigns, without)))
+        if self.profile_dir:
+            self._profile_campaigns(stream, program_file)
+
+    def _profile_campaigns(self, stream: Stream, program_file: Path) -> None:
+        """One profiled run with the campaigns and one without (not counted in the medians)."""
+        for name, overrides in (("campaigns-20", {"program_file": str(program_file)}),
+                                ("campaigns-none", {})):
+            profiled = ingest.run_workers(self.services, f"{name}-profiled", stream, HEADLINE_WORKERS,
+                                          self.work / "logs", profile_dir=self.profile_dir / name,
+                                          relay_process=self.relay_process, **overrides)
+            self.profiles[name] = {"sustained_events_per_s": profiled.sustained_events_per_s,
+                                   "cores_used": profiled.cores_used, **profiled.profiles}
 
     def replay(self) -> None:
         store = replay.build_store(self.services, self.sizes.replay_facts)

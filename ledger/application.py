@@ -186,15 +186,28 @@ class LoyaltyLedger(Application):
 
     def apply(self, *commands: cmd.Command, tracking: Tracking | None = None) -> list[Result]:
         """Apply ``commands`` in order; save every fact and ``tracking`` in one transaction."""
-        with self._reserved_budgets(commands):
-            results, accounts = self.decide(commands)
+        with self._reserved_budgets(commands) as book:
+            results, accounts = self._confirmed(book, commands, self.decide)
             self.save_batch(accounts, tracking)
         return results
 
+    def _confirmed(self, book: BudgetBook, commands: Sequence[cmd.Command],
+                   decide: Callable[[Sequence[cmd.Command]], tuple[list[Result], list[LoyaltyAccount]]]
+                   ) -> tuple[list[Result], list[LoyaltyAccount]]:
+        """``decide(commands)`` with the budgets as they stood, then again under their locks
+        if another batch's spending meanwhile changes the decisions (``BudgetBook.confirm``)."""
+        decided = decide(commands)
+        if book.confirm(self.program.campaign_plan.budgets):
+            return decided
+        self.evict_cached_accounts()  # the accounts hold the first decisions, never saved
+        self.member_keys.discard()
+        return decide(commands)
+
     @contextmanager
     def _reserved_budgets(self, commands: Sequence[cmd.Command]) -> Iterator[BudgetBook]:
-        """The budgets ``commands`` may spend, reserved (row-locked on PostgreSQL) for this
-        round; ``decide`` spends from it and ``_save`` writes it in the round's transaction
+        """The budgets ``commands`` may spend, reserved for this round (read as they stand;
+        ``_confirmed`` locks and checks them on PostgreSQL after deciding); ``decide`` spends
+        from it and ``_save`` writes it in the round's transaction
         (both find the book here, so their signatures stay as callers and tests know them)."""
         with self.budgets.reserve(self._budget_ids(commands)) as book:
             self._round_budgets = book
@@ -228,8 +241,8 @@ class LoyaltyLedger(Application):
         saved.
         """
         try:
-            with self._reserved_budgets(commands):
-                results, accounts = self._decide_batch(commands)
+            with self._reserved_budgets(commands) as book:
+                results, accounts = self._confirmed(book, commands, self._decide_batch)
                 conflicts = [conflict_dead_letter(index, result)
                              for index, result in enumerate(results)
                              if result.status == CONFLICT and conflict_dead_letter is not None]

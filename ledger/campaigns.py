@@ -12,7 +12,9 @@ campaign only when it gets points > 0 or the reward.
 
 No I/O, no clock (the window is compared with the purchase's
 ``occurred_at``), no mutation of arguments. ``LoyaltyAccount.record_purchase``
-records the result; the till's quote shows it.
+records the result; the till's quote shows it. The campaigns are read from
+``Program.campaign_plan`` (``ledger.campaign_plan``: filters compiled once per
+program), and a purchase's lines are summed once per distinct item filter.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ledger.basket import BasketLine
+from ledger.campaign_plan import ItemFilter, LineTotals, PlannedCampaign, line_totals
 from ledger.campaign_terms import (BONUS, EXTRA_MULTIPLIER, ITEMS_BONUS, ITEMS_REWARD, PER_ITEM,
                                    Campaign)
 from ledger.program import PERCENT, Program
@@ -46,91 +50,56 @@ class MemberCampaignState:
     uses: Mapping[str, int]
 
 
-@dataclass(frozen=True)
-class CampaignAward:
-    """One campaign line of a purchase: its points, or its reward (0 points)."""
+class CampaignAward(NamedTuple):
+    """One campaign line of a purchase: its points, or its reward (0 points); a named tuple:
+    made for every matching campaign of every purchase, cheaper than a frozen dataclass."""
 
     campaign_id: str
     points: int
     reward_id: str | None = None
 
 
-def line_matches(campaign: Campaign, line: BasketLine) -> bool:
-    """A counting line matching the item filter (every counting line without a filter)."""
-    if not line.counts:
+def _admits(planned: PlannedCampaign, member: MemberCampaignState, purchase: PurchaseTerms) -> bool:
+    """Store, channel, tier, smallest amount and the member's limit (not the window, which
+    ``CampaignPlan.running_at`` checked, nor the items)."""
+    campaign = planned.campaign
+    if planned.stores is not None and purchase.store_id not in planned.stores:
         return False
-    if not campaign.has_item_filter:
-        return True
-    if campaign.skus is not None and line.sku in campaign.skus:
-        return True
-    return campaign.sku_prefixes is not None and line.sku.startswith(campaign.sku_prefixes)
-
-
-def matching_lines(campaign: Campaign, items: tuple[BasketLine, ...]) -> list[BasketLine]:
-    return [line for line in items if line_matches(campaign, line)]
-
-
-def filters_match(campaign: Campaign, member: MemberCampaignState, purchase: PurchaseTerms) -> bool:
-    """Window and every filter given: store, channel, tier, smallest amount, item filter."""
-    if not campaign.runs_at(purchase.occurred_at):
-        return False
-    if campaign.stores is not None and purchase.store_id not in campaign.stores:
-        return False
-    if campaign.channels is not None and purchase.channel not in campaign.channels:
+    if planned.channels is not None and purchase.channel not in planned.channels:
         return False  # a purchase without channel matches no channels filter
-    if campaign.tiers is not None and member.tier not in campaign.tiers:
+    if planned.tiers is not None and member.tier not in planned.tiers:
         return False
     if campaign.min_amount_minor is not None and purchase.amount_minor < campaign.min_amount_minor:
         return False
-    return not campaign.has_item_filter or bool(matching_lines(campaign, purchase.items))
+    return campaign.per_member_max is None or member.uses.get(campaign.id, 0) < campaign.per_member_max
 
 
-def base_amount(campaign: Campaign, purchase: PurchaseTerms) -> int:
-    """The purchase's amount, or the matching lines' amounts when an item filter is given."""
-    if not campaign.has_item_filter:
-        return purchase.amount_minor
-    return sum(line.amount_minor for line in matching_lines(campaign, purchase.items))
-
-
-def matching_units(campaign: Campaign, purchase: PurchaseTerms) -> int:
-    """floor(quantity) of each matching line, summed (a line without quantity counts 1)."""
-    return sum(line.units for line in matching_lines(campaign, purchase.items))
-
-
-def effect_points(campaign: Campaign, program: Program, purchase: PurchaseTerms) -> int:
-    """The points the campaign's effect gives this purchase, before limits."""
+def effect_points(campaign: Campaign, program: Program, purchase: PurchaseTerms,
+                  totals: LineTotals) -> int:
+    """The points the campaign's effect gives this purchase, before limits; ``totals`` are
+    the purchase's lines matching its item filter (every counting line without one)."""
     if campaign.effect == EXTRA_MULTIPLIER:
-        numerator = base_amount(campaign, purchase) * program.points_per_unit
+        base = totals.amount_minor if campaign.has_item_filter else purchase.amount_minor
+        numerator = base * program.points_per_unit
         return numerator * campaign.extra_multiplier_pct // (program.minor_units_per_unit * PERCENT)
     if campaign.effect == BONUS:
         return campaign.bonus_points
     if campaign.effect == PER_ITEM:
-        return campaign.points_per_item * matching_units(campaign, purchase)
-    if matching_units(campaign, purchase) < campaign.items_min:
+        return campaign.points_per_item * totals.units
+    if totals.units < campaign.items_min:
         return 0
     return campaign.bonus_points if campaign.effect == ITEMS_BONUS else 0
 
 
-def gives_reward(campaign: Campaign, purchase: PurchaseTerms) -> bool:
-    return (campaign.effect == ITEMS_REWARD
-            and matching_units(campaign, purchase) >= campaign.items_min)
-
-
-def under_member_limit(campaign: Campaign, member: MemberCampaignState) -> bool:
-    return campaign.per_member_max is None or member.uses.get(campaign.id, 0) < campaign.per_member_max
-
-
-def campaign_award(campaign: Campaign, program: Program, member: MemberCampaignState,
-                   purchase: PurchaseTerms, budget_left: int | None) -> CampaignAward | None:
-    """The campaign's line for this purchase, or None when it gives nothing.
+def campaign_award(campaign: Campaign, program: Program, purchase: PurchaseTerms,
+                   totals: LineTotals, budget_left: int | None) -> CampaignAward | None:
+    """The line of a campaign whose filters match, or None when it gives nothing.
 
     ``budget_left`` is what the campaign's budget still holds (None: no budget).
     """
-    if not filters_match(campaign, member, purchase) or not under_member_limit(campaign, member):
-        return None
-    if gives_reward(campaign, purchase):
+    if campaign.effect == ITEMS_REWARD and totals.units >= campaign.items_min:
         return CampaignAward(campaign.id, 0, campaign.reward_id)
-    points = effect_points(campaign, program, purchase)
+    points = effect_points(campaign, program, purchase, totals)
     if budget_left is not None:
         points = min(points, max(budget_left, 0))
     return CampaignAward(campaign.id, points) if points > 0 else None
@@ -141,14 +110,24 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
     """Every campaign line of the purchase, in the program file's order.
 
     ``budgets_left`` has what each budgeted campaign's budget still holds; a
-    campaign with a budget and no entry has its whole ``budget_points``.
+    campaign with a budget and no entry has its whole ``budget_points``. The
+    lines matching each distinct item filter are summed once per purchase.
     """
     awards = []
-    for campaign in program.campaigns:
+    totals: dict[ItemFilter | None, LineTotals] = {}
+    for planned in program.campaign_plan.running_at(purchase.occurred_at):
+        if not _admits(planned, member, purchase):
+            continue
+        matched = totals.get(planned.item_filter)
+        if matched is None:
+            matched = totals[planned.item_filter] = line_totals(planned.item_filter, purchase.items)
+        if planned.item_filter is not None and not matched.lines:
+            continue  # an item filter needs a matching line
+        campaign = planned.campaign
         left = None
         if campaign.budget_points is not None:
             left = budgets_left.get(campaign.id, campaign.budget_points)
-        award = campaign_award(campaign, program, member, purchase, left)
+        award = campaign_award(campaign, program, purchase, matched, left)
         if award is not None:
             awards.append(award)
     return awards
@@ -156,6 +135,5 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
 
 def budgeted_campaign_ids(program: Program, moments: list[datetime]) -> list[str]:
     """The ids of budgeted campaigns running at any of ``moments``, sorted (the lock order)."""
-    return sorted({campaign.id for campaign in program.campaigns
-                   if campaign.budget_points is not None
-                   and any(campaign.runs_at(moment) for moment in moments)})
+    plan = program.campaign_plan
+    return sorted(plan.ids_running_at_any(moments) & plan.budgets.keys())

@@ -1038,7 +1038,7 @@ class LoyaltyAccount(Aggregate):
                               items=command.items)
         member = MemberCampaignState(tier=self.tier, uses=self.campaign_uses)
         awards = campaign_awards(program, member, terms, self._budgets.lefts(program))
-        budgeted = {c.id for c in program.campaigns if c.budget_points is not None}
+        budgeted = program.campaign_plan.budgets
         for award in awards:
             if award.campaign_id in budgeted:
                 self._budgets.spend(award.campaign_id, award.points)

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import jsonschema_rs
 
+from ledger.campaign_plan import CampaignPlan
 from ledger.campaign_terms import (CAMPAIGNS_SCHEMA, Campaign, CampaignTermsError,
                                    parse_campaigns, with_texts)
 
@@ -90,6 +92,11 @@ class Program:
     dead_letter_days_max: int = DEAD_LETTER_DAYS_MAX_DEFAULT
     campaigns: tuple[Campaign, ...] = ()  # section 12, in file order
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
+
+    @cached_property
+    def campaign_plan(self) -> CampaignPlan:
+        """The campaigns compiled for matching, built once per program (``ledger.campaign_plan``)."""
+        return CampaignPlan(self.campaigns)
 
     @property
     def base_tier(self) -> Tier:

@@ -2,18 +2,26 @@
 
 The table ``loyalty_campaign_budgets`` (``campaign_id``, ``awarded_points``)
 sits beside the event store and is created with it. A batch that may touch
-budgeted campaigns opens its transaction first, takes the row locks of
-exactly those budgets (``SELECT ... FOR UPDATE``, in campaign-id order, so two
-batches never deadlock on them), decides its accounts with what remains,
-then writes the facts, the tracking rows and the budgets' new totals in that
-same transaction (``UnpipelinedProcessRecorder.insert_events`` with
-``BUDGET_SESSION``). So a budget is never overspent (a second batch waits
-for the first to commit, then sees what it left), never double-counted when
-a batch is redelivered (the budget is written with the tracking rows that
-make the redelivery a no-op, or not at all), and a budget conflict is a wait
-on a row lock, never a failed batch (it does not count against
-``ledger_attempts_max``). The event store's table lock is taken after the
-budget locks, by every writer in that order.
+budgeted campaigns opens its transaction first and reads exactly those
+budgets, without locking them; decides its accounts with what they have
+left; then ``confirm`` takes their row locks (``SELECT ... FOR UPDATE``, in
+campaign-id order, so two batches never deadlock on them) and checks the
+decisions against what the budgets hold now (``BudgetBook.stands_with``).
+When another batch committed meanwhile spending that changes nothing here
+(the usual case: budgets far from empty), the decisions stand; otherwise the
+batch decides again, holding the locks, with what is left. Then the facts,
+the tracking rows and the budgets' new totals are written in that same
+transaction (``UnpipelinedProcessRecorder.insert_events`` with
+``BUDGET_SESSION``). So a budget is never overspent (the totals are written
+under the locks, from decisions checked under them), never double-counted
+when a batch is redelivered (the budget is written with the tracking rows
+that make the redelivery a no-op, or not at all), and a budget conflict is a
+wait on a row lock or a second decision, never a failed batch (it does not
+count against ``ledger_attempts_max``). Batches touching the same budgets
+decide at the same time and queue only for their writes, which the event
+store's table lock queues anyway: the budget locks are taken before it, by
+every writer in that order. When a budget runs out, the batch that takes the
+budget locks first (after deciding) is served first.
 """
 
 from __future__ import annotations
@@ -49,17 +57,26 @@ class BudgetSession:
         self.stack, self.cursor, self.schema = stack, cursor, schema
         self.open = True
 
-    def lock(self, campaign_ids: Sequence[str]) -> dict[str, int]:
-        """Create missing rows, lock the rows in id order, return their awarded points."""
-        table = SQL("{}.{}").format(Identifier(self.schema), Identifier(BUDGETS_TABLE))
-        ids = sorted(campaign_ids)
+    def read(self, campaign_ids: Sequence[str]) -> dict[str, int]:
+        """Create missing rows, return the rows' awarded points (no lock on existing rows)."""
         self.cursor.execute(IDLE_TIMEOUT_STATEMENT, (f"{BUDGET_TRANSACTION_IDLE_TIMEOUT_MS}ms",))
         self.cursor.execute(SQL("INSERT INTO {} (campaign_id) SELECT unnest(%s::text[]) "
-                                "ON CONFLICT (campaign_id) DO NOTHING").format(table), (ids,))
+                                "ON CONFLICT (campaign_id) DO NOTHING").format(self._table()),
+                            (sorted(campaign_ids),))
+        return self._select(campaign_ids, "")
+
+    def lock(self, campaign_ids: Sequence[str]) -> dict[str, int]:
+        """Lock the rows in id order (a batch holding them waits), return their awarded points."""
+        return self._select(campaign_ids, " FOR UPDATE")
+
+    def _select(self, campaign_ids: Sequence[str], locking: str) -> dict[str, int]:
         self.cursor.execute(SQL("SELECT campaign_id, awarded_points FROM {} "
-                                "WHERE campaign_id = ANY(%s) ORDER BY campaign_id FOR UPDATE"
-                                ).format(table), (ids,))
+                                "WHERE campaign_id = ANY(%s) ORDER BY campaign_id" + locking
+                                ).format(self._table()), (sorted(campaign_ids),))
         return {row["campaign_id"]: row["awarded_points"] for row in self.cursor.fetchall()}
+
+    def _table(self) -> SQL:
+        return SQL("{}.{}").format(Identifier(self.schema), Identifier(BUDGETS_TABLE))
 
     def write(self, spent: Mapping[str, int]) -> None:
         """Add this batch's spending to the locked rows (same transaction as its facts)."""
@@ -95,6 +112,15 @@ class PostgresBookOfBudgets(BudgetBook):
     def save_kwargs(self) -> dict[str, Any]:
         return {BUDGET_SESSION: self}
 
+    def confirm(self, budget_points: Mapping[str, int]) -> bool:
+        """Lock the budgets and check the round's decisions against what they hold now;
+        if they do not stand, hold that instead and spend nothing yet (decide again)."""
+        awarded_now = self.session.lock(list(self.awarded))
+        if self.stands_with(awarded_now, budget_points):
+            return True
+        self.awarded, self.spent = awarded_now, {}
+        return False
+
 
 class PostgresBudgets:
     """Budgets kept in ``loyalty_campaign_budgets`` of the event store's database."""
@@ -104,7 +130,8 @@ class PostgresBudgets:
 
     @contextmanager
     def reserve(self, campaign_ids: Sequence[str]) -> Iterator[BudgetBook]:
-        """A book of ``campaign_ids`` under row locks; none (no transaction) for no id.
+        """A book of ``campaign_ids`` as they stand (locked by ``confirm``); none (no
+        transaction) for no id.
 
         The recorder's insert writes the spending and commits; a round that
         saves nothing commits here (only the rows created). An error rolls back.
@@ -114,7 +141,7 @@ class PostgresBudgets:
             return
         session = self._open()
         try:
-            book = PostgresBookOfBudgets(session, session.lock(campaign_ids))
+            book = PostgresBookOfBudgets(session, session.read(campaign_ids))
             yield book
         except BaseException:
             session.abort()

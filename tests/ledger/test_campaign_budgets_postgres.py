@@ -104,3 +104,42 @@ def test_a_batch_deciding_longer_than_the_librarys_idle_timeout_keeps_its_budget
         time.sleep(LIBRARY_IDLE_TIMEOUT_S + 1)  # the transaction idle, as while accounts decide
         assert book.awarded == {"tight": 0}
     assert ledgers[0].budgets.awarded() == {"tight": 0}  # committed, not cut by the server
+
+
+def deciding_while_another_commits(monkeypatch, ledger, other, meanwhile) -> list[int]:
+    """Make ``other`` commit ``meanwhile`` while ``ledger`` decides its first round; the
+    rounds ``ledger`` decides are counted in the list returned."""
+    rounds: list[int] = []
+    decide = ledger.decide
+
+    def decide_and_interleave(commands, budgets=None):
+        rounds.append(len(commands))
+        if len(rounds) == 1:
+            other.process_batch(meanwhile, Tracking("topic:other", len(rounds)))
+        return decide(commands, budgets)
+    monkeypatch.setattr(ledger, "decide", decide_and_interleave)
+    return rounds
+
+
+def test_decisions_stand_when_what_another_batch_spent_meanwhile_changes_none(ledgers, monkeypatch):
+    ledger, other = ledgers[0], ledgers[1]
+    with other.budgets.reserve(["tight"]):
+        pass  # the row exists (a batch creating it holds it until it commits)
+    rounds = deciding_while_another_commits(monkeypatch, ledger, other, purchases("other", 1))
+    ledger.process_batch(purchases("mine", 2), Tracking("topic:0", 1))
+    assert rounds == [2]  # decided once: the budget covered both batches
+    assert ledger.budgets.awarded() == {"tight": 3 * BONUS_POINTS}
+    assert sum(campaign_points(ledger)) == 3 * BONUS_POINTS
+
+
+def test_a_round_whose_budget_another_batch_drew_down_meanwhile_decides_again(ledgers, monkeypatch):
+    ledger, other = ledgers[0], ledgers[1]
+    other.process_batch(purchases("early", 31), Tracking("topic:early", 1))  # 930 of 1000
+    rounds = deciding_while_another_commits(monkeypatch, ledger, other, purchases("other", 1))
+    ledger.process_batch(purchases("mine", 2), Tracking("topic:0", 1))  # wanted 60 of the 70
+    assert rounds == [2, 2]  # only 40 left once the other batch committed: decided again
+    assert ledger.budgets.awarded() == {"tight": BUDGET_POINTS}
+    mine = [line["points"] for fact in ledger.fact_log.facts() if type(fact).__name__ == "PointsEarned"
+            and fact.member_id.startswith("mine") for line in fact.campaigns]
+    assert mine == [BONUS_POINTS, BUDGET_POINTS - 33 * BONUS_POINTS]  # 30, then the 10 left
+    assert sum(campaign_points(ledger)) == BUDGET_POINTS

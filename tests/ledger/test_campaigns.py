@@ -124,6 +124,42 @@ def test_every_filter_must_match(body, purchase, member, matches):
     assert awards(program, purchase, member) == ([CampaignAward("c", 7)] if matches else [])
 
 
+def test_campaigns_with_the_same_item_filter_each_count_its_lines():
+    # Three campaigns state one filter; the plan shares it, each effect still counts on its own.
+    same = 'sku_prefixes = ["COF-"]\nskus = ["TEA-1"]'
+    program = program_of(campaign("per-item", f"{same}\npoints_per_item = 2"),
+                         campaign("x2", f"{same}\nextra_multiplier_pct = 100"),
+                         campaign("other", 'skus = ["COF-2"]\npoints_per_item = 1'),
+                         campaign("three", f"{same}\nitems_min = 4\nbonus_points = 9"))
+    lines = (BasketLine("COF-1", 2, 700), BasketLine("TEA-1", 1, 300), BasketLine("BREAD", 5, 900))
+    assert awards(program, terms(1900, items=lines)) == [
+        CampaignAward("per-item", 6), CampaignAward("x2", 10)]  # 3 units: not the 4 of "three"
+    plan = program.campaign_plan
+    assert plan is program.campaign_plan  # compiled once per program
+    shared = {id(planned.item_filter) for planned in plan.campaigns if planned.campaign.id != "other"}
+    assert len(shared) == 1 and plan.campaigns[2].item_filter is not plan.campaigns[0].item_filter
+
+
+def test_the_plan_finds_the_campaigns_running_at_a_moment_in_file_order():
+    def windowed(cid: str, starts: str, ends: str) -> str:
+        return (f'\n[[campaigns]]\nid = "{cid}"\nname = "{cid}"\nstarts_at = "{starts}"\n'
+                f'ends_at = "{ends}"\nbonus_points = 1\n')
+    program = program_of(windowed("late", "2025-06-05T00:00:00Z", "2025-06-20T00:00:00Z"),
+                         windowed("early", "2025-06-01T00:00:00Z", "2025-06-10T00:00:00Z"),
+                         windowed("same", "2025-06-01T00:00:00Z", "2025-06-10T00:00:00Z"))
+    plan = program.campaign_plan
+
+    def running(text: str) -> list[str]:
+        return [p.campaign.id for p in plan.running_at(datetime.fromisoformat(text))]
+    assert running("2025-05-31T23:59:59+00:00") == []
+    assert running("2025-06-01T00:00:00+00:00") == ["early", "same"]  # starts_at included
+    assert running("2025-06-05T01:00:00+01:00") == ["late", "early", "same"]  # any offset
+    assert running("2025-06-10T00:00:00+00:00") == ["late"]  # ends_at excluded
+    assert running("2025-06-20T00:00:00+00:00") == []
+    assert plan.ids_running_at_any([datetime(2025, 6, 15, tzinfo=timezone.utc),
+                                    datetime(2025, 6, 2, tzinfo=timezone.utc)]) == {"late", "early", "same"}
+
+
 # ------------------------------------------------------------------- limits
 
 
@@ -299,3 +335,19 @@ def test_a_version_2_points_earned_fact_is_upcast_with_no_campaign_lines():
     LoyaltyAccount.upcast_v3_v4(snapshot_state)
     assert snapshot_state == {"campaign_uses": {}}
     assert LoyaltyAccount.class_version == 4
+
+
+@pytest.mark.parametrize("before, spent, now, stands", [
+    (100, 50, 100, True),   # nobody else spent
+    (100, 50, 140, True),   # 860 left now: the 50 spent here were never cut
+    (100, 50, 150, True),   # exactly 850 left now
+    (100, 50, 960, False),  # 40 left now: an award would have been cut
+    (950, 50, 960, False),  # this round emptied the budget: its last award may have been cut
+    (950, 50, 950, True),   # ... and stands when nobody else spent
+    (100, 0, 990, True),    # nothing spent here
+])
+def test_a_rounds_decisions_stand_unless_what_it_spent_depends_on_what_others_spent(
+        before, spent, now, stands):
+    book = BudgetBook({"c": before})
+    book.spend("c", spent)
+    assert book.stands_with({"c": now}, {"c": 1000}) is stands

@@ -1,0 +1,115 @@
+"""A program's campaigns compiled once for matching purchases (CONTRACT section 12).
+
+``CampaignPlan`` holds a program's campaigns in file order, each as a
+``PlannedCampaign``: its store, channel and tier filters as sets and its item
+filter (``ItemFilter``: the ``skus`` as a set, the ``sku_prefixes``) shared
+by every campaign that states the same one. ``Program.campaign_plan`` builds
+it once per program, so a purchase does not rebuild any of it, and
+``line_totals`` sums a purchase's lines once per distinct item filter, not
+once per campaign and question. The plan is indexed by time
+(``CampaignPlan.running_at``): a purchase only looks at the campaigns
+running at its ``occurred_at``. ``ledger.campaigns`` decides with it; the
+results are those of section 12's rules, unchanged. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from ledger.basket import BasketLine
+from ledger.campaign_terms import Campaign
+
+
+@dataclass(frozen=True, eq=False)
+class ItemFilter:
+    """``skus`` and ``sku_prefixes`` of a campaign: a line matching either counts (one
+    instance per distinct filter in a plan, so it is hashed and compared by identity)."""
+
+    skus: frozenset[str]
+    sku_prefixes: tuple[str, ...]  # empty: no prefix given (startswith(()) is False)
+
+    def matches(self, sku: str) -> bool:
+        return sku in self.skus or sku.startswith(self.sku_prefixes)
+
+
+class LineTotals(NamedTuple):
+    """A purchase's counting lines that match one item filter (every line without one); a
+    named tuple: made for every purchase, cheaper to build than a frozen dataclass."""
+
+    lines: int
+    units: int  # floor(quantity) of each, summed
+    amount_minor: int  # a line without amount_minor counts 0
+
+
+def line_totals(item_filter: ItemFilter | None, items: Iterable[BasketLine]) -> LineTotals:
+    """Lines, units and amounts of the counting lines ``item_filter`` matches (None: all)."""
+    lines = units = amount_minor = 0
+    for line in items:
+        if line.returned or (item_filter is not None and not item_filter.matches(line.sku)):
+            continue
+        lines += 1
+        units += line.units
+        amount_minor += line.amount_minor
+    return LineTotals(lines, units, amount_minor)
+
+
+@dataclass(frozen=True)
+class PlannedCampaign:
+    """One campaign with its filters as sets (None: no such filter)."""
+
+    campaign: Campaign
+    stores: frozenset[str] | None
+    channels: frozenset[str] | None
+    tiers: frozenset[str] | None
+    item_filter: ItemFilter | None
+
+
+def _set(values: tuple[str, ...] | None) -> frozenset[str] | None:
+    return frozenset(values) if values is not None else None
+
+
+def _item_filter(campaign: Campaign, shared: dict[tuple, ItemFilter]) -> ItemFilter | None:
+    if not campaign.has_item_filter:
+        return None
+    skus = frozenset(campaign.skus or ())
+    prefixes = tuple(campaign.sku_prefixes or ())
+    return shared.setdefault((skus, prefixes), ItemFilter(skus, prefixes))
+
+
+class CampaignPlan:
+    """A program's campaigns in file order, compiled and indexed by time.
+
+    The campaigns' ``starts_at`` and ``ends_at``, sorted, cut time into
+    segments in which the same campaigns run; ``running_at`` finds a moment's
+    segment by bisection, so a purchase never looks at a campaign outside its
+    window. ``budgets`` has each budgeted campaign's ``budget_points`` by id.
+    """
+
+    def __init__(self, campaigns: tuple[Campaign, ...]) -> None:
+        shared: dict[tuple, ItemFilter] = {}
+        self.campaigns = tuple(
+            PlannedCampaign(campaign, _set(campaign.stores), _set(campaign.channels),
+                            _set(campaign.tiers), _item_filter(campaign, shared))
+            for campaign in campaigns)
+        self.budgets = {campaign.id: campaign.budget_points for campaign in campaigns
+                        if campaign.budget_points is not None}
+        self._bounds = sorted({c.starts_at for c in campaigns} | {c.ends_at for c in campaigns})
+        # Segment k is [bounds[k-1], bounds[k]); none runs before the first bound or after the last.
+        self._running = ((), *(self._running_from(start) for start in self._bounds[:-1]), ())
+
+    def _running_from(self, start: datetime) -> tuple[PlannedCampaign, ...]:
+        return tuple(planned for planned in self.campaigns
+                     if planned.campaign.starts_at <= start < planned.campaign.ends_at)
+
+    def running_at(self, moment: datetime) -> tuple[PlannedCampaign, ...]:
+        """The campaigns with ``starts_at <= moment < ends_at``, in file order."""
+        return self._running[bisect_right(self._bounds, moment)]
+
+    def ids_running_at_any(self, moments: Iterable[datetime]) -> set[str]:
+        """The ids of the campaigns running at one of ``moments`` at least."""
+        segments = {bisect_right(self._bounds, moment) for moment in moments}
+        return {planned.campaign.id for segment in segments for planned in self._running[segment]}
