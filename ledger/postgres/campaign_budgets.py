@@ -36,6 +36,10 @@ from psycopg.sql import SQL, Identifier
 from ledger.campaign_budgets import BudgetBook
 
 BUDGETS_TABLE = "loyalty_campaign_budgets"
+SELECT_BUDGETS = ("SELECT campaign_id, awarded_points FROM {} "
+                  "WHERE campaign_id = ANY(%s) ORDER BY campaign_id")
+LOCK_BUDGETS = ("SELECT campaign_id, awarded_points FROM {} "
+                "WHERE campaign_id = ANY(%s) ORDER BY campaign_id FOR UPDATE")
 BUDGET_SESSION = "budget_session"  # insert_events keyword: the open transaction holding the locks
 # The budget transaction is idle while the batch's accounts load and decide (eventsourcing's
 # idle-in-transaction timeout is 5 s); a stalled holder still frees the locks after this long.
@@ -63,16 +67,14 @@ class BudgetSession:
         self.cursor.execute(SQL("INSERT INTO {} (campaign_id) SELECT unnest(%s::text[]) "
                                 "ON CONFLICT (campaign_id) DO NOTHING").format(self._table()),
                             (sorted(campaign_ids),))
-        return self._select(campaign_ids, "")
+        return self._select(SELECT_BUDGETS, campaign_ids)
 
     def lock(self, campaign_ids: Sequence[str]) -> dict[str, int]:
         """Lock the rows in id order (a batch holding them waits), return their awarded points."""
-        return self._select(campaign_ids, " FOR UPDATE")
+        return self._select(LOCK_BUDGETS, campaign_ids)
 
-    def _select(self, campaign_ids: Sequence[str], locking: str) -> dict[str, int]:
-        self.cursor.execute(SQL("SELECT campaign_id, awarded_points FROM {} "
-                                "WHERE campaign_id = ANY(%s) ORDER BY campaign_id" + locking
-                                ).format(self._table()), (sorted(campaign_ids),))
+    def _select(self, statement: str, campaign_ids: Sequence[str]) -> dict[str, int]:
+        self.cursor.execute(SQL(statement).format(self._table()), (sorted(campaign_ids),))
         return {row["campaign_id"]: row["awarded_points"] for row in self.cursor.fetchall()}
 
     def _table(self) -> SQL:
