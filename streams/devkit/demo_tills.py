@@ -6,8 +6,9 @@ HTTP, one after another, at most ``till_sessions_per_s``: a till scans a card
 now and then more than the balance, so the dashboard shows a rejection), then
 captures them (mostly all, sometimes part), voids the hold, or leaves it to
 run out by event time; a few captures are cancelled afterwards (the goods came
-back). Event times follow the member's clock as the API shows it (a hold at
-the clock plus a second), so a hold is not late when it is sent; the chain's
+back); until one capture was approved, every approved hold is captured (a
+short demo shows one). Event times follow the member's clock as the API shows
+it (a hold at the clock plus a second), so a hold is not late when it is sent; the chain's
 own stream may still move the clock past it before the capture (the capture is
 then ``unknown_hold``: the hold ran out). No rule lives here: the ledger
 decides, the tills count its answers (``TillCounts``), which the dashboard and
@@ -118,10 +119,11 @@ class SimulatedTills(threading.Thread):
             self._settle(till, member_id, at, hold)
 
     def _settle(self, till: httpx.Client, member_id: str, at, hold: dict) -> None:
-        """Capture (all or part), void, or leave the hold to run out; cancel a few captures."""
+        """Capture (all or part), void, or leave the hold to run out; cancel a few captures.
+        Until one capture was approved, every approved hold is captured: a short demo shows it."""
         choice = self.random.randrange(100)
         then = at + timedelta(seconds=CAPTURE_AFTER_S)
-        if choice < CAPTURE_SHARE_PCT:
+        if choice < CAPTURE_SHARE_PCT or not self.counts.total("redemption_capture", "points_redeemed"):
             part = {}
             if self.random.randrange(100) < PARTIAL_CAPTURE_SHARE_PCT and hold["points"] > 1:
                 part = {"points": self.random.randint(1, hold["points"] - 1)}
