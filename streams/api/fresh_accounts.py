@@ -87,7 +87,7 @@ class FreshAccounts:
             kept.document = None
         return True
 
-    def kept_document(self, member_id: str) -> dict | None:
+    def peek_document(self, member_id: str) -> dict | None:
         """The member's kept document, as it is (maybe behind), or None when none is kept."""
         kept = self._kept.get(member_id)  # a dict read: atomic; no order update for a peek
         return None if kept is None else kept.document
@@ -107,7 +107,6 @@ class FreshAccounts:
         with self._lock:
             if self._kept.get(member_id) is kept:
                 del self._kept[member_id]
-
 
 
 class NewerFacts:

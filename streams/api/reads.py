@@ -72,7 +72,7 @@ class LedgerReads:
     async def current_member(self, member_id: str, with_profile: bool) -> dict | None:
         """The member document now: the kept one when no fact came after it (checked on the
         event loop), else read on the threads."""
-        kept = self.accounts.kept_document(member_id)
+        kept = self.accounts.peek_document(member_id)
         if kept is not None and not with_profile and self.newer_facts is not None \
                 and not await self.newer_facts.after(member_id, kept["version"]):
             return kept
@@ -100,7 +100,7 @@ class LedgerReads:
 
     def history(self, member_id: str, after_version: int, limit: int) -> list[dict] | None:
         facts = list(self.ledger.events.get(account_id(member_id), gt=after_version, limit=limit))
-        if not facts and self.ledger.find_account(member_id) is None:
+        if not facts and self.accounts.read(member_id, lambda kept: True) is None:  # no such member
             return None
         return [history_document(fact) for fact in facts]
 

@@ -56,10 +56,10 @@ def test_the_least_recently_read_account_is_dropped_past_accounts_max():
         apply(ledger, purchase(member, 1))
     for member in ("m1", "m2", "m1", "m3"):
         accounts.read(member, lambda kept: kept_document(kept, ledger))
-    assert accounts.kept_document("m2") is None
-    assert accounts.kept_document("m1")["member_id"] == "m1"
+    assert accounts.peek_document("m2") is None
+    assert accounts.peek_document("m1")["member_id"] == "m1"
     assert accounts.read("nobody", lambda kept: kept_document(kept, ledger)) is None
-    assert accounts.kept_document("nobody") is None
+    assert accounts.peek_document("nobody") is None
 
 
 def conninfo(pg_env: dict[str, str]) -> str:
