@@ -188,7 +188,7 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     applier = PartitionBatchApplier(open_ledger(settings), settings,
                                     DatabaseOutage(settings, "partition batches", fatal.stopping),
                                     confirm_topic=guard.confirm if guard is not None else None)
-    executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix="ledger",
+    executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix=LEDGER_THREAD,
                                   initializer=name_os_thread, initargs=(LEDGER_THREAD,))
 
     async def apply_one(batch: list[InboundMessage]) -> None:
@@ -279,7 +279,7 @@ def start_relay(settings: Settings,
                         on_lag=default_metrics().set_outbox_lag)
     outage = DatabaseOutage(settings, "outbox relay", stop)
     thread = threading.Thread(target=run_named, args=(RELAY_THREAD, relay_until_stopped, relay, stop,
-                                                      outage, fatal), name="outbox-relay", daemon=True)
+                                                      outage, fatal), name=RELAY_THREAD, daemon=True)
     thread.start()
     return thread, stop
 
