@@ -13,7 +13,8 @@ the first fact, ``head()`` the last committed one.
   head when it starts), read a bounded range of ids at a time with the next
   range read ahead (exports, the year-end job, ``loyalty process``'s files);
 - ``chunks``: the same ranges cut into windows (one read-model transaction
-  each), with each fact's id (the projections' catch-up);
+  each), with each fact's id (the projections' catch-up), optionally only
+  one ``Shard`` of the accounts (a process of a split replay);
 - ``count``, ``latest``, ``versions_at``: figures of the log (``process``'s
   end condition, the demo's dashboard, ``verify``).
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
-from ledger.postgres.log_reader import LogReader, read_log
+from ledger.postgres.log_reader import LogReader, Shard, read_log
 
 FACTS_PAGE_NOTIFICATIONS_MAX_DEFAULT = 2_000  # ids per read of ``facts`` unless told otherwise
 
@@ -77,13 +78,14 @@ class FactLog:
                 yield from (self.to_fact(stored) for _, stored in chunk.notifications)
 
     def chunks(self, position: int, stop: int, topics: Sequence[str] | None, *,
-               window_notifications_max: int,
-               chunk_notifications_max: int) -> Iterator[FactChunk]:
+               window_notifications_max: int, chunk_notifications_max: int,
+               shard: Shard | None = None) -> Iterator[FactChunk]:
         """``facts`` in chunks of at most ``chunk_notifications_max`` ids, cut into windows of
-        at most ``window_notifications_max`` facts. Close it if you stop early."""
+        at most ``window_notifications_max`` facts; with a ``shard``, only the facts of its
+        accounts (a split replay's process). Close it if you stop early."""
         chunks = read_log(self.reader, position, stop, topics,
                           window_notifications_max=window_notifications_max,
-                          chunk_notifications_max=chunk_notifications_max)
+                          chunk_notifications_max=chunk_notifications_max, shard=shard)
         with closing(chunks):
             for chunk in chunks:
                 yield FactChunk([id_ for id_, _ in chunk.notifications],

@@ -52,7 +52,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from ledger.application import LoyaltyLedger
-from ledger.log import FactChunk
+from ledger.log import FactChunk, Shard
 from ledger.program import Program
 from ledger.settings import LedgerSettings
 from ledger.wire import json_ready
@@ -99,6 +99,7 @@ class ReadModels:
 
     factory: PostgresFactory
     projections: dict[str, ReadModelProjection]
+    env: dict[str, str] = field(default_factory=dict)  # what they were opened with
 
     def view(self, name: str) -> Any:
         return self.projections[name].view
@@ -131,7 +132,7 @@ def open_read_models(env: EnvType, names: Iterable[str] | None = None,
                                            tracking_table_name=f"{name}_tracking")
         view.create_table()
         projections[name] = projection_class.with_program(rules)(view)
-    return ReadModels(factory, projections)
+    return ReadModels(factory, projections, dict(env))
 
 
 @dataclass
@@ -147,8 +148,10 @@ class CatchUp:
 def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_max: int,
              on_progress: Callable[[int], None] = lambda advanced: None,
              read_notifications_max: int = READ_NOTIFICATIONS_MAX,
-             cache_rows_max: int = CACHE_ROWS_MAX) -> CatchUp:
-    """Bring every read model in ``models`` up to the log's current head, batch by batch.
+             cache_rows_max: int = CACHE_ROWS_MAX, stop: int | None = None,
+             shard: Shard | None = None) -> CatchUp:
+    """Bring every read model in ``models`` up to the log's current head (or ``stop``), batch
+    by batch; with a ``shard``, from the facts of its accounts only (``split_replay``).
 
     One transaction per ``batch_notifications_max`` notifications, read and
     applied ``read_notifications_max`` at a time. A read model that starts
@@ -161,14 +164,15 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
     for projection in models.projections.values():
         projection.program_of = ledger.program_for  # each fact with the version it names
     positions = models.positions()
-    head = ledger.fact_log.head()
+    head = ledger.fact_log.head() if stop is None else stop
     done = CatchUp(position=min(positions.values(), default=head), positions=positions)
     if done.position >= head:
         return done
     topics = sorted({topic for p in models.projections.values() for topic in p.topics})
     chunks = ledger.fact_log.chunks(done.position, head, topics,
                                     window_notifications_max=batch_notifications_max,
-                                    chunk_notifications_max=read_notifications_max)
+                                    chunk_notifications_max=read_notifications_max,
+                                    shard=shard)
     kept: dict[str, Kept] = {}
     with closing(chunks), _collector_paused():
         while done.position < head:

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from uuid import UUID
 
 from eventsourcing.persistence import (ApplicationRecorder, InterfaceError, OperationalError,
                                       StoredEvent)
@@ -53,7 +54,11 @@ READ_ATTEMPTS_MAX = 10  # as eventsourcing's select_notifications
 READ_RETRY_WAIT_S = 0.2
 
 RANGE_SQL = ("SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
-             "WHERE notification_id > %s AND notification_id <= %s{topics} ORDER BY notification_id")
+             "WHERE notification_id > %s AND notification_id <= %s{topics}{shard} "
+             "ORDER BY notification_id")
+# A shard's facts: the last byte of the originator id (an account's uuid5: uniform) modulo the
+# shard count; ``Shard.holds`` is the same test in Python.
+SHARD_SQL = " AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
 COUNT_SQL = "SELECT topic, count(*) FROM {table} WHERE topic = ANY(%s) GROUP BY topic"
 LATEST_SQL = ("SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
               "WHERE topic = ANY(%s) ORDER BY notification_id DESC LIMIT %s")
@@ -61,6 +66,23 @@ VERSIONS_SQL = ("SELECT originator_id, max(originator_version) FROM {table} "
                 "WHERE notification_id <= %s AND topic = ANY(%s) GROUP BY originator_id")
 
 Notifications = list[tuple[int, StoredEvent]]  # (notification id, stored fact), in id order
+SHARDS_MAX = 256  # the shard of a fact is one byte of its originator id modulo the count
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The facts of one in ``count`` disjoint sets of accounts (``index`` from 0): a split
+    replay's process reads only its shard of the log. Every fact of an account is in one
+    shard (the test is on the originator id), so member-keyed rows never cross shards."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        assert 0 < self.count <= SHARDS_MAX and 0 <= self.index < self.count, self
+
+    def holds(self, originator_id: UUID) -> bool:
+        return originator_id.bytes[15] % self.count == self.index
 
 
 @dataclass(frozen=True)
@@ -86,11 +108,15 @@ class LogReader:
         on_postgres = isinstance(recorder, PostgresApplicationRecorder)
         self.table = _table(recorder) if on_postgres else None
 
-    def read(self, after: int, last: int, topics: Sequence[str] | None) -> Notifications:
-        """The notifications with ``after < id <= last``, in id order."""
+    def read(self, after: int, last: int, topics: Sequence[str] | None,
+             shard: Shard | None = None) -> Notifications:
+        """The notifications with ``after < id <= last`` (of ``shard`` only, if given), in id
+        order."""
         if self.table is None:
-            return self._selected(after, last - after, last, topics)
-        return self._fetch(_range_sql(self.table, topics), (after, last, *_topics_param(topics)))
+            selected = self._selected(after, last - after, last, topics)
+            return [n for n in selected if shard is None or shard.holds(n[1].originator_id)]
+        return self._fetch(_range_sql(self.table, topics, shard),
+                           (after, last, *_topics_param(topics), *_shard_param(shard)))
 
     def read_next(self, after: int, limit: int) -> Notifications:
         """At most ``limit`` notifications after ``after``, of every topic (the relay's batch)."""
@@ -149,9 +175,14 @@ def _table(recorder: PostgresApplicationRecorder) -> Composed:
                                Identifier(recorder.events_table_name))
 
 
-def _range_sql(table: Composed, topics: Sequence[str] | None) -> Composed:
+def _range_sql(table: Composed, topics: Sequence[str] | None, shard: Shard | None) -> Composed:
     return SQL(RANGE_SQL).format(table=table,
-                                 topics=SQL(" AND topic = ANY(%s)" if topics else ""))
+                                 topics=SQL(" AND topic = ANY(%s)" if topics else ""),
+                                 shard=SQL(SHARD_SQL if shard else ""))
+
+
+def _shard_param(shard: Shard | None) -> tuple:
+    return (shard.count, shard.index) if shard else ()
 
 
 def _topics_param(topics: Sequence[str] | None) -> tuple:
@@ -159,8 +190,10 @@ def _topics_param(topics: Sequence[str] | None) -> tuple:
 
 
 def read_log(reader: LogReader, start: int, stop: int, topics: Sequence[str] | None, *,
-             window_notifications_max: int, chunk_notifications_max: int) -> Iterator[Chunk]:
-    """The chunks after ``start`` up to ``stop``, the next one read while this one is used.
+             window_notifications_max: int, chunk_notifications_max: int,
+             shard: Shard | None = None) -> Iterator[Chunk]:
+    """The chunks after ``start`` up to ``stop`` (of ``shard`` only, if given), the next one
+    read while this one is used.
 
     Close the iterator (``contextlib.closing``) if you stop early: that waits
     for the read ahead, if any, to finish.
@@ -169,12 +202,12 @@ def read_log(reader: LogReader, start: int, stop: int, topics: Sequence[str] | N
     window = Window(window_notifications_max, chunk_notifications_max)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-read-ahead") as pool:
         last = window.next_last(start, stop)
-        pending = pool.submit(reader.read, start, last, topics)
+        pending = pool.submit(reader.read, start, last, topics, shard)
         while True:
             chunk = window.chunk(pending.result(), last, stop)
             if chunk.last < stop:
                 last = window.next_last(chunk.last, stop)
-                pending = pool.submit(reader.read, chunk.last, last, topics)
+                pending = pool.submit(reader.read, chunk.last, last, topics, shard)
             yield chunk
             if chunk.last >= stop:
                 return
