@@ -60,6 +60,7 @@ from projections import runner
 from projections.runner import CatchUp, ReadModels, catch_up, open_read_models, progress_bar
 
 REPLAY_PROCESSES_DEFAULT = 2  # ``loyalty replay --processes``: the cores of the benchmark box
+REPLAY_PROCESSES_MAX = 16  # each holds a connection pool and its share of the rows in memory
 PROGRESS_POLL_TIMEOUT_S = 0.2  # the parent's wait for a shard's progress between checks
 SCHEMA_ENV = "PROJECTIONS_POSTGRES_SCHEMA"  # the read models' schema (``open_read_models``)
 MEMBER_KEY = "member_id"

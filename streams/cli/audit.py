@@ -31,7 +31,9 @@ from projections.auditor import member_view, member_view_document, render_member
 from projections.export import EXPORT_KINDS, FORMATS, READ_MODEL_EXPORTS, export
 from projections.runner import (BATCH_NOTIFICATIONS_MAX_DEFAULT, READ_MODEL_NAMES,
                                 REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT, ReadModels,
-                                catch_up, open_read_models, replay, resume)
+                                catch_up, open_read_models)
+from projections.split_replay import (REPLAY_PROCESSES_DEFAULT, REPLAY_PROCESSES_MAX, replay,
+                                      resume)
 from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
 from streams.cli.options import plain_console, positive_int
@@ -122,6 +124,11 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
                              f"{BATCH_NOTIFICATIONS_MAX_DEFAULT:,})")
     parser.add_argument("--resume", action="store_true",
                         help="do not drop: catch up from the tracked positions (a restart)")
+    parser.add_argument("--processes", type=positive_int, default=REPLAY_PROCESSES_DEFAULT,
+                        metavar="N",
+                        help=f"rebuild read models from empty in N processes, each over its share "
+                             f"of the members, then merge (default {REPLAY_PROCESSES_DEFAULT}; "
+                             f"1: one process, the previous design)")
     parser.add_argument("--follow", action="store_true",
                         help="then keep following the ledger live until interrupted")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -129,6 +136,8 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
 
 def run_replay(args: argparse.Namespace) -> int:
     names = args.read_models or list(READ_MODEL_NAMES)
+    if args.processes > REPLAY_PROCESSES_MAX:
+        raise UsageError(f"--processes {args.processes}: at most {REPLAY_PROCESSES_MAX}")
     unknown = sorted(set(names) - set(READ_MODEL_NAMES))
     if unknown:
         raise UsageError(f"unknown read model {', '.join(unknown)}; known: "
@@ -136,10 +145,12 @@ def run_replay(args: argparse.Namespace) -> int:
     console = None if args.no_progress else plain_console(stderr=True)
     with opened(args, names) as (ledger, models):
         rebuild = resume if args.resume else replay
-        done = rebuild(ledger, models, batch_notifications_max=batch_sizes(args)[0], console=console)
+        done = rebuild(ledger, models, processes=args.processes,
+                       batch_notifications_max=batch_sizes(args)[0], console=console)
         verb = "caught up" if args.resume else "replayed"
         print(f"{verb} {', '.join(names)}: {done.notifications} notifications in "
-              f"{done.transactions} transactions, position {done.position}", file=sys.stderr)
+              f"{done.transactions} transactions ({args.processes} processes), position "
+              f"{done.position}", file=sys.stderr)
         if not args.follow:
             return EXIT_OK
         return follow(ledger, models, names, settings_from(args))

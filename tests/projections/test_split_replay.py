@@ -22,12 +22,15 @@ from projections.campaigns import CAMPAIGNS
 from projections.kpis import KPI_POINTS
 from projections.runner import READ_MODEL_NAMES, open_read_models, read_model_digests
 from projections import split_replay
-from projections.split_replay import merge_statement, rebuild, replay, resume, staging_schema
+from projections.split_replay import (REPLAY_PROCESSES_DEFAULT, REPLAY_PROCESSES_MAX,
+                                      merge_statement, rebuild, replay, resume, staging_schema)
 from projections.verify import verify
 from projections.year_end import year_closed_events
 from streams.devkit.demo import DEMO_PROGRAM_PATH
 from streams.devkit.simulator import SimulationConfig, simulate_events
+from streams.cli.audit import EXIT_USAGE
 from tests.projections.random_stream import load_stream
+from tests.projections.steps import database_url, run_cli
 from tests.support.streamgen_contract2 import generate_contract_2_events
 
 SIMULATED_MEMBERS = 120
@@ -178,6 +181,22 @@ def test_read_models_that_are_not_empty_at_zero_are_left_to_the_catch_up(loaded,
         assert done.notifications == 0 and _staging_schemas(models) == []
         assert read_model_digests(models) == reference
     assert set(READ_MODEL_NAMES) == set(reference)
+
+
+def test_loyalty_replay_splits_by_default_and_processes_1_is_the_single_process_path(
+        loaded, pg_env, capsys):
+    ledger, reference = loaded
+    url = database_url(pg_env)
+    common = ("replay", "--database-url", url, "--program", str(DEMO_PROGRAM_PATH),
+              "--no-progress")
+    for flags, processes in (((), REPLAY_PROCESSES_DEFAULT), (("--processes", "1"), 1)):
+        assert run_cli(*common, *flags) == 0
+        assert f"({processes} processes), position " in capsys.readouterr().err
+        with open_read_models(pg_env, program=ledger.program) as models:
+            assert read_model_digests(models) == reference
+    assert REPLAY_PROCESSES_DEFAULT > 1
+    assert run_cli(*common, "--processes", str(REPLAY_PROCESSES_MAX + 1)) == EXIT_USAGE
+    assert f"at most {REPLAY_PROCESSES_MAX}" in capsys.readouterr().err
 
 
 def _staging_schemas(models) -> list[str]:
