@@ -5,10 +5,14 @@ The store is built once per benchmark run, straight through the ledger
 credits applied in the next batch) until it holds at least the requested
 number of facts; Kafka is not needed to have facts to replay.
 
-- figure: ``projections.runner.replay`` (drop the read models, then rebuild
-  them in memory, all at once, committing rows and positions every
+- figure: ``projections.split_replay.replay`` (drop the read models, then
+  rebuild them in memory, all at once, committing rows and positions every
   ``REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT`` notifications; what
-  ``loyalty replay`` runs);
+  ``loyalty replay`` runs), split across ``REPLAY_PROCESSES_DEFAULT``
+  processes by member, and with ``processes=1`` (the previous design, one
+  process) in the same run: the ratio of the two is the figure that counts
+  on a shared box. Each run reports its peak memory (this process and its
+  children, sampled every ``RSS_SAMPLE_INTERVAL_MS``);
 - baseline: the library's plain runner, eventsourcing's ``ProjectionRunner``
   (``projections.runner.live_runner``, one event per transaction), one per
   read model, all four at once in this process, from position 0 of freshly
@@ -23,10 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.profiling import Profiler
 from bench.services import BenchServices
@@ -35,7 +42,8 @@ from ledger.commands import command_from_event
 from ledger.credits import credit_commands
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import (READ_MODEL_NAMES, REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT,
-                                live_runner, open_read_models, replay)
+                                live_runner, open_read_models)
+from projections.split_replay import replay
 from streams.devkit.simulator import SimulationConfig, simulate_events
 from streams.worker import account_cache_env
 
@@ -43,6 +51,8 @@ BUILD_BATCH_EVENTS = 1_000
 BUILD_EVENTS_PER_MEMBER = 25       # members to simulate: facts wanted / this (a year makes ~33 each)
 BUILD_SEED = 61
 BASELINE_POLL_INTERVAL_MS = 200
+RSS_SAMPLE_INTERVAL_MS = 50
+BYTES_PER_MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,22 @@ class Store:
     build_s: float
 
 
+@dataclass(frozen=True)
+class ReplayRun:
+    facts_per_s: float
+    peak_rss_mb: float  # this process and its children (a split replay's shards)
+    profile: dict[str, Any]
+
+
 def build_store(services: BenchServices, facts_min: int) -> Store:
     """A database whose ledger holds at least ``facts_min`` facts of simulated members."""
     url = services.database("replay")
-    env = eventsourcing_env_from_url(url) | account_cache_env(services.base)
+    return build_store_at(url, eventsourcing_env_from_url(url) | account_cache_env(services.base),
+                          facts_min)
+
+
+def build_store_at(url: str, env: dict[str, str], facts_min: int) -> Store:
+    """``build_store`` in the database at ``url`` (``env``: its eventsourcing settings)."""
     ledger = LoyaltyLedger(env=env)
     started = time.perf_counter()
     config = SimulationConfig(seed=BUILD_SEED, members=max(facts_min // BUILD_EVENTS_PER_MEMBER, 10))
@@ -78,8 +100,9 @@ def build_store(services: BenchServices, facts_min: int) -> Store:
     return Store(url, env, facts, applied, time.perf_counter() - started)
 
 
-def replay_rate(store: Store, profile_to: Path | None = None) -> tuple[float, dict[str, Any]]:
-    """Stored facts per second of ``projections.runner.replay`` over every read model.
+def replay_run(store: Store, processes: int, profile_to: Path | None = None) -> ReplayRun:
+    """Stored facts per second of ``loyalty replay`` over every read model in ``processes``
+    processes (1: the single-process design), and the peak memory.
 
     With ``profile_to`` this process is sampled by py-spy during the replay;
     the profile's summary is returned with the rate (else an empty dict).
@@ -88,9 +111,10 @@ def replay_rate(store: Store, profile_to: Path | None = None) -> tuple[float, di
     profiler = Profiler(os.getpid(), profile_to) if profile_to else None
     profile: dict[str, Any] = {}
     try:
-        with open_read_models(store.env, program=ledger.program) as models:
+        with open_read_models(store.env, program=ledger.program) as models, \
+                PeakRss() as peak:
             started = time.perf_counter()
-            done = replay(ledger, models,
+            done = replay(ledger, models, processes=processes,
                           batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX_DEFAULT)
             elapsed = time.perf_counter() - started
     finally:
@@ -99,7 +123,40 @@ def replay_rate(store: Store, profile_to: Path | None = None) -> tuple[float, di
         ledger.close()
     if done.position != store.facts:
         raise AssertionError(f"replay stopped at {done.position} of {store.facts}")
-    return store.facts / elapsed, profile
+    return ReplayRun(store.facts / elapsed, peak.mb, profile)
+
+
+class PeakRss:
+    """The largest resident memory of this process plus its children while in the block,
+    sampled every ``RSS_SAMPLE_INTERVAL_MS`` by a helper thread."""
+
+    def __init__(self) -> None:
+        self.mb = 0.0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+
+    def __enter__(self) -> "PeakRss":
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._sampler.join()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while True:
+            self.mb = max(self.mb, _tree_rss_bytes(me) / BYTES_PER_MB)
+            if self._stop.wait(RSS_SAMPLE_INTERVAL_MS / 1000):
+                return
+
+
+def _tree_rss_bytes(process: psutil.Process) -> int:
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total
 
 
 def runner_rate(store: Store, window_s: float) -> float:

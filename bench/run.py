@@ -42,6 +42,7 @@ from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
 from bench.report import Figure, Measure, Target, document, print_parts, print_table, spread_pct
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
+from projections.split_replay import REPLAY_PROCESSES_DEFAULT
 from streams.settings import Settings
 
 GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api", "store")
@@ -365,20 +366,43 @@ class Bench:
         gc.collect()  # the build's accounts and simulator state, not a pause inside a replay transaction
         self.log(f"replay store: {store.facts:,} facts from {store.events:,} events in {store.build_s:.0f} s")
         window = self.sizes.replay_baseline_window_s
-        rebuilt = self.repeat("replay", lambda _: replay.replay_rate(store)[0], "facts/s")
+        split_processes = REPLAY_PROCESSES_DEFAULT
+        runs: dict[int, list[replay.ReplayRun]] = {split_processes: [], 1: []}
+        for number in range(1, self.sizes.runs + 1):  # interleaved: both see the same box
+            for processes, done in runs.items():
+                done.append(replay.replay_run(store, processes))
+                self.log(f"replay in {processes} process(es) run {number}/{self.sizes.runs}: "
+                         f"{done[-1].facts_per_s:,.0f} facts/s, peak RSS "
+                         f"{done[-1].peak_rss_mb:,.0f} MB")
+        split = [run.facts_per_s for run in runs[split_processes]]
+        single = [run.facts_per_s for run in runs[1]]
         runner = self.repeat("ProjectionRunner", lambda _: replay.runner_rate(store, window), "facts/s")
+        memory = {f"peak_rss_mb_{processes}_processes": [run.peak_rss_mb for run in done]
+                  for processes, done in runs.items()}
         self.figures.append(Figure(
             "replay", "replay, all read models", "facts/s", f"{store.facts:,} stored facts",
-            Measure("batched replay", rebuilt), Measure("ProjectionRunner", runner),
+            Measure(f"split replay, {split_processes} processes", split),
+            Measure("ProjectionRunner", runner),
             Target(f">= {REPLAY_TARGET_FACTS_PER_S:,}/s", lambda v, b: v >= REPLAY_TARGET_FACTS_PER_S),
-            notes=f"drop and rebuild balances, tiers, annual and kpis from a store of "
-                  f"{store.facts:,} facts ({store.events:,} simulator events applied through the "
-                  f"ledger) with projections.runner.replay; baseline: eventsourcing's "
-                  f"ProjectionRunner per read model (one fact per transaction), timed for at most "
-                  f"{window:g} s, slowest read model"))
+            notes=f"drop and rebuild every read model from a store of {store.facts:,} facts "
+                  f"({store.events:,} simulator events applied through the ledger) with "
+                  f"projections.split_replay.replay in {split_processes} processes (`loyalty "
+                  f"replay`); baseline: eventsourcing's ProjectionRunner per read model (one "
+                  f"fact per transaction), timed for at most {window:g} s, slowest read model",
+            extra=memory))
+        self.figures.append(Figure(
+            "replay.split", "replay split by member vs one process", "facts/s",
+            f"{store.facts:,} stored facts",
+            Measure(f"{split_processes} processes", split),
+            Measure("1 process (previous design)", single),
+            notes=f"the same replay with --processes {split_processes} and --processes 1, "
+                  f"interleaved run by run on this box; peak RSS of the benchmark process and "
+                  f"its children in the extra",
+            extra=memory))
         if self.profile_dir:
-            rate, profile = replay.replay_rate(store, self.profile_dir / "replay.txt")
-            self.profiles["replay"] = {"facts_per_s": rate, "bench-process": profile}
+            profiled = replay.replay_run(store, 1, self.profile_dir / "replay.txt")
+            self.profiles["replay"] = {"facts_per_s": profiled.facts_per_s,
+                                       "bench-process": profiled.profile}
         self.services.drop(store.url)
 
     def latency(self) -> None:

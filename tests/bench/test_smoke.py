@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 600
 FIGURES = {
     "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
-    "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay",
+    "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay", "replay.split",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
     "campaigns.ingest", "ingest.cpu_per_event",
 }
