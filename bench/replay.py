@@ -127,15 +127,19 @@ def replay_run(store: Store, processes: int, profile_to: Path | None = None) -> 
 
 
 class PeakRss:
-    """The largest resident memory of this process plus its children while in the block,
-    sampled every ``RSS_SAMPLE_INTERVAL_MS`` by a helper thread."""
+    """The largest resident memory of this process plus the children it starts while in the
+    block (a split replay's shards; not the embedded PostgreSQL the benchmark started
+    before, whose backends share its buffers: children present at the start are left out), sampled every ``RSS_SAMPLE_INTERVAL_MS`` by a
+    helper thread."""
 
     def __init__(self) -> None:
         self.mb = 0.0
+        self._before: set[int] = set()
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
 
     def __enter__(self) -> "PeakRss":
+        self._before = {child.pid for child in psutil.Process().children()}
         self._sampler.start()
         return self
 
@@ -146,16 +150,18 @@ class PeakRss:
     def _sample(self) -> None:
         me = psutil.Process()
         while True:
-            self.mb = max(self.mb, _tree_rss_bytes(me) / BYTES_PER_MB)
+            self.mb = max(self.mb, _rss_bytes(me, self._before) / BYTES_PER_MB)
             if self._stop.wait(RSS_SAMPLE_INTERVAL_MS / 1000):
                 return
 
 
-def _tree_rss_bytes(process: psutil.Process) -> int:
+def _rss_bytes(process: psutil.Process, before: set[int]) -> int:
+    """``process``'s resident memory and that of its children not in ``before`` (pids)."""
     total = process.memory_info().rss
-    for child in process.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += child.memory_info().rss
+    for child in process.children():
+        if child.pid not in before:
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
     return total
 
 
