@@ -27,7 +27,8 @@ the accounts:
   rebuilt in this process instead (the only case that needs the order of
   facts across shards). The staging schemas are then dropped.
 - **Crash.** A process killed mid-rebuild leaves its staging schema at its
-  last commit and the real read models at position 0, empty: ``resume``
+  last commit and the real read models at position 0, empty (a shard whose
+  parent is killed ends within ``PARENT_CHECK_INTERVAL_MS``): ``resume``
   with the same ``processes`` carries every shard on from its own position
   (the usual catch-up), then merges. Before the merge commits, nothing of
   the split is visible; after it, the staging schemas are leftovers that the
@@ -40,7 +41,10 @@ the accounts:
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +66,8 @@ from projections.runner import CatchUp, ReadModels, catch_up, open_read_models, 
 REPLAY_PROCESSES_DEFAULT = 2  # ``loyalty replay --processes``: the cores of the benchmark box
 REPLAY_PROCESSES_MAX = 16  # each holds a connection pool and its share of the rows in memory
 PROGRESS_POLL_TIMEOUT_S = 0.2  # the parent's wait for a shard's progress between checks
+PARENT_CHECK_INTERVAL_MS = 500  # a shard process whose parent died ends within this
+EXIT_ORPHANED = 3
 SCHEMA_ENV = "PROJECTIONS_POSTGRES_SCHEMA"  # the read models' schema (``open_read_models``)
 MEMBER_KEY = "member_id"
 BUDGET_COLUMN = "budget_left"  # of ``campaigns``: not a counter (see the module docstring)
@@ -171,7 +177,7 @@ def _run_shards(jobs: list[ShardJob], on_progress: Callable[[int], None]) -> lis
     context = multiprocessing.get_context("spawn")
     progress = context.Queue()
     with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context,
-                             initializer=_start_shard, initargs=(progress,)) as pool:
+                             initializer=_start_shard, initargs=(progress, os.getpid())) as pool:
         futures = [pool.submit(_rebuild_shard, job) for job in jobs]
         _report_progress(futures, progress, lambda advanced: on_progress(advanced / len(jobs)))
         return [future.result() for future in futures]
@@ -186,9 +192,20 @@ def _report_progress(futures: list[Future], progress: Any,
             continue
 
 
-def _start_shard(progress: Any) -> None:
+def _start_shard(progress: Any, parent: int) -> None:
+    """A shard process's set-up: its progress queue, and a watchdog that ends it when its
+    parent (pid ``parent``) is gone, even before it started (a SIGKILLed ``loyalty replay``
+    leaves no shard writing behind it)."""
     global _progress
     _progress = progress
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="shard-watchdog",
+                     daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_INTERVAL_MS / 1000)
+    os._exit(EXIT_ORPHANED)  # its open transaction is rolled back by PostgreSQL
 
 
 def _rebuild_shard(job: ShardJob) -> CatchUp:

@@ -11,6 +11,14 @@ a split replay killed half-way must resume to the same rows.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
 import pytest
 from psycopg.sql import SQL, Identifier
 
@@ -22,7 +30,8 @@ from projections.campaigns import CAMPAIGNS
 from projections.kpis import KPI_POINTS
 from projections.runner import READ_MODEL_NAMES, open_read_models, read_model_digests
 from projections import split_replay
-from projections.split_replay import (REPLAY_PROCESSES_DEFAULT, REPLAY_PROCESSES_MAX,
+from projections.split_replay import (PARENT_CHECK_INTERVAL_MS, REPLAY_PROCESSES_DEFAULT,
+                                      REPLAY_PROCESSES_MAX,
                                       merge_statement, rebuild, replay, resume, staging_schema)
 from projections.verify import verify
 from projections.year_end import year_closed_events
@@ -41,6 +50,7 @@ LEDGER_BATCH_COMMANDS_MAX = 500
 REPLAY_BATCH_NOTIFICATIONS_MAX = 700  # several transactions per shard
 PROCESSES = (2, 3)
 SIMULATED_YEAR = SimulationConfig().start.year
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +148,53 @@ def test_a_split_replay_killed_after_some_commits_resumes_to_the_same_rows(
         assert done.position == head and set(models.positions().values()) == {head}
         assert read_model_digests(models) == reference
         assert _staging_schemas(models) == []
+
+
+REPLAY_COMMAND = ("import sys; from tests.projections.steps import run_cli; "
+                  "sys.exit(run_cli(*sys.argv[1:]))")
+SHARDS_START_TIMEOUT_S = 60.0
+SHARDS_END_TIMEOUT_S = PARENT_CHECK_INTERVAL_MS / 1000 + 10.0
+POLL_INTERVAL_S = 0.02
+
+
+def test_a_split_replay_killed_with_sigkill_leaves_no_shard_running_and_resumes(
+        loaded, pg_env, demo_program):
+    ledger, reference = loaded
+    head = ledger.recorder.max_notification_id()
+    process = subprocess.Popen(
+        [sys.executable, "-c", REPLAY_COMMAND, "replay", "--no-progress", "--processes", "2",
+         "--batch-notifications-max", "300", "--database-url", database_url(pg_env),
+         "--program", str(DEMO_PROGRAM_PATH)], cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        # Killed as soon as its two shard processes run
+        shards = _wait_for_children(psutil.Process(process.pid), 2)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        # The shards notice and end (their transactions are rolled back)
+        _, alive = psutil.wait_procs(shards, timeout=SHARDS_END_TIMEOUT_S)
+        assert alive == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with open_read_models(pg_env, program=demo_program) as models:
+        assert set(models.positions().values()) == {0}  # nothing merged
+        done = resume(ledger, models, processes=2,
+                      batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+        assert done.position == head and read_model_digests(models) == reference
+
+
+def _wait_for_children(parent: psutil.Process, count: int) -> list[psutil.Process]:
+    """The ``count`` spawned shard processes of ``parent`` (not multiprocessing's tracker)."""
+    deadline = time.monotonic() + SHARDS_START_TIMEOUT_S
+    while True:
+        shards = [child for child in parent.children()
+                  if "resource_tracker" not in " ".join(child.cmdline())]
+        if len(shards) >= count:
+            return shards
+        assert time.monotonic() < deadline, "the shard processes never started"
+        time.sleep(POLL_INTERVAL_S)
 
 
 class Crash(Exception):
