@@ -69,6 +69,7 @@ PROGRESS_POLL_TIMEOUT_S = 0.2  # the parent's wait for a shard's progress betwee
 PARENT_CHECK_INTERVAL_MS = 500  # a shard process whose parent died ends within this
 EXIT_ORPHANED = 3
 SCHEMA_ENV = "PROJECTIONS_POSTGRES_SCHEMA"  # the read models' schema (``open_read_models``)
+CREATE_TABLE_ENV = "CREATE_TABLE"  # eventsourcing's: create the event store's tables at start
 MEMBER_KEY = "member_id"
 BUDGET_COLUMN = "budget_left"  # of ``campaigns``: not a counter (see the module docstring)
 STAGING_SCHEMAS_SQL = ("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s "
@@ -210,7 +211,9 @@ def _exit_when_orphaned(parent: int) -> None:
 
 def _rebuild_shard(job: ShardJob) -> CatchUp:
     """In a shard process: catch the staging read models up with the shard's facts."""
-    ledger = LoyaltyLedger(env=job.env, program=job.program)
+    # The event store's tables exist (the parent's ledger made them); two shards creating
+    # them at once would race on eventsourcing's CREATE OR REPLACE FUNCTION.
+    ledger = LoyaltyLedger(env={**job.env, CREATE_TABLE_ENV: "n"}, program=job.program)
     try:
         with open_read_models({**job.env, SCHEMA_ENV: job.schema}, job.names,
                               job.program) as models:
