@@ -81,10 +81,11 @@ _progress: Any = None  # a shard process's queue of progress counts (set by ``_s
 @dataclass(frozen=True)
 class ShardJob:
     """What one shard process needs: the ledger's environment and program, the read
-    models, its shard, where to stop, and the size of its transactions."""
+    models and theirs, its shard, where to stop, and the size of its transactions."""
 
     env: dict[str, str]
-    program: Program
+    program: Program  # the ledger's
+    read_models_program: Program
     names: tuple[str, ...]
     shard: Shard
     schema: str
@@ -142,11 +143,12 @@ def rebuild(ledger: LoyaltyLedger, models: ReadModels, *, processes: int,
     assert processes > 1, processes
     names = tuple(name for name in models.projections if _is_empty_at_zero(models, name))
     done = CatchUp(position=min(models.positions().values(), default=0))
-    if not names:
-        return done
     stop = ledger.fact_log.head()
+    if not names or stop == 0:
+        return done
     base = models.factory.datastore.schema
-    jobs = [ShardJob(dict(ledger.env), ledger.program, names, shard,
+    rules = models.projections[names[0]].rules  # the read models' program, as in one process
+    jobs = [ShardJob(dict(ledger.env), ledger.program, rules, names, shard,
                      staging_schema(base, shard), stop, batch_notifications_max)
             for shard in (Shard(index, processes) for index in range(processes))]
     _drop_schemas(models, _leftovers(models, base, keep={job.schema for job in jobs}))
@@ -216,7 +218,7 @@ def _rebuild_shard(job: ShardJob) -> CatchUp:
     ledger = LoyaltyLedger(env={**job.env, CREATE_TABLE_ENV: "n"}, program=job.program)
     try:
         with open_read_models({**job.env, SCHEMA_ENV: job.schema}, job.names,
-                              job.program) as models:
+                              job.read_models_program) as models:
             return catch_up(ledger, models, batch_notifications_max=job.batch_notifications_max,
                             stop=job.stop, shard=job.shard, on_progress=_send_progress)
     finally:

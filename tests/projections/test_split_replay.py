@@ -256,6 +256,17 @@ def test_loyalty_replay_splits_by_default_and_processes_1_is_the_single_process_
     assert f"at most {REPLAY_PROCESSES_MAX}" in capsys.readouterr().err
 
 
+def test_a_split_replay_of_an_empty_log_leaves_the_read_models_at_zero(pg_env):
+    ledger = LoyaltyLedger(env=pg_env)
+    try:
+        with open_read_models(pg_env, program=ledger.program) as models:
+            done = replay(ledger, models, processes=2)
+            assert done.position == 0 and set(models.positions().values()) == {0}
+            assert _staging_schemas(models) == []
+    finally:
+        ledger.close()
+
+
 def _staging_schemas(models) -> list[str]:
     with models.factory.datastore.transaction(commit=False) as cursor:
         rows = cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%\\_replay\\_%' "
