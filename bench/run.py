@@ -63,6 +63,11 @@ BACKGROUND_SAMPLE_S = 3.0
 BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
 
 
+def latency_key(rate: int, name: str, first_rate: int) -> str:
+    """``latency.p99`` at the first rate (the key earlier results use), ``latency.p99@5000`` at others."""
+    return f"latency.{name}" if rate == first_rate else f"latency.{name}@{rate}"
+
+
 @dataclass(frozen=True)
 class Sizes:
     runs: int
@@ -73,7 +78,7 @@ class Sizes:
     replay_facts: int
     replay_baseline_window_s: float
     latency_seconds: float
-    latency_rate: int
+    latency_rates: tuple[int, ...]  # events/s offered; the issue's targets: 1,000 and 5,000
     latency_members: int
     memory_members: tuple[int, int]
     workers: tuple[int, ...] = (1, 2, 4)
@@ -91,18 +96,18 @@ class Sizes:
 SIZES = {
     "quick": Sizes(runs=1, ingest_events=3_000, baseline_events=400, raw_messages=20_000,
                    raw_rows=10_000, replay_facts=10_000, replay_baseline_window_s=2,
-                   latency_seconds=3, latency_rate=1_000, latency_members=200,
+                   latency_seconds=3, latency_rates=(1_000,), latency_members=200,
                    memory_members=(500, 2_000), session_timeout_ms=2_000,
                    heartbeat_interval_ms=500, api_seconds=3, api_purchase_rate=200,
                    api_members=50, api_lookup_seconds=3, store_events_per_writer=2_000,
                    store_baseline_events=100),
     "default": Sizes(runs=3, ingest_events=20_000, baseline_events=2_000, raw_messages=200_000,
                      raw_rows=100_000, replay_facts=100_000, replay_baseline_window_s=10,
-                     latency_seconds=10, latency_rate=1_000, latency_members=1_000,
+                     latency_seconds=10, latency_rates=(1_000, 5_000), latency_members=1_000,
                      memory_members=(6_000, 60_000)),
     "big": Sizes(runs=3, ingest_events=300_000, baseline_events=10_000, raw_messages=1_000_000,
                  raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
-                 latency_seconds=60, latency_rate=1_000, latency_members=5_000,
+                 latency_seconds=60, latency_rates=(1_000, 5_000), latency_members=5_000,
                  memory_members=(100_000, 1_000_000), api_seconds=30, api_purchase_rate=2_000,
                  api_members=1_000, api_lookup_seconds=30, store_events_per_writer=200_000,
                  store_baseline_events=2_000),
@@ -382,19 +387,18 @@ class Bench:
         self.services.drop(store.url)
 
     def latency(self) -> None:
-        sizes = self.sizes
-        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
-        for number in range(1, sizes.runs + 1):
-            for follower, results in runs.items():
-                run = latency.measure(self.services, f"latency-{follower}-r{number}", follower,
-                                      sizes.latency_seconds, sizes.latency_rate, sizes.latency_members,
-                                      self.work / "logs", relay_process=self.relay_process)
-                results.append(run)
-                self.log(f"latency ({follower} follower) run {number}/{sizes.runs}: "
-                         f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
-                         f"max {run.percentile(100):,.0f} ms (to the ledger's commit: p50 "
-                         f"{run.ledger_percentile(50):,.0f} ms, p99 {run.ledger_percentile(99):,.0f} ms), "
-                         f"offered {run.offered_per_s:,.0f}/s, unseen {run.unseen}")
+        """Produce to the balance row at each of ``latency_rates`` (issue 21: 1,000 and 5,000/s)."""
+        for rate in self.sizes.latency_rates:
+            self._latency_at(rate, self._broker_hops() if rate == self.sizes.latency_rates[0] else None)
+        if self.profile_dir:
+            sizes = self.sizes
+            run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
+                                  sizes.latency_rates[0], sizes.latency_members, self.work / "logs",
+                                  profile_dir=self.profile_dir / "latency",
+                                  relay_process=self.relay_process)
+            self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
+
+    def _broker_hops(self) -> dict[str, dict[str, float]]:
         hops = {}
         for wait_ms in (latency.FAUST_FETCH_MAX_WAIT_MS, latency.HOP_FETCH_MAX_WAIT_MS):
             topic = f"bench.hop-{wait_ms}.events"
@@ -404,13 +408,38 @@ class Bench:
             hops[f"fetch_max_wait_ms_{wait_ms}"] = {
                 name: latency.percentile(measured, pct) for name, pct in (("p50", 50), ("p99", 99))}
             self.log(f"broker hop with fetch_max_wait_ms={wait_ms}: {hops[f'fetch_max_wait_ms_{wait_ms}']}")
-        size = f"{sizes.latency_rate:,}/s for {sizes.latency_seconds:g} s"
+        return hops
+
+    def _latency_at(self, rate: int, hops: dict[str, dict[str, float]] | None) -> None:
+        sizes = self.sizes
+        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
+        for number in range(1, sizes.runs + 1):
+            for follower, results in runs.items():
+                run = latency.measure(self.services, f"latency-{rate}-{follower}-r{number}", follower,
+                                      sizes.latency_seconds, rate, sizes.latency_members,
+                                      self.work / "logs", relay_process=self.relay_process)
+                results.append(run)
+                self.log(f"latency at {rate:,}/s ({follower} follower) run {number}/{sizes.runs}: "
+                         f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
+                         f"max {run.percentile(100):,.0f} ms (to the ledger's commit: p50 "
+                         f"{run.ledger_percentile(50):,.0f} ms, p99 {run.ledger_percentile(99):,.0f} ms), "
+                         f"offered {run.offered_per_s:,.0f}/s, unseen {run.unseen}")
+        size = f"{rate:,}/s for {sizes.latency_seconds:g} s"
         for pct, name in ((50, "p50"), (99, "p99"), (100, "max")):
             target = None
             if pct == 99:
                 target = Target(f"<= {LATENCY_TARGET_P99_MS} ms", lambda v, b: v <= LATENCY_TARGET_P99_MS)
+            extra = {"to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["batched"]],
+                     "baseline_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["runner"]],
+                     "offered_per_s": [r.offered_per_s for r in runs["batched"]],
+                     "unseen": [r.unseen for r in runs["batched"]],
+                     "baseline_unseen": [r.unseen for r in runs["runner"]],
+                     "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}
+            if hops is not None:
+                extra["broker_hop_ms"] = hops
             self.figures.append(Figure(
-                f"latency.{name}", f"latency {name}", "ms", size,
+                latency_key(rate, name, sizes.latency_rates[0]), f"latency {name} at {rate:,}/s", "ms",
+                size,
                 Measure("batched follower", [r.percentile(pct) for r in runs["batched"]]),
                 Measure("ProjectionRunner", [r.percentile(pct) for r in runs["runner"]]),
                 target,
@@ -418,19 +447,7 @@ class Bench:
                       f"members, {latency.LATENCY_WORKERS} workers, polled every "
                       f"{latency.POLL_INTERVAL_MS} ms; follower `loyalty replay --resume --follow`, "
                       f"baseline eventsourcing's ProjectionRunner per read model",
-                extra={"to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["batched"]],
-                       "baseline_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["runner"]],
-                       "broker_hop_ms": hops,
-                       "offered_per_s": [r.offered_per_s for r in runs["batched"]],
-                       "unseen": [r.unseen for r in runs["batched"]],
-                       "baseline_unseen": [r.unseen for r in runs["runner"]],
-                       "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}))
-        if self.profile_dir:
-            run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
-                                  sizes.latency_rate, sizes.latency_members, self.work / "logs",
-                                  profile_dir=self.profile_dir / "latency",
-                                  relay_process=self.relay_process)
-            self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
+                extra=extra))
 
     def api(self) -> None:
         sizes = self.sizes
