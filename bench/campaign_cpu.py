@@ -5,7 +5,8 @@ stream (``bench.load.simulated_lines``) goes through the worker's ledger
 path (``PartitionBatchApplier.apply``, batches of ``batch_events_max``
 messages, no broker) into an embedded PostgreSQL, once per program (the
 default program, the bench's 20 campaigns of ``bench/campaign_program.py``,
-and any ``--program`` file given), each in a database of its own; then the
+its 20 aimed campaigns (``targeted_campaign_program_text``: one or two lines
+a purchase) and any ``--program`` file given), each in a database of its own; then the
 outbox relay's work over the stored facts (``FactLog.next_facts`` and
 ``routing.messages``, nothing sent) and the read models' replay
 (``projections.runner.replay``). For each part: this thread's CPU
@@ -27,10 +28,11 @@ from pathlib import Path
 
 import orjson
 
-from bench.campaign_program import campaign_program_text
+from bench.campaign_program import campaign_program_text, targeted_campaign_program_text
 from bench.load import simulated_lines
 from bench.services import _tree_cpu_s
 from ledger.application import LoyaltyLedger
+from ledger.domain import LoyaltyAccount
 from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
 from ledger.routing import messages
 from projections.runner import open_read_models, replay
@@ -87,7 +89,8 @@ def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
         parts["facts_per_event"] = (ledger.recorder.max_notification_id() or 0) / events
         parts["stored_bytes_per_event"] = _stored_bytes(ledger) / events
         with cpu(parts, "relay", postgres.pid, events):
-            _relay(ledger)
+            lines = _relay(ledger)
+        parts["campaign_lines_per_event"] = lines / events
         with open_read_models(env, program=program) as models, \
                 cpu(parts, "projections", postgres.pid, events):
             replay(ledger, models)
@@ -97,13 +100,16 @@ def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
     return parts
 
 
-def _relay(ledger: LoyaltyLedger) -> None:
-    """The outbox relay's work per fact (read, decode, route, encode), nothing sent."""
-    position = 0
+def _relay(ledger: LoyaltyLedger) -> int:
+    """The outbox relay's work per fact (read, decode, route, encode), nothing sent; returns
+    the campaign lines seen (``points_earned`` lines and ``reward_granted`` facts)."""
+    position = lines = 0
     while facts := ledger.fact_log.next_facts(position, RELAY_BATCH_NOTIFICATIONS_MAX):
         for _, fact in facts:
             messages(fact)
+            lines += len(getattr(fact, "campaigns", ())) + isinstance(fact, LoyaltyAccount.RewardGranted)
         position = facts[-1][0]
+    return lines
 
 
 def _stored_bytes(ledger: LoyaltyLedger) -> int:
@@ -139,7 +145,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     stream = inbound(simulated_lines(args.events))
-    programs = {"none": DEFAULT_PROGRAM_PATH.read_text(), "campaigns-20": campaign_program_text()}
+    programs = {"none": DEFAULT_PROGRAM_PATH.read_text(), "campaigns-20": campaign_program_text(),
+                "aimed-20": targeted_campaign_program_text()}
     programs |= {path.stem: path.read_text() for path in args.program}
     settings = Settings()
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in programs}

@@ -20,7 +20,6 @@ program), and a purchase's lines are summed once per distinct item filter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -30,9 +29,9 @@ from ledger.campaign_terms import BONUS, EXTRA_MULTIPLIER, ITEMS_BONUS, ITEMS_RE
 from ledger.program import PERCENT, Program
 
 
-@dataclass(frozen=True)
-class PurchaseTerms:
-    """What campaigns look at in a purchase."""
+class PurchaseTerms(NamedTuple):
+    """What campaigns look at in a purchase (a named tuple: made for every purchase, cheaper
+    to build than a frozen dataclass)."""
 
     occurred_at: datetime
     amount_minor: int
@@ -41,9 +40,9 @@ class PurchaseTerms:
     items: tuple[BasketLine, ...]
 
 
-@dataclass(frozen=True)
-class MemberCampaignState:
-    """The member before the purchase: tier at the clock, times each campaign benefited them."""
+class MemberCampaignState(NamedTuple):
+    """The member before the purchase: tier at the clock, times each campaign benefited them
+    (a named tuple, as ``PurchaseTerms``)."""
 
     tier: str
     uses: Mapping[str, int]
