@@ -1025,13 +1025,19 @@ class LoyaltyAccount(Aggregate):
         awards = self._campaign_awards(command, program)
         lines = [{"campaign_id": a.campaign_id, "points": a.points} for a in awards
                  if a.reward_id is None] if awards else []
-        campaign_points = sum(a.points for a in awards)  # a gift's line has 0 points
+        campaign_points = sum([line["points"] for line in lines]) if lines else 0
         award = self._award(points + campaign_points, command.occurred_at,
                             program, self._activation_time(command, program, clock))
         self._outcome(self.PointsEarned, clock, command, year=year_of(command.occurred_at),
                       amount_minor=command.amount_minor, store_id=command.store_id,
                       channel=command.channel, multiplier_pct=multiplier, campaigns=lines,
                       **award)
+        if len(lines) < len(awards):  # gifts
+            self._grant_rewards(command, awards, clock)
+
+    def _grant_rewards(self, command: cmd.RecordPurchase, awards: list[CampaignAward],
+                       clock: datetime) -> None:
+        """A ``RewardGranted`` fact for each gift among a purchase's ``awards``."""
         for gift in (a for a in awards if a.reward_id is not None):
             self._record(self.RewardGranted, clock, source_event_id=command.event_id,
                          campaign_id=gift.campaign_id, reward_id=gift.reward_id, points=0,
