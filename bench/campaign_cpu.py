@@ -32,7 +32,7 @@ import orjson
 
 from bench.campaign_program import campaign_program_text, targeted_campaign_program_text
 from bench.load import simulated_lines
-from bench.services import _tree_cpu_s
+from bench.services import cpu_seconds
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
 from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
@@ -66,10 +66,15 @@ def inbound(lines: list[bytes]) -> list[InboundMessage]:
 @contextmanager
 def cpu(parts: dict[str, float], name: str, postgres_pid: int, events: int) -> Iterator[None]:
     """Adds ``name`` (this thread) and ``name.postgresql`` in us per event to ``parts``."""
-    mine, server = time.thread_time(), _tree_cpu_s(postgres_pid)
+    mine, server = time.thread_time(), _postgres_cpu_s(postgres_pid)
     yield
     parts[name] = (time.thread_time() - mine) * US_PER_S / events
-    parts[f"{name}.postgresql"] = (_tree_cpu_s(postgres_pid) - server) * US_PER_S / events
+    parts[f"{name}.postgresql"] = (_postgres_cpu_s(postgres_pid) - server) * US_PER_S / events
+
+
+def _postgres_cpu_s(pid: int) -> float:
+    """PostgreSQL's CPU seconds so far, every backend (live or ended) included."""
+    return cpu_seconds({"postgresql": pid}, [])["postgresql"]
 
 
 def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
