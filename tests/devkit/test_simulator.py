@@ -395,6 +395,17 @@ def test_the_cli_writes_the_same_file_as_write_jsonl(tmp_path, capsys):
     assert "malformed" in capsys.readouterr().out
 
 
+def test_the_cli_sets_the_hold_rates(tmp_path):
+    out = tmp_path / "voids.jsonl"
+    args = simulate_parser().parse_args(
+        ["simulate", "--seed", "5", "--members", "200", "--start", "2025-11-01", "--days", "90",
+         "--hold-rate-ppm", str(PPM), "--hold-void-ppm", str(PPM), "--out", str(out)])
+    assert args.run(args) == 0
+    expected = tmp_path / "api.jsonl"
+    write_jsonl(dataclasses.replace(SMALL, hold_rate_ppm=PPM, hold_void_ppm=PPM), expected)
+    assert out.read_bytes() == expected.read_bytes() and b'"redemption_void"' in out.read_bytes()
+
+
 def test_the_cli_refuses_a_bad_config_and_needs_a_target(tmp_path, capsys):
     args = simulate_parser().parse_args(["simulate", "--members", "0", "--out", str(tmp_path / "x")])
     assert args.run(args) == 2

@@ -10,6 +10,7 @@ running workers stops them with the reason instead of skipping its events.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -17,6 +18,7 @@ import stat
 import time
 
 import httpx
+import psutil
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -64,6 +66,18 @@ def stack_dir(tmp_path):
     shutil.rmtree(stack_store_dir(tmp_path / ".loyalty").parent, ignore_errors=True)
 
 
+def loyalty_children(up) -> list[tuple[str, ...]]:
+    """The ``loyalty worker`` and ``loyalty relay`` processes under ``up``, by their arguments."""
+    up.remember_descendants()
+    found = []
+    for process in up.seen:
+        with contextlib.suppress(psutil.Error):
+            command = process.cmdline()
+            if "streams.cli" in command and command[command.index("streams.cli") + 1] in ("worker", "relay"):
+                found.append(tuple(command[command.index("streams.cli") + 1:]))
+    return found
+
+
 def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path, stack_dir):
     events = generate_events(seed=17, count=EVENTS)
     write_events(tmp_path / "in.jsonl", events)
@@ -72,6 +86,9 @@ def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path,
     member = events[0]["member_id"]
     with spawned("up", cwd=tmp_path) as up:
         up.wait_for_line("ready")
+        # the relay runs as its own process, beside workers that do not run it
+        assert sorted(loyalty_children(up)) == [("relay",), ("worker",), ("worker",)]
+        assert (stack_dir / "logs" / "relay.log").exists()
         exported = read_env_file(stack_dir / "env")
         assert {"LOYALTY_BOOTSTRAP_SERVERS", "LOYALTY_DATABASE_URL", "LOYALTY_API_URL",
                 "LOYALTY_API_KEY"} <= set(exported)
@@ -95,9 +112,11 @@ def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path,
         assert up.stop(signal.SIGTERM) == 0, up.output()[-2000:]
         assert_all_gone(up.seen)
     assert not (stack_dir / "env").exists()
-    # the store is kept: a second start keeps the ledger when told so, and stops on SIGHUP
-    with spawned("up", "--keep-ledger", cwd=tmp_path) as up:
+    # the store is kept: a second start keeps the ledger when told so, and stops on SIGHUP;
+    # --relay-in-worker: the previous design, the relay in the first worker
+    with spawned("up", "--keep-ledger", "--relay-in-worker", cwd=tmp_path) as up:
         up.wait_for_line("ready")
+        assert sorted(loyalty_children(up)) == [("worker",), ("worker", "--relay")]
         assert loyalty("member", member, "--json", cwd=tmp_path).returncode == 0
         assert up.stop(signal.SIGHUP) == 0, up.output()[-2000:]
         assert_all_gone(up.seen)

@@ -27,6 +27,7 @@ from ledger.domain import LoyaltyAccount
 from projections.figures import CONTRACT_2_LIFETIME_COUNTERS
 from streams.cli import main
 from streams.devkit.services import stack_store_dir
+from streams import process as pipeline
 from streams.process import ProcessError, Worker, wait_until_processed
 from streams.settings import Settings
 from tests.support.streamgen import generate_events, with_faults
@@ -141,6 +142,32 @@ def test_the_previous_design_runs_the_relay_in_the_first_worker(tmp_path, lane_b
     direct.apply_in_order([command_from_event(event) for event in events])
     rows = read_jsonl(tmp_path / "out" / "balances.jsonl")
     assert rows and all(row == expected_balance_row(direct.find_account(row["member_id"])) for row in rows)
+
+
+@pytest.mark.parametrize("relay_in_worker, expected", [
+    (False, [("worker-0", ["worker"]), ("worker-1", ["worker"]), ("relay", ["relay"])]),
+    (True, [("worker-0", ["worker", "--relay"]), ("worker-1", ["worker"])]),
+])
+def test_start_workers_places_the_relay_as_the_setting_says(tmp_path, monkeypatch, relay_in_worker, expected):
+    started = []
+    monkeypatch.setattr(pipeline, "start_child", lambda settings, arguments, log_path: started.append(
+        (log_path.stem, arguments)) or Worker(None, log_path))
+    children = pipeline.start_workers(Settings(relay_in_worker=relay_in_worker), 2, tmp_path)
+    assert started == expected and [child.name for child in children] == [name for name, _ in expected]
+
+
+@pytest.mark.parametrize("command", ["process", "up", "demo"])
+def test_relay_in_worker_comes_from_the_flag_or_the_environment(command, monkeypatch):
+    from streams.cli import build_parser
+    from streams.cli.options import settings_from
+
+    arguments = [command, "in.jsonl", "--out", "out"] if command == "process" else [command]
+    monkeypatch.delenv("LOYALTY_RELAY_IN_WORKER", raising=False)
+    assert settings_from(build_parser().parse_args(arguments), stack=False).relay_in_worker is False
+    parsed = build_parser().parse_args([*arguments, "--relay-in-worker"])
+    assert settings_from(parsed, stack=False).relay_in_worker is True
+    monkeypatch.setenv("LOYALTY_RELAY_IN_WORKER", "true")
+    assert settings_from(build_parser().parse_args(arguments), stack=False).relay_in_worker is True
 
 
 def test_a_relay_that_dies_stops_the_pipeline_with_its_log(tmp_path):
