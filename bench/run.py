@@ -134,9 +134,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--broker", choices=BROKERS, default=EMBEDDED_BROKER,
                         help="embedded: tansu, memory only (default); kafka: Apache Kafka, one KRaft "
                              "node from Maven jars (needs java; mvn on the first run)")
+    parser.add_argument("--relay-in-worker", action="store_true",
+                        help="every run with the outbox relay in the first worker (the previous design), "
+                             "not as its own `loyalty relay` process (default: LOYALTY_RELAY_IN_WORKER)")
     parser.add_argument("--relay-process", action="store_true",
-                        help="run the outbox relay as its own process (`loyalty relay`), not in the "
-                             "first worker as `loyalty process` does")
+                        help="accepted for old command lines: the relay's own process is the default now")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -158,17 +160,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"the figures will be low and noisy[/]")
     started = time.monotonic()
     base = Settings.from_env(session_timeout_ms=sizes.session_timeout_ms,
-                             heartbeat_interval_ms=sizes.heartbeat_interval_ms)
+                             heartbeat_interval_ms=sizes.heartbeat_interval_ms,
+                             relay_in_worker=True if args.relay_in_worker else None)
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as work, \
             BenchServices(durable=not args.not_durable, base=base, broker=args.broker) as services:
-        bench = Bench(services, sizes, Path(work), console, args.profile, args.relay_process)
+        bench = Bench(services, sizes, Path(work), console, args.profile)
         machine = machine_facts(services) | {"background_cores_before_run": background}
         for group in GROUPS:
             if group in args.only:
                 console.rule(group)
                 getattr(bench, group)()
     run = {"mode": args.size, "runs": sizes.runs, "started_at": started_at.isoformat(), "broker": args.broker,
-           "outbox_relay": "own process" if args.relay_process else "in the first worker",
+           "outbox_relay": "in the first worker" if base.relay_in_worker else "own process",
            "duration_s": time.monotonic() - started, "sizes": sizes.__dict__,
            "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -184,9 +187,8 @@ class Bench:
     """The measurements of one benchmark run; each group appends its figures."""
 
     def __init__(self, services: BenchServices, sizes: Sizes, work: Path, console: Console,
-                 profile_dir: Path | None, relay_process: bool = False) -> None:
+                 profile_dir: Path | None) -> None:
         self.services = services
-        self.relay_process = relay_process
         self.sizes = sizes
         self.work = work
         self.console = console
@@ -228,7 +230,7 @@ class Bench:
         results = []
         for number in range(1, self.sizes.runs + 1):
             run = ingest.run_workers(self.services, f"{label}-r{number}", stream, workers,
-                                     self.work / "logs", relay_process=self.relay_process, **overrides)
+                                     self.work / "logs", **overrides)
             results.append(run)
             self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} events/s "
                      f"sustained, {run.wall_events_per_s:,.0f} start to processed ({run.wall_s:.1f} s), "
@@ -272,13 +274,16 @@ class Bench:
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         per_event = self.stream("per-event", lambda: lines[:sizes.baseline_events])
-        scaling = {workers: self.worker_runs(f"ingest-w{workers}", stream, workers)
+        program = {"program_file": str(self.campaign_program_file())}  # contract 2's campaigns active
+        scaling = {workers: self.worker_runs(f"ingest-w{workers}", stream, workers, **program)
                    for workers in sizes.workers}
-        baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1)
+        baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1, **program)
         headline = scaling[HEADLINE_WORKERS]
         size = f"{stream.events:,} events, {HEADLINE_WORKERS} workers"
-        notes = (f"simulator events pre-loaded into {self.services.base.partitions} partitions; "
-                 f"{HEADLINE_WORKERS} `loyalty worker` processes with the product's settings until "
+        notes = (f"simulator events (holds, captures and voids among them) pre-loaded into "
+                 f"{self.services.base.partitions} partitions; bench/campaign_program.py's "
+                 f"{BENCH_CAMPAIGNS} campaigns active; {HEADLINE_WORKERS} `loyalty worker` processes "
+                 f"and the relay ({self._relay_where()}) with the product's settings until "
                  f"streams.process.is_processed; the baseline is the same pipeline with "
                  f"batch_events_max=1 (one event and its tracking record per transaction) on the "
                  f"first {per_event.events:,} events of the same stream")
@@ -309,6 +314,7 @@ class Bench:
                   "parts table (bench/cpu_parts.py)",
             extra=_worker_extra(headline, baseline)))
         self._warn_short_window(headline)
+        self._relay_in_worker_figure(stream, headline, program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -321,9 +327,35 @@ class Bench:
         if self.profile_dir:
             profiled = ingest.run_workers(self.services, "ingest-profiled", stream, HEADLINE_WORKERS,
                                           self.work / "logs", profile_dir=self.profile_dir / "ingest",
-                                          relay_process=self.relay_process)
+                                          **program)
             self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                        "cores_used": profiled.cores_used, **profiled.profiles}
+
+    def campaign_program_file(self) -> Path:
+        """bench/campaign_program.py's program, written once into the work directory."""
+        path = self.work / "campaigns.toml"
+        if not path.exists():
+            path.write_text(campaign_program_text())
+        return path
+
+    def _relay_where(self) -> str:
+        return "in the first worker" if self.services.base.relay_in_worker else "its own process"
+
+    def _relay_in_worker_figure(self, stream: Stream, headline: list[WorkerRun], program: dict) -> None:
+        """The previous design (the relay in worker-0's thread) beside the headline, in this run."""
+        previous = self.worker_runs(f"ingest-relay-in-worker-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
+                                    relay_in_worker=True, **program)
+        self.figures.append(Figure(
+            "ingest.relay_in_worker", "ingest, relay placement", "events/s",
+            f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
+            Measure(f"relay in {self._relay_where()}", [r.sustained_events_per_s for r in headline]),
+            Measure("relay inside worker-0 (previous design)", [r.sustained_events_per_s for r in previous]),
+            notes="the ingest headline's runs against the same stream and program with "
+                  "relay_in_worker=True (`loyalty worker --relay` in the first worker, no relay "
+                  "process), one after the other in this run; the ratio is the figure",
+            extra={"wall_events_per_s": [r.wall_events_per_s for r in headline],
+                   "baseline_wall_events_per_s": [r.wall_events_per_s for r in previous],
+                   **_worker_extra(headline, previous)}))
 
     def _warn_short_window(self, runs: list[WorkerRun]) -> None:
         shortest = min(r.sustained_window_s for r in runs)
@@ -360,8 +392,7 @@ class Bench:
         for name, overrides in (("campaigns-20", {"program_file": str(program_file)}),
                                 ("campaigns-none", {})):
             profiled = ingest.run_workers(self.services, f"{name}-profiled", stream, HEADLINE_WORKERS,
-                                          self.work / "logs", profile_dir=self.profile_dir / name,
-                                          relay_process=self.relay_process, **overrides)
+                                          self.work / "logs", profile_dir=self.profile_dir / name, **overrides)
             self.profiles[name] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                    "cores_used": profiled.cores_used, **profiled.profiles}
 
@@ -394,8 +425,7 @@ class Bench:
             sizes = self.sizes
             run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
                                   sizes.latency_rates[0], sizes.latency_members, self.work / "logs",
-                                  profile_dir=self.profile_dir / "latency",
-                                  relay_process=self.relay_process)
+                                  profile_dir=self.profile_dir / "latency")
             self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
 
     def _broker_hops(self) -> dict[str, dict[str, float]]:
@@ -417,7 +447,7 @@ class Bench:
             for follower, results in runs.items():
                 run = latency.measure(self.services, f"latency-{rate}-{follower}-r{number}", follower,
                                       sizes.latency_seconds, rate, sizes.latency_members,
-                                      self.work / "logs", relay_process=self.relay_process)
+                                      self.work / "logs")
                 results.append(run)
                 self.log(f"latency at {rate:,}/s ({follower} follower) run {number}/{sizes.runs}: "
                          f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
@@ -479,7 +509,7 @@ class Bench:
         for members in (small, large):
             stream = self.stream(f"members-{members}", lambda members=members: member_lines(members))
             results[members] = self.worker_runs(f"memory-{members}", stream, 1)
-        notes = ("RSS (psutil) of one `loyalty worker` (it also runs the outbox relay) once "
+        notes = ("RSS (psutil) of one `loyalty worker` (or the relay process, the larger) once "
                  "is_processed holds for a stream of one purchase per member; account cache "
                  f"{self.services.base.account_cache_accounts_max:,} accounts")
         self.figures.append(Figure(

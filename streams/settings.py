@@ -47,6 +47,8 @@ class Settings(LedgerSettings):
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
     producer_idempotent: bool = False        # the relay's producer: on for Apache Kafka (README), not tansu
+    relay_in_worker: bool = False            # process/up/demo/bench: the relay in worker-0's thread (the
+                                             # previous design), not as its own `loyalty relay` process
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1500
     security_protocol: str | None = None     # None: PLAINTEXT; or SSL, SASL_PLAINTEXT, SASL_SSL
