@@ -43,6 +43,7 @@ class Settings(LedgerSettings):
     batch_events_max: int = 500
     batch_wait_ms: int = 50
     consumer_path: str = CONSUMER_PATH_DIRECT  # or "faust": the previous design (streams/worker.py)
+    faust_monitor: bool = True               # faust's per-event Monitor sensor, faust path (faust_transport.py)
     consumer_fetch_max_wait_ms: int = 25  # faust hard-codes 1,500 ms; see streams/faust_transport.py
     message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3

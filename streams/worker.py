@@ -223,6 +223,7 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
     app = LedgerApp(
         settings.consumer_group,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        monitor=settings.faust_monitor,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
         web_enabled=False,

@@ -2,7 +2,8 @@
 
 - faust's own Kafka consumer (and conductor, leader assignor, producer) is
   not started on the direct path, so faust never joins the group; the
-  ``faust`` path still builds the agent (the previous design);
+  ``faust`` path still builds the agent (the previous design), with faust's
+  Monitor sensor attached unless ``faust_monitor`` is off;
 - a batch is grouped by partition in offset order, and the offsets to commit
   are the ones after each partition's last message;
 - against the embedded broker and PostgreSQL: with a batch wait far longer
@@ -49,9 +50,9 @@ GROUP_JOIN_TIMEOUT_S = 120
 GROUP_MEMBERS_FIELD = -1  # DescribeGroups v0: (error, group, state, protocol type, protocol, members)
 
 
-def built_app(path: str):
+def built_app(path: str, **overrides):
     with mock.patch("streams.worker.open_ledger"):  # no database needed to build the app
-        return create_app(Settings(consumer_path=path, **UNREACHABLE))
+        return create_app(Settings(consumer_path=path, **UNREACHABLE, **overrides))
 
 
 def test_on_the_direct_path_faust_starts_no_kafka_client_of_its_own():
@@ -69,6 +70,14 @@ def test_the_faust_path_is_the_agent_and_faust_consumer_of_before():
     assert any(service is app.consumer for service in started)
     assert any(service is app.topics for service in started)
     assert list(app.agents) and not app._extra_services
+
+
+@pytest.mark.parametrize("monitor", [True, False])
+def test_faust_monitor_attaches_fausts_monitor_sensor_or_not(monitor):
+    app = built_app("faust", faust_monitor=monitor)
+    list(app.on_init_dependencies())
+    assert (app.monitor in list(app.sensors)) is monitor
+    assert Settings.from_env({"LOYALTY_FAUST_MONITOR": "false"}).faust_monitor is False
 
 
 def test_an_unknown_consumer_path_is_refused_naming_the_variable():
