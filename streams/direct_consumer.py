@@ -133,6 +133,17 @@ class DirectConsumer(Service):
                 await asyncio.wait_for(self.consumer.stop(), DIRECT_STOP_TIMEOUT_S)
 
     async def _consume(self) -> None:
+        """The loop; a consumer error it cannot retry crashes the worker (it exits non-zero,
+        as when faust's own consumer fails) instead of leaving a process that reads nothing."""
+        try:
+            await self._consume_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - anything here ends the worker
+            log.critical("the consumer failed: %s", error)
+            await self.crash(error)
+
+    async def _consume_batches(self) -> None:
         consumer = self.consumer
         while True:
             records = await consumer.getmany(timeout_ms=self.settings.batch_wait_ms,

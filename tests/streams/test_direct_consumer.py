@@ -5,7 +5,9 @@
   ``faust`` path still builds the agent (the previous design), with faust's
   Monitor sensor attached unless ``faust_monitor`` is off;
 - a batch is grouped by partition in offset order, and the offsets to commit
-  are the ones after each partition's last message;
+  are the ones after each partition's last message; a batch that fails is
+  read again from its first offsets (nothing committed for it), and a
+  consumer error crashes the worker instead of leaving it idle;
 - against the embedded broker and PostgreSQL: with a batch wait far longer
   than the test's own timeout, a lone event is applied all the same
   (``getmany`` returns what is there; the faust path's ``take_events`` would
@@ -103,6 +105,61 @@ def test_a_batch_is_grouped_by_partition_in_offset_order_and_commits_after_each_
         ("a", 0, 5), ("a", 0, 6), ("a", 1, 3), ("b", 0, 7), ("b", 0, 8)]
     assert next_offsets(batch) == {TopicPartition("a", 0): 7, TopicPartition("a", 1): 4,
                                    TopicPartition("b", 0): 9}
+
+
+class FakeConsumer:
+    """What ``DirectConsumer`` uses of ``AIOKafkaConsumer``: queued ``getmany`` results, then
+    ``ending`` raised; seeks and commits recorded."""
+
+    def __init__(self, polls: list[dict], ending: Exception) -> None:
+        self.polls, self.ending = polls, ending
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict:
+        if not self.polls:
+            raise self.ending
+        return self.polls.pop(0)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("a", 0), TopicPartition("a", 1)}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 100
+
+
+def test_a_failed_batch_is_read_again_from_its_start_and_a_consumer_error_crashes_the_worker():
+    from aiokafka.errors import KafkaError
+
+    polls = [{TopicPartition("a", 0): [record("a", 0, 5), record("a", 0, 6)],
+              TopicPartition("a", 1): [record("a", 1, 3)]}] * 2
+    applied: list[list[int]] = []
+
+    async def apply(batch, highwater):
+        applied.append([m.offset for m in batch])
+        if len(applied) == 1:
+            raise RuntimeError("an unexpected failure")
+
+    async def evict() -> None:
+        return None
+
+    async def run() -> DirectConsumer:
+        service = DirectConsumer(Settings(ledger_retry_backoff_ms=1), apply, evict)
+        service.consumer = FakeConsumer(list(polls), KafkaError("gone for good"))
+        await service._consume()
+        return service
+
+    service = asyncio.run(run())
+    assert applied == [[5, 6, 3], [5, 6, 3]]
+    assert sorted(service.consumer.seeks) == [(TopicPartition("a", 0), 5), (TopicPartition("a", 1), 3)]
+    assert service.consumer.commits == [{TopicPartition("a", 0): 7, TopicPartition("a", 1): 4}]
+    assert isinstance(service.crash_reason, KafkaError)
 
 
 def committed_offsets(settings: Settings, partitions: list[int]) -> dict[int, int | None]:
