@@ -83,7 +83,6 @@ def new_consumer(settings: Settings) -> AIOKafkaConsumer:
         max_poll_records=settings.batch_events_max,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        request_timeout_ms=max(settings.kafka_connect_timeout_ms, settings.session_timeout_ms + 5000),
         **aiokafka_options(settings),
     )
 

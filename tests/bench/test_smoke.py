@@ -30,7 +30,7 @@ FIGURES = {
     "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
-    "campaigns.ingest", "ingest.cpu_per_event",
+    "campaigns.ingest", "ingest.cpu_per_event", "ingest.consumer_path",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest"}
 
@@ -61,6 +61,8 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
         assert figure["size"] and figure["unit"]
 
     # CPU per event by part (issue 21): each of the worker's named threads was seen working.
+    # issue 21: the default consumer path beside the previous design, same run
+    assert figures["ingest.consumer_path"]["baseline"]["what"] == "faust consumer path (previous design)"
     parts = figures["ingest.cpu_per_event"]["extra"]["cpu_us_per_event_median"]
     for part in ("workers.ledger_thread", "workers.consumer_thread", "workers.relay_thread",
                  "workers.event_loop", "postgresql", "broker"):

@@ -30,7 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from streams.direct_consumer import DirectConsumer, batch_messages, next_offsets
+from streams.direct_consumer import DirectConsumer, batch_messages, new_consumer, next_offsets
 from streams.process import wait_until_processed
 from streams.producer import produce_lines
 from streams.settings import Settings
@@ -246,3 +246,19 @@ def test_direct_path_applies_a_lone_event_commits_offsets_and_survives_a_worker_
     assert [w.process.returncode for w in fleet.workers] == [0, 0], fleet.logs()
     assert_same_as_direct(ledger, events)
     ledger.close()
+
+
+def test_the_consumer_gets_the_group_fetch_wait_batch_size_and_kafka_security():
+    settings = Settings(bootstrap_servers="localhost:1", consumer_group="g", consumer_fetch_max_wait_ms=33,
+                        batch_events_max=77, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                        sasl_username="user", sasl_password="secret")
+
+    async def built() -> dict:
+        consumer = new_consumer(settings)
+        return dict(group=consumer._group_id, fetch_wait_ms=consumer._fetch_max_wait_ms,
+                    records_max=consumer._max_poll_records, commits_itself=consumer._enable_auto_commit,
+                    protocol=consumer._client._security_protocol, mechanism=consumer._client._sasl_mechanism,
+                    reset=consumer._auto_offset_reset)
+
+    assert asyncio.run(built()) == dict(group="g", fetch_wait_ms=33, records_max=77, commits_itself=False,
+                                        protocol="SASL_PLAINTEXT", mechanism="PLAIN", reset="earliest")
