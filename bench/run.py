@@ -42,7 +42,7 @@ from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
 from bench.report import Figure, Measure, Target, document, print_parts, print_table, spread_pct
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
-from streams.settings import Settings
+from streams.settings import CONSUMER_PATH_FAUST, Settings
 
 GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api", "store")
 DEFAULT_GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory")
@@ -315,6 +315,7 @@ class Bench:
             extra=_worker_extra(headline, baseline)))
         self._warn_short_window(headline)
         self._relay_in_worker_figure(stream, headline, program)
+        self._consumer_paths(stream, headline, size, program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -356,6 +357,21 @@ class Bench:
             extra={"wall_events_per_s": [r.wall_events_per_s for r in headline],
                    "baseline_wall_events_per_s": [r.wall_events_per_s for r in previous],
                    **_worker_extra(headline, previous)}))
+
+    def _consumer_paths(self, stream: Stream, headline: list[WorkerRun], size: str, program: dict) -> None:
+        """The headline runs (the default ``direct`` consumer path) beside the previous
+        design, the faust agent with ``take_events`` (``consumer_path=faust``), in this run."""
+        previous = self.worker_runs(f"ingest-faust-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
+                                    consumer_path=CONSUMER_PATH_FAUST, **program)
+        self.figures.append(Figure(
+            "ingest.consumer_path", f"ingest, sustained, {HEADLINE_WORKERS} workers, direct consumer path",
+            "events/s", size,
+            Measure("direct (default)", [r.sustained_events_per_s for r in headline]),
+            Measure("faust consumer path (previous design)", [r.sustained_events_per_s for r in previous]),
+            notes="the ingest stream through the worker's own aiokafka consumer (consumer_path=direct, "
+                  "streams/direct_consumer.py) and through the faust agent with take_events "
+                  "(consumer_path=faust), same stream, same run; the ratio is the figure that counts",
+            extra=_worker_extra(headline, previous)))
 
     def _warn_short_window(self, runs: list[WorkerRun]) -> None:
         shortest = min(r.sustained_window_s for r in runs)

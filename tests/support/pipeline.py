@@ -61,8 +61,8 @@ def total_messages(produced: dict[int, int]) -> int:
 
 def progress(ledger, settings, produced) -> int:
     """Messages of the events topic covered by tracking records."""
-    return sum((ledger.tracked_position(settings.tracking_name(settings.events_topic, p)) or -1) + 1
-               for p in produced)
+    tracked = [ledger.tracked_position(settings.tracking_name(settings.events_topic, p)) for p in produced]
+    return sum(0 if position is None else position + 1 for position in tracked)  # offset 0 counts
 
 
 def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s: float = 120) -> None:
