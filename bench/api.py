@@ -47,7 +47,6 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from bench.http_load import hammer
-from bench.ingest import start_pipeline
 from bench.latency import _give_up, _start_follower, _stop, time_seen_in_balances
 from bench.services import BenchServices
 from ledger.calendar import format_timestamp
@@ -55,7 +54,7 @@ from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import open_read_models
 from streams.api.keys import key_store
 from streams.devkit.till_api import TillApi
-from streams.process import stop_workers
+from streams.process import start_workers, stop_workers
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
 
@@ -102,7 +101,7 @@ def measure(services: BenchServices, label: str, seconds: float, redemption_rate
     run_logs = log_dir / label
     run_logs.mkdir(parents=True, exist_ok=True)
     follower = _start_follower("batched", settings.database_url, run_logs / "follower.log")
-    workers = start_pipeline(settings, API_WORKERS, run_logs, False)
+    workers = start_workers(settings, API_WORKERS, run_logs)
     api = None
     try:
         api = TillApi.start(replace(settings, metrics_port=None), run_logs / "api.log")

@@ -7,9 +7,13 @@ item, items with a bonus or a gift), every filter (stores, channels, tiers, smal
 amount, skus, sku prefixes), per-member limits and budgets (so batches take the
 budgets' row locks, as a real programme's would). ``python -m bench`` measures ingest
 with it against ingest with none, in the same run.
+``targeted_campaign_program_text`` is 20 campaigns aimed as a real programme's are (a
+purchase matches one or two of them, not ten): an extra side of ``bench/campaign_cpu.py``.
 """
 
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 from ledger.program import DEFAULT_PROGRAM_PATH
 
@@ -40,3 +44,45 @@ def campaign_program_text(count: int = BENCH_CAMPAIGNS) -> str:
                          f"{WINDOW}{body}{budget}\n")
     return DEFAULT_PROGRAM_PATH.read_text().replace('name = "default"', 'name = "bench-campaigns"', 1) \
         + "".join(campaigns)
+
+
+# A programme as marketing teams run one: the same 20 campaigns' effects, but each aimed
+# (a month, a weekend, a product, a store, a tier), so a purchase matches one or two, not
+# ten as with ``campaign_program_text`` (an extra figure of ``bench/campaign_cpu.py``).
+_MONTHLY_BODIES = (
+    'bonus_points = 20\nmin_amount_minor = 5000',
+    'extra_multiplier_pct = 50\nchannels = ["online"]',
+    'points_per_item = 2\nsku_prefixes = ["COF-"]',
+    'items_min = 3\nbonus_points = 40\nsku_prefixes = ["COF-"]',
+)
+_WEEKENDS = ("2025-03-01", "2025-06-07", "2025-09-06", "2025-11-29")
+_AIMED_BODIES = (
+    'bonus_points = 50\nskus = ["PRD-TEA-01"]\nper_member_max = 5',
+    'bonus_points = 10\ntiers = ["gold", "platinum"]',
+    'extra_multiplier_pct = 50\nstores = ["S-001"]',
+    'items_min = 6\nreward_id = "RW-MUG"\nsku_prefixes = ["COF-"]\nper_member_max = 1',
+)
+
+
+def _window(starts: str, ends: str) -> str:
+    return f'starts_at = "{starts}T00:00:00Z"\nends_at = "{ends}T00:00:00Z"\n'
+
+
+def targeted_campaign_program_text() -> str:
+    """The default program with 20 campaigns aimed as a real programme's are: 12 monthly
+    ones, 4 weekend double points, 4 for a product, a tier, a store and a gift; every other
+    one of the points campaigns has a budget."""
+    campaigns = [(_window(f"2025-{month:02d}-01", f"{2025 + month // 12}-{month % 12 + 1:02d}-01"),
+                  _MONTHLY_BODIES[(month - 1) % len(_MONTHLY_BODIES)]) for month in range(1, 13)]
+    campaigns += [(_window(day, _two_days_after(day)), 'extra_multiplier_pct = 100') for day in _WEEKENDS]
+    campaigns += [(WINDOW, body) for body in _AIMED_BODIES]
+    text = ""
+    for number, (window, body) in enumerate(campaigns):
+        budget = f"\nbudget_points = {BUDGET_POINTS}" if number % 2 and "reward_id" not in body else ""
+        text += (f'\n[[campaigns]]\nid = "aimed-{number:02d}"\nname = "aimed {number}"\n'
+                 f"{window}{body}{budget}\n")
+    return DEFAULT_PROGRAM_PATH.read_text().replace('name = "default"', 'name = "aimed-campaigns"', 1) + text
+
+
+def _two_days_after(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=2)).isoformat()

@@ -1,9 +1,10 @@
 """Worker runs: end-to-end ingest, its per-event baseline, scaling and memory.
 
 A run reads a pre-loaded inbound topic with a fresh database, consumer group
-and output topics, starts ``loyalty worker`` processes exactly as ``loyalty
-process`` does (``streams.process.start_workers``: the first also runs the
-outbox relay) and polls the event store every ``POLL_INTERVAL_MS``:
+and output topics, starts ``loyalty worker`` processes and the outbox relay
+exactly as ``loyalty process`` does (``streams.process.start_workers``: the
+relay as its own process, or in the first worker with the setting
+``relay_in_worker``) and polls the event store every ``POLL_INTERVAL_MS``:
 
 - progress: the sum of the partitions' tracked offsets (the tracking rows the
   workers commit with each batch) gives the events applied at each poll;
@@ -12,10 +13,6 @@ outbox relay) and polls the event store every ``POLL_INTERVAL_MS``:
   credit applied) on two polls in a row, timed at the first;
 - exactly-once effect: afterwards the store must hold one outcome fact per
   inbound event and per referrer credit, no more and no less.
-
-With ``relay_process`` the outbox relay runs as its own process (``loyalty
-relay``) and no worker runs it: the comparison that shows what the relay
-costs the worker that hosts it.
 
 ``sustained`` is the rate between the polls where 10 % and 90 % of the
 stream had been applied (interpolated), so worker start-up, the consumer
@@ -30,11 +27,8 @@ in that window, the workers split by thread (``bench/cpu_parts.py``).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +40,10 @@ from bench import cpu_parts
 from bench.load import line_count
 from bench.profiling import Profiler
 from bench.services import BenchServices, cores_used, cpu_seconds
+from ledger import holds as hold_rules
 from ledger.application import LoyaltyLedger
 from ledger.domain import FACT_TYPES, LoyaltyAccount
-from streams.process import (ProcessError, Worker, is_processed, start_worker, start_workers,
-                             stop_workers)
+from streams.process import ProcessError, Worker, exited, is_processed, start_workers, stop_workers
 from streams.settings import Settings
 from streams.worker import open_ledger
 
@@ -96,14 +90,12 @@ class WorkerRun:
 
 
 def run_workers(services: BenchServices, label: str, stream: Stream, workers: int,
-                log_dir: Path, profile_dir: Path | None = None, relay_process: bool = False,
-                **overrides: Any) -> WorkerRun:
+                log_dir: Path, profile_dir: Path | None = None, **overrides: Any) -> WorkerRun:
     """Process ``stream`` with ``workers`` fresh worker processes; see the module notes."""
     settings = services.settings(label, stream.topic, **overrides)
     ledger = open_ledger(settings)  # creates the tables before the workers race to
     try:
-        run = _timed(services, settings, ledger, stream, workers, log_dir / label, profile_dir,
-                     relay_process)
+        run = _timed(services, settings, ledger, stream, workers, log_dir / label, profile_dir)
         check_exactly_once(settings.database_url, stream.events)
         return run
     finally:
@@ -112,14 +104,14 @@ def run_workers(services: BenchServices, label: str, stream: Stream, workers: in
 
 
 def _timed(services: BenchServices, settings: Settings, ledger: LoyaltyLedger, stream: Stream,
-           workers: int, log_dir: Path, profile_dir: Path | None, relay_process: bool) -> WorkerRun:
+           workers: int, log_dir: Path, profile_dir: Path | None) -> WorkerRun:
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    running = start_pipeline(settings, workers, log_dir, relay_process)
+    running = start_workers(settings, workers, log_dir)
     pids = services.service_pids()
     cpu: list[dict[str, float]] = []
     parts: list[dict[str, float]] = []
-    names = [worker.log_path.stem for worker in running]  # worker-0, worker-1, ..., relay
+    names = [worker.name for worker in running]  # worker-0, worker-1, ..., relay
     profilers = {name: Profiler(worker.process.pid, profile_dir / f"{name}.txt")
                  for name, worker in zip(names, running)} if profile_dir else {}
     series: list[tuple[float, int]] = []
@@ -169,28 +161,10 @@ def _window_polls(series: list[tuple[float, int]], events: int) -> tuple[int, in
     return max(min(first, last - 1), 0), last
 
 
-def start_pipeline(settings: Settings, workers: int, log_dir: Path, relay_process: bool) -> list[Worker]:
-    """``workers`` worker processes; the relay in the first (``start_workers``) or its own."""
-    if not relay_process:
-        return start_workers(settings, workers, log_dir)
-    running = [start_worker(settings, False, log_dir / f"worker-{n}.log") for n in range(workers)]
-    return [*running, start_relay(settings, log_dir / "relay.log")]
-
-
-def start_relay(settings: Settings, log_path: Path) -> Worker:
-    """``loyalty relay`` as its own process, configured like the workers."""
-    env = {**os.environ, **replace(settings, metrics_port=None).to_env()}
-    env.pop("LOYALTY_METRICS_PORT", None)
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "relay"], env=env,
-                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    return Worker(process, log_path)
-
-
 def _check_alive(running: list[Worker]) -> None:
     for worker in running:
         if worker.process.poll() is not None:
-            raise ProcessError(f"a worker exited with {worker.process.returncode}:\n{worker.tail()}")
+            raise ProcessError(exited(worker))
 
 
 def applied_events(ledger: LoyaltyLedger, settings: Settings, stream: Stream) -> int:
@@ -239,12 +213,19 @@ def _thinned(curve: list[tuple[int, float]], points_max: int = 50) -> list[tuple
 
 
 def check_exactly_once(database_url: str, events: int) -> None:
-    """One outcome fact per inbound event and per referrer credit: none lost, none twice."""
+    """One outcome fact per inbound event and per referrer credit: none lost, none twice.
+
+    A ``hold_released`` is its event's outcome only when a void caused it
+    (``ledger.domain.is_outcome``): the releases of partial captures and run-out
+    holds are not counted (the transcoder stores facts as JSON)."""
     with psycopg.connect(database_url) as connection:
-        outcomes, qualified = connection.execute(
-            "SELECT count(*) FILTER (WHERE topic = ANY(%s)), count(*) FILTER (WHERE topic = %s) "
-            "FROM loyalty_events", (OUTCOME_TOPICS, get_topic(LoyaltyAccount.ReferralQualified)),
+        outcomes, qualified, side_releases = connection.execute(
+            "SELECT count(*) FILTER (WHERE topic = ANY(%s)), count(*) FILTER (WHERE topic = %s), "
+            "count(*) FILTER (WHERE topic = %s AND convert_from(state, 'UTF8')::jsonb ->> 'reason' <> %s) "
+            "FROM loyalty_events", (OUTCOME_TOPICS, get_topic(LoyaltyAccount.ReferralQualified),
+                                    get_topic(LoyaltyAccount.HoldReleased), hold_rules.VOIDED),
         ).fetchone()
+    outcomes -= side_releases
     if outcomes != events + qualified:
         raise AssertionError(f"exactly-once effect broken: {outcomes} outcome facts for {events} "
                              f"events and {qualified} referrer credits")

@@ -54,8 +54,7 @@ from bench.services import REPO_ROOT, BenchServices
 from ledger.calendar import format_timestamp
 from ledger.postgres.urls import eventsourcing_env_from_url
 from projections.runner import open_read_models
-from bench.ingest import start_pipeline
-from streams.process import stop_workers
+from streams.process import start_workers, stop_workers
 from streams.worker import open_ledger
 
 LATENCY_WORKERS = 2
@@ -107,8 +106,7 @@ class LatencyRun:
 
 
 def measure(services: BenchServices, label: str, follower: str, seconds: float, rate: int,
-            members: int, log_dir: Path, profile_dir: Path | None = None,
-            relay_process: bool = False) -> LatencyRun:
+            members: int, log_dir: Path, profile_dir: Path | None = None) -> LatencyRun:
     slug = label.lower()
     settings = services.settings(label, f"bench.{slug}.events")
     ledger = open_ledger(settings)  # the tables, before the processes race to create them
@@ -117,7 +115,7 @@ def measure(services: BenchServices, label: str, follower: str, seconds: float, 
     run_logs = log_dir / label
     run_logs.mkdir(parents=True, exist_ok=True)
     follower_process = _start_follower(follower, settings.database_url, run_logs / "follower.log")
-    workers = start_pipeline(settings, LATENCY_WORKERS, run_logs, relay_process)
+    workers = start_workers(settings, LATENCY_WORKERS, run_logs)
     profilers = {}
     try:
         if profile_dir:

@@ -43,7 +43,7 @@ from bench.profiling import py_spy_path
 from bench.report import Figure, Measure, Target, document, print_parts, print_table, spread_pct
 from bench.services import BROKERS, EMBEDDED_BROKER, REPO_ROOT, BenchServices, background_cores, machine_facts
 from projections.split_replay import REPLAY_PROCESSES_DEFAULT
-from streams.settings import Settings
+from streams.settings import CONSUMER_PATH_FAUST, Settings
 
 GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory", "api", "store")
 DEFAULT_GROUPS = ("raw", "ingest", "campaigns", "replay", "latency", "memory")
@@ -64,6 +64,11 @@ BACKGROUND_SAMPLE_S = 3.0
 BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
 
 
+def latency_key(rate: int, name: str, first_rate: int) -> str:
+    """``latency.p99`` at the first rate (the key earlier results use), ``latency.p99@5000`` at others."""
+    return f"latency.{name}" if rate == first_rate else f"latency.{name}@{rate}"
+
+
 @dataclass(frozen=True)
 class Sizes:
     runs: int
@@ -74,7 +79,7 @@ class Sizes:
     replay_facts: int
     replay_baseline_window_s: float
     latency_seconds: float
-    latency_rate: int
+    latency_rates: tuple[int, ...]  # events/s offered; the issue's targets: 1,000 and 5,000
     latency_members: int
     memory_members: tuple[int, int]
     workers: tuple[int, ...] = (1, 2, 4)
@@ -92,18 +97,18 @@ class Sizes:
 SIZES = {
     "quick": Sizes(runs=1, ingest_events=3_000, baseline_events=400, raw_messages=20_000,
                    raw_rows=10_000, replay_facts=10_000, replay_baseline_window_s=2,
-                   latency_seconds=3, latency_rate=1_000, latency_members=200,
+                   latency_seconds=3, latency_rates=(1_000,), latency_members=200,
                    memory_members=(500, 2_000), session_timeout_ms=2_000,
                    heartbeat_interval_ms=500, api_seconds=3, api_purchase_rate=200,
                    api_members=50, api_lookup_seconds=3, store_events_per_writer=2_000,
                    store_baseline_events=100),
     "default": Sizes(runs=3, ingest_events=20_000, baseline_events=2_000, raw_messages=200_000,
                      raw_rows=100_000, replay_facts=100_000, replay_baseline_window_s=10,
-                     latency_seconds=10, latency_rate=1_000, latency_members=1_000,
+                     latency_seconds=10, latency_rates=(1_000, 5_000), latency_members=1_000,
                      memory_members=(6_000, 60_000)),
     "big": Sizes(runs=3, ingest_events=300_000, baseline_events=10_000, raw_messages=1_000_000,
                  raw_rows=1_000_000, replay_facts=1_000_000, replay_baseline_window_s=30,
-                 latency_seconds=60, latency_rate=1_000, latency_members=5_000,
+                 latency_seconds=60, latency_rates=(1_000, 5_000), latency_members=5_000,
                  memory_members=(100_000, 1_000_000), api_seconds=30, api_purchase_rate=2_000,
                  api_members=1_000, api_lookup_seconds=30, store_events_per_writer=200_000,
                  store_baseline_events=2_000),
@@ -130,9 +135,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--broker", choices=BROKERS, default=EMBEDDED_BROKER,
                         help="embedded: tansu, memory only (default); kafka: Apache Kafka, one KRaft "
                              "node from Maven jars (needs java; mvn on the first run)")
+    parser.add_argument("--relay-in-worker", action="store_true",
+                        help="every run with the outbox relay in the first worker (the previous design), "
+                             "not as its own `loyalty relay` process (default: LOYALTY_RELAY_IN_WORKER)")
     parser.add_argument("--relay-process", action="store_true",
-                        help="run the outbox relay as its own process (`loyalty relay`), not in the "
-                             "first worker as `loyalty process` does")
+                        help="accepted for old command lines: the relay's own process is the default now")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -154,17 +161,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"the figures will be low and noisy[/]")
     started = time.monotonic()
     base = Settings.from_env(session_timeout_ms=sizes.session_timeout_ms,
-                             heartbeat_interval_ms=sizes.heartbeat_interval_ms)
+                             heartbeat_interval_ms=sizes.heartbeat_interval_ms,
+                             relay_in_worker=True if args.relay_in_worker else None)
     with tempfile.TemporaryDirectory(prefix="loyalty-bench-") as work, \
             BenchServices(durable=not args.not_durable, base=base, broker=args.broker) as services:
-        bench = Bench(services, sizes, Path(work), console, args.profile, args.relay_process)
+        bench = Bench(services, sizes, Path(work), console, args.profile)
         machine = machine_facts(services) | {"background_cores_before_run": background}
         for group in GROUPS:
             if group in args.only:
                 console.rule(group)
                 getattr(bench, group)()
     run = {"mode": args.size, "runs": sizes.runs, "started_at": started_at.isoformat(), "broker": args.broker,
-           "outbox_relay": "own process" if args.relay_process else "in the first worker",
+           "outbox_relay": "in the first worker" if base.relay_in_worker else "own process",
            "duration_s": time.monotonic() - started, "sizes": sizes.__dict__,
            "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,9 +188,8 @@ class Bench:
     """The measurements of one benchmark run; each group appends its figures."""
 
     def __init__(self, services: BenchServices, sizes: Sizes, work: Path, console: Console,
-                 profile_dir: Path | None, relay_process: bool = False) -> None:
+                 profile_dir: Path | None) -> None:
         self.services = services
-        self.relay_process = relay_process
         self.sizes = sizes
         self.work = work
         self.console = console
@@ -224,7 +231,7 @@ class Bench:
         results = []
         for number in range(1, self.sizes.runs + 1):
             run = ingest.run_workers(self.services, f"{label}-r{number}", stream, workers,
-                                     self.work / "logs", relay_process=self.relay_process, **overrides)
+                                     self.work / "logs", **overrides)
             results.append(run)
             self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} events/s "
                      f"sustained, {run.wall_events_per_s:,.0f} start to processed ({run.wall_s:.1f} s), "
@@ -268,13 +275,16 @@ class Bench:
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         per_event = self.stream("per-event", lambda: lines[:sizes.baseline_events])
-        scaling = {workers: self.worker_runs(f"ingest-w{workers}", stream, workers)
+        program = {"program_file": str(self.campaign_program_file())}  # contract 2's campaigns active
+        scaling = {workers: self.worker_runs(f"ingest-w{workers}", stream, workers, **program)
                    for workers in sizes.workers}
-        baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1)
+        baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1, **program)
         headline = scaling[HEADLINE_WORKERS]
         size = f"{stream.events:,} events, {HEADLINE_WORKERS} workers"
-        notes = (f"simulator events pre-loaded into {self.services.base.partitions} partitions; "
-                 f"{HEADLINE_WORKERS} `loyalty worker` processes with the product's settings until "
+        notes = (f"simulator events (holds, captures and voids among them) pre-loaded into "
+                 f"{self.services.base.partitions} partitions; bench/campaign_program.py's "
+                 f"{BENCH_CAMPAIGNS} campaigns active; {HEADLINE_WORKERS} `loyalty worker` processes "
+                 f"and the relay ({self._relay_where()}) with the product's settings until "
                  f"streams.process.is_processed; the baseline is the same pipeline with "
                  f"batch_events_max=1 (one event and its tracking record per transaction) on the "
                  f"first {per_event.events:,} events of the same stream")
@@ -305,6 +315,8 @@ class Bench:
                   "parts table (bench/cpu_parts.py)",
             extra=_worker_extra(headline, baseline)))
         self._warn_short_window(headline)
+        self._relay_in_worker_figure(stream, headline, program)
+        self._consumer_paths(stream, headline, size, program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -317,9 +329,50 @@ class Bench:
         if self.profile_dir:
             profiled = ingest.run_workers(self.services, "ingest-profiled", stream, HEADLINE_WORKERS,
                                           self.work / "logs", profile_dir=self.profile_dir / "ingest",
-                                          relay_process=self.relay_process)
+                                          **program)
             self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                        "cores_used": profiled.cores_used, **profiled.profiles}
+
+    def campaign_program_file(self) -> Path:
+        """bench/campaign_program.py's program, written once into the work directory."""
+        path = self.work / "campaigns.toml"
+        if not path.exists():
+            path.write_text(campaign_program_text())
+        return path
+
+    def _relay_where(self) -> str:
+        return "in the first worker" if self.services.base.relay_in_worker else "its own process"
+
+    def _relay_in_worker_figure(self, stream: Stream, headline: list[WorkerRun], program: dict) -> None:
+        """The previous design (the relay in worker-0's thread) beside the headline, in this run."""
+        previous = self.worker_runs(f"ingest-relay-in-worker-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
+                                    relay_in_worker=True, **program)
+        self.figures.append(Figure(
+            "ingest.relay_in_worker", "ingest, relay placement", "events/s",
+            f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
+            Measure(f"relay in {self._relay_where()}", [r.sustained_events_per_s for r in headline]),
+            Measure("relay inside worker-0 (previous design)", [r.sustained_events_per_s for r in previous]),
+            notes="the ingest headline's runs against the same stream and program with "
+                  "relay_in_worker=True (`loyalty worker --relay` in the first worker, no relay "
+                  "process), one after the other in this run; the ratio is the figure",
+            extra={"wall_events_per_s": [r.wall_events_per_s for r in headline],
+                   "baseline_wall_events_per_s": [r.wall_events_per_s for r in previous],
+                   **_worker_extra(headline, previous)}))
+
+    def _consumer_paths(self, stream: Stream, headline: list[WorkerRun], size: str, program: dict) -> None:
+        """The headline runs (the default ``direct`` consumer path) beside the previous
+        design, the faust agent with ``take_events`` (``consumer_path=faust``), in this run."""
+        previous = self.worker_runs(f"ingest-faust-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
+                                    consumer_path=CONSUMER_PATH_FAUST, **program)
+        self.figures.append(Figure(
+            "ingest.consumer_path", f"ingest, sustained, {HEADLINE_WORKERS} workers, direct consumer path",
+            "events/s", size,
+            Measure("direct (default)", [r.sustained_events_per_s for r in headline]),
+            Measure("faust consumer path (previous design)", [r.sustained_events_per_s for r in previous]),
+            notes="the ingest stream through the worker's own aiokafka consumer (consumer_path=direct, "
+                  "streams/direct_consumer.py) and through the faust agent with take_events "
+                  "(consumer_path=faust), same stream, same run; the ratio is the figure that counts",
+            extra=_worker_extra(headline, previous)))
 
     def _warn_short_window(self, runs: list[WorkerRun]) -> None:
         shortest = min(r.sustained_window_s for r in runs)
@@ -356,8 +409,7 @@ class Bench:
         for name, overrides in (("campaigns-20", {"program_file": str(program_file)}),
                                 ("campaigns-none", {})):
             profiled = ingest.run_workers(self.services, f"{name}-profiled", stream, HEADLINE_WORKERS,
-                                          self.work / "logs", profile_dir=self.profile_dir / name,
-                                          relay_process=self.relay_process, **overrides)
+                                          self.work / "logs", profile_dir=self.profile_dir / name, **overrides)
             self.profiles[name] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                    "cores_used": profiled.cores_used, **profiled.profiles}
 
@@ -406,19 +458,17 @@ class Bench:
         self.services.drop(store.url)
 
     def latency(self) -> None:
-        sizes = self.sizes
-        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
-        for number in range(1, sizes.runs + 1):
-            for follower, results in runs.items():
-                run = latency.measure(self.services, f"latency-{follower}-r{number}", follower,
-                                      sizes.latency_seconds, sizes.latency_rate, sizes.latency_members,
-                                      self.work / "logs", relay_process=self.relay_process)
-                results.append(run)
-                self.log(f"latency ({follower} follower) run {number}/{sizes.runs}: "
-                         f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
-                         f"max {run.percentile(100):,.0f} ms (to the ledger's commit: p50 "
-                         f"{run.ledger_percentile(50):,.0f} ms, p99 {run.ledger_percentile(99):,.0f} ms), "
-                         f"offered {run.offered_per_s:,.0f}/s, unseen {run.unseen}")
+        """Produce to the balance row at each of ``latency_rates`` (issue 21: 1,000 and 5,000/s)."""
+        for rate in self.sizes.latency_rates:
+            self._latency_at(rate, self._broker_hops() if rate == self.sizes.latency_rates[0] else None)
+        if self.profile_dir:
+            sizes = self.sizes
+            run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
+                                  sizes.latency_rates[0], sizes.latency_members, self.work / "logs",
+                                  profile_dir=self.profile_dir / "latency")
+            self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
+
+    def _broker_hops(self) -> dict[str, dict[str, float]]:
         hops = {}
         for wait_ms in (latency.FAUST_FETCH_MAX_WAIT_MS, latency.HOP_FETCH_MAX_WAIT_MS):
             topic = f"bench.hop-{wait_ms}.events"
@@ -428,13 +478,38 @@ class Bench:
             hops[f"fetch_max_wait_ms_{wait_ms}"] = {
                 name: latency.percentile(measured, pct) for name, pct in (("p50", 50), ("p99", 99))}
             self.log(f"broker hop with fetch_max_wait_ms={wait_ms}: {hops[f'fetch_max_wait_ms_{wait_ms}']}")
-        size = f"{sizes.latency_rate:,}/s for {sizes.latency_seconds:g} s"
+        return hops
+
+    def _latency_at(self, rate: int, hops: dict[str, dict[str, float]] | None) -> None:
+        sizes = self.sizes
+        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
+        for number in range(1, sizes.runs + 1):
+            for follower, results in runs.items():
+                run = latency.measure(self.services, f"latency-{rate}-{follower}-r{number}", follower,
+                                      sizes.latency_seconds, rate, sizes.latency_members,
+                                      self.work / "logs")
+                results.append(run)
+                self.log(f"latency at {rate:,}/s ({follower} follower) run {number}/{sizes.runs}: "
+                         f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
+                         f"max {run.percentile(100):,.0f} ms (to the ledger's commit: p50 "
+                         f"{run.ledger_percentile(50):,.0f} ms, p99 {run.ledger_percentile(99):,.0f} ms), "
+                         f"offered {run.offered_per_s:,.0f}/s, unseen {run.unseen}")
+        size = f"{rate:,}/s for {sizes.latency_seconds:g} s"
         for pct, name in ((50, "p50"), (99, "p99"), (100, "max")):
             target = None
             if pct == 99:
                 target = Target(f"<= {LATENCY_TARGET_P99_MS} ms", lambda v, b: v <= LATENCY_TARGET_P99_MS)
+            extra = {"to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["batched"]],
+                     "baseline_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["runner"]],
+                     "offered_per_s": [r.offered_per_s for r in runs["batched"]],
+                     "unseen": [r.unseen for r in runs["batched"]],
+                     "baseline_unseen": [r.unseen for r in runs["runner"]],
+                     "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}
+            if hops is not None:
+                extra["broker_hop_ms"] = hops
             self.figures.append(Figure(
-                f"latency.{name}", f"latency {name}", "ms", size,
+                latency_key(rate, name, sizes.latency_rates[0]), f"latency {name} at {rate:,}/s", "ms",
+                size,
                 Measure("batched follower", [r.percentile(pct) for r in runs["batched"]]),
                 Measure("ProjectionRunner", [r.percentile(pct) for r in runs["runner"]]),
                 target,
@@ -442,19 +517,7 @@ class Bench:
                       f"members, {latency.LATENCY_WORKERS} workers, polled every "
                       f"{latency.POLL_INTERVAL_MS} ms; follower `loyalty replay --resume --follow`, "
                       f"baseline eventsourcing's ProjectionRunner per read model",
-                extra={"to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["batched"]],
-                       "baseline_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in runs["runner"]],
-                       "broker_hop_ms": hops,
-                       "offered_per_s": [r.offered_per_s for r in runs["batched"]],
-                       "unseen": [r.unseen for r in runs["batched"]],
-                       "baseline_unseen": [r.unseen for r in runs["runner"]],
-                       "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}))
-        if self.profile_dir:
-            run = latency.measure(self.services, "latency-profiled", "batched", sizes.latency_seconds,
-                                  sizes.latency_rate, sizes.latency_members, self.work / "logs",
-                                  profile_dir=self.profile_dir / "latency",
-                                  relay_process=self.relay_process)
-            self.profiles["latency"] = {"p99_ms": run.percentile(99), **run.profiles}
+                extra=extra))
 
     def api(self) -> None:
         sizes = self.sizes
@@ -486,7 +549,7 @@ class Bench:
         for members in (small, large):
             stream = self.stream(f"members-{members}", lambda members=members: member_lines(members))
             results[members] = self.worker_runs(f"memory-{members}", stream, 1)
-        notes = ("RSS (psutil) of one `loyalty worker` (it also runs the outbox relay) once "
+        notes = ("RSS (psutil) of one `loyalty worker` (or the relay process, the larger) once "
                  "is_processed holds for a stream of one purchase per member; account cache "
                  f"{self.services.base.account_cache_accounts_max:,} accounts")
         self.figures.append(Figure(

@@ -59,13 +59,25 @@ def line_totals(item_filter: ItemFilter | None, items: Iterable[BasketLine]) -> 
 
 @dataclass(frozen=True)
 class PlannedCampaign:
-    """One campaign with its filters as sets (None: no such filter)."""
+    """One campaign with its filters as sets (None: no such filter) and the campaign's terms
+    a purchase reads copied beside them (one attribute lookup each, not two)."""
 
     campaign: Campaign
     stores: frozenset[str] | None
     channels: frozenset[str] | None
     tiers: frozenset[str] | None
     item_filter: ItemFilter | None
+    id: str
+    effect: str
+    min_amount_minor: int | None
+    per_member_max: int | None
+    budget_points: int | None
+
+    @classmethod
+    def of(cls, campaign: Campaign, item_filter: ItemFilter | None) -> "PlannedCampaign":
+        return cls(campaign, _set(campaign.stores), _set(campaign.channels), _set(campaign.tiers),
+                   item_filter, campaign.id, campaign.effect, campaign.min_amount_minor,
+                   campaign.per_member_max, campaign.budget_points)
 
 
 def _set(values: tuple[str, ...] | None) -> frozenset[str] | None:
@@ -91,10 +103,8 @@ class CampaignPlan:
 
     def __init__(self, campaigns: tuple[Campaign, ...]) -> None:
         shared: dict[tuple, ItemFilter] = {}
-        self.campaigns = tuple(
-            PlannedCampaign(campaign, _set(campaign.stores), _set(campaign.channels),
-                            _set(campaign.tiers), _item_filter(campaign, shared))
-            for campaign in campaigns)
+        self.campaigns = tuple(PlannedCampaign.of(campaign, _item_filter(campaign, shared))
+                               for campaign in campaigns)
         self.budgets = {campaign.id: campaign.budget_points for campaign in campaigns
                         if campaign.budget_points is not None}
         self._bounds = sorted({c.starts_at for c in campaigns} | {c.ends_at for c in campaigns})

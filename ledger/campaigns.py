@@ -20,20 +20,18 @@ program), and a purchase's lines are summed once per distinct item filter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
 from ledger.basket import BasketLine
 from ledger.campaign_plan import ItemFilter, LineTotals, PlannedCampaign, line_totals
-from ledger.campaign_terms import (BONUS, EXTRA_MULTIPLIER, ITEMS_BONUS, ITEMS_REWARD, PER_ITEM,
-                                   Campaign)
+from ledger.campaign_terms import BONUS, EXTRA_MULTIPLIER, ITEMS_BONUS, ITEMS_REWARD, PER_ITEM
 from ledger.program import PERCENT, Program
 
 
-@dataclass(frozen=True)
-class PurchaseTerms:
-    """What campaigns look at in a purchase."""
+class PurchaseTerms(NamedTuple):
+    """What campaigns look at in a purchase (a named tuple: made for every purchase, cheaper
+    to build than a frozen dataclass)."""
 
     occurred_at: datetime
     amount_minor: int
@@ -42,9 +40,9 @@ class PurchaseTerms:
     items: tuple[BasketLine, ...]
 
 
-@dataclass(frozen=True)
-class MemberCampaignState:
-    """The member before the purchase: tier at the clock, times each campaign benefited them."""
+class MemberCampaignState(NamedTuple):
+    """The member before the purchase: tier at the clock, times each campaign benefited them
+    (a named tuple, as ``PurchaseTerms``)."""
 
     tier: str
     uses: Mapping[str, int]
@@ -62,47 +60,47 @@ class CampaignAward(NamedTuple):
 def _admits(planned: PlannedCampaign, member: MemberCampaignState, purchase: PurchaseTerms) -> bool:
     """Store, channel, tier, smallest amount and the member's limit (not the window, which
     ``CampaignPlan.running_at`` checked, nor the items)."""
-    campaign = planned.campaign
     if planned.stores is not None and purchase.store_id not in planned.stores:
         return False
     if planned.channels is not None and purchase.channel not in planned.channels:
         return False  # a purchase without channel matches no channels filter
     if planned.tiers is not None and member.tier not in planned.tiers:
         return False
-    if campaign.min_amount_minor is not None and purchase.amount_minor < campaign.min_amount_minor:
+    if planned.min_amount_minor is not None and purchase.amount_minor < planned.min_amount_minor:
         return False
-    return campaign.per_member_max is None or member.uses.get(campaign.id, 0) < campaign.per_member_max
+    return planned.per_member_max is None or member.uses.get(planned.id, 0) < planned.per_member_max
 
 
-def effect_points(campaign: Campaign, program: Program, purchase: PurchaseTerms,
+def effect_points(planned: PlannedCampaign, program: Program, purchase: PurchaseTerms,
                   totals: LineTotals) -> int:
     """The points the campaign's effect gives this purchase, before limits; ``totals`` are
     the purchase's lines matching its item filter (every counting line without one)."""
-    if campaign.effect == EXTRA_MULTIPLIER:
-        base = totals.amount_minor if campaign.has_item_filter else purchase.amount_minor
+    campaign, effect = planned.campaign, planned.effect
+    if effect == EXTRA_MULTIPLIER:
+        base = totals.amount_minor if planned.item_filter is not None else purchase.amount_minor
         numerator = base * program.points_per_unit
         return numerator * campaign.extra_multiplier_pct // (program.minor_units_per_unit * PERCENT)
-    if campaign.effect == BONUS:
+    if effect == BONUS:
         return campaign.bonus_points
-    if campaign.effect == PER_ITEM:
+    if effect == PER_ITEM:
         return campaign.points_per_item * totals.units
     if totals.units < campaign.items_min:
         return 0
-    return campaign.bonus_points if campaign.effect == ITEMS_BONUS else 0
+    return campaign.bonus_points if effect == ITEMS_BONUS else 0
 
 
-def campaign_award(campaign: Campaign, program: Program, purchase: PurchaseTerms,
+def campaign_award(planned: PlannedCampaign, program: Program, purchase: PurchaseTerms,
                    totals: LineTotals, budget_left: int | None) -> CampaignAward | None:
     """The line of a campaign whose filters match, or None when it gives nothing.
 
     ``budget_left`` is what the campaign's budget still holds (None: no budget).
     """
-    if campaign.effect == ITEMS_REWARD and totals.units >= campaign.items_min:
-        return CampaignAward(campaign.id, 0, campaign.reward_id)
-    points = effect_points(campaign, program, purchase, totals)
+    if planned.effect == ITEMS_REWARD and totals.units >= planned.campaign.items_min:
+        return CampaignAward(planned.id, 0, planned.campaign.reward_id)
+    points = effect_points(planned, program, purchase, totals)
     if budget_left is not None:
         points = min(points, max(budget_left, 0))
-    return CampaignAward(campaign.id, points) if points > 0 else None
+    return CampaignAward(planned.id, points) if points > 0 else None
 
 
 def campaign_awards(program: Program, member: MemberCampaignState, purchase: PurchaseTerms,
@@ -118,16 +116,16 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
     for planned in program.campaign_plan.running_at(purchase.occurred_at):
         if not _admits(planned, member, purchase):
             continue
-        matched = totals.get(planned.item_filter)
+        item_filter = planned.item_filter
+        matched = totals.get(item_filter)
         if matched is None:
-            matched = totals[planned.item_filter] = line_totals(planned.item_filter, purchase.items)
-        if planned.item_filter is not None and not matched.lines:
+            matched = totals[item_filter] = line_totals(item_filter, purchase.items)
+        if item_filter is not None and not matched.lines:
             continue  # an item filter needs a matching line
-        campaign = planned.campaign
         left = None
-        if campaign.budget_points is not None:
-            left = budgets_left.get(campaign.id, campaign.budget_points)
-        award = campaign_award(campaign, program, purchase, matched, left)
+        if planned.budget_points is not None:
+            left = budgets_left.get(planned.id, planned.budget_points)
+        award = campaign_award(planned, program, purchase, matched, left)
         if award is not None:
             awards.append(award)
     return awards

@@ -98,6 +98,14 @@ def _count_campaign_use(account: "LoyaltyAccount", campaign_id: str) -> None:
     account.campaign_uses[campaign_id] = account.campaign_uses.get(campaign_id, 0) + 1
 
 
+def _count_campaign_uses(account: "LoyaltyAccount", lines: list[dict]) -> None:
+    """``_count_campaign_use`` of every campaign line of a purchase, in one loop."""
+    uses = account.campaign_uses
+    for line in lines:
+        campaign_id = line["campaign_id"]
+        uses[campaign_id] = uses.get(campaign_id, 0) + 1
+
+
 def _apply_draws(account: "LoyaltyAccount", draws: list[list[int]]) -> None:
     taken = dict((lot_id, points) for lot_id, points in draws)
     for lot in account.lots:
@@ -200,8 +208,8 @@ class LoyaltyAccount(Aggregate):
         def apply(self, account: "LoyaltyAccount") -> None:
             super().apply(account)
             _apply_award(account, self)
-            for line in self.campaigns:
-                _count_campaign_use(account, line["campaign_id"])
+            if self.campaigns:
+                _count_campaign_uses(account, self.campaigns)
             account.purchases[self.source_event_id] = PurchaseRecord(
                 event_id=self.source_event_id, occurred_at=self.occurred_at, year=self.year,
                 amount_minor=self.amount_minor, points=self.points,
@@ -1016,13 +1024,20 @@ class LoyaltyAccount(Aggregate):
         points = program.purchase_points(command.amount_minor, multiplier)
         awards = self._campaign_awards(command, program)
         lines = [{"campaign_id": a.campaign_id, "points": a.points} for a in awards
-                 if a.reward_id is None]
-        award = self._award(points + sum(line["points"] for line in lines), command.occurred_at,
+                 if a.reward_id is None] if awards else []
+        campaign_points = sum([line["points"] for line in lines]) if lines else 0
+        award = self._award(points + campaign_points, command.occurred_at,
                             program, self._activation_time(command, program, clock))
         self._outcome(self.PointsEarned, clock, command, year=year_of(command.occurred_at),
                       amount_minor=command.amount_minor, store_id=command.store_id,
                       channel=command.channel, multiplier_pct=multiplier, campaigns=lines,
                       **award)
+        if len(lines) < len(awards):  # gifts
+            self._grant_rewards(command, awards, clock)
+
+    def _grant_rewards(self, command: cmd.RecordPurchase, awards: list[CampaignAward],
+                       clock: datetime) -> None:
+        """A ``RewardGranted`` fact for each gift among a purchase's ``awards``."""
         for gift in (a for a in awards if a.reward_id is not None):
             self._record(self.RewardGranted, clock, source_event_id=command.event_id,
                          campaign_id=gift.campaign_id, reward_id=gift.reward_id, points=0,

@@ -55,25 +55,29 @@ class CampaignsProjection(ReadModelProjection):
     # ----------------------------------------------------------- handlers
 
     def points_earned(self, fact: Any, rows: RowBatch) -> None:
+        if not fact.campaigns:
+            return
+        budgets = self._budgets(fact)
         for line in fact.campaigns:
-            row = self._benefit(fact, line["campaign_id"], fact.amount_minor, rows)
+            campaign_id = line["campaign_id"]
+            row = self._benefit(fact, campaign_id, rows)
             row["points_awarded"] += line["points"]
-            self._save(row, fact, rows)
+            self._save(row, budgets.get(campaign_id), rows)
 
     def reward_granted(self, fact: Any, rows: RowBatch) -> None:
-        row = self._benefit(fact, fact.campaign_id, fact.amount_minor, rows)
+        row = self._benefit(fact, fact.campaign_id, rows)
         row["rewards_granted"] += 1
-        self._save(row, fact, rows)
+        self._save(row, self._budgets(fact).get(fact.campaign_id), rows)
 
     # -------------------------------------------------------------- steps
 
-    def _benefit(self, fact: Any, campaign_id: str, amount_minor: int, rows: RowBatch) -> Row:
+    def _benefit(self, fact: Any, campaign_id: str, rows: RowBatch) -> Row:
         """The campaign's row with one more benefiting purchase (and member, the first time)."""
         row = rows.get(CAMPAIGNS, (campaign_id,)) or {
             "campaign_id": campaign_id, "purchases": 0, "members": 0, "points_awarded": 0,
             "rewards_granted": 0, "budget_left": None, "qualifying_spend_minor": 0}
         row["purchases"] += 1
-        row["qualifying_spend_minor"] += amount_minor
+        row["qualifying_spend_minor"] += fact.amount_minor
         member = rows.get(CAMPAIGN_MEMBERS, (fact.member_id, campaign_id))
         if member is None:
             member = {"member_id": fact.member_id, "campaign_id": campaign_id, "purchases": 0}
@@ -82,14 +86,13 @@ class CampaignsProjection(ReadModelProjection):
         rows.put(CAMPAIGN_MEMBERS, member)
         return row
 
-    def _save(self, row: Row, fact: Any, rows: RowBatch) -> None:
-        budget = self._budget_points(row["campaign_id"], fact)
+    @staticmethod
+    def _save(row: Row, budget: int | None, rows: RowBatch) -> None:
         row["budget_left"] = None if budget is None else budget - row["points_awarded"]
         rows.put(CAMPAIGNS, row)
 
-    def _budget_points(self, campaign_id: str, fact: Any) -> int | None:
+    def _budgets(self, fact: Any) -> dict[str, int]:
+        """``budget_points`` by campaign id in the program version that decided ``fact`` (the
+        plan's dict, built once per program: no scan of its campaigns per line)."""
         program = self.rules_of_version(getattr(fact, "program_version", self.rules.version))
-        for campaign in program.campaigns:
-            if campaign.id == campaign_id:
-                return campaign.budget_points
-        return None
+        return program.campaign_plan.budgets

@@ -13,6 +13,12 @@ The consumer is created but not started when ``_create_worker_consumer``
 returns, and aiokafka builds its fetcher from ``_fetch_max_wait_ms`` in
 ``start()``: setting it there is the one narrow hook faust leaves. The
 consumer's thread is given its kernel name (``streams.thread_names``).
+
+faust attaches its ``Monitor`` sensor to every app: per message and per
+stream event it takes timestamps and updates counters and deques that only
+faust's web views read (the worker runs without them). ``faust_monitor``
+(``LOYALTY_FAUST_MONITOR``) off detaches it on the faust consumer path
+(``docs/BENCHMARKS.md``, "Issue 21: the direct consumer path").
 """
 
 from __future__ import annotations
@@ -49,13 +55,21 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class LedgerApp(faust.App):
-    """A faust app whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+    """A faust app whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch;
+    without ``monitor`` faust's Monitor sensor is not attached (see the module notes)."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = CONSUMER_FETCH_MAX_WAIT_MS_DEFAULT,
-                 **kwargs: Any) -> None:
+                 monitor: bool = True, **kwargs: Any) -> None:
         assert fetch_max_wait_ms > 0, fetch_max_wait_ms
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.monitor_enabled = monitor
         super().__init__(*args, **kwargs)
+
+    def on_init_dependencies(self) -> Any:
+        services = super().on_init_dependencies()  # attaches the Monitor to the sensors
+        if not self.monitor_enabled:
+            self.sensors.remove(self.monitor)
+        return services
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         return _Transport(self.conf.broker_consumer, self)

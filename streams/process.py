@@ -2,9 +2,13 @@
 
 Starts (or connects to) the broker and PostgreSQL, creates the topics,
 produces every line of INPUT keyed by ``member_id``, runs worker processes
-(one of them also runs the outbox relay) until everything is processed, then
-writes the read models, ``kpis.jsonl`` and the workers' logs (``DIR/logs``)
-and exits 0 (CONTRACT section 6). ``--keep DIR`` keeps the embedded store.
+and the outbox relay as a process of its own (``loyalty relay``; with the
+setting ``relay_in_worker`` the first worker runs it in a thread instead, the
+previous design) until everything is processed, then writes the read models,
+``kpis.jsonl`` and the children's logs (``DIR/logs``: ``worker-N.log``,
+``relay.log``) and exits 0 (CONTRACT section 6). ``--keep DIR`` keeps the
+embedded store. ``start_workers`` is how every command starts the pipeline
+(``process``, ``up``, ``demo`` and the benchmark).
 
 "Everything is processed" is decided from the event store, never from the
 broker's ``end_offsets``: every partition's tracked offset has reached the
@@ -53,36 +57,56 @@ Progress = Callable[[str], None]  # told what is happening, e.g. "applied 1,200 
 
 
 class ProcessError(RuntimeError):
-    """The pipeline did not finish: a worker died or the timeout ran out."""
+    """The pipeline did not finish: a worker or the relay died or the timeout ran out."""
 
 
 @dataclass
 class Worker:
+    """A supervised child: a ``loyalty worker`` or the ``loyalty relay`` (named by its log)."""
+
     process: subprocess.Popen
     log_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.log_path.stem  # worker-0, worker-1, ..., relay
 
     def tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
 
 
-def start_worker(settings: Settings, relay: bool, log_path: Path) -> Worker:
-    """One ``loyalty worker`` process, configured through the environment only."""
+def start_child(settings: Settings, arguments: list[str], log_path: Path) -> Worker:
+    """One ``loyalty ARGUMENTS...`` process, configured through the environment only."""
     env = {**os.environ, **replace(settings, metrics_port=None).to_env()}
     env.pop("LOYALTY_METRICS_PORT", None)  # several children cannot share one port
-    command = [sys.executable, "-m", "streams.cli", "worker"] + (["--relay"] if relay else [])
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen([sys.executable, "-m", "streams.cli", *arguments], env=env,
+                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     return Worker(process, log_path)
 
 
+def start_worker(settings: Settings, relay: bool, log_path: Path) -> Worker:
+    """One ``loyalty worker`` process (``relay``: with the outbox relay in a thread)."""
+    return start_child(settings, ["worker"] + (["--relay"] if relay else []), log_path)
+
+
+def start_relay(settings: Settings, log_path: Path) -> Worker:
+    """``loyalty relay``: the outbox relay as its own process, configured like the workers."""
+    return start_child(settings, ["relay"], log_path)
+
+
 def start_workers(settings: Settings, count: int, log_dir: Path) -> list[Worker]:
-    """``count`` workers in one consumer group; the first also runs the outbox relay."""
-    return [start_worker(settings, number == 0, log_dir / f"worker-{number}.log")
-            for number in range(count)]
+    """``count`` workers in one consumer group, then the outbox relay in a process of its own;
+    with ``settings.relay_in_worker`` (the previous design) the first worker runs the relay."""
+    if settings.relay_in_worker:
+        return [start_worker(settings, number == 0, log_dir / f"worker-{number}.log")
+                for number in range(count)]
+    workers = [start_worker(settings, False, log_dir / f"worker-{number}.log") for number in range(count)]
+    return [*workers, start_relay(settings, log_dir / "relay.log")]
 
 
 def stop_workers(workers: list[Worker]) -> None:
+    """Terminate every child (workers and relay), killing those still running after the timeout."""
     for worker in workers:
         if worker.process.poll() is None:
             worker.process.terminate()
@@ -92,6 +116,11 @@ def stop_workers(workers: list[Worker]) -> None:
         except subprocess.TimeoutExpired:
             worker.process.kill()
             worker.process.wait()
+
+
+def exited(worker: Worker) -> str:
+    """The error of a child that exited while the pipeline ran: its name, status and log's tail."""
+    return f"{worker.name} exited with {worker.process.returncode}:\n{worker.tail()}"
 
 
 def is_processed(ledger: LoyaltyLedger, settings: Settings, produced: dict[int, int]) -> bool:
@@ -113,7 +142,7 @@ def wait_until_processed(ledger: LoyaltyLedger, settings: Settings, produced: di
     while stable < STABLE_POLLS_MIN:
         for worker in workers:
             if worker.process.poll() is not None:
-                raise ProcessError(f"a worker exited with {worker.process.returncode}:\n{worker.tail()}")
+                raise ProcessError(exited(worker))
         if time.monotonic() > deadline:
             raise ProcessError(f"not processed within {timeout_s} s")
         stable = stable + 1 if is_processed(ledger, settings, produced) else 0

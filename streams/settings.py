@@ -21,7 +21,11 @@ from typing import ClassVar
 
 from ledger.settings import ENV_PREFIX, LedgerSettings
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["CONSUMER_PATHS", "ENV_PREFIX", "Settings"]
+
+CONSUMER_PATH_DIRECT = "direct"  # the worker's own aiokafka consumer (streams/direct_consumer.py)
+CONSUMER_PATH_FAUST = "faust"    # the previous design: a faust agent with take_events
+CONSUMER_PATHS = (CONSUMER_PATH_DIRECT, CONSUMER_PATH_FAUST)
 
 
 @dataclass(frozen=True, repr=False)
@@ -38,6 +42,8 @@ class Settings(LedgerSettings):
     consumer_group: str = "loyalty-ledger"
     batch_events_max: int = 500
     batch_wait_ms: int = 50
+    consumer_path: str = CONSUMER_PATH_DIRECT  # or "faust": the previous design (streams/worker.py)
+    faust_monitor: bool = True               # faust's per-event Monitor sensor, faust path (faust_transport.py)
     consumer_fetch_max_wait_ms: int = 25  # faust hard-codes 1,500 ms; see streams/faust_transport.py
     message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3
@@ -47,6 +53,8 @@ class Settings(LedgerSettings):
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
     producer_idempotent: bool = False        # the relay's producer: on for Apache Kafka (README), not tansu
+    relay_in_worker: bool = False            # process/up/demo/bench: the relay in worker-0's thread (the
+                                             # previous design), not as its own `loyalty relay` process
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1500
     security_protocol: str | None = None     # None: PLAINTEXT; or SSL, SASL_PLAINTEXT, SASL_SSL

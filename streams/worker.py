@@ -1,12 +1,17 @@
 """The faust worker: ``loyalty.events`` (and referrer credits) -> the ledger.
 
-One agent takes bounded batches (``batch_events_max`` events or
+The consumer takes bounded batches (``batch_events_max`` events or
 ``batch_wait_ms``, whichever comes first), orders them by partition and
 offset and hands the whole batch to ``PartitionBatchApplier`` in a single
-worker thread, so no database call ever runs on the event loop. Exactly-once
-effect comes from the tracking records (one per partition) committed with
-each batch in one transaction, not from Kafka offsets (faust acknowledges
-after the batch, which only saves re-reading).
+worker thread (``BatchRunner``), so no database call ever runs on the event
+loop. Exactly-once effect comes from the tracking records (one per
+partition) committed with each batch in one transaction, not from Kafka
+offsets (committed after the batch, which only saves re-reading).
+
+Two consumer paths (``consumer_path``): ``direct`` (default) is the app's
+own aiokafka consumer, a service inside the faust app
+(``streams/direct_consumer.py``; faust's consumer is not started);
+``faust`` is the previous design, a faust agent over ``take_events``.
 
 With ``relay=True`` the process also runs the outbox relay in a thread.
 Run one relay per deployment (more are safe, only wasteful: duplicates).
@@ -35,7 +40,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
-from typing import Iterable
+from typing import Callable, Iterable
 
 import faust
 from eventsourcing.persistence import IntegrityError, InternalError
@@ -44,11 +49,12 @@ from faust.types import TP
 from ledger.application import LoyaltyLedger
 from ledger.program_versions import ProgramVersionRefused
 from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
+from streams.direct_consumer import direct_service, lean_boot
 from streams.faust_transport import LedgerApp
 from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
-from streams.settings import Settings
+from streams.settings import CONSUMER_PATH_FAUST, CONSUMER_PATHS, ENV_PREFIX, Settings
 from streams.thread_names import LEDGER_THREAD, RELAY_THREAD, name_os_thread, run_named
 from streams.topic_identity import EXIT_TOPIC_RECREATED, TopicIdentityGuard, TopicRecreated
 
@@ -63,6 +69,7 @@ EXIT_PROGRAM_REFUSED = 2  # the program is older than the store's newest (CONTRA
 PROGRAM_RECORD_ATTEMPTS_MAX = 3
 FATAL_STOP_TIMEOUT_S = 10.0  # a graceful stop after a fatal error; then the process is ended
 CONNECT_TIMEOUT_ENV = "POSTGRES_CONNECT_TIMEOUT"
+Highwater = Callable[[str, int], "int | None"]  # (topic, partition) -> the partition's end offset
 
 
 def account_cache_env(settings: Settings) -> dict[str, str]:
@@ -162,16 +169,61 @@ class FatalStop:
         os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful shutdown
 
 
+class BatchRunner:
+    """Applies one batch in the ledger thread and keeps health and metrics; shared by both
+    consumer paths. A fatal error (``DatabaseUnavailable``, ``TopicRecreated``) triggers
+    the ``FatalStop`` and consumes nothing more."""
+
+    def __init__(self, applier: PartitionBatchApplier, executor: ThreadPoolExecutor,
+                 metrics: LedgerMetrics, health: WorkerHealth, fatal: FatalStop) -> None:
+        self.applier, self.executor = applier, executor
+        self.metrics, self.health, self.fatal = metrics, health, fatal
+
+    async def apply(self, batch: list[InboundMessage], highwater: Highwater) -> None:
+        started = time.perf_counter()
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(self.executor, self.applier.apply,
+                                                                      batch)
+        except (DatabaseUnavailable, TopicRecreated) as error:
+            self.health.failed_batches_in_row += 1
+            status = EXIT_TOPIC_RECREATED if isinstance(error, TopicRecreated) else EXIT_DATABASE_UNAVAILABLE
+            self.fatal.trigger(status, str(error))
+            await asyncio.Event().wait()  # consume nothing more (nothing of the batch committed)
+            raise
+        except Exception:
+            self.health.failed_batches_in_row += 1
+            raise
+        self.health.failed_batches_in_row = 0
+        self.metrics.record_batch(report, report.rejections, time.perf_counter() - started)
+        for last in last_of_each_partition(batch):
+            end = highwater(last.topic, last.partition)
+            if end is not None:
+                self.metrics.set_consumer_lag(last.topic, last.partition, max(end - (last.offset + 1), 0))
+
+    async def forget_accounts(self) -> None:
+        """Another worker may write the revoked accounts now: drop the cache (in the ledger thread)."""
+        await asyncio.get_running_loop().run_in_executor(self.executor,
+                                                         self.applier.ledger.evict_cached_accounts)
+
+
+def consumer_path(settings: Settings) -> str:
+    """The checked ``consumer_path``: ``direct`` or ``faust``."""
+    if settings.consumer_path not in CONSUMER_PATHS:
+        raise ValueError(f"{ENV_PREFIX}CONSUMER_PATH must be one of {', '.join(CONSUMER_PATHS)}, "
+                         f"not {settings.consumer_path!r}")
+    return settings.consumer_path
+
+
 def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
                health: WorkerHealth | None = None, fatal: FatalStop | None = None,
                guard: TopicIdentityGuard | None = None) -> faust.App:
     """The faust app; with ``guard`` nothing is skipped as applied unless its topic is the tracked one."""
-    metrics = metrics or default_metrics()
-    health = health or WorkerHealth()
+    path = consumer_path(settings)
     fatal = fatal or FatalStop()
     app = LedgerApp(
         settings.consumer_group,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        monitor=settings.faust_monitor,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
         web_enabled=False,
@@ -183,50 +235,37 @@ def create_app(settings: Settings, metrics: LedgerMetrics | None = None,
         producer_acks=-1,
         **faust_broker_options(settings),
     )
-    topic = app.topic(settings.events_topic, settings.credits_topic,
-                      key_serializer="raw", value_serializer="raw")
     applier = PartitionBatchApplier(open_ledger(settings), settings,
                                     DatabaseOutage(settings, "partition batches", fatal.stopping),
                                     confirm_topic=guard.confirm if guard is not None else None)
     executor = ThreadPoolExecutor(max_workers=LEDGER_THREADS, thread_name_prefix=LEDGER_THREAD,
                                   initializer=name_os_thread, initargs=(LEDGER_THREAD,))
+    runner = BatchRunner(applier, executor, metrics or default_metrics(), health or WorkerHealth(), fatal)
+    if path == CONSUMER_PATH_FAUST:
+        add_faust_agent(app, settings, runner)
+    else:
+        app.boot_strategy = lean_boot(app)
+        app.service(direct_service(settings, runner.apply, runner.forget_accounts))
+    return app
 
-    async def apply_one(batch: list[InboundMessage]) -> None:
-        started = time.perf_counter()
-        try:
-            report = await asyncio.get_running_loop().run_in_executor(executor, applier.apply, batch)
-        except DatabaseUnavailable as outage:
-            health.failed_batches_in_row += 1
-            fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(outage))
-            await asyncio.Event().wait()  # consume nothing more; the stop cancels this
-            raise
-        except TopicRecreated as recreated:
-            health.failed_batches_in_row += 1
-            fatal.trigger(EXIT_TOPIC_RECREATED, str(recreated))
-            await asyncio.Event().wait()  # nothing of the batch was committed
-            raise
-        except Exception:
-            health.failed_batches_in_row += 1
-            raise
-        health.failed_batches_in_row = 0
-        metrics.record_batch(report, report.rejections, time.perf_counter() - started)
-        for last in last_of_each_partition(batch):
-            lag = app.consumer.highwater(TP(last.topic, last.partition)) - (last.offset + 1)
-            metrics.set_consumer_lag(last.topic, last.partition, max(lag, 0))
+
+def add_faust_agent(app: faust.App, settings: Settings, runner: BatchRunner) -> None:
+    """The previous design (``consumer_path`` ``faust``): an agent taking bounded batches."""
+    topic = app.topic(settings.events_topic, settings.credits_topic,
+                      key_serializer="raw", value_serializer="raw")
+
+    def highwater(topic_name: str, partition: int) -> int | None:
+        return app.consumer.highwater(TP(topic_name, partition))
 
     @app.agent(topic)
     async def apply_batches(stream):
         async for events in stream.take_events(settings.batch_events_max,
                                                within=settings.batch_wait_ms / 1000):
-            await apply_one(inbound_messages(events))  # every partition in one transaction
+            await runner.apply(inbound_messages(events), highwater)  # every partition in one transaction
 
     @app.on_partitions_revoked.connect
     async def forget_accounts(sender, revoked, **kwargs) -> None:
-        """Another worker may write these accounts now: drop the cache (in the ledger thread)."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, applier.ledger.evict_cached_accounts)
-
-    return app
+        await runner.forget_accounts()
 
 
 def watch_topic_identity(guard: TopicIdentityGuard, fatal: FatalStop, interval_ms: int) -> threading.Thread:

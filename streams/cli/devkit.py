@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.cli.options import (add_command, connection_flags, non_negative_int, positive_int,
-                                  settings_from)
+                                  relay_in_worker_flag, settings_from)
 
 DEMO_PLAIN_WIDTH_CHARS = 120  # without a terminal: the dashboard's panels and tables fit, uncut
 
@@ -106,6 +106,7 @@ def add_subcommands(commands: Any) -> None:
     keep.add_argument("--fresh", action="store_true", help="delete the store of DIR first: an empty ledger")
     keep.add_argument("--keep-ledger", action="store_true",
                       help="keep the store of DIR and apply the new (empty) topics from their start")
+    relay_in_worker_flag(up)
     up.set_defaults(run=_up)
 
     run = add_command(commands, "process", "run a JSONL file through the whole pipeline and write "
@@ -119,6 +120,7 @@ def add_subcommands(commands: Any) -> None:
     run.add_argument("--keep", metavar="DIR",
                      help="keep the embedded store for DIR (then `loyalty up --dir DIR --keep-ledger` "
                           "reopens it); default: removed at exit")
+    relay_in_worker_flag(run)
     run.set_defaults(run=_process)
 
     demo = add_command(commands, "demo", "a simulated retail chain through the whole system, "
@@ -137,4 +139,5 @@ def add_subcommands(commands: Any) -> None:
     demo.add_argument("--till-sessions-per-s", type=non_negative_int, default=5, metavar="N",
                       help="simulated till sessions per second through the till API "
                            "(hold, then capture, void or run out; 0: none) (5)")
+    relay_in_worker_flag(demo)
     demo.set_defaults(run=_demo)

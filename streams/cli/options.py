@@ -35,6 +35,7 @@ def settings_from(args: argparse.Namespace, stack: bool = True) -> Settings:
         database_url=getattr(args, "database_url", None),
         program_file=getattr(args, "program", None),
         partitions=getattr(args, "partitions", None),
+        relay_in_worker=True if getattr(args, "relay_in_worker", False) else None,
     )
 
 
@@ -47,6 +48,13 @@ def connection_flags(parser: argparse.ArgumentParser) -> None:
                         help="program rules, TOML (default: LOYALTY_PROGRAM_FILE, else the built-in program)")
     parser.add_argument("--partitions", type=positive_int, metavar="N",
                         help="partitions of topics this command creates (default: LOYALTY_PARTITIONS, 8)")
+
+
+def relay_in_worker_flag(parser: argparse.ArgumentParser) -> None:
+    """``--relay-in-worker``: the previous design, the relay in the first worker's thread."""
+    parser.add_argument("--relay-in-worker", action="store_true",
+                        help="run the outbox relay in the first worker (the previous design), not as its "
+                             "own `loyalty relay` process (default: LOYALTY_RELAY_IN_WORKER, false)")
 
 
 def positive_int(text: str) -> int:

@@ -62,7 +62,8 @@ def _config(args: argparse.Namespace) -> Any:
     return SimulationConfig(
         seed=args.seed, members=args.members, stores=args.stores, start=args.start,
         days=args.days, duplicate_rate_ppm=args.duplicate_rate_ppm,
-        malformed_rate_ppm=args.malformed_rate_ppm,
+        malformed_rate_ppm=args.malformed_rate_ppm, hold_rate_ppm=args.hold_rate_ppm,
+        hold_void_ppm=args.hold_void_ppm,
     )
 
 
@@ -99,4 +100,6 @@ _SIZE_FLAGS = (  # (SimulationConfig field, type, one-line help)
     ("start", _iso_date, "first day, YYYY-MM-DD"),
     ("duplicate_rate_ppm", int, "redelivered lines per million"),
     ("malformed_rate_ppm", int, "malformed lines per million"),
+    ("hold_rate_ppm", int, "till holds per million POS visits whose points cover a reward (0: none)"),
+    ("hold_void_ppm", int, "voided holds per million holds (the rest are captured)"),
 )

@@ -1,7 +1,7 @@
 """``loyalty demo``: a retail chain in a box.
 
 Starts the embedded broker and PostgreSQL (or uses real ones), creates the
-topics, runs worker processes (one also runs the outbox relay), a
+topics, runs worker processes and the outbox relay (its own process), a
 projection follower (``loyalty replay --resume --follow``) and the till API
 (``loyalty api``, whose ``LOYALTY_API_URL`` and ``LOYALTY_API_KEY`` it prints),
 streams a
@@ -55,7 +55,7 @@ from projections.runner import catch_up, open_read_models
 from projections.verify import verify
 from streams.devkit.dashboard import DASHBOARD_READ_MODELS, PipelineProbe, render
 from streams.kafka_security import kafka_client_options
-from streams.process import ProcessError, Worker, is_processed, start_workers, stop_workers
+from streams.process import ProcessError, Worker, exited, is_processed, start_workers, stop_workers
 from streams.producer import member_key
 from streams.devkit.demo_tills import TILL_SESSIONS_PER_S_DEFAULT, SimulatedTills, till_panel
 from streams.devkit.services import (running_services, stack_env, stack_env_file_written,
@@ -305,7 +305,7 @@ def _watch(ledger, env: dict, settings: Settings, producer: PacedProducer, worke
 def _check_alive(workers: list[Worker]) -> None:
     for worker in workers:
         if worker.process.poll() is not None:
-            raise ProcessError(f"a worker exited with {worker.process.returncode}:\n{worker.tail()}")
+            raise ProcessError(exited(worker))
 
 
 def _summary(ledger, env: dict, producer: PacedProducer, options: DemoOptions,

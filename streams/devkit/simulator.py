@@ -38,6 +38,17 @@ The model:
   simulator's own: one point per currency unit, no tiers, no expiry) cover a
   reward may redeem one; ``OVERREACH_PPM`` of attempts ask for more than the
   estimate. Expiry, late events and the rough estimate make a few fail.
+- Holds (CONTRACT section 7): at ``hold_rate_ppm`` of the POS visits whose
+  estimate covers a reward and that redeem nothing else, the till holds a
+  reward's points (``redemption_hold``, running out ``HOLD_DURATION_SECONDS``
+  later) ``HOLD_LEAD_SECONDS`` before the purchase and settles it a few
+  seconds later, before the purchase: ``hold_void_ppm`` of holds are voided
+  (``redemption_void``), the rest captured (``redemption_capture``),
+  ``partial_capture_ppm`` of those for part of the hold. The capture or void
+  names the hold's ``event_id`` and is delivered after it. Holds and their
+  settlements are never late (a till waits for their answer; only the
+  purchase's upload may be). ``hold_rate_ppm=0`` gives the previous stream,
+  byte for byte (no draw is made).
 - Birthdays: each member has a birth date; the CRM batch sends one
   ``birthday`` per year on that day (29 February is celebrated on 28 February
   in common years) to members who joined before that day.
@@ -132,6 +143,10 @@ CRM_BATCH_HOUR = 6                   # local time of the birthday batch
 YEAR_END_JOB_SECONDS = 5 * 60        # the year-end job runs at 00:05:00Z
 REFERRAL_LEAD_SECONDS = 120          # the referral is registered before the first purchase
 REDEMPTION_LEAD_SECONDS = 20         # redeem at the till, then pay
+HOLD_LEAD_SECONDS = 90               # a hold is placed this long before the purchase
+HOLD_SETTLE_SECONDS_MAX = 60         # captured or voided 1 .. this many seconds after the hold
+HOLD_DURATION_SECONDS = 15 * 60      # expires_at - occurred_at (the program allows 30 minutes)
+PARTIAL_CAPTURE_PCT = 50             # a partial capture takes this share of the hold
 
 ONLINE_REFUND_FACTOR = 3
 FULL_REFUND_PPM = 600_000
@@ -206,6 +221,9 @@ class SimulationConfig:
     currency: str = "EUR"
     refund_rate_ppm: int = 50_000         # of POS purchases
     redemption_rate_ppm: int = 120_000    # of visits where the estimate covers a reward
+    hold_rate_ppm: int = 40_000           # of POS visits covering a reward, redeeming nothing: a hold
+    hold_void_ppm: int = 150_000          # of holds: voided (the rest are captured)
+    partial_capture_ppm: int = 100_000    # of captures: part of the hold
     referral_rate_ppm: int = 400_000      # of new members
     self_referral_ppm: int = 30_000       # of referrals
     second_referral_ppm: int = 60_000     # of referrals
@@ -609,6 +627,8 @@ class Simulation:
         delay = self._late_delay()
         redeem_at = _At(max(at.epoch - REDEMPTION_LEAD_SECONDS, day.start), at.offset_s)
         redeemed = self._maybe_redeem(member, redeem_at, store, online, delay)
+        if not online and not redeemed:
+            redeemed = self._maybe_hold(member, at, store)
         event = self._purchase_event(member, day, at, store, online)
         emitted = self._schedule(event, at, delay, not_before=redeemed + 1)
         self._maybe_refund(member, _Purchase(event, at, emitted, online))
@@ -703,6 +723,40 @@ class Simulation:
         if points <= member.points:
             member.points -= points
         return self._schedule(event, at, delay)
+
+    def _maybe_hold(self, member: _Member, at: _At, store: str) -> int:
+        """Hold a reward the estimate covers, then capture or void it; returns the settlement's
+        delivery time (0 if no hold)."""
+        rate = self.config.hold_rate_ppm
+        if not rate or member.points < REWARDS[0][1] or self.rng.randrange(PPM) >= rate:
+            return 0
+        reward_id, points, cash_top_up = self.rng.choice([r for r in REWARDS if r[1] <= member.points])
+        hold_at = _At(at.epoch - HOLD_LEAD_SECONDS, at.offset_s)
+        hold = {**self._event("redemption_hold", self._source_id(store, False), member, hold_at),
+                "points": points, "reward_id": reward_id,
+                "expires_at": _At(hold_at.epoch + HOLD_DURATION_SECONDS, at.offset_s).stamp(),
+                "store_id": store}
+        if cash_top_up is not None:
+            hold["cash_top_up_minor"] = cash_top_up
+        held = self._schedule(hold, hold_at)
+        settle_at = _At(hold_at.epoch + self.rng.randint(1, HOLD_SETTLE_SECONDS_MAX), at.offset_s)
+        settlement = self._settlement(member, hold, settle_at, store)
+        return self._schedule(settlement, settle_at, not_before=held + 1)
+
+    def _settlement(self, member: _Member, hold: dict, at: _At, store: str) -> dict:
+        """The hold's ``redemption_void`` or ``redemption_capture`` (maybe of part of it)."""
+        voided = self.rng.randrange(PPM) < self.config.hold_void_ppm
+        kind = "redemption_void" if voided else "redemption_capture"
+        event = {**self._event(kind, self._source_id(store, False), member, at),
+                 "hold_event_id": hold["event_id"], "store_id": store}
+        if voided:
+            return event
+        points = hold["points"]
+        if self.rng.randrange(PPM) < self.config.partial_capture_ppm:
+            points = points * PARTIAL_CAPTURE_PCT // 100
+            event["points"] = points
+        member.points -= points
+        return event
 
     def _choose_reward(self, points: int) -> tuple | None:
         """Any reward the estimate covers, or (``OVERREACH_PPM``) the cheapest one it does not."""

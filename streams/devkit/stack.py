@@ -4,7 +4,8 @@ An embedded broker (tansu, topics in memory; or Apache Kafka with
 ``--broker kafka``, also fresh at every start; or the broker that
 ``LOYALTY_BOOTSTRAP_SERVERS`` names, whose topics last) and an embedded PostgreSQL
 whose data is kept for ``DIR`` (``services.stack_store_dir``), the topics
-and tables set up, N workers (the first also runs the outbox relay) and the
+and tables set up, N workers and the outbox relay (``loyalty relay``, its own
+process; in the first worker with ``--relay-in-worker``) and the
 projection follower and the till API (``loyalty api`` on a free loopback
 port, with a key of every scope made for this stack), their logs in
 ``DIR/logs``. It writes the connection variables to ``DIR/env`` (``export
@@ -137,12 +138,13 @@ class Follower:
 
 
 def _watch(workers, follower: Follower, api: TillApi) -> int:
-    """Until interrupted (status 0); a worker or the API that dies stops the stack with ``ProcessError``."""
+    """Until interrupted (status 0); a worker, the relay or the API that dies stops the stack with
+    ``ProcessError``."""
     try:
         while True:
             for worker in workers:
                 if worker.process.poll() is not None:
-                    raise ProcessError(f"a worker exited with status {worker.process.returncode}; "
+                    raise ProcessError(f"{worker.name} exited with status {worker.process.returncode}; "
                                        f"its log: {worker.log_path}")
             if not api.is_running():
                 raise ProcessError(f"the till API exited with status {api.process.returncode}; "

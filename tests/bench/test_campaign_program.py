@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text
+from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text, targeted_campaign_program_text
 from ledger.application import LoyaltyLedger
 from ledger.commands import command_from_event
 from ledger.domain import LoyaltyAccount
@@ -27,3 +27,22 @@ def test_twenty_campaigns_of_every_kind_run_and_match_simulated_purchases():
     matched = {line["campaign_id"] for fact in ledger.fact_log.facts()
                if isinstance(fact, LoyaltyAccount.PointsEarned) for line in fact.campaigns}
     assert len(matched) >= BENCH_CAMPAIGNS - 4  # (the gift and a few narrow ones may not)
+
+
+def campaign_lines_per_purchase(program_text: str) -> float:
+    ledger = LoyaltyLedger(program=parse_program(program_text))
+    events = [e for e in islice(simulate_events(SimulationConfig(seed=2, members=100)), 1500)
+              if e.get("type") == "purchase"]
+    ledger.apply(*(command_from_event(event) for event in events))
+    lines = [len(fact.campaigns) for fact in ledger.fact_log.facts()
+             if isinstance(fact, LoyaltyAccount.PointsEarned)]
+    return sum(lines) / len(lines)
+
+
+def test_the_aimed_programme_has_twenty_campaigns_a_purchase_matches_one_or_two_of():
+    program = parse_program(targeted_campaign_program_text(), "aimed-campaigns")
+    assert len(program.campaigns) == BENCH_CAMPAIGNS
+    assert len({c.effect for c in program.campaigns}) == 5
+    aimed = campaign_lines_per_purchase(targeted_campaign_program_text())
+    assert 0.2 < aimed < 2.5
+    assert campaign_lines_per_purchase(campaign_program_text()) > 3 * aimed

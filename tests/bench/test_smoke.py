@@ -30,7 +30,7 @@ FIGURES = {
     "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay", "replay.split",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
-    "campaigns.ingest", "ingest.cpu_per_event",
+    "campaigns.ingest", "ingest.cpu_per_event", "ingest.relay_in_worker", "ingest.consumer_path",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest"}
 
@@ -60,12 +60,22 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
         assert figure["ratio_to_baseline"] > 0
         assert figure["size"] and figure["unit"]
 
-    # CPU per event by part (issue 21): each of the worker's named threads was seen working.
+    # issue 21: the default consumer path beside the previous design, same run
+    assert figures["ingest.consumer_path"]["baseline"]["what"] == "faust consumer path (previous design)"
+    # CPU per event by part (issue 21): each of the worker's named threads was seen working,
+    # the relay in its own process; in the previous design's runs, in worker-0's relay thread.
+    # The direct consumer path consumes on the event loop: faust's consumer thread only works
+    # in the faust path's runs.
     parts = figures["ingest.cpu_per_event"]["extra"]["cpu_us_per_event_median"]
-    for part in ("workers.ledger_thread", "workers.consumer_thread", "workers.relay_thread",
-                 "workers.event_loop", "postgresql", "broker"):
+    for part in ("workers.ledger_thread", "relay", "workers.event_loop", "postgresql", "broker"):
         assert parts[part] > 0, part
+    assert parts["workers.relay_thread"] == 0 and parts["workers.consumer_thread"] == 0
+    faust_path = figures["ingest.consumer_path"]["extra"]["baseline_cpu_us_per_event_median"]
+    assert faust_path["workers.consumer_thread"] > 0
     assert parts["pipeline"] >= parts["workers"]
+    previous = figures["ingest.relay_in_worker"]["extra"]["baseline_cpu_us_per_event_median"]
+    assert previous["workers.relay_thread"] > 0 and "relay" not in previous
+    assert report["run"]["outbox_relay"] == "own process"
 
     # The issue's targets are judged; the machine is described.
     assert {id_ for id_, figure in figures.items() if figure["target"]} == TARGETS

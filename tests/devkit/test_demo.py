@@ -64,6 +64,8 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     charts = tmp_path / ".loyalty-demo" / "kpi-charts"
     assert f"KPI charts (PNG, each with its data as JSON): {charts.relative_to(tmp_path)}" in demo.stdout
     assert {path.name for path in charts.iterdir()} >= {"members.png", "members.json", "nps.png"}
+    logs = {path.name for path in (tmp_path / ".loyalty-demo" / "logs").iterdir()}
+    assert {"worker-0.log", "worker-1.log", "relay.log"} <= logs  # the relay in its own process
     store = stack_store_dir(tmp_path / ".loyalty-demo")
     assert (store / "data" / "PG_VERSION").exists()
     assert servers_under(store) == [], "the demo left a server running"
@@ -72,7 +74,7 @@ def test_the_demo_runs_to_completion_and_its_store_replays_and_verifies(tmp_path
     # The commands it suggests, with its store kept running by `loyalty up` as it says
     # (with the demo's program, campaigns included: the store recorded it as version 1)
     assert f"up --dir .loyalty-demo --keep-ledger --program {DEMO_PROGRAM_PATH}" in demo.stdout
-    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1",
+    with spawned("up", "--dir", ".loyalty-demo", "--keep-ledger", "--workers", "1", "--relay-in-worker",
                  "--program", str(DEMO_PROGRAM_PATH), cwd=tmp_path,
                  env=lane_broker_env("demo")) as up:
         up.wait_for_line("ready")

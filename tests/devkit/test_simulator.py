@@ -12,6 +12,7 @@ referrals, year ends.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import re
 import statistics
@@ -32,7 +33,7 @@ from ledger.commands import command_from_event
 from ledger.domain import fact_type
 from streams.cli.simulate import add_subcommand
 from streams.devkit.simulator import (
-    LABEL_DUPLICATE, LABEL_EVENT, LATE_DAYS_MAX, MALFORMED_REASONS, MalformedKind, Simulation,
+    LABEL_DUPLICATE, LABEL_EVENT, LATE_DAYS_MAX, MALFORMED_REASONS, PPM, MalformedKind, Simulation,
     SimulationConfig, SimulationSummary, simulate, simulate_events, simulate_labelled, write_jsonl,
 )
 from streams.validation import InvalidInput, decode_inbound
@@ -52,6 +53,7 @@ LEDGER_SNAPSHOT_INTERVAL_EVENTS = "10"
 SECONDS_PER_DAY = 86_400
 CONSUME_TIMEOUT_S = 30
 CONSUME_POLL_MS = 500
+SHARE_TOLERANCE = 0.05  # a drawn share against the config's (hundreds of holds)
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +286,42 @@ def test_year_end_closes_every_known_member_once(run):
         assert sorted(members) == sorted(known)
 
 
+def test_every_hold_is_settled_once_after_it_by_the_same_member(run):
+    holds, settled, settlements = {}, Counter(), Counter()
+    for event in run["events"]:
+        if event["type"] == "redemption_hold":
+            holds[event["event_id"]] = event
+            assert parse_timestamp(event["expires_at"]) > parse_timestamp(event["occurred_at"])
+        elif event["type"] in ("redemption_capture", "redemption_void"):
+            hold = holds[event["hold_event_id"]]  # delivered before its settlement
+            assert hold["member_id"] == event["member_id"] and hold["store_id"] == event["store_id"]
+            assert parse_timestamp(hold["occurred_at"]) < parse_timestamp(event["occurred_at"]) \
+                < parse_timestamp(hold["expires_at"])
+            assert event.get("points", hold["points"]) <= hold["points"]
+            settled[event["hold_event_id"]] += 1
+            settlements[event["type"], "points" in event] += 1
+    assert holds and set(settled) == set(holds) and set(settled.values()) == {1}
+    # The shares are the config's, within sampling noise.
+    voids = settlements["redemption_void", False]
+    assert abs(voids / len(holds) - TWO_YEARS.hold_void_ppm / PPM) < SHARE_TOLERANCE
+    captures = len(holds) - voids
+    assert abs(settlements["redemption_capture", True] / captures
+               - TWO_YEARS.partial_capture_ppm / PPM) < SHARE_TOLERANCE
+    pos_visits = sum(1 for event in run["events"] if event["type"] == "purchase" and event["channel"] == "pos")
+    assert 0 < len(holds) / pos_visits <= TWO_YEARS.hold_rate_ppm / PPM
+
+
+def test_hold_rates_are_configurable_and_zero_means_none():
+    def types(config: SimulationConfig) -> Counter:
+        return Counter(event["type"] for event in simulate_events(config))
+
+    none = types(dataclasses.replace(SMALL, hold_rate_ppm=0))
+    assert not {"redemption_hold", "redemption_capture", "redemption_void"} & set(none)
+    all_voided = types(dataclasses.replace(SMALL, hold_rate_ppm=PPM, hold_void_ppm=PPM))
+    assert all_voided["redemption_hold"] == all_voided["redemption_void"] > types(SMALL)["redemption_hold"]
+    assert all_voided["redemption_capture"] == 0
+
+
 def test_new_members_are_referred_sometimes_wrongly(run):
     summary = run["summary"]
     referrals = [event for event in run["events"] if event["type"] == "referral"]
@@ -330,6 +368,9 @@ def test_the_ledger_applies_the_stream_and_keeps_its_invariant():
     assert facts["referral_qualified"] > 0 and facts["referrer_credited"] > 0
     assert facts["points_reversed"] > 0 and facts["birthday_rewarded"] > 0
     assert facts["year_closed"] > 0 and facts["annual_incentive_awarded"] > 0
+    # Holds (section 7) are held, captured and voided, and none is rejected.
+    assert facts["points_held"] > 0 and facts["hold_released"] > 0
+    assert not {"redemption_hold_rejected", "redemption_capture_rejected", "redemption_void_rejected"} & set(facts)
 
 
 # --------------------------------------------------------------------- CLI
@@ -352,6 +393,17 @@ def test_the_cli_writes_the_same_file_as_write_jsonl(tmp_path, capsys):
     assert out.read_bytes() == expected.read_bytes()
     assert out.read_bytes().count(b"\n") == summary.lines
     assert "malformed" in capsys.readouterr().out
+
+
+def test_the_cli_sets_the_hold_rates(tmp_path):
+    out = tmp_path / "voids.jsonl"
+    args = simulate_parser().parse_args(
+        ["simulate", "--seed", "5", "--members", "200", "--start", "2025-11-01", "--days", "90",
+         "--hold-rate-ppm", str(PPM), "--hold-void-ppm", str(PPM), "--out", str(out)])
+    assert args.run(args) == 0
+    expected = tmp_path / "api.jsonl"
+    write_jsonl(dataclasses.replace(SMALL, hold_rate_ppm=PPM, hold_void_ppm=PPM), expected)
+    assert out.read_bytes() == expected.read_bytes() and b'"redemption_void"' in out.read_bytes()
 
 
 def test_the_cli_refuses_a_bad_config_and_needs_a_target(tmp_path, capsys):

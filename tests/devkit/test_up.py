@@ -10,12 +10,15 @@ running workers stops them with the reason instead of skipping its events.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import signal
 import stat
 import time
 
 import httpx
+import psutil
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -63,6 +66,18 @@ def stack_dir(tmp_path):
     shutil.rmtree(stack_store_dir(tmp_path / ".loyalty").parent, ignore_errors=True)
 
 
+def loyalty_children(up) -> list[tuple[str, ...]]:
+    """The ``loyalty worker`` and ``loyalty relay`` processes under ``up``, by their arguments."""
+    up.remember_descendants()
+    found = []
+    for process in up.seen:
+        with contextlib.suppress(psutil.Error):
+            command = process.cmdline()
+            if "streams.cli" in command and command[command.index("streams.cli") + 1] in ("worker", "relay"):
+                found.append(tuple(command[command.index("streams.cli") + 1:]))
+    return found
+
+
 def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path, stack_dir):
     events = generate_events(seed=17, count=EVENTS)
     write_events(tmp_path / "in.jsonl", events)
@@ -71,6 +86,9 @@ def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path,
     member = events[0]["member_id"]
     with spawned("up", cwd=tmp_path) as up:
         up.wait_for_line("ready")
+        # the relay runs as its own process, beside workers that do not run it
+        assert sorted(loyalty_children(up)) == [("relay",), ("worker",), ("worker",)]
+        assert (stack_dir / "logs" / "relay.log").exists()
         exported = read_env_file(stack_dir / "env")
         assert {"LOYALTY_BOOTSTRAP_SERVERS", "LOYALTY_DATABASE_URL", "LOYALTY_API_URL",
                 "LOYALTY_API_KEY"} <= set(exported)
@@ -94,9 +112,11 @@ def test_up_serves_produce_and_member_then_stops_on_sigterm_and_sighup(tmp_path,
         assert up.stop(signal.SIGTERM) == 0, up.output()[-2000:]
         assert_all_gone(up.seen)
     assert not (stack_dir / "env").exists()
-    # the store is kept: a second start keeps the ledger when told so, and stops on SIGHUP
-    with spawned("up", "--keep-ledger", cwd=tmp_path) as up:
+    # the store is kept: a second start keeps the ledger when told so, and stops on SIGHUP;
+    # --relay-in-worker: the previous design, the relay in the first worker
+    with spawned("up", "--keep-ledger", "--relay-in-worker", cwd=tmp_path) as up:
         up.wait_for_line("ready")
+        assert sorted(loyalty_children(up)) == [("worker",), ("worker", "--relay")]
         assert loyalty("member", member, "--json", cwd=tmp_path).returncode == 0
         assert up.stop(signal.SIGHUP) == 0, up.output()[-2000:]
         assert_all_gone(up.seen)
@@ -141,7 +161,7 @@ def test_a_recreated_events_topic_stops_the_workers_with_the_reason(tmp_path, st
         produced = loyalty("produce", "later.jsonl", cwd=tmp_path, env=env)
         assert produced.returncode in (0, 1), produced.stderr[-2000:]
         assert up.process.wait(APPLIED_WAIT_S) == 1, up.output()[-2000:]
-        assert "a worker exited with status 4" in up.output()
+        assert re.search(r"worker-\d exited with status 4", up.output())
         logs = "".join(path.read_text() for path in (stack_dir / "logs").glob("worker-*.log"))
         assert "was recreated" in logs and "loyalty setup --accept-new-topics" in logs
         assert_all_gone(up.seen)

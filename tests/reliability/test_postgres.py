@@ -20,6 +20,7 @@ import pytest
 from streams.process import stop_workers, wait_until_processed
 from streams.producer import produce_lines
 from streams.topics import ensure_topics
+from streams.settings import CONSUMER_PATHS
 from streams.worker import EXIT_DATABASE_UNAVAILABLE, open_ledger
 from tests.reliability.harness import Fleet, PrivatePostgres, pipeline_settings, produce_with_faults, retrying
 from tests.support.streamgen import generate_events, with_faults
@@ -53,13 +54,15 @@ def wait_for_fraction(ledger, settings, produced, fraction: float, timeout_s: fl
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("consumer_path", CONSUMER_PATHS)
 def test_postgres_restarted_mid_stream_loses_nothing_and_counts_nothing_twice(
-        kafka_bootstrap, private_pg, tmp_path):
+        kafka_bootstrap, private_pg, tmp_path, consumer_path):
     database = private_pg.server.create_database("restart")
     settings = pipeline_settings(kafka_bootstrap, database.url, "pgrestart", PARTITIONS,
                                  database_connect_timeout_s=CONNECT_TIMEOUT_S,
                                  database_unavailable_s_max=UNAVAILABLE_S_MAX,
-                                 database_retry_backoff_ms=200, database_retry_backoff_ms_max=2000)
+                                 database_retry_backoff_ms=200, database_retry_backoff_ms_max=2000,
+                                 consumer_path=consumer_path)
     events = generate_events(seed=23, count=EVENTS)
     produced = produce_with_faults(settings, events, seed=23, bad_every=500)
     ledger = open_ledger(settings)
@@ -89,13 +92,15 @@ def test_postgres_restarted_mid_stream_loses_nothing_and_counts_nothing_twice(
     ledger.close()
 
 
+@pytest.mark.parametrize("consumer_path", CONSUMER_PATHS)
 def test_a_worker_that_cannot_reach_postgres_for_longer_than_the_limit_exits_non_zero(
-        kafka_bootstrap, private_pg, tmp_path):
+        kafka_bootstrap, private_pg, tmp_path, consumer_path):
     database = private_pg.server.create_database("giveup")
     settings = pipeline_settings(kafka_bootstrap, database.url, "pggiveup", PARTITIONS,
                                  database_connect_timeout_s=CONNECT_TIMEOUT_S,
                                  database_unavailable_s_max=SHORT_UNAVAILABLE_S_MAX,
-                                 database_retry_backoff_ms=200, database_retry_backoff_ms_max=1000)
+                                 database_retry_backoff_ms=200, database_retry_backoff_ms_max=1000,
+                                 consumer_path=consumer_path)
     events = generate_events(seed=29, count=400)
     ensure_topics(settings)
     ledger = open_ledger(settings)

@@ -26,7 +26,7 @@ from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
 from streams.batches import PartitionBatchApplier
 from streams.process import wait_until_processed
-from streams.settings import Settings
+from streams.settings import CONSUMER_PATHS, Settings
 from streams.worker import open_ledger
 from tests.support import builders as b
 from tests.reliability.harness import (Fleet, long_faults_requested, pipeline_settings,  # noqa: F401
@@ -119,10 +119,11 @@ def assert_counted_once(ledger: LoyaltyLedger, member: str, balance: int, earned
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("consumer_path", CONSUMER_PATHS)
 def test_a_frozen_worker_thawed_after_losing_its_partitions_commits_nothing_twice(
-        long_faults_requested, kafka_bootstrap, embedded_pg, tmp_path):
+        long_faults_requested, kafka_bootstrap, embedded_pg, tmp_path, consumer_path):
     database = embedded_pg.create_database(f"zombie_{int(time.time() * 1000)}")
-    settings = pipeline_settings(kafka_bootstrap, database.url, "zombie", PARTITIONS)
+    settings = pipeline_settings(kafka_bootstrap, database.url, "zombie", PARTITIONS, consumer_path=consumer_path)
     events = generate_events(seed=17, count=FROZEN_STREAM_EVENTS)
     produced = produce_with_faults(settings, events, seed=17, bad_every=600)
     ledger = open_ledger(settings)

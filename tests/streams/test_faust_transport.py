@@ -10,7 +10,8 @@ from streams.settings import Settings
 from streams.worker import create_app
 
 FAUST_HARD_CODED_FETCH_WAIT_MS = 1500
-UNREACHABLE = dict(bootstrap_servers="localhost:1", database_url="postgresql://u:p@localhost:1/db")
+UNREACHABLE = dict(bootstrap_servers="localhost:1", database_url="postgresql://u:p@localhost:1/db",
+                   consumer_path="faust")  # faust's consumer is built on the faust path only
 
 
 async def _worker_consumer_fetch_wait_ms(settings: Settings) -> int:

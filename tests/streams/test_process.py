@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,9 +27,13 @@ from ledger.domain import LoyaltyAccount
 from projections.figures import CONTRACT_2_LIFETIME_COUNTERS
 from streams.cli import main
 from streams.devkit.services import stack_store_dir
+from streams import process as pipeline
+from streams.process import ProcessError, Worker, wait_until_processed
+from streams.settings import Settings
 from tests.support.streamgen import generate_events, with_faults
 
 EVENTS = 10_000
+RELAY_IN_WORKER_EVENTS = 500
 
 pytestmark = pytest.mark.broker
 
@@ -111,7 +117,7 @@ def test_dead_letters_are_exactly_the_bad_lines(processed):
 
 def test_logs_kpis_and_the_kept_store_are_left_behind(processed, tmp_path_factory):
     out, direct, events, _ = processed
-    assert "worker-0.log" in {path.name for path in (out / "logs").iterdir()}
+    assert {"worker-0.log", "worker-1.log", "relay.log"} <= {path.name for path in (out / "logs").iterdir()}
     kpis = read_jsonl(out / "kpis.jsonl")
     kpi_years = {row.get("year") for row in kpis if row.get("kind") == "year"}
     assert {int(event["occurred_at"][:4]) for event in events} <= kpi_years
@@ -121,6 +127,56 @@ def test_logs_kpis_and_the_kept_store_are_left_behind(processed, tmp_path_factor
     assert {"enrollments", "churned_members", "projected_clv_minor", "nps_score_bp",
             "breakage_rate_bp", "programme_cost_minor"} <= set(months[0])
     assert (stack_store_dir(out.parent / "kept") / "data" / "PG_VERSION").exists()
+
+
+def test_the_previous_design_runs_the_relay_in_the_first_worker(tmp_path, lane_broker_env, monkeypatch):
+    """``--relay-in-worker``: no relay process; the outbox is still drained (``is_processed``)."""
+    events = generate_events(seed=5, count=RELAY_IN_WORKER_EVENTS)
+    (tmp_path / "input.jsonl").write_text("\n".join(json.dumps(event) for event in events) + "\n")
+    for name, value in lane_broker_env("process-relay-in-worker").items():
+        monkeypatch.setenv(name, value)
+    assert main(["process", str(tmp_path / "input.jsonl"), "--out", str(tmp_path / "out"),
+                 "--relay-in-worker"]) == 0
+    assert {path.name for path in (tmp_path / "out" / "logs").iterdir()} == {"worker-0.log", "worker-1.log"}
+    direct = LoyaltyLedger()
+    direct.apply_in_order([command_from_event(event) for event in events])
+    rows = read_jsonl(tmp_path / "out" / "balances.jsonl")
+    assert rows and all(row == expected_balance_row(direct.find_account(row["member_id"])) for row in rows)
+
+
+@pytest.mark.parametrize("relay_in_worker, expected", [
+    (False, [("worker-0", ["worker"]), ("worker-1", ["worker"]), ("relay", ["relay"])]),
+    (True, [("worker-0", ["worker", "--relay"]), ("worker-1", ["worker"])]),
+])
+def test_start_workers_places_the_relay_as_the_setting_says(tmp_path, monkeypatch, relay_in_worker, expected):
+    started = []
+    monkeypatch.setattr(pipeline, "start_child", lambda settings, arguments, log_path: started.append(
+        (log_path.stem, arguments)) or Worker(None, log_path))
+    children = pipeline.start_workers(Settings(relay_in_worker=relay_in_worker), 2, tmp_path)
+    assert started == expected and [child.name for child in children] == [name for name, _ in expected]
+
+
+@pytest.mark.parametrize("command", ["process", "up", "demo"])
+def test_relay_in_worker_comes_from_the_flag_or_the_environment(command, monkeypatch):
+    from streams.cli import build_parser
+    from streams.cli.options import settings_from
+
+    arguments = [command, "in.jsonl", "--out", "out"] if command == "process" else [command]
+    monkeypatch.delenv("LOYALTY_RELAY_IN_WORKER", raising=False)
+    assert settings_from(build_parser().parse_args(arguments), stack=False).relay_in_worker is False
+    parsed = build_parser().parse_args([*arguments, "--relay-in-worker"])
+    assert settings_from(parsed, stack=False).relay_in_worker is True
+    monkeypatch.setenv("LOYALTY_RELAY_IN_WORKER", "true")
+    assert settings_from(build_parser().parse_args(arguments), stack=False).relay_in_worker is True
+
+
+def test_a_relay_that_dies_stops_the_pipeline_with_its_log(tmp_path):
+    log_path = tmp_path / "relay.log"
+    log_path.write_text("the relay's last words\n")
+    relay = Worker(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]), log_path)
+    relay.process.wait()
+    with pytest.raises(ProcessError, match="relay exited with 3:\n.*the relay's last words"):
+        wait_until_processed(None, Settings(), {0: 0}, [relay], timeout_s=5)
 
 
 def test_every_dead_letter_names_its_input_line(processed):

@@ -20,7 +20,7 @@ import pytest
 from ledger.domain import LoyaltyAccount
 from streams.process import run_pipeline
 from streams.producer import produce_lines
-from streams.settings import Settings
+from streams.settings import CONSUMER_PATHS, Settings
 from streams.topics import ensure_topics
 from streams.validation import validate_outbound
 from streams.worker import open_ledger
@@ -34,12 +34,12 @@ EVENTS = 3000
 SIGKILL_EVENTS = 8000
 
 
-def unique_settings(kafka_bootstrap: str, embedded_pg, label: str) -> Settings:
+def unique_settings(kafka_bootstrap: str, embedded_pg, label: str, **overrides) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     database = embedded_pg.create_database(f"{label}_{suffix}")
     return Settings(
         bootstrap_servers=kafka_bootstrap, database_url=database.url, partitions=PARTITIONS,
-        **own_topics(label), **lane_settings(), batch_events_max=200, batch_wait_ms=100,
+        **own_topics(label), **lane_settings(), batch_events_max=200, batch_wait_ms=100, **overrides,
     )
 
 
@@ -91,10 +91,11 @@ def test_a_subscriber_receives_every_tier_change_valid_and_deduplicable(pipeline
     assert {(c["member_id"], c["ledger_position"]) for c in by_id.values()} == expected
 
 
-def test_sigkill_of_a_worker_mid_stream_changes_nothing(kafka_bootstrap, embedded_pg, tmp_path):
+@pytest.mark.parametrize("consumer_path", CONSUMER_PATHS)
+def test_sigkill_of_a_worker_mid_stream_changes_nothing(kafka_bootstrap, embedded_pg, tmp_path, consumer_path):
     events = generate_events(seed=11, count=SIGKILL_EVENTS)
     lines, _ = with_faults(events, seed=11, bad_every=700)
-    settings = unique_settings(kafka_bootstrap, embedded_pg, "sigkill")
+    settings = unique_settings(kafka_bootstrap, embedded_pg, "sigkill", consumer_path=consumer_path)
     ensure_topics(settings)
     ledger = open_ledger(settings)
     produced = produce_lines(settings.bootstrap_servers, settings.events_topic,

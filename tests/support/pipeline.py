@@ -61,8 +61,8 @@ def total_messages(produced: dict[int, int]) -> int:
 
 def progress(ledger, settings, produced) -> int:
     """Messages of the events topic covered by tracking records."""
-    return sum((ledger.tracked_position(settings.tracking_name(settings.events_topic, p)) or -1) + 1
-               for p in produced)
+    tracked = [ledger.tracked_position(settings.tracking_name(settings.events_topic, p)) for p in produced]
+    return sum(0 if position is None else position + 1 for position in tracked)  # offset 0 counts
 
 
 def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s: float = 120) -> None:
@@ -76,19 +76,19 @@ def wait_for_progress(ledger, settings, produced, fraction_min: float, timeout_s
 
 def run_with_a_worker_killed(ledger, settings, produced, log_dir, timeout_s: float = 300,
                              workers_count: int = 2, killed_at_fraction: float = 0.2) -> None:
-    """``workers_count`` workers on the produced stream; the one running the relay is
-    SIGKILLed once ``killed_at_fraction`` is processed and replaced; returns when everything
-    is processed."""
+    """``workers_count`` workers (and the relay, as ``start_workers`` runs it) on the produced
+    stream; worker-0 (with ``settings.relay_in_worker`` the one running the relay) is SIGKILLed
+    once ``killed_at_fraction`` is processed and replaced; returns when everything is processed."""
     from streams.process import start_worker, start_workers, stop_workers, wait_until_processed
 
     workers = start_workers(settings, workers_count, log_dir)
     try:
         wait_for_progress(ledger, settings, produced, fraction_min=killed_at_fraction)
-        victim = workers.pop(0)  # the one that also runs the outbox relay
+        victim = workers.pop(0)  # worker-0: with relay_in_worker it also runs the outbox relay
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
         assert progress(ledger, settings, produced) < total_messages(produced), "killed mid-stream"
-        workers.append(start_worker(settings, True, log_dir / "restarted.log"))
+        workers.append(start_worker(settings, settings.relay_in_worker, log_dir / "restarted.log"))
         wait_until_processed(ledger, settings, produced, workers, timeout_s=timeout_s)
     finally:
         stop_workers(workers)
