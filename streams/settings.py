@@ -76,6 +76,13 @@ class Settings(LedgerSettings):
 
     secret_fields: ClassVar[tuple[str, ...]] = ("sasl_password",)
 
+    def consumer_path_mistake(self) -> str | None:
+        """One line saying what is wrong with ``consumer_path``; None when it is valid."""
+        if self.consumer_path in CONSUMER_PATHS:
+            return None
+        return (f"{ENV_PREFIX}CONSUMER_PATH must be one of {', '.join(CONSUMER_PATHS)}, "
+                f"not {self.consumer_path!r}")
+
     def with_services(self, bootstrap_servers: str, database_url: str) -> "Settings":
         return replace(self, bootstrap_servers=bootstrap_servers, database_url=database_url)
 

@@ -54,7 +54,7 @@ from streams.faust_transport import LedgerApp
 from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
-from streams.settings import CONSUMER_PATH_FAUST, CONSUMER_PATHS, ENV_PREFIX, Settings
+from streams.settings import CONSUMER_PATH_FAUST, Settings
 from streams.thread_names import LEDGER_THREAD, RELAY_THREAD, name_os_thread, run_named
 from streams.topic_identity import EXIT_TOPIC_RECREATED, TopicIdentityGuard, TopicRecreated
 
@@ -208,9 +208,9 @@ class BatchRunner:
 
 def consumer_path(settings: Settings) -> str:
     """The checked ``consumer_path``: ``direct`` or ``faust``."""
-    if settings.consumer_path not in CONSUMER_PATHS:
-        raise ValueError(f"{ENV_PREFIX}CONSUMER_PATH must be one of {', '.join(CONSUMER_PATHS)}, "
-                         f"not {settings.consumer_path!r}")
+    mistake = settings.consumer_path_mistake()
+    if mistake:
+        raise ValueError(mistake)
     return settings.consumer_path
 
 

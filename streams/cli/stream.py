@@ -38,6 +38,9 @@ def _worker(args: argparse.Namespace) -> int:
         print("error: a worker needs LOYALTY_BOOTSTRAP_SERVERS and LOYALTY_DATABASE_URL "
               "(or --bootstrap-servers / --database-url)", file=sys.stderr)
         return 2
+    if settings.consumer_path_mistake():
+        print(f"error: {settings.consumer_path_mistake()}", file=sys.stderr)
+        return 2
     ensure_topics(settings)
     run_worker(settings, relay=args.relay, loglevel=args.loglevel)
     return 0

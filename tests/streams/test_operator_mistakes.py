@@ -33,6 +33,14 @@ def assert_one_line_error(result, status: int | None = None) -> str:
     return lines[0]
 
 
+def test_an_unknown_consumer_path_is_one_line_naming_the_choices(tmp_path):
+    result = loyalty("worker", "--bootstrap-servers", UNREACHABLE_KAFKA, "--database-url",
+                     UNREACHABLE_DATABASE, cwd=tmp_path, env={"LOYALTY_CONSUMER_PATH": "kafka-streams"},
+                     timeout_s=30)
+    line = assert_one_line_error(result, 2)
+    assert "LOYALTY_CONSUMER_PATH must be one of direct, faust, not 'kafka-streams'" in line
+
+
 @pytest.fixture
 def input_file(tmp_path):
     path = tmp_path / "in.jsonl"
