@@ -236,15 +236,20 @@ def _send_progress(advanced: int) -> None:
 def merge(models: ReadModels, names: tuple[str, ...], schemas: list[str], stop: int) -> bool:
     """Fill the named read models (position 0, empty) from the staging ``schemas`` and record
     ``stop`` as their position, in one transaction. Returns False when the shards disagree
-    on a campaign's budget: ``campaigns`` is then left at 0 for a rebuild of its own."""
+    on a campaign's budget: ``campaigns`` is then left at 0 for a rebuild of its own.
+
+    A read model whose position is no longer 0 under the lock was rebuilt by another writer
+    meanwhile (``loyalty up`` restarts its follower when a replay resets the read models
+    under it; the follower's catch-up locks the same position): its rows are kept, and the
+    catch-up that ends every split brings it to the head."""
     with models.factory.datastore.transaction(commit=True) as cursor:
         campaigns_merged = "campaigns" not in names or _budgets_agree(cursor, schemas)
         for name in names:
             if name == "campaigns" and not campaigns_merged:
                 continue
             view = models.view(name)
-            position = view.lock_position(cursor)
-            assert position == 0, (name, position)  # one writer: nothing else rebuilds it
+            if view.lock_position(cursor) != 0:
+                continue  # another writer (a restarted follower) rebuilt it meanwhile: its rows stand
             for table in view.tables:
                 cursor.execute(merge_statement(table, view.schema, schemas))
             view.track(cursor, Tracking(APPLICATION_NAME, stop))

@@ -124,18 +124,28 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
                              f"{BATCH_NOTIFICATIONS_MAX_DEFAULT:,})")
     parser.add_argument("--resume", action="store_true",
                         help="do not drop: catch up from the tracked positions (a restart)")
-    parser.add_argument("--processes", type=positive_int, default=REPLAY_PROCESSES_DEFAULT,
-                        metavar="N",
+    parser.add_argument("--processes", type=positive_int, default=None, metavar="N",
                         help=f"rebuild read models from empty in N processes, each over its share "
-                             f"of the members, then merge (default {REPLAY_PROCESSES_DEFAULT}; "
-                             f"1: one process, the previous design)")
+                             f"of the members, then merge (default {REPLAY_PROCESSES_DEFAULT}, "
+                             f"with --follow 1; 1: one process, the previous design)")
     parser.add_argument("--follow", action="store_true",
                         help="then keep following the ledger live until interrupted")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def replay_processes(args: argparse.Namespace) -> int:
+    """``--processes``, by default ``REPLAY_PROCESSES_DEFAULT``; a follower (``--follow``)
+    rebuilds in one process unless told otherwise: it is restarted while an operator's
+    replay may be running (``loyalty up``), and two split rebuilds would share staging
+    schemas, while one-process catch-ups coordinate through the read models' positions."""
+    if args.processes is not None:
+        return args.processes
+    return 1 if args.follow else REPLAY_PROCESSES_DEFAULT
+
+
 def run_replay(args: argparse.Namespace) -> int:
     names = args.read_models or list(READ_MODEL_NAMES)
+    args.processes = replay_processes(args)
     if args.processes > REPLAY_PROCESSES_MAX:
         raise UsageError(f"--processes {args.processes}: at most {REPLAY_PROCESSES_MAX}")
     unknown = sorted(set(names) - set(READ_MODEL_NAMES))

@@ -11,6 +11,7 @@ a split replay killed half-way must resume to the same rows.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from ledger.program import load_program
 from projections.base import APPLICATION_NAME
 from projections.campaigns import CAMPAIGNS
 from projections.kpis import KPI_POINTS
-from projections.runner import READ_MODEL_NAMES, open_read_models, read_model_digests
+from projections.runner import READ_MODEL_NAMES, catch_up, open_read_models, read_model_digests
 from projections import split_replay
 from projections.split_replay import (PARENT_CHECK_INTERVAL_MS, REPLAY_PROCESSES_DEFAULT,
                                       REPLAY_PROCESSES_MAX,
@@ -37,7 +38,7 @@ from projections.verify import verify
 from projections.year_end import year_closed_events
 from streams.devkit.demo import DEMO_PROGRAM_PATH
 from streams.devkit.simulator import SimulationConfig, simulate_events
-from streams.cli.audit import EXIT_USAGE
+from streams.cli.audit import EXIT_USAGE, _configure_replay, replay_processes
 from tests.projections.random_stream import load_stream
 from tests.projections.steps import database_url, run_cli
 from tests.support.streamgen_contract2 import generate_contract_2_events
@@ -220,6 +221,34 @@ def test_campaign_budgets_the_shards_disagree_on_are_rebuilt_in_one_process(
         replay(ledger, models, processes=2, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
         assert read_model_digests(models) == reference
         assert agree is not split_replay._budgets_agree
+
+
+def test_a_read_model_another_writer_rebuilt_during_the_split_keeps_its_rows(
+        loaded, pg_env, demo_program, monkeypatch):
+    ledger, reference = loaded
+    run_shards = split_replay._run_shards
+
+    def shards_while_a_follower_rebuilds_kpis(jobs, on_progress):
+        done = run_shards(jobs, on_progress)
+        with open_read_models(pg_env, ["kpis"], program=demo_program) as follower:
+            catch_up(ledger, follower, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+        return done
+
+    monkeypatch.setattr(split_replay, "_run_shards", shards_while_a_follower_rebuilds_kpis)
+    head = ledger.recorder.max_notification_id()
+    with open_read_models(pg_env, program=demo_program) as models:
+        replay(ledger, models, processes=2, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+        assert set(models.positions().values()) == {head}
+        assert read_model_digests(models) == reference  # kpis not merged twice over
+        assert _staging_schemas(models) == []
+
+
+def test_a_follower_rebuilds_in_one_process_unless_told_otherwise():
+    parser = argparse.ArgumentParser()
+    _configure_replay(parser)
+    assert replay_processes(parser.parse_args(["--follow"])) == 1
+    assert replay_processes(parser.parse_args([])) == REPLAY_PROCESSES_DEFAULT
+    assert replay_processes(parser.parse_args(["--follow", "--processes", "3"])) == 3
 
 
 def test_tables_not_keyed_by_member_are_summed_and_a_budget_is_the_agreed_one_less_the_points():
