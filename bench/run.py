@@ -316,7 +316,7 @@ class Bench:
             extra=_worker_extra(headline, baseline)))
         self._warn_short_window(headline)
         self._relay_in_worker_figure(stream, headline, program)
-        self._consumer_paths(stream, headline, size, program)
+        self._consumer_paths(stream, headline, program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -345,34 +345,40 @@ class Bench:
 
     def _relay_in_worker_figure(self, stream: Stream, headline: list[WorkerRun], program: dict) -> None:
         """The previous design (the relay in worker-0's thread) beside the headline, in this run."""
-        previous = self.worker_runs(f"ingest-relay-in-worker-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
-                                    relay_in_worker=True, **program)
+        self._previous_design_figure(
+            stream, headline, "ingest.relay_in_worker", "ingest, relay placement",
+            f"relay in {self._relay_where()}", "relay inside worker-0 (previous design)",
+            "the ingest headline's runs against the same stream and program with "
+            "relay_in_worker=True (`loyalty worker --relay` in the first worker, no relay "
+            "process), one after the other in this run; the ratio is the figure",
+            label="ingest-relay-in-worker", relay_in_worker=True, **program)
+
+    def _consumer_paths(self, stream: Stream, headline: list[WorkerRun], program: dict) -> None:
+        """The headline runs (the default ``direct`` consumer path) beside the previous
+        design, the faust agent with ``take_events`` (``consumer_path=faust``), in this run."""
+        self._previous_design_figure(
+            stream, headline, "ingest.consumer_path",
+            f"ingest, sustained, {HEADLINE_WORKERS} workers, direct consumer path",
+            "direct (default)", "faust consumer path (previous design)",
+            "the ingest stream through the worker's own aiokafka consumer (consumer_path=direct, "
+            "streams/direct_consumer.py) and through the faust agent with take_events "
+            "(consumer_path=faust), same stream, same run; the ratio is the figure that counts",
+            label="ingest-faust", consumer_path=CONSUMER_PATH_FAUST, **program)
+
+    def _previous_design_figure(self, stream: Stream, headline: list[WorkerRun], figure_id: str,
+                                title: str, new_design: str, previous_design: str, notes: str,
+                                label: str, **overrides: Any) -> None:
+        """The headline's runs beside runs of the same stream with ``overrides`` restoring a
+        previous design, measured one after the other in this run; the ratio is the figure."""
+        previous = self.worker_runs(f"{label}-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS, **overrides)
         self.figures.append(Figure(
-            "ingest.relay_in_worker", "ingest, relay placement", "events/s",
-            f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
-            Measure(f"relay in {self._relay_where()}", [r.sustained_events_per_s for r in headline]),
-            Measure("relay inside worker-0 (previous design)", [r.sustained_events_per_s for r in previous]),
-            notes="the ingest headline's runs against the same stream and program with "
-                  "relay_in_worker=True (`loyalty worker --relay` in the first worker, no relay "
-                  "process), one after the other in this run; the ratio is the figure",
+            figure_id, title, "events/s", f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
+            Measure(new_design, [r.sustained_events_per_s for r in headline]),
+            Measure(previous_design, [r.sustained_events_per_s for r in previous]),
+            notes=notes,
             extra={"wall_events_per_s": [r.wall_events_per_s for r in headline],
                    "baseline_wall_events_per_s": [r.wall_events_per_s for r in previous],
                    **_worker_extra(headline, previous)}))
-
-    def _consumer_paths(self, stream: Stream, headline: list[WorkerRun], size: str, program: dict) -> None:
-        """The headline runs (the default ``direct`` consumer path) beside the previous
-        design, the faust agent with ``take_events`` (``consumer_path=faust``), in this run."""
-        previous = self.worker_runs(f"ingest-faust-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
-                                    consumer_path=CONSUMER_PATH_FAUST, **program)
-        self.figures.append(Figure(
-            "ingest.consumer_path", f"ingest, sustained, {HEADLINE_WORKERS} workers, direct consumer path",
-            "events/s", size,
-            Measure("direct (default)", [r.sustained_events_per_s for r in headline]),
-            Measure("faust consumer path (previous design)", [r.sustained_events_per_s for r in previous]),
-            notes="the ingest stream through the worker's own aiokafka consumer (consumer_path=direct, "
-                  "streams/direct_consumer.py) and through the faust agent with take_events "
-                  "(consumer_path=faust), same stream, same run; the ratio is the figure that counts",
-            extra=_worker_extra(headline, previous)))
 
     def _warn_short_window(self, runs: list[WorkerRun]) -> None:
         shortest = min(r.sustained_window_s for r in runs)
