@@ -26,7 +26,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streams.api.keys import key_store
 from streams.devkit.embedded_broker import find_free_port
-from streams.process import Worker, start_workers, stop_workers
+from streams.process import Worker, start_worker, start_workers, stop_workers
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker import open_ledger
@@ -82,9 +82,14 @@ class ApiStack:
         return stack
 
     def start_workers(self, count: int) -> None:
+        """``count`` more workers; the relay only with the first ones (one relay per stack)."""
         log_dir = self.log_dir / f"workers-{len(self.workers)}"
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.workers.extend(start_workers(self.settings, count, log_dir))
+        if not self.workers:
+            self.workers.extend(start_workers(self.settings, count, log_dir))
+            return
+        self.workers.extend(start_worker(self.settings, False, log_dir / f"worker-{number}.log")
+                            for number in range(count))
 
     def start_api(self, **overrides) -> ApiProcess:
         settings = replace(self.settings, api_port=find_free_port(), **overrides)
