@@ -4,7 +4,8 @@ A same-run A/B micro-benchmark of issue 17's cost per event: the bench's
 stream (``bench.load.simulated_lines``) goes through the worker's ledger
 path (``PartitionBatchApplier.apply``, batches of ``batch_events_max``
 messages, no broker) into an embedded PostgreSQL, once per program (the
-default program, the bench's 20 campaigns of ``bench/campaign_program.py``,
+default program, the bench's headline 20 campaigns of ``bench/campaign_program.py``
+(``realistic_campaign_program_text``), its dense stress set (``campaign_program_text``),
 its 20 aimed campaigns (``targeted_campaign_program_text``: one or two lines
 a purchase) and any ``--program`` file given), each in a database of its own; then the
 outbox relay's work over the stored facts (``FactLog.next_facts`` and
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import orjson
 
-from bench.campaign_program import campaign_program_text, targeted_campaign_program_text
+from bench.campaign_program import (
+    campaign_program_text, realistic_campaign_program_text, targeted_campaign_program_text)
 from bench.load import simulated_lines
 from bench.services import cpu_seconds
 from ledger.application import LoyaltyLedger
@@ -153,8 +155,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     stream = inbound(simulated_lines(args.events))
-    programs = {"none": DEFAULT_PROGRAM_PATH.read_text(), "campaigns-20": campaign_program_text(),
-                "aimed-20": targeted_campaign_program_text()}
+    programs = {"none": DEFAULT_PROGRAM_PATH.read_text(), "realistic-20": realistic_campaign_program_text(),
+                "dense-20": campaign_program_text(), "aimed-20": targeted_campaign_program_text()}
     programs |= {path.stem: path.read_text() for path in args.program}
     settings = Settings()
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in programs}

@@ -86,3 +86,46 @@ def targeted_campaign_program_text() -> str:
 
 def _two_days_after(day: str) -> str:
     return (date.fromisoformat(day) + timedelta(days=2)).isoformat()
+
+
+# The headline programme (issue 17's "20 active campaigns"): 20 campaigns running over the
+# whole bench stream (the simulated year 2025), each aimed as a chain aims one: a store or a
+# store group, a channel, a tier, a product or a range of SKUs, a smallest basket, a gift
+# for N items. Section 12 has no weekday filter, so "weekend" campaigns cannot run all year
+# and are left out. Several have budgets; ``EXHAUSTED_BUDGET_POINTS`` runs out within the
+# first few hundred events of any bench size (the flagship store's double points).
+REALISTIC_WINDOW = 'starts_at = "2024-12-31T00:00:00Z"\nends_at = "2026-01-02T00:00:00Z"\n'
+EXHAUSTED_BUDGET_POINTS = 2_000
+_REALISTIC_BODIES = (
+    f'extra_multiplier_pct = 100\nstores = ["S-001"]\nbudget_points = {EXHAUSTED_BUDGET_POINTS}',
+    'extra_multiplier_pct = 50\nchannels = ["online"]\nmin_amount_minor = 8000',
+    'bonus_points = 50\nskus = ["PRD-TEA-01"]\nper_member_max = 2',
+    'bonus_points = 100\ntiers = ["platinum"]\nmin_amount_minor = 10000',
+    'points_per_item = 5\nskus = ["COF-DECAF-250"]\nstores = ["S-002", "S-003"]',
+    'items_min = 3\nreward_id = "RW-MUG"\nsku_prefixes = ["COF-"]\nper_member_max = 1',
+    f'items_min = 4\nbonus_points = 40\nskus = ["GEN-001", "GEN-002", "GEN-003"]\nbudget_points = {BUDGET_POINTS}',
+    'extra_multiplier_pct = 100\nsku_prefixes = ["GEN-01"]\nstores = ["S-005", "S-008"]',
+    f'bonus_points = 20\nstores = ["S-002", "S-003", "S-004"]\nmin_amount_minor = 6000\nbudget_points = {BUDGET_POINTS}',
+    'bonus_points = 10\ntiers = ["gold"]\nchannels = ["pos"]\nmin_amount_minor = 4000',
+    'points_per_item = 2\nsku_prefixes = ["GEN-02"]\nchannels = ["online"]',
+    f'extra_multiplier_pct = 200\nskus = ["COF-ARABICA-250"]\ntiers = ["silver"]\nbudget_points = {BUDGET_POINTS}',
+    f'bonus_points = 300\nmin_amount_minor = 25000\nbudget_points = {BUDGET_POINTS}',
+    'points_per_item = 3\nskus = ["GEN-033", "GEN-034"]',
+    'items_min = 2\nbonus_points = 25\nskus = ["COF-ROBUSTA-250"]\nstores = ["S-006", "S-007", "S-020"]',
+    'extra_multiplier_pct = 25\ntiers = ["gold", "platinum"]\nchannels = ["online"]',
+    'bonus_points = 15\nstores = ["S-010", "S-011", "S-013", "S-019"]\nmin_amount_minor = 3000',
+    'items_min = 6\nreward_id = "RW-TOTE"\nsku_prefixes = ["GEN-00"]',
+    f'points_per_item = 1\nsku_prefixes = ["GEN-03"]\nstores = ["S-001"]\nbudget_points = {BUDGET_POINTS}',
+    'extra_multiplier_pct = 100\nskus = ["GEN-040"]',
+)
+
+
+def realistic_campaign_program_text() -> str:
+    """The default program with ``BENCH_CAMPAIGNS`` campaigns all running over the bench
+    stream, each aimed (store group, channel, tier, product or SKU range, smallest basket,
+    gift for N items), six with budgets, one of which runs out early in the stream."""
+    text = ""
+    for number, body in enumerate(_REALISTIC_BODIES):
+        text += (f'\n[[campaigns]]\nid = "chain-{number:02d}"\nname = "chain {number}"\n'
+                 f"{REALISTIC_WINDOW}{body}\n")
+    return DEFAULT_PROGRAM_PATH.read_text().replace('name = "default"', 'name = "chain-campaigns"', 1) + text

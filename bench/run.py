@@ -36,7 +36,7 @@ import orjson
 from rich.console import Console
 
 from bench import api, cpu_parts, ingest, latency, raw, replay, store_ceiling
-from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text
+from bench.campaign_program import BENCH_CAMPAIGNS, campaign_program_text, realistic_campaign_program_text
 from bench.ingest import Stream, WorkerRun
 from bench.load import member_lines, preload, simulated_lines
 from bench.profiling import py_spy_path
@@ -387,28 +387,39 @@ class Bench:
                                f"{SUSTAINED_WINDOW_S_MIN} s: too short to carry a target (use --big)[/]")
 
     def campaigns(self) -> None:
-        """Ingest of the same stream with 20 active campaigns and with none, in this run."""
-        program_file = self.work / "campaigns.toml"
-        program_file.write_text(campaign_program_text())
+        """Ingest of the same stream with 20 active campaigns and with none, in this run: the
+        headline is the realistic programme (``realistic_campaign_program_text``, under a line a
+        purchase), the stress figure the dense one (``campaign_program_text``, about 7)."""
+        program_file = self.work / "campaigns-realistic.toml"
+        program_file.write_text(realistic_campaign_program_text())
+        dense_file = self.campaign_program_file()
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
-        with_campaigns = self.worker_runs("campaigns-20", stream, HEADLINE_WORKERS,
-                                          program_file=str(program_file))
         without = self.worker_runs("campaigns-none", stream, HEADLINE_WORKERS)
+        self._campaigns_figure("campaigns.ingest", "campaigns-20", stream, program_file, without,
+                               "each aimed as a chain aims one (store group, channel, tier, product "
+                               "or SKU range, smallest basket, gift for N items), six with budgets")
+        self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream, dense_file, without,
+                               "stress figure: the dense set (every purchase matches about 10 of them, "
+                               "7 lines an event), half with budgets")
+        if self.profile_dir:
+            self._profile_campaigns(stream, program_file)
+
+    def _campaigns_figure(self, key: str, name: str, stream: Stream, program_file: Path,
+                          without: list[WorkerRun], what: str) -> None:
+        """One campaigns figure: ``program_file``'s 20 campaigns against ``without`` (none)."""
+        with_campaigns = self.worker_runs(name, stream, HEADLINE_WORKERS, program_file=str(program_file))
         self.figures.append(Figure(
-            "campaigns.ingest", f"ingest, {BENCH_CAMPAIGNS} campaigns", "events/s",
+            key, f"ingest, {BENCH_CAMPAIGNS} campaigns ({name})", "events/s",
             f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
             Measure(f"{BENCH_CAMPAIGNS} campaigns", [r.sustained_events_per_s for r in with_campaigns]),
             Measure("no campaign", [r.sustained_events_per_s for r in without]),
             Target(f"cost per event within {CAMPAIGNS_COST_PCT_MAX} % of none",
                    lambda v, b: v * (PERCENT + CAMPAIGNS_COST_PCT_MAX) >= b * PERCENT),
             notes=f"the ingest stream (simulator purchases carry basket lines) through "
-                  f"{HEADLINE_WORKERS} workers with bench/campaign_program.py's {BENCH_CAMPAIGNS} "
-                  f"campaigns running (every effect and filter; half with budgets, so batches "
-                  f"take their row locks) against the default program, one after the other in this run",
+                  f"{HEADLINE_WORKERS} workers with {program_file.name}'s {BENCH_CAMPAIGNS} campaigns "
+                  f"running ({what}) against the default program, in this run",
             extra=_worker_extra(with_campaigns, without)))
-        if self.profile_dir:
-            self._profile_campaigns(stream, program_file)
 
     def _profile_campaigns(self, stream: Stream, program_file: Path) -> None:
         """One profiled run with the campaigns and one without (not counted in the medians)."""
