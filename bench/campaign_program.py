@@ -1,14 +1,19 @@
-"""The benchmark's programme with 20 active campaigns (CONTRACT contract 2, section 12).
+"""The benchmark's programmes with 20 campaigns (CONTRACT contract 2, section 12).
 
-``campaign_program_text`` is the default program plus ``BENCH_CAMPAIGNS`` campaigns
-that all run over the simulator's period and match its baskets
+``realistic_campaign_program_text`` is the headline (``campaigns.ingest``): 20
+campaigns all running over the bench stream, each aimed as a chain aims one
+(about 0.7 campaign lines an event). ``campaign_program_text`` (the dense
+stress set, ``campaigns.dense_ingest``, about 7 lines an event) is the default
+program plus ``BENCH_CAMPAIGNS`` campaigns that all run over the simulator's
+period and match its baskets
 (``streams/devkit/baskets.py``): every effect (extra multiplier, bonus, points per
 item, items with a bonus or a gift), every filter (stores, channels, tiers, smallest
 amount, skus, sku prefixes), per-member limits and budgets (so batches take the
 budgets' row locks, as a real programme's would). ``python -m bench`` measures ingest
-with it against ingest with none, in the same run.
-``targeted_campaign_program_text`` is 20 campaigns aimed as a real programme's are (a
-purchase matches one or two of them, not ten): an extra side of ``bench/campaign_cpu.py``.
+with each set against ingest with none, in the same run.
+``targeted_campaign_program_text`` is 20 campaigns aimed by month and weekend (a
+purchase matches one or two, but only about 8 run at once): an extra side of
+``bench/campaign_cpu.py``.
 """
 
 from __future__ import annotations
@@ -103,12 +108,15 @@ _REALISTIC_BODIES = (
     'bonus_points = 100\ntiers = ["platinum"]\nmin_amount_minor = 10000',
     'points_per_item = 5\nskus = ["COF-DECAF-250"]\nstores = ["S-002", "S-003"]',
     'items_min = 3\nreward_id = "RW-MUG"\nsku_prefixes = ["COF-"]\nper_member_max = 1',
-    f'items_min = 4\nbonus_points = 40\nskus = ["GEN-001", "GEN-002", "GEN-003"]\nbudget_points = {BUDGET_POINTS}',
+    f'items_min = 4\nbonus_points = 40\nskus = ["GEN-001", "GEN-002", "GEN-003"]\n'
+    f'budget_points = {BUDGET_POINTS}',
     'extra_multiplier_pct = 100\nsku_prefixes = ["GEN-01"]\nstores = ["S-005", "S-008"]',
-    f'bonus_points = 20\nstores = ["S-002", "S-003", "S-004"]\nmin_amount_minor = 6000\nbudget_points = {BUDGET_POINTS}',
+    f'bonus_points = 20\nstores = ["S-002", "S-003", "S-004"]\nmin_amount_minor = 6000\n'
+    f'budget_points = {BUDGET_POINTS}',
     'bonus_points = 10\ntiers = ["gold"]\nchannels = ["pos"]\nmin_amount_minor = 4000',
     'points_per_item = 2\nsku_prefixes = ["GEN-02"]\nchannels = ["online"]',
-    f'extra_multiplier_pct = 200\nskus = ["COF-ARABICA-250"]\ntiers = ["silver"]\nbudget_points = {BUDGET_POINTS}',
+    f'extra_multiplier_pct = 200\nskus = ["COF-ARABICA-250"]\ntiers = ["silver"]\n'
+    f'budget_points = {BUDGET_POINTS}',
     f'bonus_points = 300\nmin_amount_minor = 25000\nbudget_points = {BUDGET_POINTS}',
     'points_per_item = 3\nskus = ["GEN-033", "GEN-034"]',
     'items_min = 2\nbonus_points = 25\nskus = ["COF-ROBUSTA-250"]\nstores = ["S-006", "S-007", "S-020"]',

@@ -30,7 +30,8 @@ FIGURES = {
     "raw.kafka_consume_decode", "raw.postgres_insert", "ingest.sustained", "ingest.wall",
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay", "replay.split",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
-    "campaigns.ingest", "campaigns.dense_ingest", "ingest.cpu_per_event", "ingest.relay_in_worker", "ingest.consumer_path",
+    "campaigns.ingest", "campaigns.dense_ingest", "ingest.cpu_per_event", "ingest.relay_in_worker",
+    "ingest.consumer_path",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest",
            "campaigns.dense_ingest"}
