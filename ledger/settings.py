@@ -55,6 +55,8 @@ class LedgerSettings:
     account_cache_accounts_max: int = 50_000  # accounts a worker keeps in memory (0: no cache)
     follow_poll_interval_ms: int = 25        # the live follower's wait when the log is idle
     follow_batch_notifications_max: int = 2_000  # notifications per transaction, live catch-up
+    follow_positions_reread_ms: int = 1_000  # an idle follower re-reads the read models' positions
+    follow_rereads_positions: bool = False   # True: every cycle re-reads them (the previous design)
 
     secret_fields: ClassVar[tuple[str, ...]] = ()  # shown as ``***`` (the URL's password always)
 

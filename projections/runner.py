@@ -149,9 +149,11 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
              on_progress: Callable[[int], None] = lambda advanced: None,
              read_notifications_max: int = READ_NOTIFICATIONS_MAX,
              cache_rows_max: int = CACHE_ROWS_MAX, stop: int | None = None,
-             shard: Shard | None = None) -> CatchUp:
+             shard: Shard | None = None, positions: dict[str, int] | None = None) -> CatchUp:
     """Bring every read model in ``models`` up to the log's current head (or ``stop``), batch
     by batch; with a ``shard``, from the facts of its accounts only (``split_replay``).
+    ``positions`` (the live follower's, from its last commit) saves reading them: a read
+    model reset since then raises ``ReadModelsMovedBack`` at the first commit.
 
     One transaction per ``batch_notifications_max`` notifications, read and
     applied ``read_notifications_max`` at a time. A read model that starts
@@ -163,7 +165,7 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
     assert batch_notifications_max > 0 and read_notifications_max > 0, batch_notifications_max
     for projection in models.projections.values():
         projection.program_of = ledger.program_for  # each fact with the version it names
-    positions = models.positions()
+    positions = models.positions() if positions is None else positions
     head = ledger.fact_log.head() if stop is None else stop
     done = CatchUp(position=min(positions.values(), default=head), positions=positions)
     if done.position >= head:

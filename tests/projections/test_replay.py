@@ -363,9 +363,12 @@ class FollowerCaughtUp(Exception):
     """Raised from the follower's lag callback to end ``follow`` once it is level again."""
 
 
-def test_a_replay_under_a_running_follower_makes_it_start_over_not_crash(medium_ledger, pg_env):
+@pytest.mark.parametrize("rereads_positions", [False, True], ids=["kept-positions", "reread-each-cycle"])
+def test_a_replay_under_a_running_follower_makes_it_start_over_not_crash(medium_ledger, pg_env,
+                                                                         rereads_positions):
     """``loyalty replay`` resets the read models after the follower read their positions
-    and before it commits: the follower abandons that window and catches up from 0."""
+    and before it commits: the follower abandons that window and catches up from 0 (in
+    both designs, ``follow_rereads_positions``)."""
     ledger, _ = medium_ledger
     with open_read_models(pg_env) as models:
         catch_up(ledger, models, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
@@ -391,7 +394,8 @@ def test_a_replay_under_a_running_follower_makes_it_start_over_not_crash(medium_
     follower_ledger.fact_log.chunks = chunks_reset_by_a_replay_first
     try:
         with open_read_models(pg_env) as models, pytest.raises(FollowerCaughtUp):
-            follow(follower_ledger, models, LedgerSettings(), record_lag=stop_when_level)
+            follow(follower_ledger, models, LedgerSettings(follow_rereads_positions=rereads_positions),
+                   record_lag=stop_when_level)
         with open_read_models(pg_env) as models:
             followed = read_model_digests(models)
             replay(ledger, models, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
