@@ -106,12 +106,28 @@ class KeyRing:
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self._pending = KeyChanges()
+        self._read: dict[str, bytes] = {}  # keys read for the round (``prefetch``)
+        self._read_members: set[str] = set()  # members whose key ``_read`` tells (absent: none)
 
     def key_of(self, member_id: str) -> bytes | None:
         """The member's key (one created in an unsaved batch included), or None."""
         if member_id in self._pending.created:
             return self._pending.created[member_id]
+        if member_id in self._read_members:
+            return self._read.get(member_id)
         return self.store.read_keys([member_id]).get(member_id)
+
+    def prefetch(self, member_ids: set[str]) -> None:
+        """Read the keys of ``member_ids`` in one query for a decide round, instead of one
+        query per profile-bearing command; ``end_round`` forgets them. Within a round only
+        this ring changes those members' keys (creations are pending, deletions are saved
+        with the batch and only follow an erasure, after which ``seal`` reads no key)."""
+        self._read = self.store.read_keys(member_ids) if member_ids else {}
+        self._read_members = set(member_ids)
+
+    def end_round(self) -> None:
+        """Forget the keys ``prefetch`` read (a later round reads the table again)."""
+        self._read, self._read_members = {}, set()
 
     def seal(self, command: cmd.Command, account: Any) -> cmd.Command:
         """A profile-bearing command with its profile sealed and its fingerprint keyed.
@@ -162,6 +178,7 @@ class KeyRing:
     def discard(self) -> None:
         """A save failed: forget unsaved keys (a retry reads the table, or creates anew)."""
         self._pending = KeyChanges()
+        self.end_round()
 
     def _create(self, member_id: str) -> bytes:
         key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)

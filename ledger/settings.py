@@ -55,6 +55,7 @@ class LedgerSettings:
     account_cache_accounts_max: int = 50_000  # accounts a worker keeps in memory (0: no cache)
     follow_poll_interval_ms: int = 25        # the live follower's wait when the log is idle
     follow_batch_notifications_max: int = 2_000  # notifications per transaction, live catch-up
+    member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query
 
     secret_fields: ClassVar[tuple[str, ...]] = ()  # shown as ``***`` (the URL's password always)
 
@@ -97,7 +98,7 @@ class LedgerSettings:
 
     def ledger_env(self) -> dict[str, str]:
         """The settings ``LoyaltyLedger`` reads from its environment, as variables."""
-        names = ("program_file", "snapshot_interval_events")
+        names = ("program_file", "snapshot_interval_events", "member_keys_prefetch")
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in names
                 if getattr(self, name) is not None}
 
