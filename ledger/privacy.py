@@ -106,15 +106,15 @@ class KeyRing:
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self._pending = KeyChanges()
-        self._read: dict[str, bytes] = {}  # keys read for the round (``prefetch``)
-        self._read_members: set[str] = set()  # members whose key ``_read`` tells (absent: none)
+        self._round: dict[str, bytes | None] = {}  # member -> key (None: none), read by ``prefetch``
 
     def key_of(self, member_id: str) -> bytes | None:
         """The member's key (one created in an unsaved batch included), or None."""
         if member_id in self._pending.created:
             return self._pending.created[member_id]
-        if member_id in self._read_members:
-            return self._read.get(member_id)
+        round_keys = self._round  # one read: another thread may end the round meanwhile
+        if member_id in round_keys:
+            return round_keys[member_id]
         return self.store.read_keys([member_id]).get(member_id)
 
     def prefetch(self, member_ids: set[str]) -> None:
@@ -122,12 +122,12 @@ class KeyRing:
         query per profile-bearing command; ``end_round`` forgets them. Within a round only
         this ring changes those members' keys (creations are pending, deletions are saved
         with the batch and only follow an erasure, after which ``seal`` reads no key)."""
-        self._read = self.store.read_keys(member_ids) if member_ids else {}
-        self._read_members = set(member_ids)
+        found = self.store.read_keys(member_ids) if member_ids else {}
+        self._round = {member: found.get(member) for member in member_ids}
 
     def end_round(self) -> None:
         """Forget the keys ``prefetch`` read (a later round reads the table again)."""
-        self._read, self._read_members = {}, set()
+        self._round = {}
 
     def seal(self, command: cmd.Command, account: Any) -> cmd.Command:
         """A profile-bearing command with its profile sealed and its fingerprint keyed.
