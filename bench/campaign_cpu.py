@@ -18,6 +18,12 @@ printed (CPU time only grows when other processes share the cores and
 caches, so the least is the best estimate on a shared box; the bench's
 evaluation micro-benchmark is "best of 5" likewise). Absolute figures still
 move with the box: compare sides of one run.
+
+``--previous-store-path`` adds the 20 campaigns once more with the ledger
+thread's previous store path (``PREVIOUS_STORE_PATH_ENV``: a key query per
+profile-bearing command), the same-run A/B of issue 21's store-path changes;
+``ledger_wall_us_per_event`` is the ledger part's elapsed time (round trips
+to PostgreSQL included), not summed into the total.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ PARTITIONS = 8
 US_PER_S = 1_000_000
 RELAY_BATCH_NOTIFICATIONS_MAX = 1_000
 TOPIC = "bench.campaign-cpu.events"
+PREVIOUS_STORE_PATH_SIDE = "campaigns-20-previous-store-path"
+PREVIOUS_STORE_PATH_ENV = {"LOYALTY_MEMBER_KEYS_PREFETCH": "off"}  # one key query per profile command
 
 
 def inbound(lines: list[bytes]) -> list[InboundMessage]:
@@ -80,11 +88,12 @@ def _postgres_cpu_s(pid: int) -> float:
 
 
 def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
-             stream: list[InboundMessage], settings: Settings) -> dict[str, float]:
-    """One side's parts, in a fresh database."""
+             stream: list[InboundMessage], settings: Settings,
+             design_env: dict[str, str] | None = None) -> dict[str, float]:
+    """One side's parts, in a fresh database (``design_env``: a previous design's flags)."""
     name = f"campaign_cpu_{label}"
     postgres.drop_database(name)
-    env = postgres.create_database(name).env | account_cache_env(settings)
+    env = postgres.create_database(name).env | account_cache_env(settings) | (design_env or {})
     program = parse_program(program_text)
     ledger = LoyaltyLedger(env=env, program=program)
     parts: dict[str, float] = {}
@@ -92,9 +101,11 @@ def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
     try:
         applier = PartitionBatchApplier(ledger, settings)
         size = settings.batch_events_max
+        started = time.perf_counter()
         with cpu(parts, "ledger", postgres.pid, events):
             for start in range(0, events, size):
                 applier.apply(stream[start:start + size])
+        parts["ledger_wall_us_per_event"] = (time.perf_counter() - started) * US_PER_S / events
         parts["facts_per_event"] = (ledger.recorder.max_notification_id() or 0) / events
         parts["stored_bytes_per_event"] = _stored_bytes(ledger) / events
         with cpu(parts, "relay", postgres.pid, events):
@@ -149,6 +160,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT)
     parser.add_argument("--program", action="append", type=Path, default=[],
                         help="one more side: a program file")
+    parser.add_argument("--previous-store-path", action="store_true",
+                        help="one more side: the 20 campaigns with the ledger thread's previous "
+                             "store path (PREVIOUS_STORE_PATH_ENV)")
     return parser.parse_args(argv)
 
 
@@ -158,12 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     programs = {"none": DEFAULT_PROGRAM_PATH.read_text(), "realistic-20": realistic_campaign_program_text(),
                 "dense-20": campaign_program_text(), "aimed-20": targeted_campaign_program_text()}
     programs |= {path.stem: path.read_text() for path in args.program}
+    designs = {label: {} for label in programs}
+    if args.previous_store_path:
+        programs[PREVIOUS_STORE_PATH_SIDE] = programs["campaigns-20"]
+        designs[PREVIOUS_STORE_PATH_SIDE] = PREVIOUS_STORE_PATH_ENV
     settings = Settings()
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in programs}
     with EmbeddedPostgres(durable=False) as postgres:
         for _ in range(args.rounds):
             for label, text in programs.items():
-                runs[label].append(run_side(postgres, label.replace("-", "_"), text, stream, settings))
+                runs[label].append(run_side(postgres, label.replace("-", "_"), text, stream,
+                                            settings, designs[label]))
     print_table({label: least(side) for label, side in runs.items()})
 
 

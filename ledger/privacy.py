@@ -106,12 +106,28 @@ class KeyRing:
     def __init__(self, store: KeyStore) -> None:
         self.store = store
         self._pending = KeyChanges()
+        self._round: dict[str, bytes | None] = {}  # member -> key (None: none), read by ``prefetch``
 
     def key_of(self, member_id: str) -> bytes | None:
         """The member's key (one created in an unsaved batch included), or None."""
         if member_id in self._pending.created:
             return self._pending.created[member_id]
+        round_keys = self._round  # one read: another thread may end the round meanwhile
+        if member_id in round_keys:
+            return round_keys[member_id]
         return self.store.read_keys([member_id]).get(member_id)
+
+    def prefetch(self, member_ids: set[str]) -> None:
+        """Read the keys of ``member_ids`` in one query for a decide round, instead of one
+        query per profile-bearing command; ``end_round`` forgets them. Within a round only
+        this ring changes those members' keys (creations are pending, deletions are saved
+        with the batch and only follow an erasure, after which ``seal`` reads no key)."""
+        found = self.store.read_keys(member_ids) if member_ids else {}
+        self._round = {member: found.get(member) for member in member_ids}
+
+    def end_round(self) -> None:
+        """Forget the keys ``prefetch`` read (a later round reads the table again)."""
+        self._round = {}
 
     def seal(self, command: cmd.Command, account: Any) -> cmd.Command:
         """A profile-bearing command with its profile sealed and its fingerprint keyed.
@@ -162,6 +178,7 @@ class KeyRing:
     def discard(self) -> None:
         """A save failed: forget unsaved keys (a retry reads the table, or creates anew)."""
         self._pending = KeyChanges()
+        self.end_round()
 
     def _create(self, member_id: str) -> bytes:
         key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)

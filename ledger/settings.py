@@ -57,6 +57,7 @@ class LedgerSettings:
     follow_batch_notifications_max: int = 2_000  # notifications per transaction, live catch-up
     follow_positions_reread_ms: int = 1_000  # an idle follower re-reads the read models' positions
     follow_rereads_positions: bool = False   # True: every cycle re-reads them (the previous design)
+    member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query
 
     secret_fields: ClassVar[tuple[str, ...]] = ()  # shown as ``***`` (the URL's password always)
 
@@ -99,7 +100,7 @@ class LedgerSettings:
 
     def ledger_env(self) -> dict[str, str]:
         """The settings ``LoyaltyLedger`` reads from its environment, as variables."""
-        names = ("program_file", "snapshot_interval_events")
+        names = ("program_file", "snapshot_interval_events", "member_keys_prefetch")
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in names
                 if getattr(self, name) is not None}
 

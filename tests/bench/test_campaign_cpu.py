@@ -3,7 +3,7 @@ its facts carry (the 20 bench campaigns give many, the default program none)."""
 
 from __future__ import annotations
 
-from bench.campaign_cpu import inbound, run_side
+from bench.campaign_cpu import PREVIOUS_STORE_PATH_ENV, inbound, run_side
 from bench.campaign_program import campaign_program_text
 from bench.load import simulated_lines
 from ledger.program import DEFAULT_PROGRAM_PATH
@@ -24,3 +24,13 @@ def test_a_side_reports_cpu_bytes_and_campaign_lines_per_event(embedded_pg):
     assert none["campaign_lines_per_event"] == 0
     assert twenty["campaign_lines_per_event"] > 3
     assert twenty["stored_bytes_per_event"] > none["stored_bytes_per_event"]
+
+
+def test_the_previous_store_path_side_stores_the_same_facts(embedded_pg):
+    stream = inbound(simulated_lines(EVENTS))
+    settings, text = Settings(), campaign_program_text()
+    new = run_side(embedded_pg, "test_new_path", text, stream, settings)
+    old = run_side(embedded_pg, "test_old_path", text, stream, settings, PREVIOUS_STORE_PATH_ENV)
+    assert old["ledger_wall_us_per_event"] > 0 and new["ledger_wall_us_per_event"] > 0
+    for figure in ("facts_per_event", "stored_bytes_per_event", "campaign_lines_per_event"):
+        assert old[figure] == new[figure]
