@@ -35,6 +35,7 @@ as everything else: its own cost is in the figures.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -47,7 +48,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from bench.http_load import hammer
-from bench.latency import _give_up, _start_follower, _stop, time_seen_in_balances
+from bench.latency import _give_up, _start_follower, _stop, percentile, time_seen_in_balances
 from bench.services import BenchServices
 from ledger.calendar import format_timestamp
 from ledger.postgres.urls import eventsourcing_env_from_url
@@ -78,6 +79,7 @@ TILL_SCOPES = ["read", "earn", "redeem"]
 @dataclass
 class ApiRun:
     round_trip_ms: list[float]      # POST /v1/events to its 200
+    stages_ms: list[dict]           # each round trip's Server-Timing stages, and "http": the rest
     produced_ms: list[float]        # baseline: produce to the balances row
     lookup_ms: list[float]          # GET /v1/members/{id}
     lookup_per_s: float
@@ -89,11 +91,14 @@ class ApiRun:
 
 
 def measure(services: BenchServices, label: str, seconds: float, redemption_rate: int,
-            purchase_rate: int, members: int, lookup_seconds: float, log_dir: Path) -> ApiRun:
+            purchase_rate: int, members: int, lookup_seconds: float, log_dir: Path,
+            read_before_wakeup: bool = False) -> ApiRun:
+    """One run; ``read_before_wakeup``: the API's previous design (``reply_read_before_wakeup``)."""
     settings = services.settings(label, f"bench.{label}.events",
                                  api_rate_requests_per_s=API_RATE_REQUESTS_PER_S,
                                  api_rate_burst_requests=API_RATE_REQUESTS_PER_S,
-                                 api_read_threads=API_READ_THREADS)
+                                 api_read_threads=API_READ_THREADS,
+                                 reply_read_before_wakeup=read_before_wakeup)
     ensure_topics(settings)
     ledger = open_ledger(settings)
     open_read_models(eventsourcing_env_from_url(settings.database_url), program=ledger.program).close()
@@ -155,7 +160,7 @@ class Plan:
                 await self._warm_up(db)
                 stop = asyncio.Event()
                 background = asyncio.create_task(self._purchases(stop))
-                round_trips, not_200 = await self._round_trips(client)
+                round_trips, stages, not_200 = await self._round_trips(client)
                 produced, unseen = await self._baseline(db)
                 stop.set()
                 purchases_per_s = await background
@@ -164,7 +169,7 @@ class Plan:
                 health = await hammer(self.api_url, headers, ["/healthz"], LOOKUP_CLIENTS, self.lookup_seconds)
         finally:
             await self.producer.stop()
-        return ApiRun(round_trips, produced, lookups.timings_ms, lookups.requests_per_s,
+        return ApiRun(round_trips, stages, produced, lookups.timings_ms, lookups.requests_per_s,
                       health.timings_ms, health.requests_per_s, not_200, unseen, purchases_per_s)
 
     async def _send(self, member: str, value: bytes):
@@ -213,8 +218,8 @@ class Plan:
             tasks.append(asyncio.create_task(send(*moment)))
         await asyncio.gather(*tasks)
 
-    async def _round_trips(self, client: aiohttp.ClientSession) -> tuple[list[float], int]:
-        timings, not_200 = [], 0
+    async def _round_trips(self, client: aiohttp.ClientSession) -> tuple[list[float], list[dict], int]:
+        timings, stages, not_200 = [], [], 0
 
         async def post(member: str, event_id: str, at: datetime) -> None:
             nonlocal not_200
@@ -223,10 +228,12 @@ class Plan:
                                    headers={"Content-Type": "application/json"}) as answer:
                 await answer.read()
             timings.append((time.monotonic() - sent) * 1000)
+            stages.append(with_http_stage(timings[-1], answer.headers.get("Server-Timing", "")))
+
             not_200 += answer.status != 200
 
         await self._paced(self._moments(self.http), post)
-        return timings, not_200
+        return timings, stages, not_200
 
     async def _baseline(self, db: psycopg.AsyncConnection) -> tuple[list[float], int]:
         pending: dict[str, deque] = {member: deque() for member in self.produced}
@@ -242,6 +249,27 @@ class Plan:
         await self.producer.flush()
         sent_all.set()
         return timings, await watcher
+
+
+def with_http_stage(round_trip_ms: float, server_timing: str) -> dict[str, float]:
+    """A ``Server-Timing`` value's durations by stage, plus ``http``: the round trip's rest
+    (the client, the network, the API's HTTP layer, key and body checks)."""
+    stages = {}
+    for metric in filter(None, (part.strip() for part in server_timing.split(","))):
+        name, *params = metric.split(";")
+        stages[name] = next((float(p[4:]) for p in params if p.startswith("dur=")), 0.0)
+    stages["http"] = round_trip_ms - sum(stages.values())
+    return stages
+
+
+def stage_summary(runs_stages: list[dict]) -> str:
+    """Each stage's p50 and p99, and its mean in the slowest 1 % of round trips."""
+    names = sorted({name for stages in runs_stages for name in stages})
+    slowest = sorted(runs_stages, key=lambda s: sum(s.values()))[-max(1, len(runs_stages) // 100):]
+    return "; ".join(
+        f"{name} p50 {percentile([s.get(name, 0.0) for s in runs_stages], 50):.1f} "
+        f"p99 {percentile([s.get(name, 0.0) for s in runs_stages], 99):.1f} "
+        f"slowest-1% {statistics.mean(s.get(name, 0.0) for s in slowest):.1f}" for name in names)
 
 
 async def _watch_balances(db: psycopg.AsyncConnection, pending: dict[str, deque],

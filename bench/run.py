@@ -538,7 +538,7 @@ class Bench:
 
     def api(self) -> None:
         sizes = self.sizes
-        runs = []
+        runs, previous_runs = [], []
         for number in range(1, sizes.runs + 1):
             run = api.measure(self.services, f"api-r{number}", sizes.api_seconds,
                               sizes.api_redemption_rate, sizes.api_purchase_rate, sizes.api_members,
@@ -552,7 +552,16 @@ class Bench:
                      f"{run.lookup_per_s:,.0f}/s p99 {latency.percentile(run.lookup_ms, 99):,.1f} ms "
                      f"(/healthz {run.health_per_s:,.0f}/s); background {run.purchases_per_s:,.0f} "
                      f"purchases/s; not 200: {run.not_200}, unseen: {run.unseen}")
-        self.figures.extend(_api_figures(sizes, runs))
+            self.log(f"api run {number}/{sizes.runs}: round trip stages (ms): {api.stage_summary(run.stages_ms)}")
+            previous = api.measure(self.services, f"api-old-r{number}", sizes.api_seconds,
+                                   sizes.api_redemption_rate, sizes.api_purchase_rate, sizes.api_members,
+                                   sizes.api_lookup_seconds, self.work / "logs", read_before_wakeup=True)
+            previous_runs.append(previous)
+            self.log(f"api run {number}/{sizes.runs}, previous design (reply_read_before_wakeup): round "
+                     f"trip p50 {latency.percentile(previous.round_trip_ms, 50):,.0f} ms, p99 "
+                     f"{latency.percentile(previous.round_trip_ms, 99):,.0f} ms; stages (ms): "
+                     f"{api.stage_summary(previous.stages_ms)}")
+        self.figures.extend(_api_figures(sizes, runs, previous_runs))
 
     def store(self) -> None:
         """The event store's write ceiling, PostgreSQL alone (``bench/store_ceiling.py``)."""
@@ -583,7 +592,7 @@ class Bench:
             notes=notes, extra={"rss_curve_events_mb": results[large][0].rss_curve}))
 
 
-def _api_figures(sizes: Sizes, runs: list[api.ApiRun]) -> list[Figure]:
+def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun]) -> list[Figure]:
     """Issue 15's figures: the redemption round trip against produce-and-poll, lookups
     against ``/healthz``."""
     size = (f"{sizes.api_redemption_rate}/s for {sizes.api_seconds:g} s, while "
@@ -593,7 +602,9 @@ def _api_figures(sizes: Sizes, runs: list[api.ApiRun]) -> list[Figure]:
              f"redemptions produced to Kafka and found in the balances read model (polled every "
              f"{api.POLL_INTERVAL_MS} ms); {sizes.api_members} members each side")
     extra = {"not_200": [r.not_200 for r in runs], "baseline_unseen": [r.unseen for r in runs],
-             "background_purchases_per_s": [r.purchases_per_s for r in runs]}
+             "background_purchases_per_s": [r.purchases_per_s for r in runs],
+             "previous_design_read_before_wakeup_ms": {
+                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in previous] for pct in (50, 99)}}
     figures = [Figure(
         f"api.redemption_{name}", f"API redemption round trip {name}", "ms", size,
         Measure("HTTP round trip", [latency.percentile(r.round_trip_ms, pct) for r in runs]),

@@ -68,6 +68,7 @@ class Settings(LedgerSettings):
     api_port: int = 8080
     reply_timeout_ms: int = 2000             # POST /v1/events waits this long for the outcome, then 202
     reply_poll_interval_ms: int = 200        # a waiting request re-reads on its member's commit, at least this often
+    reply_read_before_wakeup: bool = False   # the previous design: a write re-reads at once after producing
     api_read_threads: int = 4                # threads running the ledger's (blocking) reads
     api_account_cache_accounts_max: int = 10_000  # accounts the API keeps and catches up on each read
     api_rate_requests_per_s: int = 100       # per key, sustained

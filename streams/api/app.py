@@ -102,7 +102,8 @@ async def _open_parts(settings: Settings,
     wakeups = FactWakeups(settings.database_url, recorder.datastore.schema, recorder.events_table_name,
                           recorder.channel_name, settings.reply_poll_interval_ms)
     wakeups.start()
-    writer = EventWriter(reads, producer, settings.events_topic, settings.reply_timeout_ms, wakeups)
+    writer = EventWriter(reads, producer, settings.events_topic, settings.reply_timeout_ms, wakeups,
+                         settings.reply_read_before_wakeup)
     limiter = RateLimiter(settings.api_rate_requests_per_s, settings.api_rate_burst_requests)
     return Parts(settings, reads, keys, writer, limiter, metrics, {}, pool), pool, producer
 
@@ -340,13 +341,14 @@ def _install_event_routes(app: FastAPI) -> None:
         parts: Parts = request.app.state.parts
         reply = await _submit(parts, event, raw)
         parts.metrics.reply_latency.observe(time.monotonic() - started_s)
+        timing = {"Server-Timing": reply.stages.server_timing()} if reply.stages else {}
         if reply.timed_out:
             parts.metrics.replies_timed_out.inc()
             location = f"/v1/events/{event['event_id']}?member_id={event['member_id']}"
             return json_answer({"event_id": event["event_id"], "member_id": event["member_id"],
                                 "status": "accepted", "location": location},
-                               status=202, headers={"Location": location})
-        return json_answer(reply.outcome)
+                               status=202, headers={"Location": location} | timing)
+        return json_answer(reply.outcome, headers=timing)
 
     @app.get("/v1/events/{event_id}")
     async def event_outcome(event_id: str, request: Request, member_id: str = Query(...)) -> Response:

@@ -50,4 +50,6 @@ def test_quick_api_benchmark_writes_its_figures_with_their_baselines(tmp_path):
     extra = figures["api.redemption_p99"]["extra"]
     assert extra["background_purchases_per_s"][0] > 0  # purchases streamed in meanwhile
     assert [type(value) for value in extra["baseline_unseen"] + extra["not_200"]] == [int, int]
+    previous = extra["previous_design_read_before_wakeup_ms"]  # the same run, reply_read_before_wakeup
+    assert previous["p50"][0] > 0 and previous["p99"][0] >= previous["p50"][0]
     assert processes_marked(mark) == []

@@ -56,7 +56,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict:
 def test_a_purchase_answers_its_outcome_and_the_member_reads_from_the_ledger(till):
     m = member()
     purchase = b.purchase(m, "2025-03-01T10:00:00+01:00", 12399)
-    answer = till.post("/v1/events", json=purchase).json()
+    response = till.post("/v1/events", json=purchase)
+    answer = response.json()
+    stages = {metric.split(";")[0] for metric in response.headers["Server-Timing"].split(", ")}
+    assert {"recorded", "produced", "ledger", "reread"} <= stages  # where the reply's time went
     assert answer == {"event_id": purchase["event_id"], "member_id": m, "outcome": "points_earned",
                       "reason": None, "points": 123, "balance": 123, "held": 0, "pending": 0,
                       "version": answer["version"]}
