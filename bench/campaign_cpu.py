@@ -57,7 +57,7 @@ PARTITIONS = 8
 US_PER_S = 1_000_000
 RELAY_BATCH_NOTIFICATIONS_MAX = 1_000
 TOPIC = "bench.campaign-cpu.events"
-PREVIOUS_STORE_PATH_SIDE = "campaigns-20-previous-store-path"
+PREVIOUS_STORE_PATH_SIDE = "dense-20-previous-store-path"
 PREVIOUS_STORE_PATH_ENV = {"LOYALTY_MEMBER_KEYS_PREFETCH": "off"}  # one key query per profile command
 
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     programs |= {path.stem: path.read_text() for path in args.program}
     designs = {label: {} for label in programs}
     if args.previous_store_path:
-        programs[PREVIOUS_STORE_PATH_SIDE] = programs["campaigns-20"]
+        programs[PREVIOUS_STORE_PATH_SIDE] = programs["dense-20"]
         designs[PREVIOUS_STORE_PATH_SIDE] = PREVIOUS_STORE_PATH_ENV
     settings = Settings()
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in programs}
