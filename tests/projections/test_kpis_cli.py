@@ -7,6 +7,8 @@ import csv
 import io
 import re
 import struct
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -115,3 +117,11 @@ def test_a_month_without_figures_shows_only_the_liability(url, capsys):
     assert main(["kpis", "--database-url", url, "--month", "2031-01"]) == 0
     captured = capsys.readouterr()
     assert "2031-01" not in captured.out and "points liability" in captured.out
+
+
+def test_a_loyalty_command_starts_without_loading_matplotlib_until_a_chart_is_drawn():
+    probe = ("import sys, streams.cli; before = 'matplotlib' in sys.modules; "
+             "from projections.kpi_charts import render_chart, CHARTS; "
+             "render_chart(next(iter(CHARTS)), []); print(before, 'matplotlib' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["False", "True"]
