@@ -77,8 +77,12 @@ class ApiStack:
         with key_store(database_url) as keys:
             keys.ensure_table()
         stack = cls(settings, log_dir)
-        stack.start_workers(workers)
-        stack.start_api()
+        try:
+            stack.start_workers(workers)
+            stack.start_api()
+        except BaseException:  # an API not healthy in time: stop what did start
+            stack.stop()
+            raise
         return stack
 
     def start_workers(self, count: int) -> None:
@@ -126,11 +130,13 @@ def running_stack(kafka_bootstrap: str, embedded_pg, log_dir: Path, **stack_opti
     """An ``ApiStack`` on a database of its own, dropped (and every process stopped) at exit."""
     name = f"api_{uuid.uuid4().hex[:12]}"
     database = embedded_pg.create_database(name)
-    stack = ApiStack.start(kafka_bootstrap, database.url, log_dir, **stack_options)
     try:
-        yield stack
+        stack = ApiStack.start(kafka_bootstrap, database.url, log_dir, **stack_options)
+        try:
+            yield stack
+        finally:
+            stack.stop()
     finally:
-        stack.stop()
         embedded_pg.drop_database(name)
 
 
