@@ -229,7 +229,6 @@ class Plan:
                 await answer.read()
             timings.append((time.monotonic() - sent) * 1000)
             stages.append(with_http_stage(timings[-1], answer.headers.get("Server-Timing", "")))
-
             not_200 += answer.status != 200
 
         await self._paced(self._moments(self.http), post)

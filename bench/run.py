@@ -396,7 +396,7 @@ class Bench:
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         without = self.worker_runs("campaigns-none", stream, HEADLINE_WORKERS)
-        self._campaigns_figure("campaigns.ingest", "campaigns-20", stream, program_file, without,
+        self._campaigns_figure("campaigns.ingest", "campaigns-realistic-20", stream, program_file, without,
                                "each aimed as a chain aims one (store group, channel, tier, product "
                                "or SKU range, smallest basket, gift for N items), six with budgets")
         self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream, dense_file, without,
@@ -423,7 +423,7 @@ class Bench:
 
     def _profile_campaigns(self, stream: Stream, program_file: Path) -> None:
         """One profiled run with the campaigns and one without (not counted in the medians)."""
-        for name, overrides in (("campaigns-20", {"program_file": str(program_file)}),
+        for name, overrides in (("campaigns-realistic-20", {"program_file": str(program_file)}),
                                 ("campaigns-none", {})):
             profiled = ingest.run_workers(self.services, f"{name}-profiled", stream, HEADLINE_WORKERS,
                                           self.work / "logs", profile_dir=self.profile_dir / name, **overrides)
@@ -539,10 +539,14 @@ class Bench:
     def api(self) -> None:
         sizes = self.sizes
         runs, previous_runs = [], []
+
+        def measure(label: str, read_before_wakeup: bool = False) -> api.ApiRun:
+            return api.measure(self.services, label, sizes.api_seconds, sizes.api_redemption_rate,
+                               sizes.api_purchase_rate, sizes.api_members, sizes.api_lookup_seconds,
+                               self.work / "logs", read_before_wakeup=read_before_wakeup)
+
         for number in range(1, sizes.runs + 1):
-            run = api.measure(self.services, f"api-r{number}", sizes.api_seconds,
-                              sizes.api_redemption_rate, sizes.api_purchase_rate, sizes.api_members,
-                              sizes.api_lookup_seconds, self.work / "logs")
+            run = measure(f"api-r{number}")
             runs.append(run)
             self.log(f"api run {number}/{sizes.runs}: redemption round trip p50 "
                      f"{latency.percentile(run.round_trip_ms, 50):,.0f} ms, p99 "
@@ -553,9 +557,7 @@ class Bench:
                      f"(/healthz {run.health_per_s:,.0f}/s); background {run.purchases_per_s:,.0f} "
                      f"purchases/s; not 200: {run.not_200}, unseen: {run.unseen}")
             self.log(f"api run {number}/{sizes.runs}: round trip stages (ms): {api.stage_summary(run.stages_ms)}")
-            previous = api.measure(self.services, f"api-old-r{number}", sizes.api_seconds,
-                                   sizes.api_redemption_rate, sizes.api_purchase_rate, sizes.api_members,
-                                   sizes.api_lookup_seconds, self.work / "logs", read_before_wakeup=True)
+            previous = measure(f"api-old-r{number}", read_before_wakeup=True)
             previous_runs.append(previous)
             self.log(f"api run {number}/{sizes.runs}, previous design (reply_read_before_wakeup): round "
                      f"trip p50 {latency.percentile(previous.round_trip_ms, 50):,.0f} ms, p99 "
