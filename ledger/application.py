@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
@@ -120,6 +120,13 @@ class HistoryEntry:
     data: dict[str, Any]
 
 
+def _matching(program: Program, campaign_index: bool) -> Program:
+    """``program`` matching campaigns as ``LOYALTY_CAMPAIGN_INDEX`` says (False: the previous
+    design's scan of every running campaign; the same lines either way)."""
+    return program if program.campaign_index == campaign_index else replace(
+        program, campaign_index=campaign_index)
+
+
 class LoyaltyLedger(Application):
     """The event-sourced ledger of every member's ``LoyaltyAccount``."""
 
@@ -138,7 +145,7 @@ class LoyaltyLedger(Application):
         self._known_absent: set[str] = set()
         self._round_budgets: BudgetBook | None = None
         self._recorded_programs: dict[int, Program] = {}
-        self.program = program or settings.program()
+        self.program = _matching(program or settings.program(), settings.campaign_index)
         self.fact_log = FactLog(self.recorder, self.mapper)
         self.member_keys = KeyRing(key_store_for(self.recorder))  # section 13's key table
         self.member_keys_prefetch = settings.member_keys_prefetch  # one key query a round

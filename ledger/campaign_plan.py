@@ -10,6 +10,15 @@ once per campaign and question. The plan is indexed by time
 (``CampaignPlan.running_at``): a purchase only looks at the campaigns
 running at its ``occurred_at``. ``ledger.campaigns`` decides with it; the
 results are those of section 12's rules, unchanged. No I/O, no clock.
+
+The plan is also indexed by what a purchase is (``indexed``, the default;
+``LOYALTY_CAMPAIGN_INDEX=false`` restores the scan of every running
+campaign): ``candidates`` keeps, per time segment, store, channel and tier,
+the running campaigns whose store, channel and tier filters admit them, and
+``filter_totals`` sums a purchase's lines for every item filter in one pass,
+with the item filters each SKU matches kept per SKU. Both are caches of pure
+functions of the plan (bounded by ``CANDIDATE_KEYS_MAX`` and ``SKUS_MAX``,
+emptied when full), so the results never depend on what they hold.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ from typing import NamedTuple
 
 from ledger.basket import BasketLine
 from ledger.campaign_terms import Campaign
+
+CANDIDATE_KEYS_MAX = 16_384  # (segment, store, channel, tier) keys kept; emptied when full
+SKUS_MAX = 65_536  # SKUs whose matching item filters are kept; emptied when full
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,10 +113,14 @@ class CampaignPlan:
     window. ``budgets`` has each budgeted campaign's ``budget_points`` by id.
     """
 
-    def __init__(self, campaigns: tuple[Campaign, ...]) -> None:
+    def __init__(self, campaigns: tuple[Campaign, ...], indexed: bool = True) -> None:
         shared: dict[tuple, ItemFilter] = {}
         self.campaigns = tuple(PlannedCampaign.of(campaign, _item_filter(campaign, shared))
                                for campaign in campaigns)
+        self.indexed = indexed
+        self._item_filters = tuple(shared.values())
+        self._candidates: dict[tuple, tuple[PlannedCampaign, ...]] = {}
+        self._sku_filters: dict[str, tuple[ItemFilter, ...]] = {}
         self.budgets = {campaign.id: campaign.budget_points for campaign in campaigns
                         if campaign.budget_points is not None}
         self._bounds = sorted({c.starts_at for c in campaigns} | {c.ends_at for c in campaigns})
@@ -123,3 +139,51 @@ class CampaignPlan:
         """The ids of the campaigns running at one of ``moments`` at least."""
         segments = {bisect_right(self._bounds, moment) for moment in moments}
         return {planned.campaign.id for segment in segments for planned in self._running[segment]}
+
+    def candidates(self, moment: datetime, store_id: str, channel: str | None,
+                   tier: str) -> tuple[PlannedCampaign, ...]:
+        """The campaigns running at ``moment`` whose store, channel and tier filters admit
+        the purchase, in file order (smallest amount, member limit and items not checked)."""
+        key = (bisect_right(self._bounds, moment), store_id, channel, tier)
+        found = self._candidates.get(key)
+        if found is None:
+            if len(self._candidates) >= CANDIDATE_KEYS_MAX:
+                self._candidates.clear()
+            found = self._candidates[key] = tuple(
+                planned for planned in self._running[key[0]]
+                if admits_place(planned, store_id, channel, tier))
+        return found
+
+    def filter_totals(self, items: Iterable[BasketLine]) -> dict[ItemFilter, LineTotals]:
+        """``line_totals`` of every item filter some counting line matches, in one pass over
+        the lines (a filter no line matches has no entry)."""
+        sums: dict[ItemFilter, list[int]] = {}
+        for line in items:
+            if line.returned:
+                continue
+            for item_filter in self._filters_of(line.sku):
+                found = sums.get(item_filter)
+                if found is None:
+                    sums[item_filter] = [1, line.units, line.amount_minor]
+                else:
+                    found[0] += 1
+                    found[1] += line.units
+                    found[2] += line.amount_minor
+        return {item_filter: LineTotals(*found) for item_filter, found in sums.items()}
+
+    def _filters_of(self, sku: str) -> tuple[ItemFilter, ...]:
+        found = self._sku_filters.get(sku)
+        if found is None:
+            if len(self._sku_filters) >= SKUS_MAX:
+                self._sku_filters.clear()
+            found = self._sku_filters[sku] = tuple(
+                item_filter for item_filter in self._item_filters if item_filter.matches(sku))
+        return found
+
+
+def admits_place(planned: PlannedCampaign, store_id: str, channel: str | None, tier: str) -> bool:
+    """The campaign's store, channel and tier filters admit the purchase (a purchase without
+    channel matches no channels filter)."""
+    return ((planned.stores is None or store_id in planned.stores)
+            and (planned.channels is None or channel in planned.channels)
+            and (planned.tiers is None or tier in planned.tiers))

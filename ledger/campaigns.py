@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from ledger.basket import BasketLine
-from ledger.campaign_plan import ItemFilter, LineTotals, PlannedCampaign, line_totals
+from ledger.campaign_plan import ItemFilter, LineTotals, PlannedCampaign, admits_place, line_totals
 from ledger.campaign_terms import BONUS, EXTRA_MULTIPLIER, ITEMS_BONUS, ITEMS_REWARD, PER_ITEM
 from ledger.program import PERCENT, Program
 
@@ -60,12 +60,13 @@ class CampaignAward(NamedTuple):
 def _admits(planned: PlannedCampaign, member: MemberCampaignState, purchase: PurchaseTerms) -> bool:
     """Store, channel, tier, smallest amount and the member's limit (not the window, which
     ``CampaignPlan.running_at`` checked, nor the items)."""
-    if planned.stores is not None and purchase.store_id not in planned.stores:
-        return False
-    if planned.channels is not None and purchase.channel not in planned.channels:
-        return False  # a purchase without channel matches no channels filter
-    if planned.tiers is not None and member.tier not in planned.tiers:
-        return False
+    return (admits_place(planned, purchase.store_id, purchase.channel, member.tier)
+            and _admits_amount_and_limit(planned, member, purchase))
+
+
+def _admits_amount_and_limit(planned: PlannedCampaign, member: MemberCampaignState,
+                             purchase: PurchaseTerms) -> bool:
+    """The purchase's smallest amount and the member's limit."""
     if planned.min_amount_minor is not None and purchase.amount_minor < planned.min_amount_minor:
         return False
     return planned.per_member_max is None or member.uses.get(planned.id, 0) < planned.per_member_max
@@ -108,10 +109,43 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
     """Every campaign line of the purchase, in the program file's order.
 
     ``budgets_left`` has what each budgeted campaign's budget still holds; a
-    campaign with a budget and no entry has its whole ``budget_points``. The
-    lines matching each distinct item filter are summed once per purchase.
+    campaign with a budget and no entry has its whole ``budget_points``. Only
+    the campaigns whose store, channel and tier admit the purchase are looked
+    at (``CampaignPlan.candidates``), and the lines are summed for every item
+    filter in one pass (``CampaignPlan.filter_totals``), when a campaign with
+    one is reached; a plan built with ``indexed=False`` scans every running
+    campaign instead (``campaign_awards_scanning``, the previous design).
     """
-    awards = []
+    plan = program.campaign_plan
+    if not plan.indexed:
+        return campaign_awards_scanning(program, member, purchase, budgets_left)
+    awards: list[CampaignAward] = []
+    by_filter: dict[ItemFilter, LineTotals] | None = None
+    every_line: LineTotals | None = None
+    for planned in plan.candidates(purchase.occurred_at, purchase.store_id, purchase.channel,
+                                   member.tier):
+        if not _admits_amount_and_limit(planned, member, purchase):
+            continue
+        if planned.item_filter is None:
+            if every_line is None:
+                every_line = line_totals(None, purchase.items)
+            matched = every_line
+        else:
+            if by_filter is None:
+                by_filter = plan.filter_totals(purchase.items)
+            matched = by_filter.get(planned.item_filter)
+            if matched is None:
+                continue  # an item filter needs a matching line
+        _add_award(awards, planned, program, purchase, matched, budgets_left)
+    return awards
+
+
+def campaign_awards_scanning(program: Program, member: MemberCampaignState,
+                             purchase: PurchaseTerms,
+                             budgets_left: Mapping[str, int]) -> list[CampaignAward]:
+    """``campaign_awards`` by the previous design: every running campaign's filters checked,
+    each distinct item filter's lines summed on its own (same lines, same order)."""
+    awards: list[CampaignAward] = []
     totals: dict[ItemFilter | None, LineTotals] = {}
     for planned in program.campaign_plan.running_at(purchase.occurred_at):
         if not _admits(planned, member, purchase):
@@ -122,13 +156,20 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
             matched = totals[item_filter] = line_totals(item_filter, purchase.items)
         if item_filter is not None and not matched.lines:
             continue  # an item filter needs a matching line
-        left = None
-        if planned.budget_points is not None:
-            left = budgets_left.get(planned.id, planned.budget_points)
-        award = campaign_award(planned, program, purchase, matched, left)
-        if award is not None:
-            awards.append(award)
+        _add_award(awards, planned, program, purchase, matched, budgets_left)
     return awards
+
+
+def _add_award(awards: list[CampaignAward], planned: PlannedCampaign, program: Program,
+               purchase: PurchaseTerms, matched: LineTotals,
+               budgets_left: Mapping[str, int]) -> None:
+    """The campaign's line, when it gives something, appended to ``awards``."""
+    left = None
+    if planned.budget_points is not None:
+        left = budgets_left.get(planned.id, planned.budget_points)
+    award = campaign_award(planned, program, purchase, matched, left)
+    if award is not None:
+        awards.append(award)
 
 
 def budgeted_campaign_ids(program: Program, moments: list[datetime]) -> list[str]:

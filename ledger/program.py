@@ -92,11 +92,12 @@ class Program:
     dead_letter_days_max: int = DEAD_LETTER_DAYS_MAX_DEFAULT
     campaigns: tuple[Campaign, ...] = ()  # section 12, in file order
     source_text: str = field(default="", repr=False, compare=False)  # the file read (recorded per version)
+    campaign_index: bool = field(default=True, repr=False, compare=False)  # how, not what: see CampaignPlan
 
     @cached_property
     def campaign_plan(self) -> CampaignPlan:
         """The campaigns compiled for matching, built once per program (``ledger.campaign_plan``)."""
-        return CampaignPlan(self.campaigns)
+        return CampaignPlan(self.campaigns, indexed=self.campaign_index)
 
     @property
     def base_tier(self) -> Tier:

@@ -58,6 +58,8 @@ class LedgerSettings:
     follow_positions_reread_ms: int = 1_000  # an idle follower re-reads the read models' positions
     follow_rereads_positions: bool = False   # True: every cycle re-reads them (the previous design)
     member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query
+    campaign_index: bool = True              # a purchase looks only at campaigns for its store,
+                                             # channel and tier (False: scans all; CampaignPlan)
 
     secret_fields: ClassVar[tuple[str, ...]] = ()  # shown as ``***`` (the URL's password always)
 
@@ -100,7 +102,8 @@ class LedgerSettings:
 
     def ledger_env(self) -> dict[str, str]:
         """The settings ``LoyaltyLedger`` reads from its environment, as variables."""
-        names = ("program_file", "snapshot_interval_events", "member_keys_prefetch")
+        names = ("program_file", "snapshot_interval_events", "member_keys_prefetch",
+                 "campaign_index")
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in names
                 if getattr(self, name) is not None}
 

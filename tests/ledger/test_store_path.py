@@ -4,15 +4,10 @@ profile-bearing command, ``LOYALTY_MEMBER_KEYS_PREFETCH=off``) stores the same f
 
 from __future__ import annotations
 
-import itertools
-import types
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-import ledger.privacy as privacy
 from ledger.application import LoyaltyLedger
 from tests.support import builders as b
 from tests.support import member_builders as mb
+from tests.support.crypto import deterministic_crypto
 
 PREVIOUS_DESIGN = {"LOYALTY_MEMBER_KEYS_PREFETCH": "off"}
 FIRST_ROUND = [mb.enrolled("A", "2025-01-01T10:00:00Z", profile=mb.PROFILE),
@@ -57,23 +52,6 @@ def _rounds(ledger: LoyaltyLedger) -> list[int]:
     return reads
 
 
-def _deterministic_crypto(monkeypatch) -> None:
-    """Keys and nonces from a counter, so two ledgers seal byte for byte alike."""
-    counter = itertools.count()
-
-    class CountedAESGCM:
-        def __new__(cls, key: bytes) -> AESGCM:
-            return AESGCM(key)
-
-        @staticmethod
-        def generate_key(bit_length: int) -> bytes:
-            return next(counter).to_bytes(bit_length // 8, "big")
-
-    monkeypatch.setattr(privacy, "AESGCM", CountedAESGCM)
-    monkeypatch.setattr(privacy, "os", types.SimpleNamespace(
-        urandom=lambda size: next(counter).to_bytes(size, "big")))
-
-
 def _stored(ledger: LoyaltyLedger) -> list[tuple]:
     return [(n.originator_id, n.originator_version, n.topic, n.state)
             for n in ledger.recorder.select_notifications(start=1, limit=1_000)]
@@ -103,7 +81,7 @@ def test_the_previous_design_reads_a_key_per_profile_bearing_command(ledger_env)
 def test_both_designs_store_the_same_bytes(monkeypatch):
     stored = []
     for env in ({}, PREVIOUS_DESIGN):
-        _deterministic_crypto(monkeypatch)
+        deterministic_crypto(monkeypatch)
         ledger = LoyaltyLedger(env=env)
         _rounds(ledger)
         stored.append(_stored(ledger))
