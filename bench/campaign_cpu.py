@@ -19,7 +19,9 @@ caches, so the least is the best estimate on a shared box; the bench's
 evaluation micro-benchmark is "best of 5" likewise). Absolute figures still
 move with the box: compare sides of one run.
 
-``--previous-store-path`` adds the 20 campaigns once more with the ledger
+``--scan`` adds the realistic 20 campaigns once more with the previous design's
+scan of every running campaign (``SCAN_ENV``), the same-run A/B of the campaign
+index (``ledger/campaign_plan.py``). ``--previous-store-path`` adds the 20 campaigns once more with the ledger
 thread's previous store path (``PREVIOUS_STORE_PATH_ENV``: a key query per
 profile-bearing command), the same-run A/B of issue 21's store-path changes;
 ``ledger_wall_us_per_event`` is the ledger part's elapsed time (round trips
@@ -59,6 +61,8 @@ RELAY_BATCH_NOTIFICATIONS_MAX = 1_000
 TOPIC = "bench.campaign-cpu.events"
 PREVIOUS_STORE_PATH_SIDE = "dense-20-previous-store-path"
 PREVIOUS_STORE_PATH_ENV = {"LOYALTY_MEMBER_KEYS_PREFETCH": "off"}  # one key query per profile command
+SCAN_SIDE = "realistic-20-scan"
+SCAN_ENV = {"LOYALTY_CAMPAIGN_INDEX": "false"}  # every running campaign checked per purchase
 
 
 def inbound(lines: list[bytes]) -> list[InboundMessage]:
@@ -160,6 +164,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT)
     parser.add_argument("--program", action="append", type=Path, default=[],
                         help="one more side: a program file")
+    parser.add_argument("--scan", action="store_true",
+                        help="one more side: the realistic 20 campaigns with the previous "
+                             "design's scan of every running campaign (SCAN_ENV)")
     parser.add_argument("--previous-store-path", action="store_true",
                         help="one more side: the 20 campaigns with the ledger thread's previous "
                              "store path (PREVIOUS_STORE_PATH_ENV)")
@@ -173,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
                 "dense-20": campaign_program_text(), "aimed-20": targeted_campaign_program_text()}
     programs |= {path.stem: path.read_text() for path in args.program}
     designs = {label: {} for label in programs}
+    if args.scan:
+        programs[SCAN_SIDE] = programs["realistic-20"]
+        designs[SCAN_SIDE] = SCAN_ENV
     if args.previous_store_path:
         programs[PREVIOUS_STORE_PATH_SIDE] = programs["dense-20"]
         designs[PREVIOUS_STORE_PATH_SIDE] = PREVIOUS_STORE_PATH_ENV

@@ -396,17 +396,35 @@ class Bench:
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         without = self.worker_runs("campaigns-none", stream, HEADLINE_WORKERS)
-        self._campaigns_figure("campaigns.ingest", "campaigns-realistic-20", stream, program_file, without,
-                               "each aimed as a chain aims one (store group, channel, tier, product "
-                               "or SKU range, smallest basket, gift for N items), six with budgets")
+        indexed = self._campaigns_figure(
+            "campaigns.ingest", "campaigns-realistic-20", stream, program_file, without,
+            "each aimed as a chain aims one (store group, channel, tier, product or SKU range, "
+            "smallest basket, gift for N items), six with budgets")
+        self._campaign_index_figure(stream, program_file, indexed)
         self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream, dense_file, without,
                                "stress figure: the dense set (every purchase matches about 10 of them, "
                                "7 lines an event), half with budgets")
         if self.profile_dir:
             self._profile_campaigns(stream, program_file)
 
+    def _campaign_index_figure(self, stream: Stream, program_file: Path,
+                               indexed: list[WorkerRun]) -> None:
+        """The realistic set with the previous design's scan of every running campaign
+        (``LOYALTY_CAMPAIGN_INDEX=false``) beside the index, in this run."""
+        scanning = self.worker_runs("campaigns-realistic-20-scan", stream, HEADLINE_WORKERS,
+                                    program_file=str(program_file), campaign_index=False)
+        self.figures.append(Figure(
+            "campaigns.index", "ingest, realistic campaigns: index vs scan", "events/s",
+            f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
+            Measure("campaign index", [r.sustained_events_per_s for r in indexed]),
+            Measure("scan of every running campaign (previous design)",
+                    [r.sustained_events_per_s for r in scanning]),
+            notes="the realistic set's runs beside the same stream and program with "
+                  "LOYALTY_CAMPAIGN_INDEX=false, in this run",
+            extra=_worker_extra(indexed, scanning)))
+
     def _campaigns_figure(self, key: str, name: str, stream: Stream, program_file: Path,
-                          without: list[WorkerRun], what: str) -> None:
+                          without: list[WorkerRun], what: str) -> list[WorkerRun]:
         """One campaigns figure: ``program_file``'s 20 campaigns against ``without`` (none)."""
         with_campaigns = self.worker_runs(name, stream, HEADLINE_WORKERS, program_file=str(program_file))
         self.figures.append(Figure(
@@ -420,6 +438,7 @@ class Bench:
                   f"{HEADLINE_WORKERS} workers with {program_file.name}'s {BENCH_CAMPAIGNS} campaigns "
                   f"running ({what}) against the default program, in this run",
             extra=_worker_extra(with_campaigns, without)))
+        return with_campaigns
 
     def _profile_campaigns(self, stream: Stream, program_file: Path) -> None:
         """One profiled run with the campaigns and one without (not counted in the medians)."""
