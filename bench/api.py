@@ -92,9 +92,10 @@ class ApiRun:
 
 def measure(services: BenchServices, label: str, seconds: float, redemption_rate: int,
             purchase_rate: int, members: int, lookup_seconds: float, log_dir: Path,
-            read_before_wakeup: bool = False) -> ApiRun:
-    """One run; ``read_before_wakeup``: the API's previous design (``reply_read_before_wakeup``)."""
-    settings = services.settings(label, f"bench.{label}.events",
+            read_before_wakeup: bool = False, gc_tuned: bool = True) -> ApiRun:
+    """One run; ``read_before_wakeup``: the API's previous design (``reply_read_before_wakeup``);
+    ``gc_tuned`` False: every process keeps CPython's collector (issue 21's previous design)."""
+    settings = services.settings(label, f"bench.{label}.events", gc_tuned=gc_tuned,
                                  api_rate_requests_per_s=API_RATE_REQUESTS_PER_S,
                                  api_rate_burst_requests=API_RATE_REQUESTS_PER_S,
                                  api_read_threads=API_READ_THREADS,
@@ -105,7 +106,7 @@ def measure(services: BenchServices, label: str, seconds: float, redemption_rate
     ledger.close()
     run_logs = log_dir / label
     run_logs.mkdir(parents=True, exist_ok=True)
-    follower = _start_follower("batched", settings.database_url, run_logs / "follower.log")
+    follower = _start_follower("batched", settings.database_url, run_logs / "follower.log", gc_tuned)
     workers = start_workers(settings, API_WORKERS, run_logs)
     api = None
     try:

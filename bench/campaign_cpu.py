@@ -65,9 +65,10 @@ SCAN_SIDE = "realistic-20-scan"
 SCAN_ENV = {"LOYALTY_CAMPAIGN_INDEX": "false"}  # every running campaign checked per purchase
 
 
-def inbound(lines: list[bytes]) -> list[InboundMessage]:
-    """The lines as Kafka messages: partition by a hash of the member, offsets per partition."""
-    offsets = [0] * PARTITIONS
+def inbound(lines: list[bytes], first_offset: int = 0) -> list[InboundMessage]:
+    """The lines as Kafka messages: partition by a hash of the member, offsets per partition
+    (from ``first_offset``: a later slice of a stream gets offsets after an earlier one's)."""
+    offsets = [first_offset] * PARTITIONS
     made = []
     for line in lines:
         key = orjson.loads(line)["member_id"].encode()

@@ -106,15 +106,18 @@ class LatencyRun:
 
 
 def measure(services: BenchServices, label: str, follower: str, seconds: float, rate: int,
-            members: int, log_dir: Path, profile_dir: Path | None = None) -> LatencyRun:
+            members: int, log_dir: Path, profile_dir: Path | None = None,
+            gc_tuned: bool = True) -> LatencyRun:
+    """One run; ``gc_tuned`` False: every process keeps CPython's collector (the previous design)."""
     slug = label.lower()
-    settings = services.settings(label, f"bench.{slug}.events")
+    settings = services.settings(label, f"bench.{slug}.events", gc_tuned=gc_tuned)
     ledger = open_ledger(settings)  # the tables, before the processes race to create them
     env = eventsourcing_env_from_url(settings.database_url)
     open_read_models(env, program=ledger.program).close()
     run_logs = log_dir / label
     run_logs.mkdir(parents=True, exist_ok=True)
-    follower_process = _start_follower(follower, settings.database_url, run_logs / "follower.log")
+    follower_process = _start_follower(follower, settings.database_url, run_logs / "follower.log",
+                                       gc_tuned)
     workers = start_workers(settings, LATENCY_WORKERS, run_logs)
     profilers = {}
     try:
@@ -137,8 +140,10 @@ def measure(services: BenchServices, label: str, follower: str, seconds: float, 
     return run
 
 
-def _start_follower(kind: str, database_url: str, log_path: Path) -> subprocess.Popen:
+def _start_follower(kind: str, database_url: str, log_path: Path,
+                    gc_tuned: bool = True) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if key != "LOYALTY_METRICS_PORT"}
+    env["LOYALTY_GC_TUNED"] = str(gc_tuned)
     with open(log_path, "ab") as log_file:
         return subprocess.Popen([sys.executable, *FOLLOWERS[kind], database_url], env=env,
                                 cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,

@@ -64,6 +64,12 @@ BACKGROUND_SAMPLE_S = 3.0
 BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
 
 
+GC_DEFAULT_SIDE = "batched-gc-default"
+# latency sides: (follower, gc_tuned); the last is issue 21's previous design of the collector
+LATENCY_SIDES = {"batched": ("batched", True), "runner": ("runner", True),
+                 GC_DEFAULT_SIDE: ("batched", False)}
+
+
 def latency_key(rate: int, name: str, first_rate: int) -> str:
     """``latency.p99`` at the first rate (the key earlier results use), ``latency.p99@5000`` at others."""
     return f"latency.{name}" if rate == first_rate else f"latency.{name}@{rate}"
@@ -317,6 +323,12 @@ class Bench:
         self._warn_short_window(headline)
         self._relay_in_worker_figure(stream, headline, program)
         self._consumer_paths(stream, headline, program)
+        self._previous_design_figure(
+            stream, headline, "ingest.gc", f"ingest, sustained, {HEADLINE_WORKERS} workers, tuned collector",
+            "tuned collector (default)", "CPython's collector (previous design)",
+            "the ingest stream with every process's collector tuned (streams/gc_tuning.py) and "
+            "with CPython's defaults (gc_tuned=False), same stream, same run; the ratio is the figure",
+            label="ingest-gc-default", gc_tuned=False, **program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -518,14 +530,15 @@ class Bench:
 
     def _latency_at(self, rate: int, hops: dict[str, dict[str, float]] | None) -> None:
         sizes = self.sizes
-        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
+        runs: dict[str, list[latency.LatencyRun]] = {side: [] for side in LATENCY_SIDES}
         for number in range(1, sizes.runs + 1):
-            for follower, results in runs.items():
-                run = latency.measure(self.services, f"latency-{rate}-{follower}-r{number}", follower,
+            for side, results in runs.items():
+                follower, gc_tuned = LATENCY_SIDES[side]
+                run = latency.measure(self.services, f"latency-{rate}-{side}-r{number}", follower,
                                       sizes.latency_seconds, rate, sizes.latency_members,
-                                      self.work / "logs")
+                                      self.work / "logs", gc_tuned=gc_tuned)
                 results.append(run)
-                self.log(f"latency at {rate:,}/s ({follower} follower) run {number}/{sizes.runs}: "
+                self.log(f"latency at {rate:,}/s ({side}) run {number}/{sizes.runs}: "
                          f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms, "
                          f"max {run.percentile(100):,.0f} ms (to the ledger's commit: p50 "
                          f"{run.ledger_percentile(50):,.0f} ms, p99 {run.ledger_percentile(99):,.0f} ms), "
@@ -540,7 +553,10 @@ class Bench:
                      "offered_per_s": [r.offered_per_s for r in runs["batched"]],
                      "unseen": [r.unseen for r in runs["batched"]],
                      "baseline_unseen": [r.unseen for r in runs["runner"]],
-                     "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}
+                     "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]],
+                     "previous_design_gc_default_ms": [r.percentile(pct) for r in runs[GC_DEFAULT_SIDE]],
+                     "previous_design_gc_default_to_ledger_commit_ms": [
+                         r.ledger_percentile(pct) for r in runs[GC_DEFAULT_SIDE]]}
             if hops is not None:
                 extra["broker_hop_ms"] = hops
             self.figures.append(Figure(
@@ -557,12 +573,13 @@ class Bench:
 
     def api(self) -> None:
         sizes = self.sizes
-        runs, previous_runs = [], []
+        runs, previous_runs, gc_default_runs = [], [], []
 
-        def measure(label: str, read_before_wakeup: bool = False) -> api.ApiRun:
+        def measure(label: str, read_before_wakeup: bool = False, gc_tuned: bool = True) -> api.ApiRun:
             return api.measure(self.services, label, sizes.api_seconds, sizes.api_redemption_rate,
                                sizes.api_purchase_rate, sizes.api_members, sizes.api_lookup_seconds,
-                               self.work / "logs", read_before_wakeup=read_before_wakeup)
+                               self.work / "logs", read_before_wakeup=read_before_wakeup,
+                               gc_tuned=gc_tuned)
 
         for number in range(1, sizes.runs + 1):
             run = measure(f"api-r{number}")
@@ -582,7 +599,13 @@ class Bench:
                      f"trip p50 {latency.percentile(previous.round_trip_ms, 50):,.0f} ms, p99 "
                      f"{latency.percentile(previous.round_trip_ms, 99):,.0f} ms; stages (ms): "
                      f"{api.stage_summary(previous.stages_ms)}")
-        self.figures.extend(_api_figures(sizes, runs, previous_runs))
+            gc_default = measure(f"api-gc-r{number}", gc_tuned=False)
+            gc_default_runs.append(gc_default)
+            self.log(f"api run {number}/{sizes.runs}, CPython's collector (gc_tuned false): round "
+                     f"trip p50 {latency.percentile(gc_default.round_trip_ms, 50):,.0f} ms, p99 "
+                     f"{latency.percentile(gc_default.round_trip_ms, 99):,.0f} ms; lookups p99 "
+                     f"{latency.percentile(gc_default.lookup_ms, 99):,.1f} ms")
+        self.figures.extend(_api_figures(sizes, runs, previous_runs, gc_default_runs))
 
     def store(self) -> None:
         """The event store's write ceiling, PostgreSQL alone (``bench/store_ceiling.py``)."""
@@ -613,7 +636,8 @@ class Bench:
             notes=notes, extra={"rss_curve_events_mb": results[large][0].rss_curve}))
 
 
-def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun]) -> list[Figure]:
+def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun],
+                 gc_default: list[api.ApiRun]) -> list[Figure]:
     """Issue 15's figures: the redemption round trip against produce-and-poll, lookups
     against ``/healthz``."""
     size = (f"{sizes.api_redemption_rate}/s for {sizes.api_seconds:g} s, while "
@@ -625,7 +649,12 @@ def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun
     extra = {"not_200": [r.not_200 for r in runs], "baseline_unseen": [r.unseen for r in runs],
              "background_purchases_per_s": [r.purchases_per_s for r in runs],
              "previous_design_read_before_wakeup_ms": {
-                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in previous] for pct in (50, 99)}}
+                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in previous] for pct in (50, 99)},
+             "previous_design_gc_default_ms": {
+                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in gc_default]
+                 for pct in (50, 99)},
+             "previous_design_gc_default_lookup_p99_ms": [latency.percentile(r.lookup_ms, 99)
+                                                          for r in gc_default]}
     figures = [Figure(
         f"api.redemption_{name}", f"API redemption round trip {name}", "ms", size,
         Measure("HTTP round trip", [latency.percentile(r.round_trip_ms, pct) for r in runs]),

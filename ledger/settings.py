@@ -60,6 +60,10 @@ class LedgerSettings:
     member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query
     campaign_index: bool = True              # a purchase looks only at campaigns for its store,
                                              # channel and tier (False: scans all; CampaignPlan)
+    gc_tuned: bool = True                    # long-running processes freeze start-up objects and
+                                             # run full collections on a timer (streams/gc_tuning.py)
+    gc_young_objects: int = 10_000           # allocations between young collections (CPython: 700)
+    gc_full_interval_s: int = 300            # a full collection this often (tuned only)
 
     secret_fields: ClassVar[tuple[str, ...]] = ()  # shown as ``***`` (the URL's password always)
 

@@ -51,6 +51,7 @@ from ledger.program_versions import ProgramVersionRefused
 from streams.batches import DatabaseOutage, DatabaseUnavailable, InboundMessage, PartitionBatchApplier
 from streams.direct_consumer import direct_service, lean_boot
 from streams.faust_transport import LedgerApp
+from streams.gc_tuning import tune_gc
 from streams.kafka_security import faust_broker_options
 from streams.metrics import LedgerMetrics, default_metrics, start_http
 from streams.outbox import KafkaSender, OutboxRelay
@@ -336,6 +337,7 @@ def run_relay(settings: Settings) -> None:
     outage = DatabaseOutage(settings, "outbox relay", fatal.stopping)
     healthy = lambda: fatal.status is None  # noqa: E731 - a health callback
     server = start_http(settings.metrics_port, health=healthy) if settings.metrics_port else None
+    tune_gc(settings)
     try:
         relay_until_stopped(relay, fatal.stopping, outage, fatal)
     except KeyboardInterrupt:  # SIGTERM too (the CLI turns it into Ctrl-C): a clean stop
@@ -389,6 +391,7 @@ def run_worker(settings: Settings, relay: bool = False, loglevel: str = "WARNING
     watch_topic_identity(guard, fatal, settings.topic_identity_check_interval_ms)
     server = start_http(settings.metrics_port, health=health) if settings.metrics_port else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    tune_gc(settings)
     try:
         worker.execute_from_commandline()
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uvicorn
 
 from streams.api.app import create_app
+from streams.gc_tuning import tune_gc
 from streams.settings import Settings
 
 LOG_LEVEL = "warning"
@@ -22,4 +23,6 @@ def uvicorn_config(settings: Settings, log_level: str = LOG_LEVEL) -> uvicorn.Co
 
 def run_api(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM."""
-    uvicorn.Server(uvicorn_config(settings)).run()
+    config = uvicorn_config(settings)
+    tune_gc(settings)
+    uvicorn.Server(config).run()

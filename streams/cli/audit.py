@@ -37,6 +37,7 @@ from projections.split_replay import (REPLAY_PROCESSES_DEFAULT, REPLAY_PROCESSES
 from projections.verify import VerifyReport, verify
 from projections.year_end import year_closed_events
 from streams.cli.options import plain_console, positive_int
+from streams.gc_tuning import tune_gc
 from streams.metrics import default_metrics, start_http
 
 DATABASE_URL_ENV = "LOYALTY_DATABASE_URL"
@@ -189,6 +190,7 @@ def follow(ledger: LoyaltyLedger, models: ReadModels, names: list[str],
         with ExitStack() as stack:
             record_lag = _serve_health(stack, settings)
             print(f"following {', '.join(names)} live (Ctrl-C stops)", file=sys.stderr)
+            tune_gc(settings)
             follower.follow(ledger, models, settings, record_lag)
     except KeyboardInterrupt:
         return EXIT_OK

@@ -52,4 +52,7 @@ def test_quick_api_benchmark_writes_its_figures_with_their_baselines(tmp_path):
     assert [type(value) for value in extra["baseline_unseen"] + extra["not_200"]] == [int, int]
     previous = extra["previous_design_read_before_wakeup_ms"]  # the same run, reply_read_before_wakeup
     assert previous["p50"][0] > 0 and previous["p99"][0] >= previous["p50"][0]
+    gc_default = extra["previous_design_gc_default_ms"]  # the same run, gc_tuned false
+    assert gc_default["p50"][0] > 0 and gc_default["p99"][0] >= gc_default["p50"][0]
+    assert extra["previous_design_gc_default_lookup_p99_ms"][0] > 0
     assert processes_marked(mark) == []

@@ -31,7 +31,7 @@ FIGURES = {
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay", "replay.split",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
     "campaigns.ingest", "campaigns.dense_ingest", "ingest.cpu_per_event", "ingest.relay_in_worker",
-    "ingest.consumer_path",
+    "ingest.consumer_path", "ingest.gc", "campaigns.index",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest",
            "campaigns.dense_ingest"}
@@ -64,6 +64,10 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
 
     # issue 21: the default consumer path beside the previous design, same run
     assert figures["ingest.consumer_path"]["baseline"]["what"] == "faust consumer path (previous design)"
+    # ... and the collector's, in ingest and latency; issue 17: the campaign index beside the scan
+    assert figures["ingest.gc"]["baseline"]["what"] == "CPython's collector (previous design)"
+    assert all(value > 0 for value in figures["latency.p99"]["extra"]["previous_design_gc_default_ms"])
+    assert figures["campaigns.index"]["baseline"]["what"].endswith("(previous design)")
     # CPU per event by part (issue 21): each of the worker's named threads was seen working,
     # the relay in its own process; in the previous design's runs, in worker-0's relay thread.
     # The direct consumer path consumes on the event loop: faust's consumer thread only works
