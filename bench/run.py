@@ -499,7 +499,7 @@ class Bench:
 
     def _latency_at(self, rate: int, hops: dict[str, dict[str, float]] | None) -> None:
         sizes = self.sizes
-        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "runner": []}
+        runs: dict[str, list[latency.LatencyRun]] = {"batched": [], "batched-previous": [], "runner": []}
         for number in range(1, sizes.runs + 1):
             for follower, results in runs.items():
                 run = latency.measure(self.services, f"latency-{rate}-{follower}-r{number}", follower,
@@ -521,7 +521,8 @@ class Bench:
                      "offered_per_s": [r.offered_per_s for r in runs["batched"]],
                      "unseen": [r.unseen for r in runs["batched"]],
                      "baseline_unseen": [r.unseen for r in runs["runner"]],
-                     "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]]}
+                     "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]],
+                     **_previous_follower_extra(runs["batched-previous"], pct)}
             if hops is not None:
                 extra["broker_hop_ms"] = hops
             self.figures.append(Figure(
@@ -533,7 +534,9 @@ class Bench:
                 notes=f"produce time to the balances row showing the purchase, {sizes.latency_members:,} "
                       f"members, {latency.LATENCY_WORKERS} workers, polled every "
                       f"{latency.POLL_INTERVAL_MS} ms; follower `loyalty replay --resume --follow`, "
-                      f"baseline eventsourcing's ProjectionRunner per read model",
+                      f"baseline eventsourcing's ProjectionRunner per read model; "
+                      f"extra.previous_design_follower_*: the same follower with "
+                      f"read_models_combine_statements=false and follow_synchronous_commit=true",
                 extra=extra))
 
     def api(self) -> None:
@@ -592,6 +595,14 @@ class Bench:
             Target(f"<= {MEMORY_TARGET_TIMES_SMALLER}× baseline",
                    lambda v, b: v <= MEMORY_TARGET_TIMES_SMALLER * b),
             notes=notes, extra={"rss_curve_events_mb": results[large][0].rss_curve}))
+
+
+def _previous_follower_extra(previous: list[latency.LatencyRun], pct: int) -> dict[str, list]:
+    """The batched follower's previous design (issue 21: one statement per lock, read, write
+    and position, synchronous commits), measured in the same run."""
+    return {"previous_design_follower_ms": [r.percentile(pct) for r in previous],
+            "previous_design_follower_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in previous],
+            "previous_design_follower_unseen": [r.unseen for r in previous]}
 
 
 def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun]) -> list[Figure]:
