@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import Tracking
@@ -88,10 +89,11 @@ class ReadModelRecorder(PostgresTrackingRecorder):
         of one read model (a live runner and a catch-up, say) take turns, and
         each reads the rows as they stand at the position it sees.
         """
-        row = cursor.execute(self.lock_position_statement(), (APPLICATION_NAME,)).fetchone()
+        row = cursor.execute(self.lock_position_statement, (APPLICATION_NAME,)).fetchone()
         assert row is not None, f"no position row in {self.tracking_table_name}"
         return row["notification_id"]
 
+    @cached_property
     def lock_position_statement(self) -> Composed:
         """``lock_position``'s query (one parameter: the application's name)."""
         return SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s "
@@ -105,12 +107,15 @@ class ReadModelRecorder(PostgresTrackingRecorder):
         """``track`` as a statement for the caller to send with others: it returns the new
         position, or no row if ``tracking`` is not past the position (single-row tracking,
         whose position row always exists)."""
-        assert self.datastore.single_row_tracking, self.tracking_table_name
-        statement = SQL("UPDATE {}.{} SET notification_id = %s WHERE application_name = %s "
-                        "AND notification_id < %s RETURNING notification_id").format(
-            Identifier(self.schema), Identifier(self.tracking_table_name))
         position = tracking.notification_id
-        return statement, (position, tracking.application_name, position)
+        return self._track_statement, (position, tracking.application_name, position)
+
+    @cached_property
+    def _track_statement(self) -> Composed:
+        assert self.datastore.single_row_tracking, self.tracking_table_name
+        return SQL("UPDATE {}.{} SET notification_id = %s WHERE application_name = %s "
+                   "AND notification_id < %s RETURNING notification_id").format(
+            Identifier(self.schema), Identifier(self.tracking_table_name))
 
     def reset(self) -> None:
         """Drop the tables and set the position to 0, then create empty tables: one transaction."""
