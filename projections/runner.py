@@ -16,6 +16,13 @@
   read and upserted batch by batch, as the live follower needs. Either way a
   transaction's rows and its position commit together, so a crash resumes
   after the last commit.
+- A transaction takes three round trips (``projections.combined``): one
+  statement for its settings and every position lock, one pipeline of
+  reads per chunk, one statement for every write and position;
+  ``ReadModels.combines_statements`` (``read_models_combine_statements``,
+  from the environment) False restores one statement each. ``catch_up``'s
+  ``synchronous_commit=False`` (the live follower's default) commits
+  without waiting for the WAL flush.
 - ``replay`` drops the named read models (all by default) and catches them
   up from the first notification, with a rich progress bar; ``resume`` is
   the same without the drop (a restart picks up where the last run stopped).
