@@ -4,6 +4,10 @@ One run: a fresh database and topics, ``LATENCY_WORKERS`` worker processes
 (product settings) and a follower process keeping the read models live:
 
 - figure: ``loyalty replay --resume --follow`` (the batched follower);
+- previous design (issue 21): the same follower with every statement of its
+  transactions sent alone and synchronous commits
+  (``LOYALTY_READ_MODELS_COMBINE_STATEMENTS=false``,
+  ``LOYALTY_FOLLOW_SYNCHRONOUS_COMMIT=true``), in the same run;
 - baseline: ``python -m bench.live_runners`` (eventsourcing's
   ``ProjectionRunner`` per read model, one transaction per fact).
 
@@ -77,6 +81,11 @@ FOLLOWERS = {
                 "--database-url"],
     "runner": ["-m", "bench.live_runners"],
 }
+FOLLOWERS["batched-previous"] = FOLLOWERS["batched"]
+FOLLOWER_ENV = {  # what a follower kind sets on top of the bench's environment
+    "batched-previous": {"LOYALTY_READ_MODELS_COMBINE_STATEMENTS": "false",
+                         "LOYALTY_FOLLOW_SYNCHRONOUS_COMMIT": "true"},
+}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -144,6 +153,7 @@ def _start_follower(kind: str, database_url: str, log_path: Path,
                     gc_tuned: bool = True) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if key != "LOYALTY_METRICS_PORT"}
     env["LOYALTY_GC_TUNED"] = str(gc_tuned)
+    env.update(FOLLOWER_ENV.get(kind, {}))
     with open(log_path, "ab") as log_file:
         return subprocess.Popen([sys.executable, *FOLLOWERS[kind], database_url], env=env,
                                 cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,

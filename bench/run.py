@@ -65,9 +65,10 @@ BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figu
 
 
 GC_DEFAULT_SIDE = "batched-gc-default"
-# latency sides: (follower, gc_tuned); the last is issue 21's previous design of the collector
-LATENCY_SIDES = {"batched": ("batched", True), "runner": ("runner", True),
-                 GC_DEFAULT_SIDE: ("batched", False)}
+# latency sides: (follower kind, gc_tuned); batched-previous is the follower's previous design
+# (bench/latency.py FOLLOWER_ENV), the last CPython's collector (issue 21's previous designs)
+LATENCY_SIDES = {"batched": ("batched", True), "batched-previous": ("batched-previous", True),
+                 "runner": ("runner", True), GC_DEFAULT_SIDE: ("batched", False)}
 
 
 def latency_key(rate: int, name: str, first_rate: int) -> str:
@@ -556,7 +557,8 @@ class Bench:
                      "baseline_offered_per_s": [r.offered_per_s for r in runs["runner"]],
                      "previous_design_gc_default_ms": [r.percentile(pct) for r in runs[GC_DEFAULT_SIDE]],
                      "previous_design_gc_default_to_ledger_commit_ms": [
-                         r.ledger_percentile(pct) for r in runs[GC_DEFAULT_SIDE]]}
+                         r.ledger_percentile(pct) for r in runs[GC_DEFAULT_SIDE]],
+                     **_previous_follower_extra(runs["batched-previous"], pct)}
             if hops is not None:
                 extra["broker_hop_ms"] = hops
             self.figures.append(Figure(
@@ -568,7 +570,9 @@ class Bench:
                 notes=f"produce time to the balances row showing the purchase, {sizes.latency_members:,} "
                       f"members, {latency.LATENCY_WORKERS} workers, polled every "
                       f"{latency.POLL_INTERVAL_MS} ms; follower `loyalty replay --resume --follow`, "
-                      f"baseline eventsourcing's ProjectionRunner per read model",
+                      f"baseline eventsourcing's ProjectionRunner per read model; "
+                      f"extra.previous_design_follower_*: the same follower with "
+                      f"read_models_combine_statements=false and follow_synchronous_commit=true",
                 extra=extra))
 
     def api(self) -> None:
@@ -634,6 +638,14 @@ class Bench:
             Target(f"<= {MEMORY_TARGET_TIMES_SMALLER}× baseline",
                    lambda v, b: v <= MEMORY_TARGET_TIMES_SMALLER * b),
             notes=notes, extra={"rss_curve_events_mb": results[large][0].rss_curve}))
+
+
+def _previous_follower_extra(previous: list[latency.LatencyRun], pct: int) -> dict[str, list]:
+    """The batched follower's previous design (issue 21: one statement per lock, read, write
+    and position, synchronous commits), measured in the same run."""
+    return {"previous_design_follower_ms": [r.percentile(pct) for r in previous],
+            "previous_design_follower_to_ledger_commit_ms": [r.ledger_percentile(pct) for r in previous],
+            "previous_design_follower_unseen": [r.unseen for r in previous]}
 
 
 def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun],

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import Tracking
@@ -36,16 +37,17 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from psycopg import Cursor
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.application import LoyaltyLedger
 from ledger.calendar import UTC, year_of
 from ledger.domain import FACT_TYPES
 from ledger.program import Program
 from ledger.settings import LedgerSettings
-from projections.rows import Row, RowBatch, Table
+from projections.rows import Row, RowBatch, Statement, Table
 
 APPLICATION_NAME = LoyaltyLedger.name  # tracking records name the followed application
+Handler = Callable[[Any, RowBatch], None]
 
 
 class ReadModelRecorder(PostgresTrackingRecorder):
@@ -87,16 +89,33 @@ class ReadModelRecorder(PostgresTrackingRecorder):
         of one read model (a live runner and a catch-up, say) take turns, and
         each reads the rows as they stand at the position it sees.
         """
-        statement = SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s "
-                        "FOR UPDATE").format(Identifier(self.schema),
-                                             Identifier(self.tracking_table_name))
-        row = cursor.execute(statement, (APPLICATION_NAME,)).fetchone()
+        row = cursor.execute(self.lock_position_statement, (APPLICATION_NAME,)).fetchone()
         assert row is not None, f"no position row in {self.tracking_table_name}"
         return row["notification_id"]
+
+    @cached_property
+    def lock_position_statement(self) -> Composed:
+        """``lock_position``'s query (one parameter: the application's name)."""
+        return SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s "
+                   "FOR UPDATE").format(Identifier(self.schema), Identifier(self.tracking_table_name))
 
     def track(self, cursor: Cursor, tracking: Tracking) -> None:
         """Record ``tracking`` in the caller's transaction (raises if not past the position)."""
         self._insert_tracking(cursor, tracking)
+
+    def track_statement(self, tracking: Tracking) -> Statement:
+        """``track`` as a statement for the caller to send with others: it returns the new
+        position, or no row if ``tracking`` is not past the position (single-row tracking,
+        whose position row always exists)."""
+        position = tracking.notification_id
+        return self._track_statement, (position, tracking.application_name, position)
+
+    @cached_property
+    def _track_statement(self) -> Composed:
+        assert self.datastore.single_row_tracking, self.tracking_table_name
+        return SQL("UPDATE {}.{} SET notification_id = %s WHERE application_name = %s "
+                   "AND notification_id < %s RETURNING notification_id").format(
+            Identifier(self.schema), Identifier(self.tracking_table_name))
 
     def reset(self) -> None:
         """Drop the tables and set the position to 0, then create empty tables: one transaction."""
@@ -199,16 +218,27 @@ class ReadModelProjection(Projection[ReadModelRecorder]):
 
     def apply(self, facts: Iterable[Any], rows: RowBatch) -> None:
         """Apply ``facts`` to ``rows`` in memory, reading first what they need (not written)."""
+        self.handle(self.read_ahead(facts, rows), rows)
+
+    def read_ahead(self, facts: Iterable[Any], rows: RowBatch) -> list[tuple[Any, Handler]]:
+        """Read (or, with ``rows.queue``, queue) the rows ``facts`` need; the facts this
+        projection handles, with their handlers, for ``handle``."""
         handlers = self.handlers()
         handled = [(fact, handler) for fact in facts if (handler := handlers.get(type(fact)))]
         if not rows.complete:
             rows.prefetch({fact.member_id for fact, _ in handled})
-            for table, keys in self.keys_to_read(fact for fact, _ in handled).items():
-                rows.prefetch_keys(table, keys)
+            facts_handled = [fact for fact, _ in handled]
+            keys = (self.keys_to_read if rows.queue is None else self.keys_read_ahead)(facts_handled)
+            for table, table_keys in keys.items():
+                rows.prefetch_keys(table, table_keys)
+        return handled
+
+    @staticmethod
+    def handle(handled: list[tuple[Any, Handler]], rows: RowBatch) -> None:
         for fact, handler in handled:
             handler(fact, rows)
 
-    def handlers(self) -> dict[type, Callable[[Any, RowBatch], None]]:
+    def handlers(self) -> dict[type, Handler]:
         """Each handled fact class and its handler (looked up now: tests may patch one)."""
         found = {fact_class: getattr(self, name, None) for name, fact_class in FACT_TYPES.items()}
         return {fact_class: handler for fact_class, handler in found.items() if callable(handler)}
@@ -216,6 +246,11 @@ class ReadModelProjection(Projection[ReadModelRecorder]):
     def keys_to_read(self, facts: Iterable[Any]) -> dict[Table, set[tuple]]:
         """Rows outside the members' prefetch that the batch will read, read in one query."""
         return {}
+
+    def keys_read_ahead(self, facts: Sequence[Any]) -> dict[Table, set[tuple]]:
+        """``keys_to_read`` when the reads are queued together (issue 21's fewer round trips):
+        a projection may add rows it would otherwise read one by one on first use."""
+        return self.keys_to_read(facts)
 
 
 def utc_year(moment: datetime) -> int:

@@ -50,7 +50,8 @@ def follow(ledger: LoyaltyLedger, models: ReadModels, settings: LedgerSettings,
         if head > min(positions.values(), default=head):
             try:
                 positions = catch_up(ledger, models, stop=head, positions=positions,
-                                     batch_notifications_max=settings.follow_batch_notifications_max
+                                     batch_notifications_max=settings.follow_batch_notifications_max,
+                                     synchronous_commit=settings.follow_synchronous_commit
                                      ).positions
             except ReadModelsMovedBack as moved:
                 LOG.warning("read models were reset while following (%s); catching up again", moved)

@@ -28,9 +28,11 @@ tables into rows. Every table holds integers and ``YYYY-MM`` months (UTC):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ledger.domain import LoyaltyAccount
 from projections.base import ReadModelProjection, ReadModelRecorder, existing_row
 from projections.kpi_definitions import BASIS_POINTS, nps_band
 from projections.rows import Row, RowBatch, Table
@@ -90,6 +92,19 @@ class KpisRecorder(ReadModelRecorder):
 class KpisProjection(ReadModelProjection):
     name = "kpis"
     view_class = KpisRecorder
+
+    def keys_read_ahead(self, facts: Sequence[Any]) -> dict[Table, set[tuple]]:
+        """The counters of the facts' own months, read with the members' rows instead of one
+        by one on first use: ``kpi_points``, ``kpi_checks`` of a purchase's month for every
+        tier of its program, ``kpi_nps``. A month a handler finds elsewhere (a lot's expiry
+        month, a referral's purchase) is still read on first use."""
+        months = {(month_of(fact.occurred_at),) for fact in facts if hasattr(fact, "occurred_at")}
+        purchases = [fact for fact in facts if isinstance(fact, LoyaltyAccount.PointsEarned)]
+        checks = {(month_of(fact.occurred_at), tier.name)
+                  for fact in purchases for tier in self.rules_of(fact).tiers}
+        answers = {(month_of(fact.occurred_at),) for fact in facts
+                   if isinstance(fact, LoyaltyAccount.NpsRecorded)}
+        return {KPI_POINTS: months, KPI_CHECKS: checks, KPI_NPS: answers}
 
     # ----------------------------------------------------------- members
 

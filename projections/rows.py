@@ -20,11 +20,20 @@ SQL text.
   (each written at the commit), so it knows which changed rows are stored:
   ``write`` deletes those, then sends every changed row with one binary
   ``COPY`` per table (no upsert, no ``ON CONFLICT``).
+
+Fewer round trips (``read_models_combine_statements``, issue 21): with a
+``ReadQueue`` as its ``queue``, a batch's prefetches are queued instead of
+run, so one queue sends the reads of every read model of a transaction
+together (psycopg's pipeline mode: one round trip), and
+``write_statements`` hands the upserts and deletes to the caller, which
+sends them with the other read models' in one statement
+(``projections.combined``). The statements and their rows are the same
+either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from operator import itemgetter
@@ -36,6 +45,12 @@ from psycopg.sql import SQL, Composed, Identifier
 Key = tuple[Any, ...]
 Row = dict[str, Any]
 UNKNOWN: Any = object()  # not in memory (None: known to have no row)
+Statement = tuple[Composed, Sequence[Any]]  # a statement and its parameters
+# psycopg 3.3.9's pipeline mode hangs on a query whose parameters pass about 1 MB (README,
+# "Honest limits"): reads whose parameters are larger together run one by one instead.
+PIPELINE_PARAMS_BYTES_MAX = 262_144
+RENDERED_STATEMENTS_MAX = 4_096  # statement texts ``rendered`` keeps; emptied when full
+_rendered: dict[int, tuple[Composed, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,7 @@ class RowBatch:
 
     def __init__(self, tables: Iterable[Table], schema: str, *, complete: bool = False) -> None:
         self.cursor: Cursor | None = None  # the current transaction's, set by the caller
+        self.queue: ReadQueue | None = None  # set: prefetches wait there (``ReadQueue.run``)
         self.schema = schema
         self.complete = complete
         self._tables = {table.name: TableRows(table) for table in tables}
@@ -177,8 +193,7 @@ class RowBatch:
         self._members.update(wanted)
         for held in self._tables.values():
             if held.table.member_scoped:
-                statement = held.table.select_members_statement(self.schema)
-                self._remember(held, self.cursor.execute(statement, (wanted,)).fetchall())
+                self._fetch(held, held.table.select_members_statement(self.schema), (wanted,))
 
     def prefetch_keys(self, table: Table, keys: set[Key]) -> None:
         """Read the rows with ``keys`` (one query); keys without a row are remembered as absent."""
@@ -189,8 +204,14 @@ class RowBatch:
         if not wanted:
             return
         held.rows.update(dict.fromkeys(wanted))
-        statement = table.select_keys_statement(self.schema)
-        self._remember(held, self.cursor.execute(statement, list(map(list, zip(*wanted)))))
+        self._fetch(held, table.select_keys_statement(self.schema), list(map(list, zip(*wanted))))
+
+    def _fetch(self, held: TableRows, statement: Composed, params: Sequence[Any]) -> None:
+        """Read rows into ``held`` now, or when the queue runs."""
+        if self.queue is None:
+            self._remember(held, self.cursor.execute(statement, params).fetchall())
+        else:
+            self.queue.add(statement, params, lambda fetched: self._remember(held, fetched))
 
     def get(self, table: Table, key: Key) -> Row | None:
         """The row with ``key`` (None if there is none), read at most once per transaction."""
@@ -225,22 +246,39 @@ class RowBatch:
 
     def write(self) -> None:
         """Store every changed row in the current transaction."""
+        if not self.complete:
+            for statement, params in self.write_statements():
+                self.cursor.execute(statement, params)
+            return
         for held in self._tables.values():
             if held.dirty:
-                (self._copy if self.complete else self._upsert)(held)
+                self._copy(held)
                 held.dirty.clear()
 
-    def _upsert(self, held: TableRows) -> None:
+    def write_statements(self) -> list[Statement]:
+        """The upserts and deletes that store every changed row (not complete), for the caller
+        to run; the rows count as written."""
+        assert not self.complete, "a complete batch writes with COPY"
+        statements = []
+        for held in self._tables.values():
+            if held.dirty:
+                statements.extend(self._upsert_statements(held))
+                held.dirty.clear()
+        return statements
+
+    def _upsert_statements(self, held: TableRows) -> list[Statement]:
         """One upsert and one delete statement."""
         table, rows = held.table, held.rows
         ordered = sorted(held.dirty, key=repr)
         changed = [rows[key] for key in ordered if rows[key] is not None]
         gone = [key for key in ordered if rows[key] is None]
+        statements = []
         if changed:
             columns = [[row[column] for row in changed] for column in table.column_names]
-            self.cursor.execute(table.upsert_statement(self.schema), columns)
+            statements.append((table.upsert_statement(self.schema), columns))
         if gone:
-            self.cursor.execute(table.delete_statement(self.schema), list(map(list, zip(*gone))))
+            statements.append((table.delete_statement(self.schema), list(map(list, zip(*gone)))))
+        return statements
 
     def _copy(self, held: TableRows) -> None:
         """Delete the stored rows among the changed ones, then COPY every changed row."""
@@ -272,3 +310,52 @@ class RowBatch:
 
     def _read(self, table: Table, key: Key) -> Row | None:
         return self.cursor.execute(table.select_key_statement(self.schema), key).fetchone()
+
+
+class ReadQueue:
+    """Reads of several ``RowBatch``es of one transaction, sent together by ``run``."""
+
+    def __init__(self, cursor: Cursor, params_bytes_max: int | None = None) -> None:
+        self.cursor = cursor
+        self.params_bytes_max = PIPELINE_PARAMS_BYTES_MAX if params_bytes_max is None else params_bytes_max
+        self.queued: list[tuple[Composed, Sequence[Any], Callable[[list[Row]], None]]] = []
+
+    def add(self, statement: Composed, params: Sequence[Any],
+            on_rows: Callable[[list[Row]], None]) -> None:
+        self.queued.append((statement, params, on_rows))
+
+    def run(self) -> None:
+        """Run the queued reads and hand each its rows: in one pipeline (one round trip) when
+        there are several and their parameters are small enough, else one by one."""
+        queued, self.queued = self.queued, []
+        if len(queued) < 2 or _params_bytes(queued) > self.params_bytes_max:
+            for statement, params, on_rows in queued:
+                on_rows(self.cursor.execute(rendered(statement), params).fetchall())
+            return
+        connection = self.cursor.connection
+        cursors = [connection.cursor() for _ in queued]
+        with connection.pipeline():
+            for cursor, (statement, params, _) in zip(cursors, queued):
+                cursor.execute(rendered(statement), params)
+        for cursor, (_, _, on_rows) in zip(cursors, queued):
+            with cursor:
+                on_rows(cursor.fetchall())
+
+
+def _params_bytes(queued: list[tuple[Composed, Sequence[Any], Any]]) -> int:
+    """About the size of the queued reads' parameters (arrays of keys: texts count their
+    length, anything else 8 bytes)."""
+    return sum(len(value) if isinstance(value, str) else 8
+               for _, params, _ in queued for array in params for value in array)
+
+
+def rendered(statement: Composed) -> str:
+    """The text of a long-lived ``statement`` (a cached one), rendered once: psycopg renders a
+    ``Composed`` again at every execute (every identifier quoted anew), a third of a live
+    transaction's CPU in a profile, where a text is converted once and then cached by psycopg."""
+    held = _rendered.get(id(statement))
+    if held is None or held[0] is not statement:
+        if len(_rendered) >= RENDERED_STATEMENTS_MAX:
+            _rendered.clear()
+        held = _rendered[id(statement)] = (statement, statement.as_string())
+    return held[1]

@@ -16,6 +16,13 @@
   read and upserted batch by batch, as the live follower needs. Either way a
   transaction's rows and its position commit together, so a crash resumes
   after the last commit.
+- A transaction takes three round trips (``projections.combined``): one
+  statement for its settings and every position lock, one pipeline of
+  reads per chunk, one statement for every write and position;
+  ``ReadModels.combines_statements`` (``read_models_combine_statements``,
+  from the environment) False restores one statement each. ``catch_up``'s
+  ``synchronous_commit=False`` (the live follower's default) commits
+  without waiting for the WAL flush.
 - ``replay`` drops the named read models (all by default) and catches them
   up from the first notification, with a rich progress bar; ``resume`` is
   the same without the drop (a restart picks up where the last run stopped).
@@ -61,7 +68,8 @@ from projections.balances import BalancesProjection
 from projections.campaigns import CampaignsProjection
 from projections.base import APPLICATION_NAME, ReadModelProjection
 from projections.kpis import KpisProjection
-from projections.rows import RowBatch
+from projections import combined
+from projections.rows import ReadQueue, RowBatch
 from projections.tiers import TiersProjection
 
 # notifications per transaction, live catch-up (``LOYALTY_FOLLOW_BATCH_NOTIFICATIONS_MAX``)
@@ -74,7 +82,9 @@ CACHE_ROWS_MAX = 2_000_000  # rows a rebuilt read model keeps in memory between 
 # A window's transaction is idle while the facts are applied in memory (a whole window when
 # rebuilding): this replaces eventsourcing's idle-in-transaction timeout (5 s) for it only.
 WINDOW_IDLE_TIMEOUT_S = 600  # a window of 500k facts at 1,000 facts/s
-IDLE_TIMEOUT_STATEMENT = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
+SET_LOCAL_STATEMENT = "SELECT set_config(%s, %s, true)"  # SET LOCAL, with parameters
+IDLE_TIMEOUT_SETTING = "idle_in_transaction_session_timeout"
+SYNCHRONOUS_COMMIT_SETTING = "synchronous_commit"
 READ_MODELS: dict[str, type[ReadModelProjection]] = {
     "balances": BalancesProjection,
     "tiers": TiersProjection,
@@ -100,6 +110,9 @@ class ReadModels:
     factory: PostgresFactory
     projections: dict[str, ReadModelProjection]
     env: dict[str, str] = field(default_factory=dict)  # what they were opened with
+    # a catch-up's transaction in a few statements (``projections.combined``); False: the
+    # previous design, one statement per lock, read, write and position
+    combines_statements: bool = True
 
     def view(self, name: str) -> Any:
         return self.projections[name].view
@@ -124,7 +137,8 @@ def open_read_models(env: EnvType, names: Iterable[str] | None = None,
     if not isinstance(factory, PostgresFactory):
         raise ValueError("the read models live in PostgreSQL: set PERSISTENCE_MODULE "
                          "to eventsourcing.postgres")
-    rules = program or program_from_env(env)
+    settings = LedgerSettings.over_process_env(env)
+    rules = program or settings.program()
     projections = {}
     for name in names or READ_MODEL_NAMES:
         projection_class = READ_MODELS[name]
@@ -132,7 +146,8 @@ def open_read_models(env: EnvType, names: Iterable[str] | None = None,
                                            tracking_table_name=f"{name}_tracking")
         view.create_table()
         projections[name] = projection_class.with_program(rules)(view)
-    return ReadModels(factory, projections, dict(env))
+    return ReadModels(factory, projections, dict(env),
+                      combines_statements=settings.read_models_combine_statements)
 
 
 @dataclass
@@ -149,11 +164,14 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
              on_progress: Callable[[int], None] = lambda advanced: None,
              read_notifications_max: int = READ_NOTIFICATIONS_MAX,
              cache_rows_max: int = CACHE_ROWS_MAX, stop: int | None = None,
-             shard: Shard | None = None, positions: dict[str, int] | None = None) -> CatchUp:
+             shard: Shard | None = None, positions: dict[str, int] | None = None,
+             synchronous_commit: bool = True) -> CatchUp:
     """Bring every read model in ``models`` up to the log's current head (or ``stop``), batch
     by batch; with a ``shard``, from the facts of its accounts only (``split_replay``).
     ``positions`` (the live follower's, from its last commit) saves reading them: a read
     model reset since then raises ``ReadModelsMovedBack`` at the first commit.
+    ``synchronous_commit=False`` commits without waiting for the WAL flush (the live
+    follower's ``follow_synchronous_commit``).
 
     One transaction per ``batch_notifications_max`` notifications, read and
     applied ``read_notifications_max`` at a time. A read model that starts
@@ -179,7 +197,7 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
     with closing(chunks), _collector_paused():
         while done.position < head:
             window = Window(chunks, done.position, on_progress)
-            done.positions = _commit(models, kept, window, cache_rows_max)
+            done.positions = _commit(models, kept, window, cache_rows_max, synchronous_commit)
             done.notifications += window.notifications
             done.transactions += 1
             done.position = window.position
@@ -236,16 +254,19 @@ class Kept:
 
 
 def _commit(models: ReadModels, kept: dict[str, Kept], window: Window,
-            cache_rows_max: int) -> dict[str, int]:
+            cache_rows_max: int, synchronous_commit: bool = True) -> dict[str, int]:
     """One transaction: every read model applies the window's facts past its position and
     records the window's end as its position; returns the positions.
 
     Each read model's position is read under its lock inside the transaction
     (another writer may have moved it since the catch-up began).
     """
+    if models.combines_statements and models.factory.datastore.single_row_tracking:
+        return _commit_combined(models, kept, window, cache_rows_max, synchronous_commit)
     start = window.start
     with models.factory.datastore.transaction(commit=True) as cursor:
-        cursor.execute(IDLE_TIMEOUT_STATEMENT, (f"{WINDOW_IDLE_TIMEOUT_S}s",))
+        for setting, value in _local_settings(synchronous_commit).items():
+            cursor.execute(SET_LOCAL_STATEMENT, (setting, value))
         current = {name: p.view.lock_position(cursor) for name, p in models.projections.items()}
         _check_not_behind(current, start)
         rows = {name: _rows(p, kept.pop(name, None), current[name], cursor)
@@ -259,10 +280,62 @@ def _commit(models: ReadModels, kept: dict[str, Kept], window: Window,
             if current[name] < window.position:
                 rows[name].write()
                 projection.view.track(cursor, Tracking(APPLICATION_NAME, window.position))
+    return _kept_and_positions(kept, rows, current, window.position, cache_rows_max)
+
+
+def _commit_combined(models: ReadModels, kept: dict[str, Kept], window: Window,
+                     cache_rows_max: int, synchronous_commit: bool) -> dict[str, int]:
+    """``_commit`` in a few statements (``projections.combined``): the settings and every
+    lock in one, every read model's reads of a chunk in one pipeline, every write and
+    position in one (a complete batch's COPY apart)."""
+    start = window.start
+    views = {name: projection.view for name, projection in models.projections.items()}
+    with models.factory.datastore.transaction(commit=True) as cursor:
+        current = combined.lock_positions(cursor, views, _local_settings(synchronous_commit))
+        _check_not_behind(current, start)
+        rows = {name: _rows(p, kept.pop(name, None), current[name], cursor)
+                for name, p in models.projections.items()}
+        queue = ReadQueue(cursor)
+        for chunk, facts in window:
+            handled = {}
+            for name, projection in models.projections.items():
+                after = current[name]
+                rows[name].queue = queue
+                handled[name] = projection.read_ahead(
+                    facts if after == start else _after(chunk, facts, after), rows[name])
+            queue.run()
+            for name, projection in models.projections.items():
+                projection.handle(handled[name], rows[name])
+        moving = [name for name in models.projections if current[name] < window.position]
+        writes = []
+        for name in moving:
+            if rows[name].complete:
+                rows[name].write()  # binary COPY: a statement of its own
+            else:
+                writes.extend(rows[name].write_statements())
+        tracking = {name: views[name].track_statement(Tracking(APPLICATION_NAME, window.position))
+                    for name in moving}
+        combined.write_together(cursor, writes, tracking)
+    for batch in rows.values():
+        batch.queue = None
+    return _kept_and_positions(kept, rows, current, window.position, cache_rows_max)
+
+
+def _local_settings(synchronous_commit: bool) -> dict[str, str]:
+    """What a window's transaction sets for itself (``SET LOCAL``)."""
+    local = {IDLE_TIMEOUT_SETTING: f"{WINDOW_IDLE_TIMEOUT_S}s"}
+    if not synchronous_commit:
+        local[SYNCHRONOUS_COMMIT_SETTING] = "off"
+    return local
+
+
+def _kept_and_positions(kept: dict[str, Kept], rows: dict[str, RowBatch], current: dict[str, int],
+                        position: int, cache_rows_max: int) -> dict[str, int]:
+    """Keep the complete batches small enough for the next transaction; the new positions."""
     for name, batch in rows.items():
         if batch.complete and len(batch) <= cache_rows_max:
-            kept[name] = Kept(max(current[name], window.position), batch)
-    return {name: max(position, window.position) for name, position in current.items()}
+            kept[name] = Kept(max(current[name], position), batch)
+    return {name: max(at, position) for name, at in current.items()}
 
 
 class ReadModelsMovedBack(RuntimeError):

@@ -62,6 +62,10 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
         assert figure["ratio_to_baseline"] > 0
         assert figure["size"] and figure["unit"]
 
+    # issue 21: the follower's previous design (one statement each, synchronous commits)
+    # beside the batched follower, same run
+    previous_follower = figures["latency.p99"]["extra"]["previous_design_follower_ms"]
+    assert len(previous_follower) == 1 and previous_follower[0] > 0
     # issue 21: the default consumer path beside the previous design, same run
     assert figures["ingest.consumer_path"]["baseline"]["what"] == "faust consumer path (previous design)"
     # ... and the collector's, in ingest and latency; issue 17: the campaign index beside the scan

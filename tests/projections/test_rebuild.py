@@ -139,14 +139,14 @@ def test_a_window_may_stay_busy_in_memory_longer_than_the_idle_in_transaction_ti
     seen = []
     with open_read_models(pg_env, ["balances"], ledger.program) as models:
         balances = models.projections["balances"]
-        apply = balances.apply
+        handle = balances.handle
 
-        def apply_and_look(facts, rows):
+        def handle_and_look(handled, rows):
             statement = "SELECT current_setting('idle_in_transaction_session_timeout') AS t"
             seen.append(rows.cursor.execute(statement).fetchone()["t"])
-            apply(facts, rows)
+            handle(handled, rows)
 
-        monkeypatch.setattr(balances, "apply", apply_and_look)
+        monkeypatch.setattr(balances, "handle", handle_and_look)
         replay(ledger, models)
     assert set(seen) == {f"{WINDOW_IDLE_TIMEOUT_S // 60}min"}
     with open_read_models(pg_env, ["balances"], ledger.program) as models:

@@ -28,6 +28,7 @@ from rich.console import Console
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
 from ledger.settings import LedgerSettings
+from projections import combined
 from projections.balances import BALANCES
 from projections.follower import follow
 from projections.runner import (READ_MODEL_NAMES, catch_up, live_runner, open_read_models,
@@ -173,21 +174,27 @@ def test_a_crash_inside_a_handler_rolls_the_batch_back_and_the_restart_resumes(
         assert read_model_digests(models) == reference
 
 
+@pytest.mark.parametrize("combines", [True, False], ids=["combined", "previous-design"])
 def test_a_crash_after_the_rows_are_written_but_before_commit_loses_nothing(
-        medium_ledger, pg_env):
+        medium_ledger, pg_env, monkeypatch, combines):
     ledger, reference = medium_ledger
     with open_read_models(pg_env) as models:
-        view = models.view("balances")
-        track = view.track
+        models.combines_statements = combines  # read_models_combine_statements
         batches = {"tracked": 0}
 
-        def dying_track(cursor, tracking):
-            batches["tracked"] += 1
-            if batches["tracked"] == 4:
-                raise Crash("killed between the rows and the commit")
-            track(cursor, tracking)
+        def dying_after(write):
+            def rows_and_position_written_then_killed(*args):
+                write(*args)
+                batches["tracked"] += 1
+                if batches["tracked"] == 4:
+                    raise Crash("killed between the rows and the commit")
+            return rows_and_position_written_then_killed
 
-        view.track = dying_track
+        if combines:  # the rows and every position in one statement
+            monkeypatch.setattr(combined, "write_together", dying_after(combined.write_together))
+        else:
+            view = models.view("balances")
+            view.track = dying_after(view.track)
         with pytest.raises(Crash):
             catch_up(ledger, models, batch_notifications_max=300)
         assert models.positions()["balances"] == 900
@@ -363,12 +370,14 @@ class FollowerCaughtUp(Exception):
     """Raised from the follower's lag callback to end ``follow`` once it is level again."""
 
 
+@pytest.mark.parametrize("combines", [True, False], ids=["combined", "previous-design"])
 @pytest.mark.parametrize("rereads_positions", [False, True], ids=["kept-positions", "reread-each-cycle"])
 def test_a_replay_under_a_running_follower_makes_it_start_over_not_crash(medium_ledger, pg_env,
-                                                                         rereads_positions):
+                                                                         rereads_positions,
+                                                                         combines):
     """``loyalty replay`` resets the read models after the follower read their positions
     and before it commits: the follower abandons that window and catches up from 0 (in
-    both designs, ``follow_rereads_positions``)."""
+    both designs of ``follow_rereads_positions`` and of ``read_models_combine_statements``)."""
     ledger, _ = medium_ledger
     with open_read_models(pg_env) as models:
         catch_up(ledger, models, batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
@@ -394,6 +403,7 @@ def test_a_replay_under_a_running_follower_makes_it_start_over_not_crash(medium_
     follower_ledger.fact_log.chunks = chunks_reset_by_a_replay_first
     try:
         with open_read_models(pg_env) as models, pytest.raises(FollowerCaughtUp):
+            models.combines_statements = combines
             follow(follower_ledger, models, LedgerSettings(follow_rereads_positions=rereads_positions),
                    record_lag=stop_when_level)
         with open_read_models(pg_env) as models:
