@@ -147,9 +147,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                              "not as its own `loyalty relay` process (default: LOYALTY_RELAY_IN_WORKER)")
     parser.add_argument("--relay-process", action="store_true",
                         help="accepted for old command lines: the relay's own process is the default now")
+    parser.add_argument("--ingest-events", type=int, metavar="N",
+                        help="events of the ingest and campaigns streams (default: the size's; "
+                             "a longer sustained window for a group run alone)")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.ingest_events is not None and args.ingest_events < 1_000:
+        parser.error("--ingest-events must be at least 1000")
     if args.profile:
         py_spy_path()  # fail now, not after minutes of measuring
     return args
@@ -158,7 +163,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sizes = SIZES[args.size]
-    sizes = replace(sizes, runs=args.runs or sizes.runs)
+    sizes = replace(sizes, runs=args.runs or sizes.runs,
+                    ingest_events=args.ingest_events or sizes.ingest_events)
     started_at = datetime.now(timezone.utc)
     out = args.out or RESULTS_DIR / f"{started_at:%Y%m%dT%H%M%SZ}-{args.size}-{args.broker}.json"
     console = Console(stderr=True)
@@ -402,30 +408,50 @@ class Bench:
     def campaigns(self) -> None:
         """Ingest of the same stream with 20 active campaigns and with none, in this run: the
         headline is the realistic programme (``realistic_campaign_program_text``, under a line a
-        purchase), the stress figure the dense one (``campaign_program_text``, about 7)."""
+        purchase), the stress figure the dense one (``campaign_program_text``, about 7), and the
+        realistic one with the previous design's scan of every running campaign. The sides
+        alternate run by run (``interleaved_runs``), so a box that drifts during the group
+        weighs on every side alike."""
         program_file = self.work / "campaigns-realistic.toml"
         program_file.write_text(realistic_campaign_program_text())
-        dense_file = self.campaign_program_file()
+        realistic = {"program_file": str(program_file)}
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
-        without = self.worker_runs("campaigns-none", stream, HEADLINE_WORKERS)
-        indexed = self._campaigns_figure(
-            "campaigns.ingest", "campaigns-realistic-20", stream, program_file, without,
+        runs = self.interleaved_runs(stream, {
+            "campaigns-none": {}, "campaigns-realistic-20": realistic,
+            "campaigns-realistic-20-scan": {**realistic, "campaign_index": False},
+            "campaigns-dense-20": {"program_file": str(self.campaign_program_file())}})
+        without = runs["campaigns-none"]
+        self._campaigns_figure(
+            "campaigns.ingest", "campaigns-realistic-20", stream, program_file.name,
+            runs["campaigns-realistic-20"], without,
             "each aimed as a chain aims one (store group, channel, tier, product or SKU range, "
             "smallest basket, gift for N items), six with budgets")
-        self._campaign_index_figure(stream, program_file, indexed)
-        self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream, dense_file, without,
+        self._campaign_index_figure(stream, runs["campaigns-realistic-20"],
+                                    runs["campaigns-realistic-20-scan"])
+        self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream, "campaigns.toml",
+                               runs["campaigns-dense-20"], without,
                                "stress figure: the dense set (every purchase matches about 10 of them, "
                                "7 lines an event), half with budgets")
         if self.profile_dir:
             self._profile_campaigns(stream, program_file)
 
-    def _campaign_index_figure(self, stream: Stream, program_file: Path,
-                               indexed: list[WorkerRun]) -> None:
+    def interleaved_runs(self, stream: Stream, sides: dict[str, dict[str, Any]]) -> dict[str, list[WorkerRun]]:
+        """``sizes.runs`` runs of each side (label: settings overrides), the sides alternating."""
+        runs: dict[str, list[WorkerRun]] = {label: [] for label in sides}
+        for number in range(1, self.sizes.runs + 1):
+            for label, overrides in sides.items():
+                run = ingest.run_workers(self.services, f"{label}-r{number}", stream, HEADLINE_WORKERS,
+                                         self.work / "logs", **overrides)
+                runs[label].append(run)
+                self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} "
+                         f"events/s sustained, {run.wall_events_per_s:,.0f} start to processed")
+        return runs
+
+    def _campaign_index_figure(self, stream: Stream, indexed: list[WorkerRun],
+                               scanning: list[WorkerRun]) -> None:
         """The realistic set with the previous design's scan of every running campaign
         (``LOYALTY_CAMPAIGN_INDEX=false``) beside the index, in this run."""
-        scanning = self.worker_runs("campaigns-realistic-20-scan", stream, HEADLINE_WORKERS,
-                                    program_file=str(program_file), campaign_index=False)
         self.figures.append(Figure(
             "campaigns.index", "ingest, realistic campaigns: index vs scan", "events/s",
             f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
@@ -433,13 +459,12 @@ class Bench:
             Measure("scan of every running campaign (previous design)",
                     [r.sustained_events_per_s for r in scanning]),
             notes="the realistic set's runs beside the same stream and program with "
-                  "LOYALTY_CAMPAIGN_INDEX=false, in this run",
+                  "LOYALTY_CAMPAIGN_INDEX=false, alternating run by run",
             extra=_worker_extra(indexed, scanning)))
 
-    def _campaigns_figure(self, key: str, name: str, stream: Stream, program_file: Path,
-                          without: list[WorkerRun], what: str) -> list[WorkerRun]:
-        """One campaigns figure: ``program_file``'s 20 campaigns against ``without`` (none)."""
-        with_campaigns = self.worker_runs(name, stream, HEADLINE_WORKERS, program_file=str(program_file))
+    def _campaigns_figure(self, key: str, name: str, stream: Stream, program_name: str,
+                          with_campaigns: list[WorkerRun], without: list[WorkerRun], what: str) -> None:
+        """One campaigns figure: a program's 20 campaigns against ``without`` (none)."""
         self.figures.append(Figure(
             key, f"ingest, {BENCH_CAMPAIGNS} campaigns ({name})", "events/s",
             f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
@@ -448,10 +473,9 @@ class Bench:
             Target(f"cost per event within {CAMPAIGNS_COST_PCT_MAX} % of none",
                    lambda v, b: v * (PERCENT + CAMPAIGNS_COST_PCT_MAX) >= b * PERCENT),
             notes=f"the ingest stream (simulator purchases carry basket lines) through "
-                  f"{HEADLINE_WORKERS} workers with {program_file.name}'s {BENCH_CAMPAIGNS} campaigns "
-                  f"running ({what}) against the default program, in this run",
+                  f"{HEADLINE_WORKERS} workers with {program_name}'s {BENCH_CAMPAIGNS} campaigns "
+                  f"running ({what}) against the default program, sides alternating run by run",
             extra=_worker_extra(with_campaigns, without)))
-        return with_campaigns
 
     def _profile_campaigns(self, stream: Stream, program_file: Path) -> None:
         """One profiled run with the campaigns and one without (not counted in the medians)."""
