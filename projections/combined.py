@@ -19,8 +19,9 @@ sends them as:
 
 The rows and the positions written are exactly those of the one-by-one
 design, in the same transaction: exactly-once holds as before. The queries
-are texts put together from statements rendered once (``rows.rendered``),
-so psycopg converts each distinct query once, not at every execute.
+are composed with ``psycopg.sql`` (names as ``Identifier``s, never run-time
+text) around statements rendered once (``rows.rendered``), so only the small
+outer query is rendered at each execute.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 from psycopg import Cursor
+from psycopg.sql import SQL, Identifier
 
 from projections.base import APPLICATION_NAME, ReadModelRecorder
 from projections.rows import Statement, rendered
@@ -39,12 +41,15 @@ def lock_positions(cursor: Cursor, views: Mapping[str, ReadModelRecorder],
                    local_settings: Mapping[str, str]) -> dict[str, int]:
     """Set ``local_settings`` for this transaction, lock every view's position row and return
     the positions: one statement."""
-    configs = [f"set_config(%s, %s, true) AS setting_{n}" for n in range(len(local_settings))]
-    locks = [f"({rendered(view.lock_position_statement)}) AS position_{n}"
+    configs = [SQL("set_config(%s, %s, true) AS {}").format(Identifier(f"setting_{n}"))
+               for n in range(len(local_settings))]
+    locks = [SQL("({}) AS {}").format(SQL(rendered(view.lock_position_statement)),
+                                      Identifier(f"position_{n}"))
              for n, view in enumerate(views.values())]
     params = [value for pair in local_settings.items() for value in pair]
     params += [APPLICATION_NAME] * len(views)
-    row = cursor.execute("SELECT " + ", ".join(configs + locks), params).fetchone()
+    query = SQL("SELECT {}").format(SQL(", ").join(configs + locks))
+    row = cursor.execute(query, params).fetchone()
     positions = {name: row[f"position_{n}"] for n, name in enumerate(views)}
     missing = [name for name, position in positions.items() if position is None]
     assert not missing, f"no position row for {missing}"
@@ -58,13 +63,16 @@ def write_together(cursor: Cursor, writes: Sequence[Statement],
     (as eventsourcing's tracking insert does)."""
     if not writes and not tracking:
         return
-    parts = [f"write_{n} AS ({rendered(statement)})" for n, (statement, _) in enumerate(writes)]
-    parts += [f"tracked_{n} AS ({rendered(statement)})"
+    parts = [SQL("{} AS ({})").format(Identifier(f"write_{n}"), SQL(rendered(statement)))
+             for n, (statement, _) in enumerate(writes)]
+    parts += [SQL("{} AS ({})").format(Identifier(f"tracked_{n}"), SQL(rendered(statement)))
               for n, (statement, _) in enumerate(tracking.values())]
-    counts = [f"(SELECT count(*) FROM tracked_{n}) AS tracked_{n}" for n in range(len(tracking))]
+    counts = [SQL("(SELECT count(*) FROM {name}) AS {name}").format(name=Identifier(f"tracked_{n}"))
+              for n in range(len(tracking))]
     params: list[Any] = [param for _, statement_params in (*writes, *tracking.values())
                          for param in statement_params]
-    query = f"WITH {', '.join(parts)} SELECT {', '.join(counts) or '1'}"
+    query = SQL("WITH {} SELECT {}").format(SQL(", ").join(parts),
+                                          SQL(", ").join(counts) if counts else SQL("1"))
     row = cursor.execute(query, params).fetchone()
     not_moved = [name for n, name in enumerate(tracking) if row[f"tracked_{n}"] != 1]
     if not_moved:
