@@ -241,15 +241,22 @@ class Bench:
         self.console.log(text)
 
     def worker_runs(self, label: str, stream: Stream, workers: int, **overrides: Any) -> list[WorkerRun]:
-        results = []
+        """``sizes.runs`` runs of one side (``overrides``: its settings)."""
+        return self.interleaved_runs(stream, {label: overrides}, workers)[label]
+
+    def interleaved_runs(self, stream: Stream, sides: dict[str, dict[str, Any]],
+                         workers: int = HEADLINE_WORKERS) -> dict[str, list[WorkerRun]]:
+        """``sizes.runs`` runs of each side (label: settings overrides), the sides alternating."""
+        runs: dict[str, list[WorkerRun]] = {label: [] for label in sides}
         for number in range(1, self.sizes.runs + 1):
-            run = ingest.run_workers(self.services, f"{label}-r{number}", stream, workers,
-                                     self.work / "logs", **overrides)
-            results.append(run)
-            self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} events/s "
-                     f"sustained, {run.wall_events_per_s:,.0f} start to processed ({run.wall_s:.1f} s), "
-                     f"worker RSS {run.rss_final_mb:,.0f} MB, cores {run.cores_used}")
-        return results
+            for label, overrides in sides.items():
+                run = ingest.run_workers(self.services, f"{label}-r{number}", stream, workers,
+                                         self.work / "logs", **overrides)
+                runs[label].append(run)
+                self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} "
+                         f"events/s sustained, {run.wall_events_per_s:,.0f} start to processed "
+                         f"({run.wall_s:.1f} s), worker RSS {run.rss_final_mb:,.0f} MB, cores {run.cores_used}")
+        return runs
 
     # ------------------------------------------------------------- groups
 
@@ -435,18 +442,6 @@ class Bench:
                                "7 lines an event), half with budgets")
         if self.profile_dir:
             self._profile_campaigns(stream, program_file)
-
-    def interleaved_runs(self, stream: Stream, sides: dict[str, dict[str, Any]]) -> dict[str, list[WorkerRun]]:
-        """``sizes.runs`` runs of each side (label: settings overrides), the sides alternating."""
-        runs: dict[str, list[WorkerRun]] = {label: [] for label in sides}
-        for number in range(1, self.sizes.runs + 1):
-            for label, overrides in sides.items():
-                run = ingest.run_workers(self.services, f"{label}-r{number}", stream, HEADLINE_WORKERS,
-                                         self.work / "logs", **overrides)
-                runs[label].append(run)
-                self.log(f"{label} run {number}/{self.sizes.runs}: {run.sustained_events_per_s:,.0f} "
-                         f"events/s sustained, {run.wall_events_per_s:,.0f} start to processed")
-        return runs
 
     def _campaign_index_figure(self, stream: Stream, indexed: list[WorkerRun],
                                scanning: list[WorkerRun]) -> None:

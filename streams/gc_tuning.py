@@ -32,6 +32,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 
 from ledger.settings import LedgerSettings
 from streams.thread_names import run_named
@@ -43,9 +44,9 @@ GC_FULL_THRESHOLD_NEVER = 2**31 - 1   # middle collections before a full one: ne
 GC_FULL_THREAD = "gc-full"
 
 
-def tune_gc(settings: LedgerSettings) -> threading.Event | None:
+def tune_gc(settings: LedgerSettings) -> threading.Thread | None:
     """Tune the collector as the module says (nothing when ``gc_tuned`` is off); returns the
-    event that stops the periodic full collection."""
+    daemon thread running the timed full collections."""
     if not settings.gc_tuned:
         return None
     for name in ("gc_young_objects", "gc_full_interval_s"):
@@ -56,16 +57,16 @@ def tune_gc(settings: LedgerSettings) -> threading.Event | None:
     gc.freeze()
     gc.set_threshold(settings.gc_young_objects, GC_YOUNG_COLLECTIONS_PER_MIDDLE,
                      GC_FULL_THRESHOLD_NEVER)
-    stop = threading.Event()
-    thread = threading.Thread(target=run_named, args=(GC_FULL_THREAD, _collect_every, stop,
+    thread = threading.Thread(target=run_named, args=(GC_FULL_THREAD, _collect_every,
                                                       settings.gc_full_interval_s),
                               name=GC_FULL_THREAD, daemon=True)
     thread.start()
-    return stop
+    return thread
 
 
-def _collect_every(stop: threading.Event, interval_s: int) -> None:
-    """A full collection every ``interval_s`` until ``stop`` is set."""
-    while not stop.wait(interval_s):
+def _collect_every(interval_s: int) -> None:
+    """A full collection every ``interval_s``, for the life of the process."""
+    while True:
+        time.sleep(interval_s)
         found = gc.collect()
         log.debug("full collection: %d unreachable objects", found)

@@ -16,7 +16,7 @@ from ledger.settings import LedgerSettings
 from streams.gc_tuning import tune_gc
 
 defaults = gc.get_threshold()
-stop = tune_gc(LedgerSettings.from_env())
+timer = tune_gc(LedgerSettings.from_env())
 
 class Node:
     pass
@@ -36,7 +36,7 @@ while ref() is not None and waited_s < 10:
     time.sleep(0.1)
     waited_s += 0.1
 print(json.dumps({"defaults": defaults, "threshold": gc.get_threshold(),
-                  "frozen": gc.get_freeze_count(), "stop": stop is not None,
+                  "frozen": gc.get_freeze_count(), "timer": timer is not None,
                   "freed_by_young": freed_young, "freed": ref() is None}))
 """
 
@@ -58,7 +58,7 @@ def test_a_tuned_process_freezes_start_up_and_frees_old_cycles_on_its_timer():
 def test_the_previous_design_keeps_cpythons_defaults():
     found = _probe(LOYALTY_GC_TUNED="false")
     assert found["threshold"] == found["defaults"]
-    assert found["frozen"] == 0 and not found["stop"]
+    assert found["frozen"] == 0 and not found["timer"]
     assert found["freed_by_young"]  # CPython's own full collections free the old cycle
 
 
