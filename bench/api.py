@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -92,10 +93,11 @@ class ApiRun:
 
 def measure(services: BenchServices, label: str, seconds: float, redemption_rate: int,
             purchase_rate: int, members: int, lookup_seconds: float, log_dir: Path,
-            read_before_wakeup: bool = False, gc_tuned: bool = True) -> ApiRun:
+            read_before_wakeup: bool = False, gc_tuned: bool = True, **overrides: Any) -> ApiRun:
     """One run; ``read_before_wakeup``: the API's previous design (``reply_read_before_wakeup``);
-    ``gc_tuned`` False: every process keeps CPython's collector (issue 21's previous design)."""
-    settings = services.settings(label, f"bench.{label}.events", gc_tuned=gc_tuned,
+    ``gc_tuned`` False: every process keeps CPython's collector (issue 21's previous design);
+    ``overrides``: other settings of every process (another previous design)."""
+    settings = services.settings(label, f"bench.{label}.events", gc_tuned=gc_tuned, **overrides,
                                  api_rate_requests_per_s=API_RATE_REQUESTS_PER_S,
                                  api_rate_burst_requests=API_RATE_REQUESTS_PER_S,
                                  api_read_threads=API_READ_THREADS,

@@ -116,10 +116,11 @@ class LatencyRun:
 
 def measure(services: BenchServices, label: str, follower: str, seconds: float, rate: int,
             members: int, log_dir: Path, profile_dir: Path | None = None,
-            gc_tuned: bool = True) -> LatencyRun:
-    """One run; ``gc_tuned`` False: every process keeps CPython's collector (the previous design)."""
+            gc_tuned: bool = True, **overrides: Any) -> LatencyRun:
+    """One run; ``gc_tuned`` False: every process keeps CPython's collector (the previous design);
+    ``overrides``: other settings of every process (another previous design)."""
     slug = label.lower()
-    settings = services.settings(label, f"bench.{slug}.events", gc_tuned=gc_tuned)
+    settings = services.settings(label, f"bench.{slug}.events", gc_tuned=gc_tuned, **overrides)
     ledger = open_ledger(settings)  # the tables, before the processes race to create them
     env = eventsourcing_env_from_url(settings.database_url)
     open_read_models(env, program=ledger.program).close()

@@ -150,6 +150,8 @@ class LoyaltyLedger(Application):
         self.member_keys = KeyRing(key_store_for(self.recorder))  # section 13's key table
         self.member_keys_prefetch = settings.member_keys_prefetch  # one key query a round
         self.budgets: Budgets = budgets_of(self.recorder) or InMemoryBudgets()
+        if isinstance(self.recorder, UnpipelinedProcessRecorder):
+            self.recorder.combine_statements = settings.ledger_combine_statements
 
     def construct_recorder(self):
         """A process recorder, so facts and their tracking records commit together."""

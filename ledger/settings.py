@@ -60,6 +60,9 @@ class LedgerSettings:
     follow_synchronous_commit: bool = False  # False: the follower's commits skip the WAL flush wait
     read_models_combine_statements: bool = True  # False: one statement per lock, read, write (previous)
     member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query
+    ledger_combine_statements: bool = True   # a batch's save in 5 round trips, its position read in
+                                             # 1 (False: one per tracking row, lock, notification;
+                                             # the previous design; ledger/postgres/recorder.py)
     campaign_index: bool = True              # a purchase looks only at campaigns for its store,
                                              # channel and tier (False: scans all; CampaignPlan)
     gc_tuned: bool = True                    # long-running processes freeze start-up objects and
@@ -109,7 +112,7 @@ class LedgerSettings:
     def ledger_env(self) -> dict[str, str]:
         """The settings ``LoyaltyLedger`` reads from its environment, as variables."""
         names = ("program_file", "snapshot_interval_events", "member_keys_prefetch",
-                 "campaign_index")
+                 "campaign_index", "ledger_combine_statements")
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in names
                 if getattr(self, name) is not None}
 

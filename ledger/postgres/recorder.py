@@ -29,7 +29,16 @@ A batch touching budgeted campaigns passes its open, locked transaction
 (``BUDGET_SESSION``, ``ledger/postgres/campaign_budgets.py``): the facts,
 tracking rows and budget totals are written and committed on it.
 ``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
-tests use. Both also create, write and delete member keys in the same
+tests use.
+
+Round trips (``combine_statements``, ``LOYALTY_LEDGER_COMBINE_STATEMENTS``,
+default on; off restores the previous design, one statement each): a
+batch's position read is one statement on the pool's autocommit connection
+(not BEGIN, SELECT, ROLLBACK); its tracking rows are one upsert of two arrays
+(not one per Kafka partition); the lock timeout, the table lock and the
+notification are one simple-protocol message (they have no parameters). A
+batch over four partitions goes from 13 round trips to 6: BEGIN, tracking,
+lock, insert, COMMIT and the read before. Same rows, same lock order. Both also create, write and delete member keys in the same
 transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
 """
 
@@ -47,6 +56,7 @@ from ledger.privacy import KEY_CHANGES, apply_key_changes
 from ledger.postgres.campaign_budgets import BUDGET_SESSION, create_statement
 
 TOPIC = "ledger.postgres.recorder:UnpipelinedProcessRecorder"
+COMBINE_STATEMENTS_DEFAULT = True  # ``LedgerSettings.ledger_combine_statements`` sets it per ledger
 MORE_TRACKING = "more_tracking"  # insert_events keyword: tracking records after ``tracking``
 LIBRARY_MIGRATION_ROW = "__migration__"  # eventsourcing's marker in the tracking table
 
@@ -67,30 +77,55 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
             "SELECT application_name, MAX(notification_id) AS max FROM {schema}.{table} "
             "WHERE application_name = ANY(%s) GROUP BY application_name"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.tracking_table_name))
+        self.combine_statements = COMBINE_STATEMENTS_DEFAULT
+        self.insert_trackings_statement = self._trackings_statement()
+        self.lock_and_notify_statement = SQL("; ").join(
+            [*self.lock_table_statements, SQL("NOTIFY {0}").format(Identifier(self.channel_name))])
         self.tracked_positions_statement = SQL(
             "SELECT application_name, MAX(notification_id) AS max FROM {schema}.{table} "
             "GROUP BY application_name"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.tracking_table_name))
 
+    def _trackings_statement(self) -> SQL:
+        """Many tracking rows in one statement: the library's upsert (single-row tracking)
+        or its plain insert (the legacy multi-row table), from two arrays."""
+        insert = ("INSERT INTO {schema}.{table} (application_name, notification_id) "
+                  "SELECT * FROM unnest(%s::text[], %s::bigint[])")
+        if self.datastore.single_row_tracking:
+            insert += (" ON CONFLICT (application_name) DO UPDATE "
+                       "SET notification_id = EXCLUDED.notification_id "
+                       "WHERE {schema}.{table}.notification_id < EXCLUDED.notification_id")
+        return SQL(insert).format(schema=Identifier(self.datastore.schema),
+                             table=Identifier(self.tracking_table_name))
+
     def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int | None]:
         """The last position recorded under each of ``names`` (None: never), in one query."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self.max_tracking_ids_statement, (list(names),))
-            found = {row["application_name"]: row["max"] for row in curs.fetchall()}
+        rows = self._select(self.max_tracking_ids_statement, (list(names),))
+        found = {row["application_name"]: row["max"] for row in rows}
         return {name: found.get(name) for name in names}
 
     def tracked_positions(self) -> dict[str, int]:
         """The last position recorded under every tracking name, in one query (not the
         library's own ``__migration__`` row)."""
+        return {row["application_name"]: row["max"] for row in self._select(self.tracked_positions_statement)
+                if row["application_name"] != LIBRARY_MIGRATION_ROW}
+
+    def _select(self, statement: SQL, params: tuple = ()) -> list[Any]:
+        """One read: a lone statement on the autocommit connection (combined), or in a
+        transaction rolled back after it (the previous design: BEGIN and ROLLBACK too)."""
+        if self.combine_statements:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                return curs.execute(statement, params or None).fetchall()
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self.tracked_positions_statement)
-            return {row["application_name"]: row["max"] for row in curs.fetchall()
-                    if row["application_name"] != LIBRARY_MIGRATION_ROW}
+            return curs.execute(statement, params or None).fetchall()
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        if self.combine_statements:
+            curs.execute(self.lock_and_notify_statement)  # no parameters: one simple-protocol message
+        else:
+            self._lock_table(curs)
+            self._notify_channel(curs)
         curs.execute(self.insert_columns_statement, (
             [event.originator_id for event in stored_events],
             [event.originator_version for event in stored_events],
@@ -110,15 +145,26 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
 
     def _insert_all(self, curs: Any, stored_events: Sequence[StoredEvent],
                     **kwargs: Any) -> Sequence[int] | None:
-        self._insert_events(curs, stored_events, **kwargs)  # the tracking record
-        for tracking in kwargs.get(MORE_TRACKING, ()):
-            self._insert_tracking(curs, tracking)
+        self._insert_trackings(curs, kwargs)
         member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
                                   kwargs.get(KEY_CHANGES))
         if not stored_events:
             return None
         self._insert_stored_events(curs, stored_events, **kwargs)
         return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    def _insert_trackings(self, curs: Any, kwargs: dict[str, Any]) -> None:
+        """The batch's tracking records (``tracking`` and ``MORE_TRACKING``)."""
+        first = kwargs.get("tracking")
+        trackings = ([first] if first is not None else []) + list(kwargs.get(MORE_TRACKING, ()))
+        names = [tracking.application_name for tracking in trackings]
+        if not self.combine_statements or len(set(names)) < len(names) or len(trackings) < 2:
+            for tracking in trackings:  # the library's statement, one per record
+                self._insert_tracking(curs, tracking)
+            return
+        self._check_has_multi_row_tracking_table(curs)
+        curs.execute(self.insert_trackings_statement,
+                     (names, [tracking.notification_id for tracking in trackings]))
 
 
 class MultiTrackingPOPORecorder(POPOProcessRecorder):

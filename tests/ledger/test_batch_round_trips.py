@@ -1,0 +1,116 @@
+"""A partition batch's round trips to PostgreSQL (issue 21, ``ledger_combine_statements``).
+
+Counted from libpq's own trace of every connection the ledger takes: each
+``Query`` (simple protocol) and each ``Sync`` (end of an extended-protocol
+statement) the client sends is one round trip, except a statement's first
+``Parse`` on a connection of the pool (once per connection, not per batch). The combined design reads the
+batch's positions in one and saves in five; the previous one
+(``LOYALTY_LEDGER_COMBINE_STATEMENTS=false``) in three and 6 + one per
+partition; both store the same facts and tracking rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+
+from eventsourcing.persistence import Tracking
+from psycopg import pq
+
+from ledger.application import LoyaltyLedger
+from tests.support import builders as b
+from tests.support.services import unique_database_name
+
+PREVIOUS_DESIGN = {"LOYALTY_LEDGER_COMBINE_STATEMENTS": "false"}
+WORKER_CACHE = {"AGGREGATE_CACHE_MAXSIZE": "100", "AGGREGATE_CACHE_FASTFORWARD": "n"}  # as a worker's
+PARTITIONS = 4
+NAMES = [f"loyalty.events:{partition}" for partition in range(PARTITIONS)]
+
+
+class RoundTrips:
+    """Counts the messages that end a round trip on every connection the datastore lends."""
+
+    def __init__(self, ledger: LoyaltyLedger) -> None:
+        self.trace = tempfile.TemporaryFile("w+")
+        datastore, lend = ledger.recorder.datastore, ledger.recorder.datastore.get_connection
+
+        @contextlib.contextmanager
+        def traced():
+            with lend() as conn:
+                conn.pgconn.trace(self.trace.fileno())
+                conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+                try:
+                    yield conn
+                finally:
+                    conn.pgconn.untrace()
+
+        datastore.get_connection = traced
+
+    def since_last(self) -> int:
+        """Round trips since the last call; not the ``Parse``-only ones psycopg sends the first
+        time a connection of the pool prepares a statement."""
+        self.trace.seek(0)
+        sent = [line.split()[2] for line in self.trace.read().splitlines() if line.startswith("F\t")]
+        self.trace.seek(0)
+        self.trace.truncate()
+        return sum(1 for before, message in zip(["", *sent], sent)
+                   if message == "Query" or (message == "Sync" and before != "Parse"))
+
+
+def _batch(ledger: LoyaltyLedger, round_trips: RoundTrips, first_offset: int) -> tuple[int, int]:
+    """One batch over every partition (a purchase each): the position read's and the save's
+    round trips."""
+    round_trips.since_last()
+    positions = ledger.tracked_positions(NAMES)
+    read = round_trips.since_last()
+    assert all(position in (None, first_offset - 1) for position in positions.values())
+    commands = b.commands(*[b.purchase(f"M{partition}", f"2025-01-0{first_offset + 1}T10:00:00Z", 5_000)
+                            for partition in range(PARTITIONS)])
+    ledger.process_batch(commands, [Tracking(name, first_offset) for name in NAMES])
+    return read, round_trips.since_last()
+
+
+def _stored(ledger: LoyaltyLedger) -> tuple[list, dict]:
+    facts = [(n.originator_id, n.originator_version, n.topic)
+             for n in ledger.recorder.select_notifications(start=1, limit=1_000)]
+    return facts, ledger.all_tracked_positions()
+
+
+def _two_batches(env: dict) -> tuple[list[tuple[int, int]], tuple[list, dict]]:
+    ledger = LoyaltyLedger(env=env | WORKER_CACHE)
+    try:
+        round_trips = RoundTrips(ledger)
+        counts = [_batch(ledger, round_trips, offset) for offset in (0, 1)]
+        return counts, _stored(ledger)
+    finally:
+        ledger.close()
+
+
+def test_a_batch_reads_its_positions_in_one_round_trip_and_saves_in_five(pg_env):
+    counts, (facts, positions) = _two_batches(pg_env)
+    # the second batch: accounts cached, the library's tracking-table check done
+    assert counts[1] == (1, 5)
+    assert positions == {name: 1 for name in NAMES}
+    assert len(facts) >= 2 * PARTITIONS
+
+
+def test_the_previous_design_takes_a_round_trip_per_statement(pg_env):
+    counts, _ = _two_batches(pg_env | PREVIOUS_DESIGN)
+    assert counts[1] == (3, 6 + PARTITIONS)
+
+
+def test_both_designs_store_the_same_facts_and_positions(pg_env, embedded_pg):
+    second = embedded_pg.create_database(unique_database_name("previous-round-trips")).env
+    stored = [_two_batches(pg_env)[1], _two_batches(second | PREVIOUS_DESIGN)[1]]
+    assert stored[0][1] == {name: 1 for name in NAMES}
+    assert stored[0] == stored[1]
+
+
+def test_a_combined_tracking_upsert_never_moves_a_position_back(pg_env):
+    ledger = LoyaltyLedger(env=pg_env)
+    try:
+        ledger.process_batch([], [Tracking(NAMES[0], 7), Tracking(NAMES[1], 3)])
+        ledger.process_batch([], [Tracking(NAMES[0], 5), Tracking(NAMES[1], 4)])
+        assert ledger.tracked_positions(NAMES[:2]) == {NAMES[0]: 7, NAMES[1]: 4}
+    finally:
+        ledger.close()
