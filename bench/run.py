@@ -65,14 +65,15 @@ BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figu
 
 
 GC_DEFAULT_SIDE = "batched-gc-default"
-STORE_PREVIOUS_SIDE = "batched-store-previous"
-STORE_PREVIOUS = {"ledger_combine_statements": False}  # a batch's statements one round trip each
+CYCLE_PREVIOUS_SIDE = "batched-cycle-previous"
+# a worker's batch cycle as before: one round trip per statement, offsets committed before fetching
+CYCLE_PREVIOUS = {"ledger_combine_statements": False, "consumer_commit_in_background": False}
 # latency sides: (follower kind, gc_tuned, other settings); batched-previous is the follower's
-# previous design (bench/latency.py FOLLOWER_ENV), gc-default CPython's collector, store-previous
-# the ledger's statements one at a time (issue 21's previous designs)
+# previous design (bench/latency.py FOLLOWER_ENV), gc-default CPython's collector, cycle-previous
+# the worker's batch cycle as before (issue 21's previous designs)
 LATENCY_SIDES = {"batched": ("batched", True, {}), "batched-previous": ("batched-previous", True, {}),
                  "runner": ("runner", True, {}), GC_DEFAULT_SIDE: ("batched", False, {}),
-                 STORE_PREVIOUS_SIDE: ("batched", True, STORE_PREVIOUS)}
+                 CYCLE_PREVIOUS_SIDE: ("batched", True, CYCLE_PREVIOUS)}
 
 
 def latency_key(rate: int, name: str, first_rate: int) -> str:
@@ -348,13 +349,14 @@ class Bench:
             "with CPython's defaults (gc_tuned=False), same stream, same run; the ratio is the figure",
             label="ingest-gc-default", gc_tuned=False, **program)
         self._previous_design_figure(
-            stream, headline, "ingest.store_statements",
-            f"ingest, sustained, {HEADLINE_WORKERS} workers, a batch's statements combined",
-            "combined (default)", "one round trip each (previous design)",
-            "the ingest stream with a batch's tracking rows, lock and notification combined and "
-            "its position read outside a transaction (ledger_combine_statements=True, "
-            "ledger/postgres/recorder.py) and one statement each (False), same stream, same run",
-            label="ingest-store-previous", **STORE_PREVIOUS, **program)
+            stream, headline, "ingest.batch_cycle",
+            f"ingest, sustained, {HEADLINE_WORKERS} workers, a batch's cycle shortened",
+            "combined statements, background commits (default)", "the batch cycle of before (previous design)",
+            "the ingest stream with a batch's save in four round trips and its position read in one "
+            "(ledger_combine_statements, ledger/postgres/recorder.py) and its offsets committed while "
+            "the next batch is applied (consumer_commit_in_background, streams/direct_consumer.py), "
+            "and with both off, same stream, same run",
+            label="ingest-cycle-previous", **CYCLE_PREVIOUS, **program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(
@@ -589,9 +591,9 @@ class Bench:
                      "previous_design_gc_default_ms": [r.percentile(pct) for r in runs[GC_DEFAULT_SIDE]],
                      "previous_design_gc_default_to_ledger_commit_ms": [
                          r.ledger_percentile(pct) for r in runs[GC_DEFAULT_SIDE]],
-                     "previous_design_store_statements_ms": [r.percentile(pct) for r in runs[STORE_PREVIOUS_SIDE]],
-                     "previous_design_store_statements_to_ledger_commit_ms": [
-                         r.ledger_percentile(pct) for r in runs[STORE_PREVIOUS_SIDE]],
+                     "previous_design_batch_cycle_ms": [r.percentile(pct) for r in runs[CYCLE_PREVIOUS_SIDE]],
+                     "previous_design_batch_cycle_to_ledger_commit_ms": [
+                         r.ledger_percentile(pct) for r in runs[CYCLE_PREVIOUS_SIDE]],
                      **_previous_follower_extra(runs["batched-previous"], pct)}
             if hops is not None:
                 extra["broker_hop_ms"] = hops
@@ -607,12 +609,13 @@ class Bench:
                       f"baseline eventsourcing's ProjectionRunner per read model; "
                       f"extra.previous_design_follower_*: the same follower with "
                       f"read_models_combine_statements=false and follow_synchronous_commit=true; "
-                      f"extra.previous_design_store_statements_*: ledger_combine_statements=false",
+                      f"extra.previous_design_batch_cycle_*: ledger_combine_statements=false and "
+                      f"consumer_commit_in_background=false",
                 extra=extra))
 
     def api(self) -> None:
         sizes = self.sizes
-        runs, previous_runs, gc_default_runs, store_previous_runs = [], [], [], []
+        runs, previous_runs, gc_default_runs, cycle_previous_runs = [], [], [], []
 
         def measure(label: str, read_before_wakeup: bool = False, gc_tuned: bool = True,
                     **overrides: Any) -> api.ApiRun:
@@ -645,14 +648,14 @@ class Bench:
                      f"trip p50 {latency.percentile(gc_default.round_trip_ms, 50):,.0f} ms, p99 "
                      f"{latency.percentile(gc_default.round_trip_ms, 99):,.0f} ms; lookups p99 "
                      f"{latency.percentile(gc_default.lookup_ms, 99):,.1f} ms")
-            store_previous = measure(f"api-store-r{number}", **STORE_PREVIOUS)
-            store_previous_runs.append(store_previous)
-            self.log(f"api run {number}/{sizes.runs}, the ledger's statements one at a time "
-                     f"(ledger_combine_statements false): round trip p50 "
-                     f"{latency.percentile(store_previous.round_trip_ms, 50):,.0f} ms, p99 "
-                     f"{latency.percentile(store_previous.round_trip_ms, 99):,.0f} ms; stages (ms): "
-                     f"{api.stage_summary(store_previous.stages_ms)}")
-        self.figures.extend(_api_figures(sizes, runs, previous_runs, gc_default_runs, store_previous_runs))
+            cycle_previous = measure(f"api-cycle-r{number}", **CYCLE_PREVIOUS)
+            cycle_previous_runs.append(cycle_previous)
+            self.log(f"api run {number}/{sizes.runs}, the batch cycle's previous design "
+                     f"(ledger_combine_statements, consumer_commit_in_background false): round trip p50 "
+                     f"{latency.percentile(cycle_previous.round_trip_ms, 50):,.0f} ms, p99 "
+                     f"{latency.percentile(cycle_previous.round_trip_ms, 99):,.0f} ms; stages (ms): "
+                     f"{api.stage_summary(cycle_previous.stages_ms)}")
+        self.figures.extend(_api_figures(sizes, runs, previous_runs, gc_default_runs, cycle_previous_runs))
 
     def store(self) -> None:
         """The event store's write ceiling, PostgreSQL alone (``bench/store_ceiling.py``)."""
@@ -692,7 +695,7 @@ def _previous_follower_extra(previous: list[latency.LatencyRun], pct: int) -> di
 
 
 def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun],
-                 gc_default: list[api.ApiRun], store_previous: list[api.ApiRun]) -> list[Figure]:
+                 gc_default: list[api.ApiRun], cycle_previous: list[api.ApiRun]) -> list[Figure]:
     """Issue 15's figures: the redemption round trip against produce-and-poll, lookups
     against ``/healthz``."""
     size = (f"{sizes.api_redemption_rate}/s for {sizes.api_seconds:g} s, while "
@@ -710,8 +713,8 @@ def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun
                  for pct in (50, 99)},
              "previous_design_gc_default_lookup_p99_ms": [latency.percentile(r.lookup_ms, 99)
                                                           for r in gc_default],
-             "previous_design_store_statements_ms": {
-                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in store_previous]
+             "previous_design_batch_cycle_ms": {
+                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in cycle_previous]
                  for pct in (50, 99)}}
     figures = [Figure(
         f"api.redemption_{name}", f"API redemption round trip {name}", "ms", size,

@@ -60,7 +60,7 @@ class LedgerSettings:
     follow_synchronous_commit: bool = False  # False: the follower's commits skip the WAL flush wait
     read_models_combine_statements: bool = True  # False: one statement per lock, read, write (previous)
     member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query
-    ledger_combine_statements: bool = True   # a batch's save in 5 round trips, its position read in
+    ledger_combine_statements: bool = True   # a batch's save in 4 round trips, its position read in
                                              # 1 (False: one per tracking row, lock, notification;
                                              # the previous design; ledger/postgres/recorder.py)
     campaign_index: bool = True              # a purchase looks only at campaigns for its store,

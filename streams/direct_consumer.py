@@ -15,12 +15,16 @@ consumes ``loyalty.events`` and the credits topic with one
   returns what is there, so a lone event does not wait for a batch to fill;
 - each batch (grouped by partition, each in offset order) goes to the
   worker's ``BatchRunner`` (the ledger thread, never a database call on the
-  loop); then the offsets after it are committed by hand. As on the faust
-  path, offsets only save re-reading: the tracking rows committed with each
-  batch decide what is applied, so a failed commit (a rebalance under way) is
-  logged and left;
-- a rebalance listener waits for the batch in flight before partitions are
-  revoked, then drops the ledger's account cache (another worker may write
+  loop); then the offsets after it are committed by hand, in the background
+  while the next batch is fetched and applied (``consumer_commit_in_background``;
+  one commit in flight, awaited before the next starts, so they land in
+  order; ``false`` awaits each before fetching again, the previous design: a
+  broker round trip, 2.5 ms at the median and 14 ms at p99 on the bench's
+  busy box, in every batch's cycle). As on the faust path, offsets only save
+  re-reading: the tracking rows committed with each batch decide what is
+  applied, so a failed commit (a rebalance under way) is logged and left;
+- a rebalance listener waits for the batch and the commit in flight before
+  partitions are revoked, then drops the ledger's account cache (another worker may write
   those accounts now).
 
 Bounds: ``batch_events_max`` records and ``batch_wait_ms`` per poll, one
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 DIRECT_STOP_TIMEOUT_S = 10.0  # the consumer's commit and leave-group on stop
 ApplyBatch = Callable[[list[InboundMessage], Callable[[str, int], int | None]], Awaitable[None]]
 Evict = Callable[[], Awaitable[None]]
+Settle = Callable[[], Awaitable[None]]
 
 
 def lean_boot(app: Any) -> BootStrategy:
@@ -88,14 +93,17 @@ def new_consumer(settings: Settings) -> AIOKafkaConsumer:
 
 
 class _Revocations(ConsumerRebalanceListener):
-    """Before partitions go: wait for the batch in flight, then drop the account cache."""
+    """Before partitions go: wait for the batch and the commit in flight, then drop the
+    account cache."""
 
-    def __init__(self, in_flight: asyncio.Lock, evict: Evict) -> None:
+    def __init__(self, in_flight: asyncio.Lock, settle: Settle, evict: Evict) -> None:
         self.in_flight = in_flight
+        self.settle = settle
         self.evict = evict
 
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.in_flight:
+            await self.settle()
             await self.evict()
 
     async def on_partitions_assigned(self, assigned) -> None:
@@ -113,12 +121,13 @@ class DirectConsumer(Service):
         self.in_flight = asyncio.Lock()
         self.commits_failed = 0   # commits refused (a rebalance under way): re-reads, nothing more
         self._consuming: asyncio.Task | None = None
+        self._committing: asyncio.Future | None = None  # the offsets commit in the background
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
         self.consumer = new_consumer(self.settings)
         self.consumer.subscribe([self.settings.events_topic, self.settings.credits_topic],
-                                listener=_Revocations(self.in_flight, self.evict))
+                                listener=_Revocations(self.in_flight, self.settle_commit, self.evict))
         await self.consumer.start()
         self._consuming = asyncio.ensure_future(self._consume())
 
@@ -127,6 +136,8 @@ class DirectConsumer(Service):
             self._consuming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._consuming
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.settle_commit()
         if self.consumer is not None:
             with contextlib.suppress(asyncio.TimeoutError, KafkaError):
                 await asyncio.wait_for(self.consumer.stop(), DIRECT_STOP_TIMEOUT_S)
@@ -140,6 +151,8 @@ class DirectConsumer(Service):
             raise
         except Exception as error:  # noqa: BLE001 - anything here ends the worker
             log.critical("the consumer failed: %s", error)
+            with contextlib.suppress(Exception):
+                await self.settle_commit()
             await self.crash(error)
 
     async def _consume_batches(self) -> None:
@@ -159,7 +172,22 @@ class DirectConsumer(Service):
                 self._rewind(batch)
                 await asyncio.sleep(self.settings.ledger_retry_backoff_ms / 1000)
                 continue
-            await self._commit(next_offsets(batch))
+            await self._commit_after(next_offsets(batch))
+
+    async def _commit_after(self, offsets: dict[TopicPartition, int]) -> None:
+        """A batch's offsets: committed in the background (the previous commit awaited first),
+        or at once when ``consumer_commit_in_background`` is off (the previous design)."""
+        if not self.settings.consumer_commit_in_background:
+            await self._commit(offsets)
+            return
+        await self.settle_commit()
+        self._committing = asyncio.ensure_future(self._commit(offsets))
+
+    async def settle_commit(self) -> None:
+        """Wait for the offsets commit in flight, if any."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     def _rewind(self, batch: list[InboundMessage]) -> None:
         """Read a failed batch again: each partition back to its first message in it."""

@@ -45,6 +45,8 @@ class Settings(LedgerSettings):
     consumer_path: str = CONSUMER_PATH_DIRECT  # or "faust": the previous design (streams/worker.py)
     faust_monitor: bool = True               # faust's per-event Monitor sensor, faust path (faust_transport.py)
     consumer_fetch_max_wait_ms: int = 25  # faust hard-codes 1,500 ms; see streams/faust_transport.py
+    consumer_commit_in_background: bool = True  # direct path: a batch's offsets committed while the
+                                             # next is applied (False: awaited first; previous design)
     message_bytes_max: int = 64 * 1024      # larger messages and input lines are dead-lettered (too_large)
     ledger_attempts_max: int = 3
     ledger_retry_backoff_ms: int = 200

@@ -34,11 +34,15 @@ tests use.
 Round trips (``combine_statements``, ``LOYALTY_LEDGER_COMBINE_STATEMENTS``,
 default on; off restores the previous design, one statement each): a
 batch's position read is one statement on the pool's autocommit connection
-(not BEGIN, SELECT, ROLLBACK); its tracking rows are one upsert of two arrays
-(not one per Kafka partition); the lock timeout, the table lock and the
-notification are one simple-protocol message (they have no parameters). A
-batch over four partitions goes from 13 round trips to 6: BEGIN, tracking,
-lock, insert, COMMIT and the read before. Same rows, same lock order. Both also create, write and delete member keys in the same
+(not BEGIN, SELECT, ROLLBACK); its save sends the lock timeout, the table
+lock and the notification as one simple-protocol message (they have no
+parameters), then its tracking rows (one upsert of two arrays, not one
+statement per Kafka partition) and its facts as one statement (a
+data-modifying ``WITH``; the facts are inserted only if every tracking row
+moved forward, else ``IntegrityError`` as the library raises for a zombie's
+batch). A batch over four partitions goes from 13 round trips to 5: the
+read, BEGIN, lock, tracking and facts, COMMIT. Same rows; the tracking rows
+are written under the table lock instead of before it. Both also create, write and delete member keys in the same
 transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
 """
 
@@ -46,7 +50,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg.sql import SQL, Identifier
@@ -67,12 +71,12 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         self.sql_create_statements.extend(member_keys.create_statements(
             self.datastore.schema, self.events_table_name))
         self.sql_create_statements.append(create_statement(self.datastore.schema))
-        self.insert_columns_statement = SQL(
+        insert_columns = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
                  id_type=Identifier(self.datastore.originator_id_type))
+        self.insert_columns_statement = SQL("{} RETURNING notification_id").format(insert_columns)
         self.max_tracking_ids_statement = SQL(
             "SELECT application_name, MAX(notification_id) AS max FROM {schema}.{table} "
             "WHERE application_name = ANY(%s) GROUP BY application_name"
@@ -81,6 +85,12 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         self.insert_trackings_statement = self._trackings_statement()
         self.lock_and_notify_statement = SQL("; ").join(
             [*self.lock_table_statements, SQL("NOTIFY {0}").format(Identifier(self.channel_name))])
+        # the facts only if every tracking row was written (the library's guard: a row that
+        # does not move forward is a zombie's batch); no fact inserted is told as IntegrityError
+        self.insert_with_trackings_statement = SQL(
+            "WITH tracked AS ({trackings}) {insert} WHERE (SELECT count(*) FROM tracked) = %s "
+            "RETURNING notification_id").format(trackings=self.insert_trackings_statement,
+                                                insert=insert_columns)
         self.tracked_positions_statement = SQL(
             "SELECT application_name, MAX(notification_id) AS max FROM {schema}.{table} "
             "GROUP BY application_name"
@@ -89,14 +99,14 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
     def _trackings_statement(self) -> SQL:
         """Many tracking rows in one statement: the library's upsert (single-row tracking)
         or its plain insert (the legacy multi-row table), from two arrays."""
-        insert = ("INSERT INTO {schema}.{table} (application_name, notification_id) "
-                  "SELECT * FROM unnest(%s::text[], %s::bigint[])")
-        if self.datastore.single_row_tracking:
-            insert += (" ON CONFLICT (application_name) DO UPDATE "
-                       "SET notification_id = EXCLUDED.notification_id "
-                       "WHERE {schema}.{table}.notification_id < EXCLUDED.notification_id")
-        return SQL(insert).format(schema=Identifier(self.datastore.schema),
-                             table=Identifier(self.tracking_table_name))
+        names = {"schema": Identifier(self.datastore.schema), "table": Identifier(self.tracking_table_name)}
+        forward_only = SQL(" ON CONFLICT (application_name) DO UPDATE "
+                           "SET notification_id = EXCLUDED.notification_id "
+                           "WHERE {schema}.{table}.notification_id < EXCLUDED.notification_id").format(**names)
+        return SQL("INSERT INTO {schema}.{table} (application_name, notification_id) "
+                   "SELECT * FROM unnest(%s::text[], %s::bigint[]){forward_only} RETURNING application_name"
+                   ).format(forward_only=forward_only if self.datastore.single_row_tracking else SQL(""),
+                            **names)
 
     def max_tracking_ids(self, names: Sequence[str]) -> dict[str, int | None]:
         """The last position recorded under each of ``names`` (None: never), in one query."""
@@ -119,20 +129,6 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         with self.datastore.transaction(commit=False) as curs:
             return curs.execute(statement, params or None).fetchall()
 
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
-                              **kwargs: Any) -> None:
-        if self.combine_statements:
-            curs.execute(self.lock_and_notify_statement)  # no parameters: one simple-protocol message
-        else:
-            self._lock_table(curs)
-            self._notify_channel(curs)
-        curs.execute(self.insert_columns_statement, (
-            [event.originator_id for event in stored_events],
-            [event.originator_version for event in stored_events],
-            [event.topic for event in stored_events],
-            [event.state for event in stored_events],
-        ))
-
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         book = kwargs.get(BUDGET_SESSION)
         if book is not None:  # the batch's transaction is open, its budgets locked
@@ -145,26 +141,76 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
 
     def _insert_all(self, curs: Any, stored_events: Sequence[StoredEvent],
                     **kwargs: Any) -> Sequence[int] | None:
-        self._insert_trackings(curs, kwargs)
+        trackings = _trackings(kwargs)
+        if self.combine_statements and stored_events and _distinct(trackings):
+            return self._insert_combined(curs, stored_events, trackings, kwargs)
+        self._insert_trackings(curs, trackings)
         member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
                                   kwargs.get(KEY_CHANGES))
         if not stored_events:
             return None
-        self._insert_stored_events(curs, stored_events, **kwargs)
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self.insert_columns_statement, _columns(stored_events))
         return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
-    def _insert_trackings(self, curs: Any, kwargs: dict[str, Any]) -> None:
-        """The batch's tracking records (``tracking`` and ``MORE_TRACKING``)."""
-        first = kwargs.get("tracking")
-        trackings = ([first] if first is not None else []) + list(kwargs.get(MORE_TRACKING, ()))
-        names = [tracking.application_name for tracking in trackings]
-        if not self.combine_statements or len(set(names)) < len(names) or len(trackings) < 2:
-            for tracking in trackings:  # the library's statement, one per record
+    def _insert_combined(self, curs: Any, stored_events: Sequence[StoredEvent],
+                         trackings: list[Tracking], kwargs: dict[str, Any]) -> Sequence[int] | None:
+        """Member keys; the lock timeout, table lock and notification (no parameters: one
+        simple-protocol message); the tracking rows and the facts in one statement."""
+        member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
+                                  kwargs.get(KEY_CHANGES))
+        curs.execute(self.lock_and_notify_statement)
+        if not trackings:
+            curs.execute(self.insert_columns_statement, _columns(stored_events))
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        self._check_has_multi_row_tracking_table(curs)
+        curs.execute(self.insert_with_trackings_statement,
+                     (*_tracking_columns(trackings), *_columns(stored_events), len(trackings)))
+        ids = [row["notification_id"] for row in curs.fetchall()]
+        if len(ids) != len(stored_events):
+            raise IntegrityError(_not_recorded(trackings))
+        return ids
+
+    def _insert_trackings(self, curs: Any, trackings: list[Tracking]) -> None:
+        """Tracking records alone: one statement (combined) or the library's, one each."""
+        if not self.combine_statements or len(trackings) < 2 or not _distinct(trackings):
+            for tracking in trackings:
                 self._insert_tracking(curs, tracking)
             return
         self._check_has_multi_row_tracking_table(curs)
-        curs.execute(self.insert_trackings_statement,
-                     (names, [tracking.notification_id for tracking in trackings]))
+        written = curs.execute(self.insert_trackings_statement, _tracking_columns(trackings)).fetchall()
+        if len(written) != len(trackings):
+            raise IntegrityError(_not_recorded(trackings))
+
+
+def _trackings(kwargs: dict[str, Any]) -> list[Tracking]:
+    """A save's tracking records: ``tracking`` and ``MORE_TRACKING``."""
+    first = kwargs.get("tracking")
+    return ([first] if first is not None else []) + list(kwargs.get(MORE_TRACKING, ()))
+
+
+def _distinct(trackings: list[Tracking]) -> bool:
+    """No name twice (one upsert cannot update a row twice; a batch has one per partition)."""
+    return len({tracking.application_name for tracking in trackings}) == len(trackings)
+
+
+def _not_recorded(trackings: list[Tracking]) -> str:
+    """The library's message when a tracking row did not move forward (a zombie's batch)."""
+    return "Failed to record tracking for " + ", ".join(
+        f"{tracking.application_name} {tracking.notification_id}" for tracking in trackings)
+
+
+def _tracking_columns(trackings: list[Tracking]) -> tuple[list, list]:
+    return ([tracking.application_name for tracking in trackings],
+            [tracking.notification_id for tracking in trackings])
+
+
+def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list, list, list, list]:
+    return ([event.originator_id for event in stored_events],
+            [event.originator_version for event in stored_events],
+            [event.topic for event in stored_events],
+            [event.state for event in stored_events])
 
 
 class MultiTrackingPOPORecorder(POPOProcessRecorder):

@@ -4,7 +4,7 @@ Counted from libpq's own trace of every connection the ledger takes: each
 ``Query`` (simple protocol) and each ``Sync`` (end of an extended-protocol
 statement) the client sends is one round trip, except a statement's first
 ``Parse`` on a connection of the pool (once per connection, not per batch). The combined design reads the
-batch's positions in one and saves in five; the previous one
+batch's positions in one and saves in four; the previous one
 (``LOYALTY_LEDGER_COMBINE_STATEMENTS=false``) in three and 6 + one per
 partition; both store the same facts and tracking rows.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import tempfile
 
-from eventsourcing.persistence import Tracking
+import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
 from psycopg import pq
 
 from ledger.application import LoyaltyLedger
@@ -86,10 +87,10 @@ def _two_batches(env: dict) -> tuple[list[tuple[int, int]], tuple[list, dict]]:
         ledger.close()
 
 
-def test_a_batch_reads_its_positions_in_one_round_trip_and_saves_in_five(pg_env):
+def test_a_batch_reads_its_positions_in_one_round_trip_and_saves_in_four(pg_env):
     counts, (facts, positions) = _two_batches(pg_env)
     # the second batch: accounts cached, the library's tracking-table check done
-    assert counts[1] == (1, 5)
+    assert counts[1] == (1, 4)  # BEGIN; lock timeout, lock, notification; tracking and facts; COMMIT
     assert positions == {name: 1 for name in NAMES}
     assert len(facts) >= 2 * PARTITIONS
 
@@ -106,11 +107,18 @@ def test_both_designs_store_the_same_facts_and_positions(pg_env, embedded_pg):
     assert stored[0] == stored[1]
 
 
-def test_a_combined_tracking_upsert_never_moves_a_position_back(pg_env):
+@pytest.mark.parametrize("with_facts", [False, True], ids=["tracking only", "tracking and facts"])
+def test_a_position_that_does_not_move_forward_fails_the_whole_save(pg_env, with_facts):
+    """The library's guard against a zombie's batch, kept by the combined statements: the
+    batch raises IntegrityError and nothing of it is stored."""
     ledger = LoyaltyLedger(env=pg_env)
     try:
         ledger.process_batch([], [Tracking(NAMES[0], 7), Tracking(NAMES[1], 3)])
-        ledger.process_batch([], [Tracking(NAMES[0], 5), Tracking(NAMES[1], 4)])
-        assert ledger.tracked_positions(NAMES[:2]) == {NAMES[0]: 7, NAMES[1]: 4}
+        stored = _stored(ledger)
+        commands = b.commands(b.purchase("Z", "2025-01-01T10:00:00Z", 5_000)) if with_facts else []
+        with pytest.raises(IntegrityError, match=NAMES[0]):
+            ledger.process_batch(commands, [Tracking(NAMES[0], 7), Tracking(NAMES[1], 4)])
+        assert _stored(ledger) == stored
+        assert ledger.tracked_positions(NAMES[:2]) == {NAMES[0]: 7, NAMES[1]: 3}
     finally:
         ledger.close()

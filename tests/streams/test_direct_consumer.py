@@ -7,7 +7,10 @@
 - a batch is grouped by partition in offset order, and the offsets to commit
   are the ones after each partition's last message; a batch that fails is
   read again from its first offsets (nothing committed for it), and a
-  consumer error crashes the worker instead of leaving it idle;
+  consumer error crashes the worker instead of leaving it idle; offsets are
+  committed in the background while the next batch is applied, one commit
+  in flight and in order, the last one awaited before the crash (the
+  previous design, ``consumer_commit_in_background`` off, awaits each);
 - against the embedded broker and PostgreSQL: with a batch wait far longer
   than the test's own timeout, a lone event is applied all the same
   (``getmany`` returns what is there; the faust path's ``take_events`` would
@@ -160,6 +163,62 @@ def test_a_failed_batch_is_read_again_from_its_start_and_a_consumer_error_crashe
     assert sorted(service.consumer.seeks) == [(TopicPartition("a", 0), 5), (TopicPartition("a", 1), 3)]
     assert service.consumer.commits == [{TopicPartition("a", 0): 7, TopicPartition("a", 1): 4}]
     assert isinstance(service.crash_reason, KafkaError)
+
+
+class SlowCommits(FakeConsumer):
+    """A consumer whose offset commits take ``commit_s``; every start and end is logged."""
+
+    def __init__(self, polls: list[dict], ending: Exception, log: list[str], commit_s: float) -> None:
+        super().__init__(polls, ending)
+        self.log, self.commit_s = log, commit_s
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.log.append(f"commit {offsets[TopicPartition('a', 0)]} starts")
+        await asyncio.sleep(self.commit_s)
+        self.log.append(f"commit {offsets[TopicPartition('a', 0)]} ends")
+        await super().commit(offsets)
+
+
+def consumed_with_slow_commits(in_background: bool) -> tuple[list[str], list[dict]]:
+    from aiokafka.errors import KafkaError
+
+    polls = [{TopicPartition("a", 0): [record("a", 0, offset)]} for offset in (1, 2, 3)]
+    log: list[str] = []
+
+    async def apply(batch, highwater):
+        log.append(f"apply {batch[0].offset}")
+        await asyncio.sleep(0)
+
+    async def evict() -> None:
+        return None
+
+    async def run() -> SlowCommits:
+        service = DirectConsumer(Settings(consumer_commit_in_background=in_background), apply, evict)
+        service.consumer = SlowCommits(polls, KafkaError("end of the test"), log, commit_s=0.05)
+        await service._consume()
+        return service.consumer
+
+    consumer = asyncio.run(run())
+    return log, consumer.commits
+
+
+def test_offsets_are_committed_in_the_background_in_order_and_the_last_before_a_crash():
+    log, commits = consumed_with_slow_commits(in_background=True)
+    # (offsets committed are the next to read: batch 1's are "2") batch 2 is applied while
+    # batch 1's commit is in flight; one commit in flight at a time, in order
+    assert log.index("apply 2") < log.index("commit 2 ends")
+    assert log.index("apply 3") < log.index("commit 3 ends")
+    assert log.index("commit 2 ends") < log.index("commit 3 starts")
+    assert log.index("commit 3 ends") < log.index("commit 4 starts")
+    assert [c[TopicPartition("a", 0)] for c in commits] == [2, 3, 4]  # all, in order, none lost
+
+
+def test_the_previous_design_awaits_each_commit_before_fetching_again():
+    log, commits = consumed_with_slow_commits(in_background=False)
+    assert log == ["apply 1", "commit 2 starts", "commit 2 ends", "apply 2", "commit 3 starts",
+                   "commit 3 ends", "apply 3", "commit 4 starts", "commit 4 ends"]
+    assert [c[TopicPartition("a", 0)] for c in commits] == [2, 3, 4]
+    assert Settings.from_env({"LOYALTY_CONSUMER_COMMIT_IN_BACKGROUND": "false"}).consumer_commit_in_background is False
 
 
 def committed_offsets(settings: Settings, partitions: list[int]) -> dict[int, int | None]:
