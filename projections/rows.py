@@ -29,6 +29,12 @@ together (psycopg's pipeline mode: one round trip), and
 sends them with the other read models' in one statement
 (``projections.combined``). The statements and their rows are the same
 either way.
+
+Array parameters travel in binary format (``%b``): psycopg dumps a Python
+list as a text array at about 1 µs per element (8 µs per timestamp) against
+0.3 to 0.4 µs in binary, and a profile of the live follower at 1,000 events/s
+found the text dumping at a quarter of its main thread's time. Same values,
+same rows.
 """
 
 from __future__ import annotations
@@ -114,7 +120,7 @@ class Table:
 
     @cache
     def select_members_statement(self, schema: str) -> Composed:
-        return self.select_statement(schema, SQL("member_id = ANY(%s)"))
+        return self.select_statement(schema, SQL("member_id = ANY(%b)"))
 
     @cache
     def select_key_statement(self, schema: str) -> Composed:
@@ -153,7 +159,7 @@ class Table:
 
     def _unnest(self, names: tuple[str, ...]) -> Composed:
         types = dict(self.columns)
-        arrays = [SQL("%s::{}[]").format(SQL(types[name].split()[0])) for name in names]
+        arrays = [SQL("%b::{}[]").format(SQL(types[name].split()[0])) for name in names]
         return SQL("unnest({})").format(SQL(", ").join(arrays))
 
     def _key_condition(self) -> Composed:
