@@ -107,12 +107,14 @@ def test_both_designs_store_the_same_facts_and_positions(pg_env, embedded_pg):
     assert stored[0] == stored[1]
 
 
+@pytest.mark.parametrize("table", ["t", "f"], ids=["single-row tracking", "legacy multi-row tracking"])
 @pytest.mark.parametrize("with_facts", [False, True], ids=["tracking only", "tracking and facts"])
-def test_a_position_that_does_not_move_forward_fails_the_whole_save(pg_env, with_facts):
-    """The library's guard against a zombie's batch, kept by the combined statements: the
-    batch raises IntegrityError and nothing of it is stored."""
-    ledger = LoyaltyLedger(env=pg_env)
+def test_a_position_that_does_not_move_forward_fails_the_whole_save(pg_env, with_facts, table):
+    """The library's guard against a zombie's batch, kept by the combined statements with
+    either tracking table: the batch raises IntegrityError and nothing of it is stored."""
+    ledger = LoyaltyLedger(env=pg_env | {"SINGLE_ROW_TRACKING": table})
     try:
+        assert ledger.recorder.datastore.single_row_tracking is (table == "t")
         ledger.process_batch([], [Tracking(NAMES[0], 7), Tracking(NAMES[1], 3)])
         stored = _stored(ledger)
         commands = b.commands(b.purchase("Z", "2025-01-01T10:00:00Z", 5_000)) if with_facts else []
