@@ -29,7 +29,8 @@ A batch touching budgeted campaigns passes its open, locked transaction
 (``BUDGET_SESSION``, ``ledger/postgres/campaign_budgets.py``): the facts,
 tracking rows and budget totals are written and committed on it.
 ``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
-tests use.
+tests use. Both also create, write and delete member keys in the same
+transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
 
 Round trips (``combine_statements``, ``LOYALTY_LEDGER_COMBINE_STATEMENTS``,
 default on; off restores the previous design, one statement each): a
@@ -42,8 +43,7 @@ data-modifying ``WITH``; the facts are inserted only if every tracking row
 moved forward, else ``IntegrityError`` as the library raises for a zombie's
 batch). A batch over four partitions goes from 13 round trips to 5: the
 read, BEGIN, lock, tracking and facts, COMMIT. Same rows; the tracking rows
-are written under the table lock instead of before it. Both also create, write and delete member keys in the same
-transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
+are written under the table lock instead of before it.
 """
 
 from __future__ import annotations
