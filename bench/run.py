@@ -71,6 +71,14 @@ CYCLE_PREVIOUS = {"ledger_combine_statements": False, "consumer_commit_in_backgr
 # latency sides: (follower kind, gc_tuned, other settings); batched-previous is the follower's
 # previous design (bench/latency.py FOLLOWER_ENV), gc-default CPython's collector, cycle-previous
 # the worker's batch cycle as before (issue 21's previous designs)
+# the API group's previous designs: extra key -> (run label, what, measure's settings)
+API_PREVIOUS_SIDES = {
+    "read_before_wakeup": ("api-old", "previous design (reply_read_before_wakeup)",
+                           {"read_before_wakeup": True}),
+    "gc_default": ("api-gc", "CPython's collector (gc_tuned false)", {"gc_tuned": False}),
+    "batch_cycle": ("api-cycle", "the batch cycle's previous design (ledger_combine_statements, "
+                                 "consumer_commit_in_background false)", CYCLE_PREVIOUS),
+}
 LATENCY_SIDES = {"batched": ("batched", True, {}), "batched-previous": ("batched-previous", True, {}),
                  "runner": ("runner", True, {}), GC_DEFAULT_SIDE: ("batched", False, {}),
                  CYCLE_PREVIOUS_SIDE: ("batched", True, CYCLE_PREVIOUS)}
@@ -615,7 +623,8 @@ class Bench:
 
     def api(self) -> None:
         sizes = self.sizes
-        runs, previous_runs, gc_default_runs, cycle_previous_runs = [], [], [], []
+        runs: list[api.ApiRun] = []
+        previous: dict[str, list[api.ApiRun]] = {side: [] for side in API_PREVIOUS_SIDES}
 
         def measure(label: str, read_before_wakeup: bool = False, gc_tuned: bool = True,
                     **overrides: Any) -> api.ApiRun:
@@ -636,26 +645,15 @@ class Bench:
                      f"(/healthz {run.health_per_s:,.0f}/s); background {run.purchases_per_s:,.0f} "
                      f"purchases/s; not 200: {run.not_200}, unseen: {run.unseen}")
             self.log(f"api run {number}/{sizes.runs}: round trip stages (ms): {api.stage_summary(run.stages_ms)}")
-            previous = measure(f"api-old-r{number}", read_before_wakeup=True)
-            previous_runs.append(previous)
-            self.log(f"api run {number}/{sizes.runs}, previous design (reply_read_before_wakeup): round "
-                     f"trip p50 {latency.percentile(previous.round_trip_ms, 50):,.0f} ms, p99 "
-                     f"{latency.percentile(previous.round_trip_ms, 99):,.0f} ms; stages (ms): "
-                     f"{api.stage_summary(previous.stages_ms)}")
-            gc_default = measure(f"api-gc-r{number}", gc_tuned=False)
-            gc_default_runs.append(gc_default)
-            self.log(f"api run {number}/{sizes.runs}, CPython's collector (gc_tuned false): round "
-                     f"trip p50 {latency.percentile(gc_default.round_trip_ms, 50):,.0f} ms, p99 "
-                     f"{latency.percentile(gc_default.round_trip_ms, 99):,.0f} ms; lookups p99 "
-                     f"{latency.percentile(gc_default.lookup_ms, 99):,.1f} ms")
-            cycle_previous = measure(f"api-cycle-r{number}", **CYCLE_PREVIOUS)
-            cycle_previous_runs.append(cycle_previous)
-            self.log(f"api run {number}/{sizes.runs}, the batch cycle's previous design "
-                     f"(ledger_combine_statements, consumer_commit_in_background false): round trip p50 "
-                     f"{latency.percentile(cycle_previous.round_trip_ms, 50):,.0f} ms, p99 "
-                     f"{latency.percentile(cycle_previous.round_trip_ms, 99):,.0f} ms; stages (ms): "
-                     f"{api.stage_summary(cycle_previous.stages_ms)}")
-        self.figures.extend(_api_figures(sizes, runs, previous_runs, gc_default_runs, cycle_previous_runs))
+            for side, (label, what, overrides) in API_PREVIOUS_SIDES.items():
+                side_run = measure(f"{label}-r{number}", **overrides)
+                previous[side].append(side_run)
+                self.log(f"api run {number}/{sizes.runs}, {what}: round trip p50 "
+                         f"{latency.percentile(side_run.round_trip_ms, 50):,.0f} ms, p99 "
+                         f"{latency.percentile(side_run.round_trip_ms, 99):,.0f} ms; lookups p99 "
+                         f"{latency.percentile(side_run.lookup_ms, 99):,.1f} ms; stages (ms): "
+                         f"{api.stage_summary(side_run.stages_ms)}")
+        self.figures.extend(_api_figures(sizes, runs, previous))
 
     def store(self) -> None:
         """The event store's write ceiling, PostgreSQL alone (``bench/store_ceiling.py``)."""
@@ -694,10 +692,10 @@ def _previous_follower_extra(previous: list[latency.LatencyRun], pct: int) -> di
             "previous_design_follower_unseen": [r.unseen for r in previous]}
 
 
-def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun],
-                 gc_default: list[api.ApiRun], cycle_previous: list[api.ApiRun]) -> list[Figure]:
+def _api_figures(sizes: Sizes, runs: list[api.ApiRun],
+                 previous: dict[str, list[api.ApiRun]]) -> list[Figure]:
     """Issue 15's figures: the redemption round trip against produce-and-poll, lookups
-    against ``/healthz``."""
+    against ``/healthz``; each previous design's (``API_PREVIOUS_SIDES``) in the extra."""
     size = (f"{sizes.api_redemption_rate}/s for {sizes.api_seconds:g} s, while "
             f"{sizes.api_purchase_rate:,} purchases/s stream in")
     notes = (f"POST /v1/events of a 1-point redemption to its 200 (HTTP, Kafka, {api.API_WORKERS} "
@@ -706,16 +704,11 @@ def _api_figures(sizes: Sizes, runs: list[api.ApiRun], previous: list[api.ApiRun
              f"{api.POLL_INTERVAL_MS} ms); {sizes.api_members} members each side")
     extra = {"not_200": [r.not_200 for r in runs], "baseline_unseen": [r.unseen for r in runs],
              "background_purchases_per_s": [r.purchases_per_s for r in runs],
-             "previous_design_read_before_wakeup_ms": {
-                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in previous] for pct in (50, 99)},
-             "previous_design_gc_default_ms": {
-                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in gc_default]
-                 for pct in (50, 99)},
+             **{f"previous_design_{side}_ms": {
+                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in side_runs] for pct in (50, 99)}
+                for side, side_runs in previous.items()},
              "previous_design_gc_default_lookup_p99_ms": [latency.percentile(r.lookup_ms, 99)
-                                                          for r in gc_default],
-             "previous_design_batch_cycle_ms": {
-                 f"p{pct}": [latency.percentile(r.round_trip_ms, pct) for r in cycle_previous]
-                 for pct in (50, 99)}}
+                                                          for r in previous["gc_default"]]}
     figures = [Figure(
         f"api.redemption_{name}", f"API redemption round trip {name}", "ms", size,
         Measure("HTTP round trip", [latency.percentile(r.round_trip_ms, pct) for r in runs]),
