@@ -27,7 +27,8 @@ takes tracking records beyond the library's one ``tracking`` (keyword
 reads many positions in one query (``tracked_positions`` every one recorded).
 A batch touching budgeted campaigns passes its open, locked transaction
 (``BUDGET_SESSION``, ``ledger/postgres/campaign_budgets.py``): the facts,
-tracking rows and budget totals are written and committed on it.
+tracking rows and budget totals are written and committed on it (combined:
+the totals in the lock message).
 ``MultiTrackingPOPORecorder`` does the same for the in-memory store the unit
 tests use. Both also create, write and delete member keys in the same
 transaction as the facts (``KEY_CHANGES``; ``ledger.postgres.member_keys``).
@@ -53,7 +54,7 @@ from typing import Any, Sequence
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 from eventsourcing.postgres import PostgresProcessRecorder
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 from ledger.postgres import member_keys
 from ledger.privacy import KEY_CHANGES, apply_key_changes
@@ -133,7 +134,7 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         book = kwargs.get(BUDGET_SESSION)
         if book is not None:  # the batch's transaction is open, its budgets locked
             ids = self._insert_all(book.session.cursor, stored_events, **kwargs)
-            book.session.write(book.spent)
+            book.session.write(book.spent)  # nothing left when the lock message carried it
             book.session.commit()
             return ids
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
@@ -160,7 +161,7 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         simple-protocol message); the tracking rows and the facts in one statement."""
         member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
                                   kwargs.get(KEY_CHANGES))
-        curs.execute(self.lock_and_notify_statement)
+        curs.execute(self._lock_message(kwargs.get(BUDGET_SESSION)))
         if not trackings:
             curs.execute(self.insert_columns_statement, _columns(stored_events))
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
@@ -171,6 +172,14 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
         if len(ids) != len(stored_events):
             raise IntegrityError(_not_recorded(trackings))
         return ids
+
+    def _lock_message(self, book: Any) -> Composable:
+        """The lock timeout, table lock and notification; with a budgeted batch's spending
+        (``BudgetSession.spending_statement``) after them, in the same message."""
+        spending = book.session.spending_statement(book.spent) if book is not None else None
+        if spending is None:
+            return self.lock_and_notify_statement
+        return SQL("; ").join([self.lock_and_notify_statement, spending])
 
     def _insert_trackings(self, curs: Any, trackings: list[Tracking]) -> None:
         """Tracking records alone: one statement (combined) or the library's, one each."""

@@ -19,6 +19,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from psycopg import pq
 
 from ledger.application import LoyaltyLedger
+from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
 from tests.support import builders as b
 from tests.support.services import unique_database_name
 
@@ -124,3 +125,44 @@ def test_a_position_that_does_not_move_forward_fails_the_whole_save(pg_env, with
         assert ledger.tracked_positions(NAMES[:2]) == {NAMES[0]: 7, NAMES[1]: 3}
     finally:
         ledger.close()
+
+
+BUDGETED = parse_program(DEFAULT_PROGRAM_PATH.read_text() + """
+[[campaigns]]
+id = "ten"
+name = "Ten for everyone, while it lasts"
+starts_at = "2025-01-01T00:00:00Z"
+ends_at = "2026-01-01T00:00:00Z"
+bonus_points = 10
+budget_points = 75
+""")
+
+
+def _budgeted_batches(env: dict) -> tuple[list[tuple[int, int]], tuple[list, dict], dict, list[int]]:
+    """Two batches' round trips; the facts and positions, the budget's total, the awards."""
+    ledger = LoyaltyLedger(env=env | WORKER_CACHE, program=BUDGETED)
+    try:
+        round_trips = RoundTrips(ledger)
+        counts = [_batch(ledger, round_trips, offset) for offset in (0, 1)]
+        awards = [line["points"] for fact in ledger.fact_log.facts()
+                  if type(fact).__name__ == "PointsEarned" for line in fact.campaigns]
+        return counts, _stored(ledger), ledger.budgets.awarded(), awards
+    finally:
+        ledger.close()
+
+
+def test_a_budgeted_batch_adds_two_round_trips_and_the_previous_design_five(pg_env, embedded_pg):
+    """The budgets' read and their lock; their new totals travel in the lock message (the
+    budget transaction's BEGIN and COMMIT are the save's). The previous design: idle timeout,
+    insert, select, lock, update. Same facts, positions and totals: the second batch spends
+    what the first left (40 of 75, then 35: its last award cut to 5)."""
+    counts, stored, awarded, awards = _budgeted_batches(pg_env)
+    assert counts[1] == (1, 4 + 2)
+    second = embedded_pg.create_database(unique_database_name("previous-budgets")).env
+    previous_counts, previous_stored, previous_awarded, previous_awards = _budgeted_batches(
+        second | PREVIOUS_DESIGN)
+    assert previous_counts[1] == (3, 6 + PARTITIONS + 5)
+    assert awarded == previous_awarded == {"ten": 75}
+    assert sorted(awards) == sorted(previous_awards) == [5] + [10] * 7
+    assert stored == previous_stored
+

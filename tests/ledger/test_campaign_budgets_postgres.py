@@ -40,9 +40,14 @@ def campaign_points(ledger: LoyaltyLedger) -> list[int]:
             if type(fact).__name__ == "PointsEarned" for line in fact.campaigns]
 
 
-@pytest.fixture
-def ledgers(pg_env):
-    made = [LoyaltyLedger(env=pg_env, program=PROGRAM) for _ in range(WORKERS)]
+DESIGNS = {"combined": {}, "previous": {"LOYALTY_LEDGER_COMBINE_STATEMENTS": "false"}}
+
+
+@pytest.fixture(params=list(DESIGNS))
+def ledgers(pg_env, request):
+    """The workers' ledgers, with the budgets' statements combined (default) or one each."""
+    made = [LoyaltyLedger(env=pg_env | DESIGNS[request.param], program=PROGRAM)
+            for _ in range(WORKERS)]
     yield made
     for ledger in made:
         ledger.close()
@@ -143,3 +148,15 @@ def test_a_round_whose_budget_another_batch_drew_down_meanwhile_decides_again(le
             and fact.member_id.startswith("mine") for line in fact.campaigns]
     assert mine == [BONUS_POINTS, BUDGET_POINTS - 33 * BONUS_POINTS]  # 30, then the 10 left
     assert sum(campaign_points(ledger)) == BUDGET_POINTS
+
+
+def test_the_spending_in_the_lock_message_is_quoted_by_psycopg(pg_env):
+    """The combined design sends the totals as literal values: psycopg quotes them (a
+    campaign id cannot hold a quote today; the statement would not break if one did)."""
+    ledger = LoyaltyLedger(env=pg_env, program=PROGRAM)
+    try:
+        with ledger.recorder.datastore.get_connection() as conn:
+            text = ledger.budgets.statements.add_spending_literal({"o'x": 5, "tight": 7}).as_string(conn)
+    finally:
+        ledger.close()
+    assert "VALUES ('o''x', 5::bigint), ('tight', 7::bigint)" in text
