@@ -122,20 +122,27 @@ def campaign_awards(program: Program, member: MemberCampaignState, purchase: Pur
     awards: list[CampaignAward] = []
     by_filter: dict[ItemFilter, LineTotals] | None = None
     every_line: LineTotals | None = None
+    amount_minor, uses = purchase.amount_minor, member.uses
     for planned in plan.candidates(purchase.occurred_at, purchase.store_id, purchase.channel,
                                    member.tier):
-        if not _admits_amount_and_limit(planned, member, purchase):
-            continue
-        if planned.item_filter is None:
+        # the cheapest test first: most candidates of a realistic set name items the basket lacks
+        item_filter = planned.item_filter
+        if item_filter is None:
             if every_line is None:
                 every_line = line_totals(None, purchase.items)
             matched = every_line
         else:
             if by_filter is None:
                 by_filter = plan.filter_totals(purchase.items)
-            matched = by_filter.get(planned.item_filter)
+            matched = by_filter.get(item_filter)
             if matched is None:
                 continue  # an item filter needs a matching line
+        least = planned.min_amount_minor
+        if least is not None and amount_minor < least:
+            continue
+        most = planned.per_member_max
+        if most is not None and uses.get(planned.id, 0) >= most:
+            continue
         _add_award(awards, planned, program, purchase, matched, budgets_left)
     return awards
 
