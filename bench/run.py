@@ -66,8 +66,10 @@ BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figu
 
 GC_DEFAULT_SIDE = "batched-gc-default"
 CYCLE_PREVIOUS_SIDE = "batched-cycle-previous"
-# a worker's batch cycle as before: one round trip per statement, offsets committed before fetching
-CYCLE_PREVIOUS = {"ledger_combine_statements": False, "consumer_commit_in_background": False}
+# a worker's batch cycle as before: one round trip per statement, positions read every batch,
+# offsets committed before fetching
+CYCLE_PREVIOUS = {"ledger_combine_statements": False, "ledger_position_cache": False,
+                  "consumer_commit_in_background": False}
 # latency sides: (follower kind, gc_tuned, other settings); batched-previous is the follower's
 # previous design (bench/latency.py FOLLOWER_ENV), gc-default CPython's collector, cycle-previous
 # the worker's batch cycle as before (issue 21's previous designs)
@@ -77,7 +79,8 @@ API_PREVIOUS_SIDES = {
                            {"read_before_wakeup": True}),
     "gc_default": ("api-gc", "CPython's collector (gc_tuned false)", {"gc_tuned": False}),
     "batch_cycle": ("api-cycle", "the batch cycle's previous design (ledger_combine_statements, "
-                                 "consumer_commit_in_background false)", CYCLE_PREVIOUS),
+                                 "ledger_position_cache, consumer_commit_in_background false)",
+                    CYCLE_PREVIOUS),
 }
 LATENCY_SIDES = {"batched": ("batched", True, {}), "batched-previous": ("batched-previous", True, {}),
                  "runner": ("runner", True, {}), GC_DEFAULT_SIDE: ("batched", False, {}),
@@ -360,8 +363,9 @@ class Bench:
             stream, headline, "ingest.batch_cycle",
             f"ingest, sustained, {HEADLINE_WORKERS} workers, a batch's cycle shortened",
             "combined statements, background commits (default)", "the batch cycle of before (previous design)",
-            "the ingest stream with a batch's save in four round trips and its position read in one "
-            "(ledger_combine_statements, ledger/postgres/recorder.py) and its offsets committed while "
+            "the ingest stream with a batch's save in four round trips, its positions read in one "
+            "(ledger_combine_statements, ledger/postgres/recorder.py) or known from the worker's own "
+            "last save (ledger_position_cache, ledger/application.py) and its offsets committed while "
             "the next batch is applied (consumer_commit_in_background, streams/direct_consumer.py), "
             "and with both off, same stream, same run",
             label="ingest-cycle-previous", **CYCLE_PREVIOUS, **program)
@@ -617,8 +621,8 @@ class Bench:
                       f"baseline eventsourcing's ProjectionRunner per read model; "
                       f"extra.previous_design_follower_*: the same follower with "
                       f"read_models_combine_statements=false and follow_synchronous_commit=true; "
-                      f"extra.previous_design_batch_cycle_*: ledger_combine_statements=false and "
-                      f"consumer_commit_in_background=false",
+                      f"extra.previous_design_batch_cycle_*: ledger_combine_statements=false, "
+                      f"ledger_position_cache=false and consumer_commit_in_background=false",
                 extra=extra))
 
     def api(self) -> None:

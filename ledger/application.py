@@ -150,6 +150,8 @@ class LoyaltyLedger(Application):
         self.member_keys = KeyRing(key_store_for(self.recorder))  # section 13's key table
         self.member_keys_prefetch = settings.member_keys_prefetch  # one key query a round
         self.budgets: Budgets = budgets_of(self.recorder) or InMemoryBudgets()
+        self.position_cache = settings.ledger_position_cache
+        self._saved_positions: dict[str, int] = {}  # tracking name -> position this ledger saved
         if isinstance(self.recorder, UnpipelinedProcessRecorder):
             self.recorder.combine_statements = settings.ledger_combine_statements
 
@@ -167,8 +169,10 @@ class LoyaltyLedger(Application):
         cached object in place; if saving fails, that object holds facts that
         were never stored, so the cache must go. A stale cached account is
         never a correctness problem: its save would collide with the stored
-        versions and fail.
+        versions and fail. The positions this ledger saved go too
+        (``tracked_positions``): after a rebalance another worker may move them.
         """
+        self._saved_positions = {}
         cache = self.repository.cache
         if cache is not None:
             # Not cache.clear(): eventsourcing 9.5.6's LRUCache.clear() resets
@@ -180,7 +184,19 @@ class LoyaltyLedger(Application):
         return self.recorder.max_tracking_id(name)
 
     def tracked_positions(self, names: Sequence[str]) -> dict[str, int | None]:
-        """``tracked_position`` of each of ``names``, in one query."""
+        """``tracked_position`` of each of ``names``, in one query; none when this ledger's own
+        saves since its last ``evict_cached_accounts`` (a rebalance, a failed batch) recorded
+        every one of them (``position_cache``, ``LOYALTY_LEDGER_POSITION_CACHE``).
+
+        A position is only cached by the ledger that wrote it, for the partitions its worker
+        owns; if another worker wrote one meanwhile (a zombie that has not heard of its
+        rebalance yet), the facts of the messages both applied collide (account versions,
+        ``event_id``) and the batch fails, which drops the cache, as a stale cached account
+        does.
+        """
+        saved = self._saved_positions
+        if self.position_cache and saved and all(name in saved for name in names):
+            return {name: saved[name] for name in names}
         return self.recorder.max_tracking_ids(names)
 
     def all_tracked_positions(self) -> dict[str, int]:
@@ -374,6 +390,8 @@ class LoyaltyLedger(Application):
             self.evict_cached_accounts()
             self.member_keys.discard()
             raise
+        if self.position_cache:
+            self._saved_positions.update((t.application_name, t.notification_id) for t in trackings)
 
     def _save(self, aggregates: Iterable[Any], trackings: list[Tracking]) -> None:
         processing_event: ProcessingEvent = ProcessingEvent(tracking=trackings[0] if trackings else None)

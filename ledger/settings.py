@@ -63,6 +63,9 @@ class LedgerSettings:
     ledger_combine_statements: bool = True   # a batch's save in 4 round trips, its position read in
                                              # 1 (False: one per tracking row, lock, notification;
                                              # the previous design; ledger/postgres/recorder.py)
+    ledger_position_cache: bool = True       # a batch's partition positions from this ledger's own
+                                             # last save, not read (False: read every batch; the
+                                             # previous design; LoyaltyLedger.tracked_positions)
     campaign_index: bool = True              # a purchase looks only at campaigns for its store,
                                              # channel and tier (False: scans all; CampaignPlan)
     gc_tuned: bool = True                    # long-running processes freeze start-up objects and
@@ -112,7 +115,7 @@ class LedgerSettings:
     def ledger_env(self) -> dict[str, str]:
         """The settings ``LoyaltyLedger`` reads from its environment, as variables."""
         names = ("program_file", "snapshot_interval_events", "member_keys_prefetch",
-                 "campaign_index", "ledger_combine_statements")
+                 "campaign_index", "ledger_combine_statements", "ledger_position_cache")
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in names
                 if getattr(self, name) is not None}
 

@@ -4,8 +4,9 @@ Counted from libpq's own trace of every connection the ledger takes: each
 ``Query`` (simple protocol) and each ``Sync`` (end of an extended-protocol
 statement) the client sends is one round trip, except a statement's first
 ``Parse`` on a connection of the pool (once per connection, not per batch). The combined design reads the
-batch's positions in one and saves in four; the previous one
-(``LOYALTY_LEDGER_COMBINE_STATEMENTS=false``) in three and 6 + one per
+batch's positions in one (none when the ledger's own last save wrote them all:
+``LOYALTY_LEDGER_POSITION_CACHE``) and saves in four; the previous one
+(``LOYALTY_LEDGER_COMBINE_STATEMENTS=false``, no position cache) in three and 6 + one per
 partition; both store the same facts and tracking rows.
 """
 
@@ -23,7 +24,8 @@ from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
 from tests.support import builders as b
 from tests.support.services import unique_database_name
 
-PREVIOUS_DESIGN = {"LOYALTY_LEDGER_COMBINE_STATEMENTS": "false"}
+NO_POSITION_CACHE = {"LOYALTY_LEDGER_POSITION_CACHE": "false"}
+PREVIOUS_DESIGN = {"LOYALTY_LEDGER_COMBINE_STATEMENTS": "false"} | NO_POSITION_CACHE
 WORKER_CACHE = {"AGGREGATE_CACHE_MAXSIZE": "100", "AGGREGATE_CACHE_FASTFORWARD": "n"}  # as a worker's
 PARTITIONS = 4
 NAMES = [f"loyalty.events:{partition}" for partition in range(PARTITIONS)]
@@ -88,12 +90,18 @@ def _two_batches(env: dict) -> tuple[list[tuple[int, int]], tuple[list, dict]]:
         ledger.close()
 
 
-def test_a_batch_reads_its_positions_in_one_round_trip_and_saves_in_four(pg_env):
+def test_a_batch_knows_its_positions_from_the_last_save_and_saves_in_four(pg_env):
     counts, (facts, positions) = _two_batches(pg_env)
-    # the second batch: accounts cached, the library's tracking-table check done
-    assert counts[1] == (1, 4)  # BEGIN; lock timeout, lock, notification; tracking and facts; COMMIT
+    assert counts[0][0] == 1  # the first batch reads its positions: no save of this ledger yet
+    # the second batch: accounts cached, positions known, the library's tracking-table check done
+    assert counts[1] == (0, 4)  # BEGIN; lock timeout, lock, notification; tracking and facts; COMMIT
     assert positions == {name: 1 for name in NAMES}
     assert len(facts) >= 2 * PARTITIONS
+
+
+def test_without_the_position_cache_every_batch_reads_its_positions_in_one(pg_env):
+    counts, _ = _two_batches(pg_env | NO_POSITION_CACHE)
+    assert counts[1] == (1, 4)
 
 
 def test_the_previous_design_takes_a_round_trip_per_statement(pg_env):
@@ -157,7 +165,7 @@ def test_a_budgeted_batch_adds_two_round_trips_and_the_previous_design_five(pg_e
     insert, select, lock, update. Same facts, positions and totals: the second batch spends
     what the first left (40 of 75, then 35: its last award cut to 5)."""
     counts, stored, awarded, awards = _budgeted_batches(pg_env)
-    assert counts[1] == (1, 4 + 2)
+    assert counts[1] == (0, 4 + 2)
     second = embedded_pg.create_database(unique_database_name("previous-budgets")).env
     previous_counts, previous_stored, previous_awarded, previous_awards = _budgeted_batches(
         second | PREVIOUS_DESIGN)

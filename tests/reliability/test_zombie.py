@@ -41,6 +41,7 @@ PARTITIONS = 4
 EVENTS = 6000
 FROZEN_STREAM_EVENTS = 40_000  # still mid-stream after the freeze at today's speed
 PROCESSED_TIMEOUT_S = 120
+WORKER_CACHE = {"AGGREGATE_CACHE_MAXSIZE": "100", "AGGREGATE_CACHE_FASTFORWARD": "n"}  # as a worker's
 
 
 def owner_commits_first(zombie: LoyaltyLedger, owner_applier: PartitionBatchApplier, owner_batch):
@@ -87,6 +88,35 @@ def test_a_zombie_holding_more_than_the_owner_applies_only_the_rest(pg_env, capl
         assert any("retrying" in r.getMessage() for r in caplog.records)
         assert_counted_once(owner, "m1", balance=80, earned=8)
         assert owner.tracked_position(f"{TOPIC}:0") == 7
+    finally:
+        zombie.close()
+        owner.close()
+
+
+def test_a_zombie_trusting_the_position_it_saved_last_counts_nothing_twice(pg_env, caplog):
+    """The position cache (``LOYALTY_LEDGER_POSITION_CACHE``): a worker knows its partitions'
+    positions from its own last save. A zombie that has not heard of its rebalance trusts
+    a position the new owner has moved on: its batch collides with the owner's facts (an
+    account it holds), the retry reads the positions again and applies only the tail. A
+    revocation (``evict_cached_accounts``) forgets the positions too."""
+    events = [b.purchase("m1" if day < 5 else "m2", f"2025-01-{day:02d}T10:00:00Z", 1000)
+              for day in range(1, 9)]
+    batch = messages(*events)
+    zombie, owner = LoyaltyLedger(env=pg_env | WORKER_CACHE), LoyaltyLedger(env=pg_env)
+    try:
+        zombie_applier = PartitionBatchApplier(zombie, SETTINGS)
+        zombie_applier.apply(batch[:2])  # offsets 0, 1: the zombie's own last save
+        assert zombie.tracked_positions([f"{TOPIC}:0"]) == {f"{TOPIC}:0": 1}
+        PartitionBatchApplier(owner, SETTINGS).apply(batch[:6])  # the new owner: 2..5
+        with caplog.at_level(logging.WARNING, logger="streams.batches"):
+            report = zombie_applier.apply(batch[2:])  # still believes 1: 2..7 look fresh
+        assert (report.applied, report.skipped, report.conflicts_retried) == (2, 4, 1)
+        assert_counted_once(owner, "m1", balance=40, earned=8)
+        assert owner.find_account("m2").balance == 40
+        assert zombie.tracked_positions([f"{TOPIC}:0"]) == {f"{TOPIC}:0": 7}
+        PartitionBatchApplier(owner, SETTINGS).apply(messages(events[0], start=8))
+        zombie.evict_cached_accounts()  # the revocation the zombie hears at last
+        assert zombie.tracked_positions([f"{TOPIC}:0"]) == {f"{TOPIC}:0": 8}
     finally:
         zombie.close()
         owner.close()
