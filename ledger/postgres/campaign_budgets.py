@@ -28,10 +28,13 @@ Round trips (the recorder's ``combine_statements``,
 design): the read is one statement (the idle timeout, the insert of missing
 rows and the select; a row this statement creates reads as 0 points, which
 it holds), and the new totals travel in the recorder's lock message as an
-``UPDATE`` of literal values, so a budgeted batch adds BEGIN, the read and
-the lock to the batch's round trips, not six statements (BEGIN, idle
-timeout, insert, select, lock, update). The statements are composed once
-per store, not once per batch.
+``UPDATE`` of ``Literal`` values quoted by psycopg (campaign ids of the
+program file and integers: the one place values are not bound parameters,
+because the lock message is a parameterless simple-protocol message). So a
+budgeted batch adds two round trips to its save (the read and the lock; its
+transaction's BEGIN and COMMIT are the save's), not five (idle timeout,
+insert, select, lock, update). The statements are composed once per store,
+not once per batch.
 """
 
 from __future__ import annotations

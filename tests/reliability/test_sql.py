@@ -9,7 +9,12 @@
    ``projections/`` or ``streams/`` is given a string built at run time
    (f-string, ``%``, ``+`` or ``.format`` on a plain string): statements are
    constants or ``psycopg.sql`` compositions with ``Identifier``, and
-   values are bound parameters.
+   values are bound parameters, with one exception: a budgeted batch's
+   new budget totals travel in the save's parameterless lock message as
+   ``psycopg.sql.Literal`` values quoted by psycopg (campaign ids of the
+   program file and integers, never event text;
+   ``ledger/postgres/campaign_budgets.py``,
+   ``tests/ledger/test_campaign_budgets_postgres.py`` checks the quoting).
 """
 
 from __future__ import annotations
