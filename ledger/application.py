@@ -192,11 +192,17 @@ class LoyaltyLedger(Application):
         owns; if another worker wrote one meanwhile (a zombie that has not heard of its
         rebalance yet), the facts of the messages both applied collide (account versions,
         ``event_id``) and the batch fails, which drops the cache, as a stale cached account
-        does.
+        does. A cached position only admits messages: the batch applier reads
+        ``stored_positions`` before it skips any.
         """
         saved = self._saved_positions
         if self.position_cache and saved and all(name in saved for name in names):
             return {name: saved[name] for name in names}
+        return self.stored_positions(names)
+
+    def stored_positions(self, names: Sequence[str]) -> dict[str, int | None]:
+        """The positions recorded under ``names`` as the store holds them now, in one query
+        (never the cache: the batch applier skips messages only on these)."""
         return self.recorder.max_tracking_ids(names)
 
     def all_tracked_positions(self) -> dict[str, int]:

@@ -66,6 +66,11 @@ UNREACHABLE = (OperationalError, InterfaceError)  # the database, not the batch,
 T = TypeVar("T")
 
 
+def _after(messages: Sequence[InboundMessage], names: dict, tracked: dict) -> list[InboundMessage]:
+    """The messages above their partition's tracked position (None: nothing tracked yet)."""
+    return [m for m in messages if tracked[names[m]] is None or m.offset > tracked[names[m]]]
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached for longer than ``database_unavailable_s_max``."""
 
@@ -247,9 +252,17 @@ class PartitionBatchApplier:
         return report
 
     def _fresh(self, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+        """The messages after their partitions' positions. The ledger may know the positions
+        from its own last save (``LOYALTY_LEDGER_POSITION_CACHE``); that only ever admits a
+        message: a skip is decided on the positions read from the store (an operator's
+        ``setup --accept-new-topics`` deletes them, for one)."""
         names = {message: self._tracking_name(message) for message in messages}
-        tracked = self.ledger.tracked_positions(sorted(set(names.values())))
-        fresh = [m for m in messages if tracked[names[m]] is None or m.offset > tracked[names[m]]]
+        wanted = sorted(set(names.values()))
+        tracked = self.ledger.tracked_positions(wanted)
+        fresh = _after(messages, names, tracked)
+        if len(fresh) < len(messages) and self.ledger.position_cache:
+            tracked = self.ledger.stored_positions(wanted)
+            fresh = _after(messages, names, tracked)
         if len(fresh) < len(messages) and self.confirm_topic is not None:
             kept = {id(m) for m in fresh}
             self._confirm_skipped_topics([m for m in messages if id(m) not in kept], names, tracked)

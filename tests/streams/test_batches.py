@@ -203,3 +203,27 @@ def test_a_batch_over_partitions_commits_all_or_nothing(ledger, monkeypatch):
     alone = LoyaltyLedger()
     PartitionBatchApplier(alone, SETTINGS).apply(p0)
     assert len(ledger.history("m1")) == len(alone.history("m1"))  # ... nor a second copy of m1
+
+
+@pytest.mark.parametrize("cache", ["true", "false"])
+def test_a_message_is_skipped_only_on_the_stored_position_never_the_cached_one(pg_env, cache):
+    """The position cache (``LOYALTY_LEDGER_POSITION_CACHE``) admits messages but never skips
+    one: after a tracking row is deleted behind the worker's back (an operator's
+    ``setup --accept-new-topics``), a new topic's first offsets are applied, not skipped."""
+    from psycopg.sql import SQL, Identifier
+
+    ledger = LoyaltyLedger(env=pg_env | {"LOYALTY_LEDGER_POSITION_CACHE": cache})
+    try:
+        applier = PartitionBatchApplier(ledger, SETTINGS)
+        applier.apply(messages(*[b.purchase("m1", f"2025-01-0{day}T10:00:00Z", 1000) for day in (1, 2, 3)]))
+        assert ledger.tracked_positions([f"{TOPIC}:0"]) == {f"{TOPIC}:0": 2}
+        with ledger.recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(SQL("DELETE FROM {}.{} WHERE application_name = %s").format(
+                Identifier(ledger.recorder.datastore.schema), Identifier(ledger.recorder.tracking_table_name)),
+                (f"{TOPIC}:0",))
+        report = applier.apply(messages(b.purchase("m2", "2025-01-05T10:00:00Z", 1000)))
+        assert (report.applied, report.skipped) == (1, 0)
+        assert ledger.find_account("m2").balance == 10
+        assert ledger.stored_positions([f"{TOPIC}:0"]) == {f"{TOPIC}:0": 0}
+    finally:
+        ledger.close()
