@@ -118,7 +118,7 @@ class Sizes:
 
 
 SIZES = {
-    "quick": Sizes(runs=1, ingest_events=3_000, baseline_events=400, raw_messages=20_000,
+    "quick": Sizes(runs=1, ingest_events=10_000, baseline_events=400, raw_messages=20_000,
                    raw_rows=10_000, replay_facts=10_000, replay_baseline_window_s=2,
                    latency_seconds=3, latency_rates=(1_000,), latency_members=200,
                    memory_members=(500, 2_000), session_timeout_ms=2_000,
