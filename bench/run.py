@@ -367,7 +367,7 @@ class Bench:
             "(ledger_combine_statements, ledger/postgres/recorder.py) or known from the worker's own "
             "last save (ledger_position_cache, ledger/application.py) and its offsets committed while "
             "the next batch is applied (consumer_commit_in_background, streams/direct_consumer.py), "
-            "and with both off, same stream, same run",
+            "and with all three off, same stream, same run",
             label="ingest-cycle-previous", **CYCLE_PREVIOUS, **program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
