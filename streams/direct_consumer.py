@@ -40,7 +40,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from faust.app.base import BootStrategy
 from mode import Service
 
@@ -150,6 +150,9 @@ class DirectConsumer(Service):
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - anything here ends the worker
+            if isinstance(error, ConsumerStoppedError) and self.should_stop:
+                log.info("the consumer stopped while the worker stops")  # a shutdown race, no crash
+                return
             log.critical("the consumer failed: %s", error)
             with contextlib.suppress(Exception):
                 await self.settle_commit()

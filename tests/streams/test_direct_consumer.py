@@ -321,3 +321,28 @@ def test_the_consumer_gets_the_group_fetch_wait_batch_size_and_kafka_security():
 
     assert asyncio.run(built()) == dict(group="g", fetch_wait_ms=33, records_max=77, commits_itself=False,
                                         protocol="SASL_PLAINTEXT", mechanism="PLAIN", reset="earliest")
+
+
+@pytest.mark.parametrize("stopping", [True, False], ids=["while stopping", "not stopping"])
+def test_a_consumer_stopped_under_a_stopping_worker_is_no_crash(stopping):
+    """At shutdown the consumer can be stopped while the loop is between batches (seen on
+    Apache Kafka): with the service stopping, ``ConsumerStoppedError`` ends the loop quietly;
+    at any other time it crashes the worker as every consumer error does."""
+    from aiokafka.errors import ConsumerStoppedError
+
+    async def apply(batch, highwater):
+        return None
+
+    async def evict() -> None:
+        return None
+
+    async def run() -> DirectConsumer:
+        service = DirectConsumer(Settings(), apply, evict)
+        service.consumer = FakeConsumer([], ConsumerStoppedError())
+        if stopping:
+            service._stopped.set()
+        await service._consume()
+        return service
+
+    service = asyncio.run(run())
+    assert (service.crash_reason is None) is stopping
