@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
@@ -179,6 +179,17 @@ class LoyaltyLedger(Application):
             # only its LRU links, and get() still finds every entry.
             self.repository.cache = type(cache)(maxsize=cache.maxsize)
 
+    def forget_accounts(self, accounts: Iterable[LoyaltyAccount]) -> None:
+        """Drop ``accounts`` from the cache (a round decided on them and saves nothing; the
+        next round loads them from the store). The other cached accounts and the saved
+        positions stay: unlike a failed save, nothing else can hold unsaved facts."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for account in accounts:
+            with suppress(KeyError):
+                cache.get(account.id, evict=True)
+
     def tracked_position(self, name: str) -> int | None:
         """The last position recorded under tracking ``name`` (a Kafka partition, the outbox)."""
         return self.recorder.max_tracking_id(name)
@@ -231,7 +242,7 @@ class LoyaltyLedger(Application):
         decided = decide(commands)
         if book.confirm(self.program.campaign_plan.budgets):
             return decided
-        self.evict_cached_accounts()  # the accounts hold the first decisions, never saved
+        self.forget_accounts(decided[1])  # they hold the first decisions, never saved
         self.member_keys.discard()
         return decide(commands)
 

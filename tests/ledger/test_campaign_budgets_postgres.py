@@ -150,6 +150,35 @@ def test_a_round_whose_budget_another_batch_drew_down_meanwhile_decides_again(le
     assert sum(campaign_points(ledger)) == BUDGET_POINTS
 
 
+CACHE_ENV = {"AGGREGATE_CACHE_MAXSIZE": "100", "AGGREGATE_CACHE_FASTFORWARD": "n",
+             "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}  # a worker's account cache (streams/worker.py)
+
+
+def test_deciding_again_drops_only_the_rounds_accounts_from_the_cache(pg_env, monkeypatch):
+    """A round decided again drops only the accounts it decided on (they hold facts never
+    saved); the worker's other cached accounts stay (no reload of its whole working set)."""
+    ledger = LoyaltyLedger(env=pg_env | CACHE_ENV, program=PROGRAM)
+    other = LoyaltyLedger(env=pg_env, program=PROGRAM)
+    try:
+        ledger.process_batch(purchases("mine", 1) + purchases("bystander", 1), Tracking("topic:0", 1))
+        before = ledger._preload({"mine-0", "bystander-0"})
+        version = before["mine-0"].version  # the first decision advances that object in place
+        other.process_batch(purchases("early", 29), Tracking("topic:early", 1))  # 930 of 1000
+        rounds = deciding_while_another_commits(monkeypatch, ledger, other, purchases("other", 1))
+        again = [command_from_event(b.purchase("mine-0", "2025-06-08T10:00:00Z", 100, event_id=f"again-{n}"))
+                 for n in range(2)]  # 60 of the 70 left
+        ledger.process_batch(again, Tracking("topic:0", 2))
+        assert rounds == [2, 2]  # only 40 left once the other batch committed: decided again
+        after = ledger._preload({"mine-0", "bystander-0"})
+        assert after["bystander-0"] is before["bystander-0"]  # still cached, not reloaded
+        assert after["mine-0"] is not before["mine-0"]  # the first decision's object is gone
+        assert after["mine-0"].version == version + 2  # two facts saved, once
+        assert ledger.budgets.awarded() == {"tight": BUDGET_POINTS}
+    finally:
+        ledger.close()
+        other.close()
+
+
 def test_the_spending_in_the_lock_message_is_quoted_by_psycopg(pg_env):
     """The combined design sends the totals as literal values: psycopg quotes them (a
     campaign id cannot hold a quote today; the statement would not break if one did)."""
