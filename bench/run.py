@@ -753,7 +753,20 @@ def _worker_extra(runs: list[WorkerRun], baseline: list[WorkerRun] | None = None
         extra["baseline_cores_used_median"] = {
             part: statistics.median(r.cores_used[part] for r in baseline) for part in parts}
         extra["baseline_cpu_us_per_event_median"] = _median_parts([r.cpu_us_per_event for r in baseline])
+        extra |= _pairwise(runs, baseline)
     return extra
+
+
+def _pairwise(runs: list[WorkerRun], baseline: list[WorkerRun]) -> dict[str, Any]:
+    """Each run's figures over the baseline run of the same round (the sides alternate, so a
+    pair is a minute apart and a box drifting between rounds weighs on both of its sides):
+    throughput and the pipeline's CPU per event, each pair's ratio and their median."""
+    rates = [r.sustained_events_per_s / b.sustained_events_per_s for r, b in zip(runs, baseline)]
+    cpu = [r.cpu_us_per_event["pipeline"] / b.cpu_us_per_event["pipeline"]
+           for r, b in zip(runs, baseline) if r.cpu_us_per_event.get("pipeline") and b.cpu_us_per_event.get("pipeline")]
+    return {"pairwise_ratios": rates, "pairwise_ratio_median": statistics.median(rates),
+            "pairwise_pipeline_cpu_ratios": cpu,
+            "pairwise_pipeline_cpu_ratio_median": statistics.median(cpu) if cpu else None}
 
 
 def _median_parts(samples: list[dict[str, float]]) -> dict[str, float]:
