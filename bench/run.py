@@ -485,14 +485,22 @@ class Bench:
 
     def _campaigns_figure(self, key: str, name: str, stream: Stream, program_name: str,
                           with_campaigns: list[WorkerRun], without: list[WorkerRun], what: str) -> None:
-        """One campaigns figure: a program's 20 campaigns against ``without`` (none)."""
+        """One campaigns figure: a program's 20 campaigns against ``without`` (none). The
+        target is judged on the pipeline's CPU per event, each run over the `none` run of its
+        own round (the median of those ratios): the host's speed moves between rounds by
+        more than the 15 % judged, alike for both sides, so the ratio of two medians drawn
+        from different rounds can put a side's fast rounds against the other's slow ones
+        (docs/BENCHMARKS.md, "Campaigns paired by round"). Throughput's ratios are beside it."""
+        cpu_ratio = _pairwise(with_campaigns, without)["pairwise_pipeline_cpu_ratio_median"]
         self.figures.append(Figure(
             key, f"ingest, {BENCH_CAMPAIGNS} campaigns ({name})", "events/s",
             f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
             Measure(f"{BENCH_CAMPAIGNS} campaigns", [r.sustained_events_per_s for r in with_campaigns]),
             Measure("no campaign", [r.sustained_events_per_s for r in without]),
-            Target(f"cost per event within {CAMPAIGNS_COST_PCT_MAX} % of none",
-                   lambda v, b: v * (PERCENT + CAMPAIGNS_COST_PCT_MAX) >= b * PERCENT),
+            Target(f"cost per event within {CAMPAIGNS_COST_PCT_MAX} % of none (pipeline CPU per "
+                   f"event, median of each round's ratio)",
+                   lambda v, b: cpu_ratio is not None
+                   and cpu_ratio * PERCENT <= PERCENT + CAMPAIGNS_COST_PCT_MAX),
             notes=f"the ingest stream (simulator purchases carry basket lines) through "
                   f"{HEADLINE_WORKERS} workers with {program_name}'s {BENCH_CAMPAIGNS} campaigns "
                   f"running ({what}) against the default program, sides alternating run by run",
