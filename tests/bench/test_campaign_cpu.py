@@ -3,6 +3,8 @@ its facts carry (the 20 bench campaigns give many, the default program none)."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.campaign_cpu import PREVIOUS_STORE_PATH_ENV, inbound, run_side
 from bench.campaign_program import campaign_program_text
 from bench.load import simulated_lines
@@ -34,3 +36,19 @@ def test_the_previous_store_path_side_stores_the_same_facts(embedded_pg):
     assert old["ledger_wall_us_per_event"] > 0 and new["ledger_wall_us_per_event"] > 0
     for figure in ("facts_per_event", "stored_bytes_per_event", "campaign_lines_per_event"):
         assert old[figure] == new[figure]
+
+
+class Stop(Exception):
+    """Ends ``main`` where the database would start."""
+
+
+def test_main_tunes_the_collector_as_a_worker_does_unless_told_not_to(monkeypatch):
+    import bench.campaign_cpu as campaign_cpu
+    tuned = []
+    monkeypatch.setattr(campaign_cpu, "tune_gc", tuned.append)
+    monkeypatch.setattr(campaign_cpu, "simulated_lines", lambda events: [])
+    monkeypatch.setattr(campaign_cpu, "EmbeddedPostgres", lambda durable: (_ for _ in ()).throw(Stop()))
+    for argv, expected in ((["--events", "1"], 1), (["--events", "1", "--gc-defaults"], 1)):
+        with pytest.raises(Stop):
+            campaign_cpu.main(argv)
+        assert len(tuned) == expected
