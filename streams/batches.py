@@ -254,13 +254,14 @@ class PartitionBatchApplier:
     def _fresh(self, messages: Sequence[InboundMessage]) -> list[InboundMessage]:
         """The messages after their partitions' positions. The ledger may know the positions
         from its own last save (``LOYALTY_LEDGER_POSITION_CACHE``); that only ever admits a
-        message: a skip is decided on the positions read from the store (an operator's
-        ``setup --accept-new-topics`` deletes them, for one)."""
+        message: a skip is decided on the positions read from the store just before (an
+        operator's ``setup --accept-new-topics`` deletes them, for one), whatever the ledger
+        cached (a redelivery, the one case with skips, reads them once more)."""
         names = {message: self._tracking_name(message) for message in messages}
         wanted = sorted(set(names.values()))
         tracked = self.ledger.tracked_positions(wanted)
         fresh = _after(messages, names, tracked)
-        if len(fresh) < len(messages) and self.ledger.position_cache:
+        if len(fresh) < len(messages):
             tracked = self.ledger.stored_positions(wanted)
             fresh = _after(messages, names, tracked)
         if len(fresh) < len(messages) and self.confirm_topic is not None:
