@@ -128,7 +128,9 @@ class DirectConsumer(Service):
         self.consumer = new_consumer(self.settings)
         self.consumer.subscribe([self.settings.events_topic, self.settings.credits_topic],
                                 listener=_Revocations(self.in_flight, self.settle_commit, self.evict))
-        await self.consumer.start()
+        await self.consumer.start()  # joins the group: seconds, during which a stop may come
+        if self.should_stop:  # on_stop ran meanwhile and found no loop to cancel
+            return
         self._consuming = asyncio.ensure_future(self._consume())
 
     async def on_stop(self) -> None:

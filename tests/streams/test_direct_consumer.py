@@ -346,3 +346,42 @@ def test_a_consumer_stopped_under_a_stopping_worker_is_no_crash(stopping):
 
     service = asyncio.run(run())
     assert (service.crash_reason is None) is stopping
+
+
+def test_a_worker_stopped_while_its_consumer_joins_the_group_starts_no_loop(monkeypatch):
+    """The root of the shutdown race above: ``consumer.start()`` (the group join, seconds on
+    either broker) can return after ``on_stop`` ran, found no loop to cancel and stopped the
+    consumer; the loop must not start then (it would call ``getmany`` on a stopped consumer)."""
+    import streams.direct_consumer as direct
+
+    async def apply(batch, highwater):
+        return None
+
+    async def evict() -> None:
+        return None
+
+    class JoiningConsumer(FakeConsumer):
+        def __init__(self, service: DirectConsumer) -> None:
+            super().__init__([], AssertionError("getmany on a stopped consumer"))
+            self.service = service
+
+        def subscribe(self, topics, listener) -> None:
+            self.topics = topics
+
+        async def start(self) -> None:
+            self.service._stopped.set()  # the stop arrives while the group join is under way
+            await self.service.on_stop()
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    async def run() -> DirectConsumer:
+        service = DirectConsumer(Settings(), apply, evict)
+        monkeypatch.setattr(direct, "new_consumer", lambda settings: JoiningConsumer(service))
+        await service.on_start()
+        await asyncio.sleep(0)  # a loop started now would run (and fail) here
+        return service
+
+    service = asyncio.run(run())
+    assert service._consuming is None and service.consumer.stopped
+    assert service.crash_reason is None
