@@ -156,20 +156,22 @@ class CampaignPlan:
 
     def filter_totals(self, items: Iterable[BasketLine]) -> dict[ItemFilter, LineTotals]:
         """``line_totals`` of every item filter some counting line matches, in one pass over
-        the lines (a filter no line matches has no entry)."""
-        sums: dict[ItemFilter, list[int]] = {}
+        the lines (a filter no line matches has no entry); each filter's totals are a new
+        ``LineTotals`` per matching line (no lists, no second pass to convert them)."""
+        sums: dict[ItemFilter, LineTotals] = {}
+        filters_of = self._sku_filters.get
         for line in items:
             if line.returned:
                 continue
-            for item_filter in self._filters_of(line.sku):
+            filters = filters_of(line.sku)
+            if filters is None:
+                filters = self._filters_of(line.sku)
+            for item_filter in filters:
                 found = sums.get(item_filter)
-                if found is None:
-                    sums[item_filter] = [1, line.units, line.amount_minor]
-                else:
-                    found[0] += 1
-                    found[1] += line.units
-                    found[2] += line.amount_minor
-        return {item_filter: LineTotals(*found) for item_filter, found in sums.items()}
+                sums[item_filter] = (LineTotals(1, line.units, line.amount_minor) if found is None else
+                                     LineTotals(found[0] + 1, found[1] + line.units,
+                                                found[2] + line.amount_minor))
+        return sums
 
     def _filters_of(self, sku: str) -> tuple[ItemFilter, ...]:
         found = self._sku_filters.get(sku)

@@ -1048,10 +1048,10 @@ class LoyaltyAccount(Aggregate):
         """Section 12's campaign lines at the tier before the purchase; budgets spent."""
         if not program.campaigns:
             return []
-        terms = PurchaseTerms(occurred_at=command.occurred_at, amount_minor=command.amount_minor,
-                              store_id=command.store_id, channel=command.channel,
-                              items=command.items)
-        member = MemberCampaignState(tier=self.tier, uses=self.campaign_uses)
+        # positional: a named tuple built from keywords costs about 0.8 us, from positions 0.3
+        terms = PurchaseTerms(command.occurred_at, command.amount_minor, command.store_id,
+                              command.channel, command.items)
+        member = MemberCampaignState(self.tier, self.campaign_uses)
         awards = campaign_awards(program, member, terms, self._budgets.lefts(program))
         budgeted = program.campaign_plan.budgets
         for award in awards:
