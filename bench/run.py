@@ -491,7 +491,8 @@ class Bench:
         more than the 15 % judged, alike for both sides, so the ratio of two medians drawn
         from different rounds can put a side's fast rounds against the other's slow ones
         (docs/BENCHMARKS.md, "Campaigns paired by round"). Throughput's ratios are beside it."""
-        cpu_ratio = _pairwise(with_campaigns, without)["pairwise_pipeline_cpu_ratio_median"]
+        extra = _worker_extra(with_campaigns, without)
+        cpu_ratio = extra["pairwise_pipeline_cpu_ratio_median"]
         self.figures.append(Figure(
             key, f"ingest, {BENCH_CAMPAIGNS} campaigns ({name})", "events/s",
             f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
@@ -504,7 +505,7 @@ class Bench:
             notes=f"the ingest stream (simulator purchases carry basket lines) through "
                   f"{HEADLINE_WORKERS} workers with {program_name}'s {BENCH_CAMPAIGNS} campaigns "
                   f"running ({what}) against the default program, sides alternating run by run",
-            extra=_worker_extra(with_campaigns, without)))
+            extra=extra))
 
     def _profile_campaigns(self, stream: Stream, program_file: Path) -> None:
         """One profiled run with the campaigns and one without (not counted in the medians)."""

@@ -159,14 +159,10 @@ class CampaignPlan:
         the lines (a filter no line matches has no entry); each filter's totals are a new
         ``LineTotals`` per matching line (no lists, no second pass to convert them)."""
         sums: dict[ItemFilter, LineTotals] = {}
-        filters_of = self._sku_filters.get
         for line in items:
             if line.returned:
                 continue
-            filters = filters_of(line.sku)
-            if filters is None:
-                filters = self._filters_of(line.sku)
-            for item_filter in filters:
+            for item_filter in self._filters_of(line.sku):
                 found = sums.get(item_filter)
                 sums[item_filter] = (LineTotals(1, line.units, line.amount_minor) if found is None else
                                      LineTotals(found[0] + 1, found[1] + line.units,

@@ -1,10 +1,10 @@
 """The campaigns figure's pairwise ratios (bench/run.py ``_pairwise``): each run over the
 baseline run of its own round, not the ratio of two medians taken from different rounds."""
 
-from bench.ingest import WorkerRun
 import statistics
 from types import SimpleNamespace
 
+from bench.ingest import WorkerRun
 from bench.run import Bench, _pairwise
 
 
