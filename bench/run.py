@@ -369,6 +369,15 @@ class Bench:
             "the next batch is applied (consumer_commit_in_background, streams/direct_consumer.py), "
             "and with all three off, same stream, same run",
             label="ingest-cycle-previous", **CYCLE_PREVIOUS, **program)
+        self._previous_design_figure(
+            stream, headline, "ingest.relay_encoding",
+            f"ingest, sustained, {HEADLINE_WORKERS} workers, relay publishing from the stored JSON",
+            "from the stored JSON (default)", "every fact decoded first (previous design)",
+            "the ingest stream with the outbox relay publishing most facts from their stored JSON "
+            "(relay_encodes_stored, ledger/stored_wire.py) and decoding every fact into its domain "
+            "event first (relay_encodes_stored=False), same stream, same run; the relay's CPU per "
+            "event is in the extra (cpu_us_per_event_parts)",
+            label="ingest-relay-decodes", relay_encodes_stored=False, **program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():
             self.figures.append(Figure(

@@ -7,8 +7,10 @@ the in-memory store through ``select_notifications``) with the ledger's
 mapper, upcasters included. A position is a notification id: 0 is before
 the first fact, ``head()`` the last committed one.
 
-- ``next_facts``: at most ``limit`` facts after a position, with their ids
-  (the outbox relay's batch);
+- ``next_facts``: at most ``limit`` facts after a position, with their ids;
+  ``next_stored`` the same not decoded (the outbox relay's batch, which
+  decodes with ``decode`` only what ``ledger.stored_wire`` cannot publish as
+  stored);
 - ``facts``: every fact (of some topics) after a position up to a stop (the
   head when it starts), read a bounded range of ids at a time with the next
   range read ahead (exports, the year-end job, ``loyalty process``'s files);
@@ -29,7 +31,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper
+from eventsourcing.persistence import ApplicationRecorder, Mapper, StoredEvent
 
 from ledger.postgres.log_reader import LogReader, Shard, read_log
 
@@ -62,6 +64,14 @@ class FactLog:
     def next_facts(self, position: int, limit: int) -> list[tuple[int, Any]]:
         """``(position, fact)`` of at most ``limit`` facts after ``position``, every topic."""
         return [(id_, self.to_fact(stored)) for id_, stored in self.reader.read_next(position, limit)]
+
+    def next_stored(self, position: int, limit: int) -> list[tuple[int, StoredEvent]]:
+        """``next_facts`` not decoded: ``(position, stored fact)``."""
+        return self.reader.read_next(position, limit)
+
+    def decode(self, stored: StoredEvent) -> Any:
+        """One stored fact as its domain event (the mapper's upcasters included)."""
+        return self.to_fact(stored)
 
     def facts(self, position: int = 0, *, topics: Sequence[str] | None = None,
               stop: int | None = None,

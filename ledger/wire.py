@@ -1,8 +1,10 @@
 """JSON documents of ledger facts, as published on Kafka.
 
 ``fact_document`` is the ``loyalty.ledger`` form of every fact;
-``tier_changed_document`` is the ``loyalty.tier-changes`` form of CONTRACT
-section 5. Datetimes become RFC 3339 UTC strings with ``Z``; integers stay
+``fact_message`` its bytes, for the outbox relay, and ``stored_fact_message``
+the same bytes from a fact's stored JSON, not decoded (the relay's fast
+path, ``ledger/stored_wire.py``); ``tier_changed_document`` is the
+``loyalty.tier-changes`` form of CONTRACT section 5. Datetimes become RFC 3339 UTC strings with ``Z``; integers stay
 integers.
 """
 
@@ -14,11 +16,12 @@ from typing import Any
 import orjson
 
 from ledger.calendar import format_timestamp
-from ledger.domain import LoyaltyAccount, fact_type
+from ledger.domain import WIRE_NAMES, LoyaltyAccount, fact_type
 from ledger.fact_ids import fact_id
 
 LEDGER_FACT_SCHEMA_VERSION = 1
 LIBRARY_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+STORED_ONLY_FIELDS = LIBRARY_FIELDS | {"class_version"}  # in a stored state, not in a document
 
 
 def json_ready(value: Any) -> Any:
@@ -37,16 +40,21 @@ def fact_fields(fact: Any) -> dict[str, Any]:
     return {name: value for name, value in vars(fact).items() if name not in LIBRARY_FIELDS}
 
 
+def _header(wire_name: str, member_id: str, ledger_version: int, effective_at: str) -> dict[str, Any]:
+    """The fields every ``loyalty.ledger`` document starts with, in this order."""
+    return {"type": wire_name, "schema_version": LEDGER_FACT_SCHEMA_VERSION,
+            "fact_id": fact_id(member_id, ledger_version), "ledger_version": ledger_version,
+            "effective_at": effective_at}
+
+
+def _fact_header(fact: Any) -> dict[str, Any]:
+    return _header(fact_type(fact), fact.member_id, fact.originator_version,
+                   format_timestamp(fact.timestamp))
+
+
 def fact_document(fact: Any) -> dict[str, Any]:
     """The ``loyalty.ledger`` document of one fact."""
-    return {
-        "type": fact_type(fact),
-        "schema_version": LEDGER_FACT_SCHEMA_VERSION,
-        "fact_id": fact_id(fact.member_id, fact.originator_version),
-        "ledger_version": fact.originator_version,
-        "effective_at": format_timestamp(fact.timestamp),
-        **json_ready(fact_fields(fact)),
-    }
+    return {**_fact_header(fact), **json_ready(fact_fields(fact))}
 
 
 def fact_message(fact: Any) -> bytes:
@@ -57,14 +65,16 @@ def fact_message(fact: Any) -> bytes:
     ``json_ready`` walk (half of the relay's per-fact time) is not needed.
     ``tests/ledger/test_fact_schema.py`` checks the bytes are equal for a generated stream.
     """
-    return orjson.dumps({
-        "type": fact_type(fact),
-        "schema_version": LEDGER_FACT_SCHEMA_VERSION,
-        "fact_id": fact_id(fact.member_id, fact.originator_version),
-        "ledger_version": fact.originator_version,
-        "effective_at": format_timestamp(fact.timestamp),
-        **fact_fields(fact),
-    }, option=orjson.OPT_UTC_Z)
+    return orjson.dumps({**_fact_header(fact), **fact_fields(fact)}, option=orjson.OPT_UTC_Z)
+
+
+def stored_fact_message(fact_class: type, ledger_version: int, state: dict[str, Any]) -> bytes:
+    """``fact_message`` of a fact not decoded: ``state`` is its stored JSON with datetimes as
+    RFC 3339 UTC text already (``ledger.postgres.transcoder.plain_json``), of the class's
+    current version; the same bytes (``tests/ledger/test_stored_wire.py``)."""
+    header = _header(WIRE_NAMES[fact_class], state["member_id"], ledger_version, state["timestamp"])
+    return orjson.dumps(header | {name: value for name, value in state.items()
+                                  if name not in STORED_ONLY_FIELDS})
 
 
 def tier_changed_document(fact: LoyaltyAccount.TierChanged) -> dict[str, Any]:

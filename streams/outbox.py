@@ -13,7 +13,10 @@ Which facts go to which topic, with which key and document, is
 ``loyalty.tier-changes``, a fact that owes a credit also -> the internal
 credits topic keyed by the receiving member, a dead letter ->
 ``loyalty.dead-letter`` with its original key, a recorded program version ->
-nothing); ``route`` only names each output's topic from the settings. The loop that calls ``relay_once`` is
+nothing); ``route`` only names each output's topic from the settings. Most
+facts are published from their stored JSON without being decoded
+(``ledger.stored_wire``; ``relay_encodes_stored`` false: every fact decoded,
+the previous design), the same bytes either way. The loop that calls ``relay_once`` is
 ``streams.worker.relay_until_stopped``.
 """
 
@@ -24,10 +27,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
 from ledger import routing
 from ledger.application import LoyaltyLedger
+from ledger.stored_wire import StoredWire
 from streams.settings import Settings
 from streams.validation import DEAD_LETTER_RECORD_BYTES_MAX
 
@@ -147,6 +151,7 @@ class OutboxRelay:
         self.send = send
         self.on_lag = on_lag
         self.topics = kafka_topics(settings)
+        self.stored_wire = StoredWire(ledger.mapper) if settings.relay_encodes_stored else None
 
     @property
     def position(self) -> int:
@@ -154,13 +159,20 @@ class OutboxRelay:
 
     def relay_once(self) -> int:
         """Publish the next batch of notifications; return how many were relayed."""
-        facts = self.ledger.fact_log.next_facts(self.position,
-                                                self.settings.outbox_batch_notifications_max)
-        if not facts:
+        stored = self.ledger.fact_log.next_stored(self.position,
+                                                  self.settings.outbox_batch_notifications_max)
+        if not stored:
             return 0
-        self.send([message for _, fact in facts for message in route(fact, self.topics)])
-        self._record(facts[-1][0])
-        return len(facts)
+        self.send([message for _, fact in stored for message in self._messages(fact)])
+        self._record(stored[-1][0])
+        return len(stored)
+
+    def _messages(self, stored: StoredEvent) -> list[Outbound]:
+        """From the stored JSON where ``ledger.stored_wire`` can, else from the decoded fact."""
+        fast = self.stored_wire.ledger_message(stored) if self.stored_wire is not None else None
+        if fast is None:
+            return route(self.ledger.fact_log.decode(stored), self.topics)
+        return [Outbound(self.topics[fast.output], fast.key, fast.value)]
 
     def _record(self, notification_id: int) -> None:
         try:

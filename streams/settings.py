@@ -55,6 +55,8 @@ class Settings(LedgerSettings):
     outbox_batch_notifications_max: int = 1000
     outbox_poll_interval_ms: int = 100
     producer_idempotent: bool = False        # the relay's producer: on for Apache Kafka (README), not tansu
+    relay_encodes_stored: bool = True        # the relay publishes most facts from their stored JSON
+                                             # (ledger/stored_wire.py); False: decodes every fact first
     relay_in_worker: bool = False            # process/up/demo/bench: the relay in worker-0's thread (the
                                              # previous design), not as its own `loyalty relay` process
     session_timeout_ms: int = 6000

@@ -18,6 +18,11 @@ replay's time per fact: a ``points_earned`` holds four datetimes; measured
 on 100,000 simulator facts, the mapper's decode went from about 21 to 18.5
 us per fact, same run, shared box).
 
+``plain_json`` is the outbox relay's fast path (``ledger/stored_wire.py``):
+the stored JSON with each datetime as the RFC 3339 UTC text the outputs
+use, no objects revived, or None when the state holds any other registered
+type or a datetime not in UTC (the caller then decodes it the library's way).
+
 One difference from ``json`` to keep in mind: orjson writes a ``UUID`` as a
 plain string (it has no pass-through option for UUIDs), which would read
 back as a string. Ledger facts and snapshots hold no UUID values (the
@@ -38,6 +43,7 @@ ENCODE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACL
 TYPED = b'"_type_"'
 TYPE_KEY, DATA_KEY = "_type_", "_data_"
 DATETIME_NAME = DatetimeAsISO.name  # "datetime_iso"
+UTC_SUFFIX, UTC_Z = "+00:00", "Z"
 
 
 class OrjsonTranscoder(JSONTranscoder):
@@ -77,3 +83,40 @@ class OrjsonTranscoder(JSONTranscoder):
         if type(transcoding) is DatetimeAsISO and "_data_" in value:  # the commonest, inline
             return datetime.fromisoformat(value["_data_"])
         return self._decode_obj(value)  # the library's own checks and errors
+
+
+class _NotPlain(Exception):
+    """A typed value other than a UTC datetime: ``plain_json`` gives up."""
+
+
+def plain_json(data: bytes) -> dict[str, Any] | None:
+    """The stored state with every datetime as RFC 3339 UTC text (``...Z``, what
+    ``ledger.calendar.format_timestamp`` and orjson's ``OPT_UTC_Z`` write); None if it holds
+    any other registered type or a datetime with another offset."""
+    value = orjson.loads(data)
+    if TYPED not in data:
+        return value
+    try:
+        return _plain(value)
+    except _NotPlain:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """Like ``_revive``, in place: a datetime object becomes its UTC text."""
+    items = value.items() if type(value) is dict else enumerate(value)
+    for key, item in items:
+        kind = type(item)
+        if kind is dict:
+            value[key] = _utc_text(item) if TYPE_KEY in item else _plain(item)
+        elif kind is list:
+            _plain(item)
+    return value
+
+
+def _utc_text(typed: dict[str, Any]) -> str:
+    text = typed.get(DATA_KEY)
+    if len(typed) != 2 or typed[TYPE_KEY] != DATETIME_NAME or not isinstance(text, str) \
+            or not text.endswith(UTC_SUFFIX):
+        raise _NotPlain(typed[TYPE_KEY])
+    return text[:-len(UTC_SUFFIX)] + UTC_Z

@@ -31,7 +31,7 @@ FIGURES = {
     "scaling.workers_1", "scaling.workers_2", "scaling.workers_4", "replay", "replay.split",
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
     "campaigns.ingest", "campaigns.dense_ingest", "ingest.cpu_per_event", "ingest.relay_in_worker",
-    "ingest.consumer_path", "ingest.gc", "campaigns.index", "ingest.batch_cycle",
+    "ingest.consumer_path", "ingest.gc", "campaigns.index", "ingest.batch_cycle", "ingest.relay_encoding",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest",
            "campaigns.dense_ingest"}
@@ -74,6 +74,9 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
     assert figures["campaigns.index"]["baseline"]["what"].endswith("(previous design)")
     # ... and the worker's batch cycle of before (one round trip per statement, commits awaited)
     assert figures["ingest.batch_cycle"]["baseline"]["what"].endswith("(previous design)")
+    # ... and the relay decoding every fact before publishing it
+    assert figures["ingest.relay_encoding"]["baseline"]["what"].endswith("(previous design)")
+    assert figures["ingest.relay_encoding"]["extra"]["baseline_cpu_us_per_event_median"]["relay"] > 0
     assert all(value > 0 for value in figures["latency.p99"]["extra"]["previous_design_batch_cycle_ms"])
     # CPU per event by part (issue 21): each of the worker's named threads was seen working,
     # the relay in its own process; in the previous design's runs, in worker-0's relay thread.

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
+from ledger.application import LoyaltyLedger
 from ledger.domain import account_id
 from ledger.wire import tier_changed_document
 from streams.batches import InboundMessage, PartitionBatchApplier
 from streams.outbox import OutboxRelay
 from streams.settings import Settings
 from streams.validation import validate_outbound
+from tests.ledger.test_fact_schema import every_kind_of_fact
 from tests.support import builders as b
 from tests.support.inbound_messages import messages
 from tests.support.services import lane_settings
@@ -115,6 +118,18 @@ def test_transfer_credits_go_to_the_receiver_key_and_apply_there_once(ledger):
         applier.apply([InboundMessage(SETTINGS.credits_topic, 0, offset, credit.key, credit.value)])
     assert ledger.find_account("taker").balance == 150
     assert ledger.find_account("taker").lifetime_transferred_in == 150
+
+
+def test_publishing_from_the_stored_json_sends_what_decoding_every_fact_sends():
+    sides, events = {}, every_kind_of_fact()
+    for encodes_stored in (True, False):
+        ledger = LoyaltyLedger()  # one each: a relay records its position in its ledger
+        ledger.apply_in_order(b.commands(*events))
+        sides[encodes_stored] = Collector()
+        relay_all(OutboxRelay(ledger, replace(SETTINGS, relay_encodes_stored=encodes_stored),
+                              sides[encodes_stored]))
+    assert len(sides[True].sent) > ledger.fact_log.head()  # tier changes, credits: two messages each
+    assert sides[True].sent == sides[False].sent
 
 
 # ---------------------------------------------------------- the Kafka sender
