@@ -7,7 +7,9 @@ One run: a fresh database and topics, ``LATENCY_WORKERS`` worker processes
 - previous design (issue 21): the same follower with every statement of its
   transactions sent alone and synchronous commits
   (``LOYALTY_READ_MODELS_COMBINE_STATEMENTS=false``,
-  ``LOYALTY_FOLLOW_SYNCHRONOUS_COMMIT=true``), in the same run;
+  ``LOYALTY_FOLLOW_SYNCHRONOUS_COMMIT=true``), in the same run; and the
+  follower reading every member's rows again each cycle
+  (``LOYALTY_FOLLOW_KEPT_ROWS_MAX=0``, ``batched-unkept``);
 - baseline: ``python -m bench.live_runners`` (eventsourcing's
   ``ProjectionRunner`` per read model, one transaction per fact).
 
@@ -81,10 +83,11 @@ FOLLOWERS = {
                 "--database-url"],
     "runner": ["-m", "bench.live_runners"],
 }
-FOLLOWERS["batched-previous"] = FOLLOWERS["batched"]
+FOLLOWERS["batched-previous"] = FOLLOWERS["batched-unkept"] = FOLLOWERS["batched"]
 FOLLOWER_ENV = {  # what a follower kind sets on top of the bench's environment
     "batched-previous": {"LOYALTY_READ_MODELS_COMBINE_STATEMENTS": "false",
                          "LOYALTY_FOLLOW_SYNCHRONOUS_COMMIT": "true"},
+    "batched-unkept": {"LOYALTY_FOLLOW_KEPT_ROWS_MAX": "0"},  # every cycle reads its rows again
 }
 
 

@@ -83,6 +83,7 @@ API_PREVIOUS_SIDES = {
                     CYCLE_PREVIOUS),
 }
 LATENCY_SIDES = {"batched": ("batched", True, {}), "batched-previous": ("batched-previous", True, {}),
+                 "batched-unkept": ("batched-unkept", True, {}),
                  "runner": ("runner", True, {}), GC_DEFAULT_SIDE: ("batched", False, {}),
                  CYCLE_PREVIOUS_SIDE: ("batched", True, CYCLE_PREVIOUS)}
 
@@ -624,6 +625,9 @@ class Bench:
                      "previous_design_batch_cycle_ms": [r.percentile(pct) for r in runs[CYCLE_PREVIOUS_SIDE]],
                      "previous_design_batch_cycle_to_ledger_commit_ms": [
                          r.ledger_percentile(pct) for r in runs[CYCLE_PREVIOUS_SIDE]],
+                     "previous_design_kept_rows_ms": [r.percentile(pct) for r in runs["batched-unkept"]],
+                     "previous_design_kept_rows_to_ledger_commit_ms": [
+                         r.ledger_percentile(pct) for r in runs["batched-unkept"]],
                      **_previous_follower_extra(runs["batched-previous"], pct)}
             if hops is not None:
                 extra["broker_hop_ms"] = hops
@@ -639,6 +643,7 @@ class Bench:
                       f"baseline eventsourcing's ProjectionRunner per read model; "
                       f"extra.previous_design_follower_*: the same follower with "
                       f"read_models_combine_statements=false and follow_synchronous_commit=true; "
+                      f"extra.previous_design_kept_rows_*: the follower with follow_kept_rows_max=0; "
                       f"extra.previous_design_batch_cycle_*: ledger_combine_statements=false, "
                       f"ledger_position_cache=false and consumer_commit_in_background=false",
                 extra=extra))

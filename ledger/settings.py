@@ -57,6 +57,8 @@ class LedgerSettings:
     follow_batch_notifications_max: int = 2_000  # notifications per transaction, live catch-up
     follow_positions_reread_ms: int = 1_000  # an idle follower re-reads the read models' positions
     follow_rereads_positions: bool = False   # True: every cycle re-reads them (the previous design)
+    follow_kept_rows_max: int = 20_000       # rows of each read model the follower keeps between cycles
+                                             # (0: none, every cycle reads them again; previous design)
     follow_synchronous_commit: bool = False  # False: the follower's commits skip the WAL flush wait
     read_models_combine_statements: bool = True  # False: one statement per lock, read, write (previous)
     member_keys_prefetch: bool = True        # a decide round reads its members' keys in one query

@@ -165,7 +165,8 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
              read_notifications_max: int = READ_NOTIFICATIONS_MAX,
              cache_rows_max: int = CACHE_ROWS_MAX, stop: int | None = None,
              shard: Shard | None = None, positions: dict[str, int] | None = None,
-             synchronous_commit: bool = True) -> CatchUp:
+             synchronous_commit: bool = True, kept: dict[str, "Kept"] | None = None,
+             kept_read_rows_max: int = 0) -> CatchUp:
     """Bring every read model in ``models`` up to the log's current head (or ``stop``), batch
     by batch; with a ``shard``, from the facts of its accounts only (``split_replay``).
     ``positions`` (the live follower's, from its last commit) saves reading them: a read
@@ -178,7 +179,12 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
     from position 0 with empty tables is rebuilt in memory (a complete
     ``RowBatch``, kept from one transaction to the next while it holds at
     most ``cache_rows_max`` rows) and written with COPY; any other is read and
-    upserted batch by batch.
+    upserted batch by batch. ``kept`` (the live follower's, held from one
+    catch-up to the next) and ``kept_read_rows_max`` keep those rows too: a
+    read model's rows read or written by its last transaction, up to that many,
+    serve the next one if its position is still the one that transaction
+    recorded (no other writer came between), so a member's rows are not read
+    again every cycle; 0 keeps none (the previous design).
     """
     assert batch_notifications_max > 0 and read_notifications_max > 0, batch_notifications_max
     for projection in models.projections.values():
@@ -193,11 +199,12 @@ def catch_up(ledger: LoyaltyLedger, models: ReadModels, *, batch_notifications_m
                                     window_notifications_max=batch_notifications_max,
                                     chunk_notifications_max=read_notifications_max,
                                     shard=shard)
-    kept: dict[str, Kept] = {}
+    kept = {} if kept is None else kept
+    limits = KeptLimits(cache_rows_max, kept_read_rows_max)
     with closing(chunks), _collector_paused():
         while done.position < head:
             window = Window(chunks, done.position, on_progress)
-            done.positions = _commit(models, kept, window, cache_rows_max, synchronous_commit)
+            done.positions = _commit(models, kept, window, limits, synchronous_commit)
             done.notifications += window.notifications
             done.transactions += 1
             done.position = window.position
@@ -247,14 +254,26 @@ class Window:
 
 @dataclass(frozen=True)
 class Kept:
-    """A complete ``RowBatch`` kept between transactions, valid at ``position`` only."""
+    """A ``RowBatch`` kept between transactions, valid at ``position`` only."""
 
     position: int
     rows: RowBatch
 
 
+@dataclass(frozen=True)
+class KeptLimits:
+    """Rows a batch may hold to be kept for the next transaction: a complete one
+    (``complete_rows_max``), one read from the tables (``read_rows_max``, 0: never)."""
+
+    complete_rows_max: int
+    read_rows_max: int
+
+    def keeps(self, batch: RowBatch) -> bool:
+        return len(batch) <= (self.complete_rows_max if batch.complete else self.read_rows_max)
+
+
 def _commit(models: ReadModels, kept: dict[str, Kept], window: Window,
-            cache_rows_max: int, synchronous_commit: bool = True) -> dict[str, int]:
+            limits: KeptLimits, synchronous_commit: bool = True) -> dict[str, int]:
     """One transaction: every read model applies the window's facts past its position and
     records the window's end as its position; returns the positions.
 
@@ -262,7 +281,7 @@ def _commit(models: ReadModels, kept: dict[str, Kept], window: Window,
     (another writer may have moved it since the catch-up began).
     """
     if models.combines_statements and models.factory.datastore.single_row_tracking:
-        return _commit_combined(models, kept, window, cache_rows_max, synchronous_commit)
+        return _commit_combined(models, kept, window, limits, synchronous_commit)
     start = window.start
     with models.factory.datastore.transaction(commit=True) as cursor:
         for setting, value in _local_settings(synchronous_commit).items():
@@ -280,11 +299,11 @@ def _commit(models: ReadModels, kept: dict[str, Kept], window: Window,
             if current[name] < window.position:
                 rows[name].write()
                 projection.view.track(cursor, Tracking(APPLICATION_NAME, window.position))
-    return _kept_and_positions(kept, rows, current, window.position, cache_rows_max)
+    return _kept_and_positions(kept, rows, current, window.position, limits)
 
 
 def _commit_combined(models: ReadModels, kept: dict[str, Kept], window: Window,
-                     cache_rows_max: int, synchronous_commit: bool) -> dict[str, int]:
+                     limits: KeptLimits, synchronous_commit: bool) -> dict[str, int]:
     """``_commit`` in a few statements (``projections.combined``): the settings and every
     lock in one, every read model's reads of a chunk in one pipeline, every write and
     position in one (a complete batch's COPY apart)."""
@@ -318,7 +337,7 @@ def _commit_combined(models: ReadModels, kept: dict[str, Kept], window: Window,
         combined.write_together(cursor, writes, tracking)
     for batch in rows.values():
         batch.queue = None
-    return _kept_and_positions(kept, rows, current, window.position, cache_rows_max)
+    return _kept_and_positions(kept, rows, current, window.position, limits)
 
 
 def _local_settings(synchronous_commit: bool) -> dict[str, str]:
@@ -330,10 +349,10 @@ def _local_settings(synchronous_commit: bool) -> dict[str, str]:
 
 
 def _kept_and_positions(kept: dict[str, Kept], rows: dict[str, RowBatch], current: dict[str, int],
-                        position: int, cache_rows_max: int) -> dict[str, int]:
-    """Keep the complete batches small enough for the next transaction; the new positions."""
+                        position: int, limits: KeptLimits) -> dict[str, int]:
+    """Keep the batches ``limits`` allows for the next transaction; the new positions."""
     for name, batch in rows.items():
-        if batch.complete and len(batch) <= cache_rows_max:
+        if limits.keeps(batch):
             kept[name] = Kept(max(current[name], position), batch)
     return {name: max(at, position) for name, at in current.items()}
 

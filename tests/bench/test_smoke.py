@@ -78,6 +78,8 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
     assert figures["ingest.relay_encoding"]["baseline"]["what"].endswith("(previous design)")
     assert figures["ingest.relay_encoding"]["extra"]["baseline_cpu_us_per_event_median"]["relay"] > 0
     assert all(value > 0 for value in figures["latency.p99"]["extra"]["previous_design_batch_cycle_ms"])
+    # ... and the follower reading its rows again every cycle
+    assert all(value > 0 for value in figures["latency.p99"]["extra"]["previous_design_kept_rows_ms"])
     # CPU per event by part (issue 21): each of the worker's named threads was seen working,
     # the relay in its own process; in the previous design's runs, in worker-0's relay thread.
     # The direct consumer path consumes on the event loop: faust's consumer thread only works

@@ -3,14 +3,19 @@ reset with no new facts to apply (``projections/follower.py``)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from ledger.application import LoyaltyLedger
 from ledger.settings import LedgerSettings
 from projections.follower import follow
-from projections.runner import READ_MODEL_NAMES, open_read_models, read_model_digests, replay
+from projections.rows import RowBatch
+from projections.runner import READ_MODEL_NAMES, catch_up, open_read_models, read_model_digests, replay
 from projections.year_end import year_closed_events
 from tests.projections.random_stream import load_stream, stream
+from tests.support.services import unique_database_name
 
 STREAM_EVENTS = 400
 STREAM_MEMBERS = 30
@@ -102,3 +107,92 @@ def test_an_idle_follower_notices_a_reset_and_rebuilds_the_read_models(caught_up
         with pytest.raises(Stop):
             follow(ledger, models, settings, record_lag=reset_then_stop_when_rebuilt)
         assert read_model_digests(other) == reference
+
+
+# ------------------------------------------- rows kept from one catch-up to the next
+
+STEP_COMMANDS = 20          # the stream arrives in small steps, a catch-up after each
+KEPT_ROWS_MAX = 10_000
+
+
+@pytest.fixture
+def row_reads(monkeypatch) -> list:
+    """The members or keys of each ``RowBatch._fetch`` call (a read of rows by member or key)."""
+    calls, fetch = [], RowBatch._fetch
+
+    def counted(self, held, statement, params):
+        calls.extend(params[0])  # one array per key column; the members
+        return fetch(self, held, statement, params)
+
+    monkeypatch.setattr(RowBatch, "_fetch", counted)
+    return calls
+
+
+class Writer:
+    """A live catch-up of one set of read models, with its kept rows (as ``follow`` holds them)."""
+
+    def __init__(self, ledger: LoyaltyLedger, models, kept_rows_max: int) -> None:
+        self.ledger, self.models, self.kept_rows_max = ledger, models, kept_rows_max
+        self.kept: dict = {}
+
+    def catch_up(self) -> None:
+        catch_up(self.ledger, self.models, batch_notifications_max=LEDGER_BATCH_COMMANDS_MAX,
+                 kept=self.kept, kept_read_rows_max=self.kept_rows_max,
+                 cache_rows_max=0)  # the first, rebuilt in memory, is not kept: rows are read
+
+
+@pytest.fixture
+def fresh_env(embedded_pg, request) -> Iterator[Callable[[], dict]]:
+    """Makes eventsourcing envs of new, empty databases (dropped after the test)."""
+    names = []
+
+    def make() -> dict:
+        names.append(unique_database_name(f"{request.node.name}-{len(names)}"))
+        return embedded_pg.create_database(names[-1]).env
+
+    yield make
+    for name in names:
+        embedded_pg.drop_database(name)
+
+
+def _steps(env: dict, row_reads: list, kept_rows_max: int, writers_count: int) -> tuple[int, dict, dict]:
+    """Load the stream in steps, the writers catching up in turn after each; returns the
+    reads of rows, the read models' digests, and those of a replay from scratch."""
+    ledger = LoyaltyLedger(env=env)
+    models = [open_read_models(env) for _ in range(writers_count)]
+    writers = [Writer(ledger, m, kept_rows_max) for m in models]
+    turns = itertools.cycle(writers)
+    reads_before = len(row_reads)
+    try:
+        load_stream(ledger, stream(STREAM_EVENTS, STREAM_MEMBERS), STEP_COMMANDS, year_closed_events,
+                    after_batch=lambda: next(turns).catch_up())
+        for writer in writers:
+            writer.catch_up()
+        reads, followed = len(row_reads) - reads_before, read_model_digests(models[0])
+        replay(ledger, models[0])
+        return reads, followed, read_model_digests(models[0])
+    finally:
+        for m in models:
+            m.close()
+        ledger.close()
+
+
+def test_kept_rows_are_not_read_again_and_give_the_same_read_models(fresh_env, row_reads):
+    kept_reads, kept_followed, kept_replayed = _steps(fresh_env(), row_reads, KEPT_ROWS_MAX, 1)
+    reads, followed, replayed = _steps(fresh_env(), row_reads, 0, 1)
+    assert kept_followed == kept_replayed and followed == replayed == kept_replayed
+    assert kept_reads * 3 < reads, (kept_reads, reads)
+
+
+def test_kept_rows_are_dropped_when_another_writer_moved_the_read_models(fresh_env, row_reads):
+    """Two followers in turn: each one's kept rows are stale after the other's commit, and
+    using them would undo the other's facts."""
+    _, followed, replayed = _steps(fresh_env(), row_reads, KEPT_ROWS_MAX, 2)
+    assert followed == replayed
+
+
+def test_a_read_model_over_the_limit_is_not_kept(fresh_env, row_reads):
+    few_reads, few_followed, few_replayed = _steps(fresh_env(), row_reads, 1, 1)
+    reads, _, _ = _steps(fresh_env(), row_reads, 0, 1)
+    assert few_followed == few_replayed
+    assert few_reads >= reads * 0.9, (few_reads, reads)
