@@ -4,8 +4,8 @@
 ``fact_message`` its bytes, for the outbox relay, and ``stored_fact_message``
 the same bytes from a fact's stored JSON, not decoded (the relay's fast
 path, ``ledger/stored_wire.py``); ``tier_changed_document`` is the
-``loyalty.tier-changes`` form of CONTRACT section 5. Datetimes become RFC 3339 UTC strings with ``Z``; integers stay
-integers.
+``loyalty.tier-changes`` form of CONTRACT section 5. Datetimes become RFC
+3339 UTC strings with ``Z``; integers stay integers.
 """
 
 from __future__ import annotations
