@@ -8,8 +8,9 @@ default program, the bench's headline 20 campaigns of ``bench/campaign_program.p
 (``realistic_campaign_program_text``), its dense stress set (``campaign_program_text``),
 its 20 aimed campaigns (``targeted_campaign_program_text``: one or two lines
 a purchase) and any ``--program`` file given), each in a database of its own; then the
-outbox relay's work over the stored facts (``FactLog.next_facts`` and
-``routing.messages``, nothing sent) and the read models' replay
+outbox relay's work over the stored facts (``OutboxRelay.relay_once`` as a relay
+process runs it, nothing sent; before 2026-11-29 it decoded every fact, as
+``LOYALTY_RELAY_ENCODES_STORED=false`` still does) and the read models' replay
 (``projections.runner.replay``). For each part: this thread's CPU
 microseconds per inbound event, and PostgreSQL's (every backend); the stored
 bytes of the facts per event. The sides run one after the other in one
@@ -42,6 +43,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -51,13 +53,12 @@ from bench.campaign_program import (
 from bench.load import simulated_lines
 from bench.services import cpu_seconds
 from ledger.application import LoyaltyLedger
-from ledger.domain import LoyaltyAccount
 from ledger.program import DEFAULT_PROGRAM_PATH, parse_program
-from ledger.routing import messages
 from projections.runner import open_read_models, replay
 from streams.batches import InboundMessage, PartitionBatchApplier
 from streams.devkit.embedded_postgres import EmbeddedPostgres
 from streams.gc_tuning import tune_gc
+from streams.outbox import Outbound, OutboxRelay
 from streams.settings import Settings
 from streams.worker import account_cache_env
 
@@ -122,8 +123,8 @@ def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
         parts["facts_per_event"] = (ledger.recorder.max_notification_id() or 0) / events
         parts["stored_bytes_per_event"] = _stored_bytes(ledger) / events
         with cpu(parts, "relay", postgres.pid, events):
-            lines = _relay(ledger)
-        parts["campaign_lines_per_event"] = lines / events
+            sent = _relay(ledger, settings)
+        parts["campaign_lines_per_event"] = _campaign_lines(sent, settings.ledger_topic) / events
         with open_read_models(env, program=program) as models, \
                 cpu(parts, "projections", postgres.pid, events):
             replay(ledger, models)
@@ -133,16 +134,23 @@ def run_side(postgres: EmbeddedPostgres, label: str, program_text: str,
     return parts
 
 
-def _relay(ledger: LoyaltyLedger) -> int:
-    """The outbox relay's work per fact (read, decode, route, encode), nothing sent; returns
-    the campaign lines seen (``points_earned`` lines and ``reward_granted`` facts)."""
-    position = lines = 0
-    while facts := ledger.fact_log.next_facts(position, RELAY_BATCH_NOTIFICATIONS_MAX):
-        for _, fact in facts:
-            messages(fact)
-            lines += len(getattr(fact, "campaigns", ())) + isinstance(fact, LoyaltyAccount.RewardGranted)
-        position = facts[-1][0]
-    return lines
+def _relay(ledger: LoyaltyLedger, settings: Settings) -> list[Outbound]:
+    """The outbox relay's work over the stored facts (read, route, encode, its tracking row
+    per round; ``relay_encodes_stored`` as set), the messages kept, none sent."""
+    sent: list[Outbound] = []
+    relay = OutboxRelay(ledger, replace(settings, outbox_batch_notifications_max=RELAY_BATCH_NOTIFICATIONS_MAX),
+                        sent.extend)
+    while relay.relay_once():
+        pass
+    return sent
+
+
+def _campaign_lines(sent: list[Outbound], ledger_topic: str) -> int:
+    """The campaign lines the published facts carry (``points_earned`` lines and
+    ``reward_granted`` facts)."""
+    documents = [orjson.loads(message.value) for message in sent if message.topic == ledger_topic]
+    return sum(len(document.get("campaigns", ())) + (document["type"] == "reward_granted")
+               for document in documents)
 
 
 def _stored_bytes(ledger: LoyaltyLedger) -> int:
