@@ -377,7 +377,7 @@ class Bench:
             "the ingest stream with the outbox relay publishing most facts from their stored JSON "
             "(relay_encodes_stored, ledger/stored_wire.py) and decoding every fact into its domain "
             "event first (relay_encodes_stored=False), same stream, same run; the relay's CPU per "
-            "event is in the extra (cpu_us_per_event_parts)",
+            "event is in the extra (cpu_us_per_event_median, baseline_cpu_us_per_event_median)",
             label="ingest-relay-decodes", relay_encodes_stored=False, **program)
         one = min(sizes.workers)
         for workers, runs in scaling.items():

@@ -21,8 +21,6 @@ other than a UTC datetime, and for a mapper that compresses or encrypts.
 
 from __future__ import annotations
 
-from typing import Any
-
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
@@ -39,25 +37,16 @@ class StoredWire:
     def __init__(self, mapper: Mapper) -> None:
         self.usable = (mapper.cipher is None and mapper.compressor is None
                        and isinstance(mapper.transcoder, JSONTranscoder))
-        self._classes: dict[str, type] = {}
 
     def ledger_message(self, stored: StoredEvent) -> Message | None:
         """The fact's one message, on ``ledger``, from its stored JSON; None: decode it."""
-        fact_class = self._class(stored.topic)
-        if not self.usable or OUTPUTS_OF.get(fact_class) != _LEDGER_ONLY:
+        if not self.usable:
+            return None
+        fact_class = resolve_topic(stored.topic)  # cached by eventsourcing
+        if OUTPUTS_OF.get(fact_class) != _LEDGER_ONLY:
             return None
         state = plain_json(stored.state)
         if state is None or state.get("class_version", 1) != getattr(fact_class, "class_version", 1):
             return None
-        return Message(LEDGER, _member_key(state), stored_fact_message(fact_class, stored.originator_version,
-                                                                       state))
-
-    def _class(self, topic: str) -> type:
-        found = self._classes.get(topic)
-        if found is None:
-            found = self._classes[topic] = resolve_topic(topic)
-        return found
-
-
-def _member_key(state: dict[str, Any]) -> bytes:
-    return state["member_id"].encode("utf-8")
+        return Message(LEDGER, state["member_id"].encode("utf-8"),
+                       stored_fact_message(fact_class, stored.originator_version, state))
