@@ -115,9 +115,12 @@ class LedgerSettings:
         return env | self.ledger_env()
 
     def ledger_env(self) -> dict[str, str]:
-        """The settings ``LoyaltyLedger`` reads from its environment, as variables."""
+        """The settings ``LoyaltyLedger`` and ``projections.runner.open_read_models`` read
+        from their environment, as variables (so a value from a stack's env file reaches
+        them as it reaches the command that opened them)."""
         names = ("program_file", "snapshot_interval_events", "member_keys_prefetch",
-                 "campaign_index", "ledger_combine_statements", "ledger_position_cache")
+                 "campaign_index", "ledger_combine_statements", "ledger_position_cache",
+                 "read_models_combine_statements")
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in names
                 if getattr(self, name) is not None}
 

@@ -20,7 +20,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.application import LoyaltyLedger
 from ledger.program import load_program
-from ledger.settings import LedgerSettings
+from ledger.settings import LedgerSettings, env_file_text, with_stack_env
 from projections import combined, rows as rows_module
 from projections.base import APPLICATION_NAME
 from projections.follower import follow
@@ -262,3 +262,17 @@ def test_the_settings_have_environment_variables_and_restore_the_previous_design
     previous = LedgerSettings.from_env({COMBINE_ENV: "false",
                                         "LOYALTY_FOLLOW_SYNCHRONOUS_COMMIT": "true"})
     assert not previous.read_models_combine_statements and previous.follow_synchronous_commit
+
+
+def test_a_value_from_a_stacks_env_file_reaches_the_read_models(pg_env, tmp_path, monkeypatch):
+    """``LOYALTY_READ_MODELS_COMBINE_STATEMENTS`` set only in a ``loyalty up`` stack's env file
+    reaches ``open_read_models`` through the store environment a command builds."""
+    monkeypatch.delenv(COMBINE_ENV, raising=False)
+    stack = tmp_path / ".loyalty"
+    stack.mkdir()
+    (stack / "env").write_text(env_file_text({COMBINE_ENV: "false"}), encoding="utf-8")
+    settings = LedgerSettings.from_env(with_stack_env({}, cwd=tmp_path))
+    with open_read_models(pg_env | settings.ledger_env(), ["balances"]) as models:
+        assert models.combines_statements is False
+    with open_read_models(pg_env | LedgerSettings.from_env({}).ledger_env(), ["balances"]) as models:
+        assert models.combines_statements is True
