@@ -32,7 +32,8 @@ the accounts:
   with the same ``processes`` carries every shard on from its own position
   (the usual catch-up), then merges. Before the merge commits, nothing of
   the split is visible; after it, the staging schemas are leftovers that the
-  next ``replay`` or ``resume`` drops.
+  next ``replay``, or ``resume`` of any process count, drops (no read model is
+  then empty at position 0, so no split can be waiting for them).
 
 ``processes=1`` is the previous design: no shards, no staging, no merge
 (``projections.runner.replay`` exactly as before).
@@ -145,6 +146,7 @@ def rebuild(ledger: LoyaltyLedger, models: ReadModels, *, processes: int,
     done = CatchUp(position=min(models.positions().values(), default=0))
     stop = ledger.fact_log.head()
     if not names or stop == 0:
+        drop_staging(models)  # no split waits for them: leftovers of one killed after its merge
         return done
     base = models.factory.datastore.schema
     rules = models.projections[names[0]].rules  # the read models' program, as in one process

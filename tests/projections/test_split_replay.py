@@ -301,3 +301,24 @@ def _staging_schemas(models) -> list[str]:
         rows = cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%\\_replay\\_%' "
                               "ORDER BY nspname").fetchall()
     return [row["nspname"] for row in rows]
+
+
+def test_staging_schemas_left_by_a_split_killed_after_its_merge_go_at_the_next_resume(
+        loaded, pg_env, demo_program, monkeypatch):
+    ledger, reference = loaded
+    with open_read_models(pg_env, program=demo_program) as models:
+        def killed_before_the_drop(models, schemas):
+            if schemas:
+                raise Crash("killed after the merge, before the staging schemas were dropped")
+
+        monkeypatch.setattr(split_replay, "_drop_schemas", killed_before_the_drop)
+        with pytest.raises(Crash):
+            replay(ledger, models, processes=2,
+                   batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+        assert read_model_digests(models) == reference  # the merge committed
+        assert len(_staging_schemas(models)) == 2
+        monkeypatch.undo()
+        done = resume(ledger, models, processes=3,
+                      batch_notifications_max=REPLAY_BATCH_NOTIFICATIONS_MAX)
+        assert done.notifications == 0 and _staging_schemas(models) == []
+        assert read_model_digests(models) == reference
