@@ -12,6 +12,7 @@ Screenshots go to ``ARTIFACTS_DIR`` (``tests/artifacts/console/``, gitignored).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ NAVIGATION_TIMEOUT_MS = 30_000
 TABLET_VIEWPORT = {"width": 1024, "height": 768}
 CHROMIUM_INSTALL_TIMEOUT_S = 900
 APT_INSTALL = ["apt-get", "install", "-y", "-q", "chromium"]
+INSTALL_LOCK_PATH = "/tmp/loyalty-tests-chromium-install.lock"
 
 
 class ChromiumMissing(RuntimeError):
@@ -36,19 +38,27 @@ class ChromiumMissing(RuntimeError):
 
 
 def ensure_chromium() -> str:
-    """``CHROMIUM``, installed with ``apt-get`` first when missing (root only)."""
+    """``CHROMIUM``, installed with ``apt-get`` first when missing (root only); one test
+    process installs at a time (``INSTALL_LOCK_PATH``: pytest-xdist runs several)."""
     if os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         raise ChromiumMissing(f"the browser tests need {CHROMIUM}: install Debian's chromium "
                               "(apt-get install chromium) as root, then run them again")
+    with open(INSTALL_LOCK_PATH, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not os.access(CHROMIUM, os.X_OK):  # another test process may have installed it
+            _apt_install()
+    if not os.access(CHROMIUM, os.X_OK):
+        raise ChromiumMissing(f"apt-get installed chromium but {CHROMIUM} is still missing")
+    return CHROMIUM
+
+
+def _apt_install() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-q"], APT_INSTALL):
         subprocess.run(command, env=env, check=True, timeout=CHROMIUM_INSTALL_TIMEOUT_S,
                        stdout=subprocess.DEVNULL)
-    if not os.access(CHROMIUM, os.X_OK):
-        raise ChromiumMissing(f"apt-get installed chromium but {CHROMIUM} is still missing")
-    return CHROMIUM
 
 
 @contextmanager
