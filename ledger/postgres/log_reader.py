@@ -193,24 +193,26 @@ def read_log(reader: LogReader, start: int, stop: int, topics: Sequence[str] | N
              window_notifications_max: int, chunk_notifications_max: int,
              shard: Shard | None = None) -> Iterator[Chunk]:
     """The chunks after ``start`` up to ``stop`` (of ``shard`` only, if given), the next one
-    read while this one is used.
+    read while this one is used. The first is read in the caller's thread, so a range of one
+    chunk starts no thread (the live follower's cycles: previously a thread pool each).
 
     Close the iterator (``contextlib.closing``) if you stop early: that waits
     for the read ahead, if any, to finish.
     """
     assert window_notifications_max > 0 and chunk_notifications_max > 0
     window = Window(window_notifications_max, chunk_notifications_max)
+    last = window.next_last(start, stop)
+    chunk = window.chunk(reader.read(start, last, topics, shard), last, stop)
+    if chunk.last >= stop:  # one chunk (a live follower's usual cycle): no helper thread
+        yield chunk
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-read-ahead") as pool:
-        last = window.next_last(start, stop)
-        pending = pool.submit(reader.read, start, last, topics, shard)
-        while True:
-            chunk = window.chunk(pending.result(), last, stop)
-            if chunk.last < stop:
-                last = window.next_last(chunk.last, stop)
-                pending = pool.submit(reader.read, chunk.last, last, topics, shard)
+        while chunk.last < stop:
+            last = window.next_last(chunk.last, stop)
+            pending = pool.submit(reader.read, chunk.last, last, topics, shard)
             yield chunk
-            if chunk.last >= stop:
-                return
+            chunk = window.chunk(pending.result(), last, stop)
+        yield chunk
 
 
 class Window:

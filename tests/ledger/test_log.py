@@ -3,10 +3,13 @@ committed fact once, in commit order, by position, topic, page and window."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from eventsourcing.persistence import Tracking
 from eventsourcing.utils import get_topic
 
 from ledger.domain import FACT_TYPES, LoyaltyAccount, account_id
+from ledger.postgres import log_reader
 from tests.support import builders as b
 
 TIER_CHANGED = get_topic(LoyaltyAccount.TierChanged)
@@ -86,3 +89,21 @@ def test_every_tracked_position_in_one_read(ledger):
     ledger.apply(*b.commands(b.purchase("m1", "2025-01-02T10:00:00Z", 1000)),
                  tracking=Tracking("loyalty.events:0", 9))
     assert ledger.all_tracked_positions() == {"loyalty.events:0": 9, "loyalty.events:1": 3}
+
+
+def test_a_range_of_one_chunk_is_read_without_a_helper_thread(ledger, monkeypatch):
+    """The next chunk is read ahead in a helper thread; a range of one chunk (a live
+    follower's usual cycle) starts none, and a longer one still reads ahead."""
+    stored = two_members(ledger)
+    started = []
+    monkeypatch.setattr(log_reader, "ThreadPoolExecutor",
+                        lambda **kwargs: started.append(kwargs) or ThreadPoolExecutor(**kwargs))
+    one = list(ledger.fact_log.chunks(2, 6, None, window_notifications_max=10,
+                                      chunk_notifications_max=10))
+    assert [chunk.last for chunk in one] == [6] and keys(one[0].facts) == stored[2:]
+    assert started == []
+    three = list(ledger.fact_log.chunks(0, 6, None, window_notifications_max=10,
+                                        chunk_notifications_max=2))
+    assert [chunk.last for chunk in three] == [2, 4, 6]
+    assert keys(fact for chunk in three for fact in chunk.facts) == stored
+    assert len(started) == 1
