@@ -143,11 +143,11 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
     def _insert_all(self, curs: Any, stored_events: Sequence[StoredEvent],
                     **kwargs: Any) -> Sequence[int] | None:
         trackings = _trackings(kwargs)
+        member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
+                                  kwargs.get(KEY_CHANGES))
         if self.combine_statements and stored_events and _distinct(trackings):
             return self._insert_combined(curs, stored_events, trackings, kwargs)
         self._insert_trackings(curs, trackings)
-        member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
-                                  kwargs.get(KEY_CHANGES))
         if not stored_events:
             return None
         self._lock_table(curs)
@@ -157,10 +157,8 @@ class UnpipelinedProcessRecorder(PostgresProcessRecorder):
 
     def _insert_combined(self, curs: Any, stored_events: Sequence[StoredEvent],
                          trackings: list[Tracking], kwargs: dict[str, Any]) -> Sequence[int] | None:
-        """Member keys; the lock timeout, table lock and notification (no parameters: one
-        simple-protocol message); the tracking rows and the facts in one statement."""
-        member_keys.write_changes(curs, self.datastore.schema, self.events_table_name,
-                                  kwargs.get(KEY_CHANGES))
+        """The lock timeout, table lock and notification (no parameters: one simple-protocol
+        message); the tracking rows and the facts in one statement."""
         curs.execute(self._lock_message(kwargs.get(BUDGET_SESSION)))
         if not trackings:
             curs.execute(self.insert_columns_statement, _columns(stored_events))
