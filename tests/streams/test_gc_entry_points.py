@@ -5,7 +5,7 @@ main loop replaced by a recorder, so the order of the two calls is what is check
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,7 +16,7 @@ from streams.api import server
 from streams.cli import audit
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.support.services import lane_settings, own_topics
+from tests.support.services import lane_settings, own_topics, unique_database_name
 
 
 class Calls(list):
@@ -35,12 +35,15 @@ def calls() -> Calls:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap, embedded_pg) -> Settings:
-    database = embedded_pg.create_database(f"gc_{uuid.uuid4().hex[:12]}")
+def settings(kafka_bootstrap, embedded_pg, request) -> Iterator[Settings]:
+    """A database of the test's own (dropped after it) and topics no other test uses."""
+    name = unique_database_name(request.node.name)
+    database = embedded_pg.create_database(name)
     made = Settings(bootstrap_servers=kafka_bootstrap, database_url=database.url,
                     partitions=1, **own_topics("gc"), **lane_settings())
     ensure_topics(made)
-    return made
+    yield made
+    embedded_pg.drop_database(name)
 
 
 def _tuned_then_looped(calls: Calls, settings) -> None:

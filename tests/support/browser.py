@@ -16,6 +16,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ NAVIGATION_TIMEOUT_MS = 30_000
 TABLET_VIEWPORT = {"width": 1024, "height": 768}
 CHROMIUM_INSTALL_TIMEOUT_S = 900
 APT_INSTALL = ["apt-get", "install", "-y", "-q", "chromium"]
-INSTALL_LOCK_PATH = "/tmp/loyalty-tests-chromium-install.lock"
+INSTALL_LOCK_PATH = Path(tempfile.gettempdir()) / "loyalty-tests-chromium-install.lock"
 
 
 class ChromiumMissing(RuntimeError):
