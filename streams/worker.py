@@ -294,7 +294,8 @@ def watch_topic_identity(guard: TopicIdentityGuard, fatal: FatalStop, interval_m
 def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: DatabaseOutage,
                         fatal: FatalStop) -> None:
     """The relay's loop: relay until ``stop`` is set, waiting ``outbox_poll_interval_ms`` when
-    idle (reporting the lag to ``on_lag``), with database outages waited out (bounded)."""
+    idle (reporting the lag to ``on_lag``), with database outages waited out (bounded). When
+    it ends it closes the relay's sender and its ledger (both entry points open them for it)."""
     try:
         while not stop.is_set():
             if outage.call(relay.relay_once) == 0:
@@ -306,8 +307,11 @@ def relay_until_stopped(relay: OutboxRelay, stop: threading.Event, outage: Datab
             fatal.trigger(EXIT_DATABASE_UNAVAILABLE, str(error))
     finally:
         close_sender = getattr(relay.send, "close", None)
-        if close_sender is not None:
-            close_sender()
+        try:
+            if close_sender is not None:
+                close_sender()
+        finally:
+            relay.ledger.close()
 
 
 def start_relay(settings: Settings,

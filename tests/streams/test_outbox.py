@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from dataclasses import replace
 
@@ -14,10 +15,11 @@ from aiokafka.partitioner import DefaultPartitioner
 from ledger.application import LoyaltyLedger
 from ledger.domain import account_id
 from ledger.wire import tier_changed_document
-from streams.batches import InboundMessage, PartitionBatchApplier
+from streams.batches import DatabaseOutage, InboundMessage, PartitionBatchApplier
 from streams.outbox import OutboxRelay
 from streams.settings import Settings
 from streams.validation import validate_outbound
+from streams.worker import FatalStop, relay_until_stopped
 from tests.ledger.test_fact_schema import every_kind_of_fact
 from tests.support import builders as b
 from tests.support.inbound_messages import messages
@@ -179,3 +181,34 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, 
     finally:
         await consumer.stop()
     return received
+
+
+
+class StoppingSender(Collector):
+    """Collects one batch, then stops the relay loop; ``close`` is recorded."""
+
+    def __init__(self, stop) -> None:
+        super().__init__()
+        self.stop = stop
+        self.closed = False
+
+    def __call__(self, batch) -> None:
+        super().__call__(batch)
+        self.stop.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_relay_loop_closes_its_sender_and_its_ledger_when_it_stops(ledger, monkeypatch):
+    """``relay_until_stopped`` (the ``loyalty relay`` process and the relay thread) owns what
+    its entry point opened for it: a stopped relay leaves no producer or connection pool."""
+    ledger.apply(*b.commands(b.purchase("m1", "2025-01-01T10:00:00Z", 60000)))
+    ledger_closed = []
+    monkeypatch.setattr(ledger, "close", lambda: ledger_closed.append(True))
+    stop = threading.Event()
+    sender = StoppingSender(stop)
+    relay = OutboxRelay(ledger, SETTINGS, sender)
+    relay_until_stopped(relay, stop, DatabaseOutage(SETTINGS, "outbox relay", stop), FatalStop())
+    assert sender.on(SETTINGS.ledger_topic), "the relay published before it stopped"
+    assert sender.closed and ledger_closed == [True]
