@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import orjson
 import pytest
 from eventsourcing.persistence import JSONTranscoder
 
 from ledger.application import LoyaltyLedger
-from ledger.postgres.transcoder import OrjsonTranscoder
+from ledger.postgres.transcoder import OrjsonTranscoder, plain_json
 from tests.support import builders as b
 from tests.support.streamgen import generate_events
 
@@ -68,3 +69,17 @@ def walk(value):
         if hasattr(value, "__dataclass_fields__") else value if isinstance(value, list) else ()
     for child in children:
         yield from walk(child)
+
+
+def test_plain_json_turns_utc_datetimes_to_text_and_leaves_look_alike_text_alone():
+    """The relay's fast path rewrites typed UTC datetimes in the bytes; a member's text that
+    spells one (escaped in the JSON) stays as it was, and a datetime elsewhere gives None."""
+    look_alike = '{"_type_":"datetime_iso","_data_":"2025-01-01T00:00:00+00:00"}'
+    at = {"_type_": "datetime_iso", "_data_": "2025-01-02T03:04:05.123456+00:00"}
+    state = {"note": look_alike, "at": at, "lots": [{"expires_at": at, "points": 5}]}
+    assert plain_json(orjson.dumps(state)) == {
+        "note": look_alike, "at": "2025-01-02T03:04:05.123456Z",
+        "lots": [{"expires_at": "2025-01-02T03:04:05.123456Z", "points": 5}]}
+    elsewhere = {**at, "_data_": "2025-01-02T03:04:05+01:00"}
+    assert plain_json(orjson.dumps({"at": at, "then": elsewhere})) is None
+    assert plain_json(orjson.dumps({"note": "plain"})) == {"note": "plain"}
