@@ -60,6 +60,8 @@ CAMPAIGNS_COST_PCT_MAX = 15  # issue 17: cost per event with 20 campaigns within
 PERCENT = 100
 SUSTAINED_WINDOW_S_MIN = 20  # issue 21: a sustained figure over less cannot carry a target
 HEADLINE_WORKERS = 2  # one per core; what `loyalty process` starts
+REALISTIC_PROGRAM, DENSE_PROGRAM = "realistic", "dense"  # bench/campaign_program.py's two 20-campaign sets
+PROGRAMS = {REALISTIC_PROGRAM: realistic_campaign_program_text, DENSE_PROGRAM: campaign_program_text}
 BACKGROUND_SAMPLE_S = 3.0
 BACKGROUND_WARN_CORES = 0.25  # other processes busier than this make every figure suspect
 
@@ -312,7 +314,8 @@ class Bench:
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         per_event = self.stream("per-event", lambda: lines[:sizes.baseline_events])
-        program = {"program_file": str(self.campaign_program_file())}  # contract 2's campaigns active
+        # contract 2's campaigns active: the realistic programme, as in the campaigns group
+        program = {"program_file": str(self.program_file(REALISTIC_PROGRAM))}
         scaling = {workers: self.worker_runs(f"ingest-w{workers}", stream, workers, **program)
                    for workers in sizes.workers}
         baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1, **program)
@@ -320,7 +323,9 @@ class Bench:
         size = f"{stream.events:,} events, {HEADLINE_WORKERS} workers"
         notes = (f"simulator events (holds, captures and voids among them) pre-loaded into "
                  f"{self.services.base.partitions} partitions; bench/campaign_program.py's "
-                 f"{BENCH_CAMPAIGNS} campaigns active; {HEADLINE_WORKERS} `loyalty worker` processes "
+                 f"realistic {BENCH_CAMPAIGNS} campaigns active (the programme a chain runs, "
+                 f"about 0.7 campaign lines an event; the dense stress set in ingest.dense_campaigns); "
+                 f"{HEADLINE_WORKERS} `loyalty worker` processes "
                  f"and the relay ({self._relay_where()}) with the product's settings until "
                  f"streams.process.is_processed; the baseline is the same pipeline with "
                  f"batch_events_max=1 (one event and its tracking record per transaction) on the "
@@ -352,6 +357,7 @@ class Bench:
                   "parts table (bench/cpu_parts.py)",
             extra=_worker_extra(headline, baseline)))
         self._warn_short_window(headline)
+        self._dense_campaigns_figure(stream, headline)
         self._relay_in_worker_figure(stream, headline, program)
         self._consumer_paths(stream, headline, program)
         self._previous_design_figure(
@@ -395,12 +401,32 @@ class Bench:
             self.profiles["ingest"] = {"sustained_events_per_s": profiled.sustained_events_per_s,
                                        "cores_used": profiled.cores_used, **profiled.profiles}
 
-    def campaign_program_file(self) -> Path:
-        """bench/campaign_program.py's program, written once into the work directory."""
-        path = self.work / "campaigns.toml"
+    def program_file(self, name: str) -> Path:
+        """One of bench/campaign_program.py's programs (``PROGRAMS``), written once into the
+        work directory."""
+        path = self.work / f"campaigns-{name}.toml"
         if not path.exists():
-            path.write_text(campaign_program_text())
+            path.write_text(PROGRAMS[name]())
         return path
+
+    def _dense_campaigns_figure(self, stream: Stream, headline: list[WorkerRun]) -> None:
+        """The headline (realistic campaigns) beside the same stream with the dense stress set
+        (about 7 campaign lines an event), in this run, the target shown for both."""
+        dense = self.worker_runs(f"ingest-dense-w{HEADLINE_WORKERS}", stream, HEADLINE_WORKERS,
+                                 program_file=str(self.program_file(DENSE_PROGRAM)))
+        self.figures.append(Figure(
+            "ingest.dense_campaigns", "ingest, sustained, the dense campaign set (stress)", "events/s",
+            f"{stream.events:,} events, {HEADLINE_WORKERS} workers",
+            Measure(f"dense {BENCH_CAMPAIGNS} campaigns (stress)", [r.sustained_events_per_s for r in dense]),
+            Measure(f"realistic {BENCH_CAMPAIGNS} campaigns (headline)",
+                    [r.sustained_events_per_s for r in headline]),
+            Target(f">= {INGEST_TARGET_EVENTS_PER_S:,}/s", lambda v, b: v >= INGEST_TARGET_EVENTS_PER_S),
+            notes="the ingest stream with bench/campaign_program.py's dense set (every purchase "
+                  "matches about 10 of the 20, about 7 lines an event; the ingest headline before "
+                  "2026-11-29) against the headline's realistic set, same stream, same run",
+            extra={"wall_events_per_s": [r.wall_events_per_s for r in dense],
+                   "baseline_wall_events_per_s": [r.wall_events_per_s for r in headline],
+                   **_worker_extra(dense, headline)}))
 
     def _relay_where(self) -> str:
         return "in the first worker" if self.services.base.relay_in_worker else "its own process"
@@ -455,15 +481,14 @@ class Bench:
         realistic one with the previous design's scan of every running campaign. The sides
         alternate run by run (``interleaved_runs``), so a box that drifts during the group
         weighs on every side alike."""
-        program_file = self.work / "campaigns-realistic.toml"
-        program_file.write_text(realistic_campaign_program_text())
+        program_file = self.program_file(REALISTIC_PROGRAM)
         realistic = {"program_file": str(program_file)}
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         runs = self.interleaved_runs(stream, {
             "campaigns-none": {}, "campaigns-realistic-20": realistic,
             "campaigns-realistic-20-scan": {**realistic, "campaign_index": False},
-            "campaigns-dense-20": {"program_file": str(self.campaign_program_file())}})
+            "campaigns-dense-20": {"program_file": str(self.program_file(DENSE_PROGRAM))}})
         without = runs["campaigns-none"]
         self._campaigns_figure(
             "campaigns.ingest", "campaigns-realistic-20", stream, program_file.name,
@@ -472,7 +497,8 @@ class Bench:
             "smallest basket, gift for N items), six with budgets")
         self._campaign_index_figure(stream, runs["campaigns-realistic-20"],
                                     runs["campaigns-realistic-20-scan"])
-        self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream, "campaigns.toml",
+        self._campaigns_figure("campaigns.dense_ingest", "campaigns-dense-20", stream,
+                               self.program_file(DENSE_PROGRAM).name,
                                runs["campaigns-dense-20"], without,
                                "stress figure: the dense set (every purchase matches about 10 of them, "
                                "7 lines an event), half with budgets")

@@ -32,9 +32,10 @@ FIGURES = {
     "latency.p50", "latency.p99", "latency.max", "memory.small", "memory.large",
     "campaigns.ingest", "campaigns.dense_ingest", "ingest.cpu_per_event", "ingest.relay_in_worker",
     "ingest.consumer_path", "ingest.gc", "campaigns.index", "ingest.batch_cycle", "ingest.relay_encoding",
+    "ingest.dense_campaigns",
 }
 TARGETS = {"ingest.sustained", "replay", "latency.p99", "memory.large", "campaigns.ingest",
-           "campaigns.dense_ingest"}
+           "campaigns.dense_ingest", "ingest.dense_campaigns"}
 
 
 def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
@@ -77,6 +78,9 @@ def test_quick_benchmark_writes_every_figure_with_its_baseline(tmp_path):
     # ... and the relay decoding every fact before publishing it
     assert figures["ingest.relay_encoding"]["baseline"]["what"].endswith("(previous design)")
     assert figures["ingest.relay_encoding"]["extra"]["baseline_cpu_us_per_event_median"]["relay"] > 0
+    # the ingest headline runs the realistic campaigns; the dense stress set beside it, same run
+    assert "realistic 20 campaigns active" in figures["ingest.sustained"]["notes"]
+    assert figures["ingest.dense_campaigns"]["baseline"]["what"] == "realistic 20 campaigns (headline)"
     assert all(value > 0 for value in figures["latency.p99"]["extra"]["previous_design_batch_cycle_ms"])
     # ... and the follower reading its rows again every cycle
     assert all(value > 0 for value in figures["latency.p99"]["extra"]["previous_design_kept_rows_ms"])

@@ -212,3 +212,18 @@ def test_the_relay_loop_closes_its_sender_and_its_ledger_when_it_stops(ledger, m
     relay_until_stopped(relay, stop, DatabaseOutage(SETTINGS, "outbox relay", stop), FatalStop())
     assert sender.on(SETTINGS.ledger_topic), "the relay published before it stopped"
     assert sender.closed and ledger_closed == [True]
+
+
+def test_the_key_partitioner_picks_what_the_producers_partitioner_picks_within_its_bound():
+    """The relay's partitioner remembers keys' hashes, up to its bound, and always agrees
+    with aiokafka's ``DefaultPartitioner`` (referrer credits rely on the partition)."""
+    from streams.outbox import KeyPartitioner
+
+    library = DefaultPartitioner()
+    mine = KeyPartitioner(library, hashes_max=50)
+    keys = [f"M-{n:06d}".encode() for n in range(120)] + ["é-ü".encode(), b""]
+    for partitions in ([0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2], [0, 2, 5]):
+        for key in keys + keys[:40]:  # hits as well as misses
+            assert mine(key, partitions, partitions) == library(key, partitions, partitions), key
+            assert len(mine.hashes) <= 50
+    assert mine(None, [0, 1, 2], [1]) == 1  # no key: the library's choice among the available
