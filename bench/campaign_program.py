@@ -1,10 +1,10 @@
 """The benchmark's programmes with 20 campaigns (CONTRACT contract 2, section 12).
 
-``realistic_campaign_program_text`` is the headline (``campaigns.ingest``): 20
-campaigns all running over the bench stream, each aimed as a chain aims one
-(about 0.7 campaign lines an event). ``campaign_program_text`` (the dense
-stress set, ``campaigns.dense_ingest``, about 7 lines an event) is the default
-program plus ``BENCH_CAMPAIGNS`` campaigns that all run over the simulator's
+``realistic_campaign_program_text`` is the headline (``campaigns.ingest`` and,
+since 2026-11-29, every ingest figure): 20 campaigns all running over the bench
+stream, each aimed as a chain aims one (about 0.7 campaign lines an event).
+``campaign_program_text`` (the dense stress set, ``campaigns.dense_ingest`` and
+``ingest.dense_campaigns``, about 7 lines an event) is the default program plus ``BENCH_CAMPAIGNS`` campaigns that all run over the simulator's
 period and match its baskets
 (``streams/devkit/baskets.py``): every effect (extra multiplier, bonus, points per
 item, items with a bonus or a gift), every filter (stores, channels, tiers, smallest

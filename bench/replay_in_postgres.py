@@ -17,7 +17,7 @@ ledger (``bench.replay.build_store_at``) in an embedded PostgreSQL, then
 
 Each PostgreSQL figure is a query's elapsed time per stored fact, the least
 of ``--rounds`` (the query runs in one backend, so elapsed is its CPU). The
-read models have 14 tables, several with an order-dependent rule (a member's
+read models have 12 tables, several with an order-dependent rule (a member's
 lots drawn oldest first, the tier a purchase was made in), so a build in
 PostgreSQL costs at least one such pass per table.
 """
