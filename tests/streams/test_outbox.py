@@ -183,7 +183,6 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, 
     return received
 
 
-
 class StoppingSender(Collector):
     """Collects one batch, then stops the relay loop; ``close`` is recorded."""
 
