@@ -4,8 +4,9 @@
 since 2026-11-29, every ingest figure): 20 campaigns all running over the bench
 stream, each aimed as a chain aims one (about 0.7 campaign lines an event).
 ``campaign_program_text`` (the dense stress set, ``campaigns.dense_ingest`` and
-``ingest.dense_campaigns``, about 7 lines an event) is the default program plus ``BENCH_CAMPAIGNS`` campaigns that all run over the simulator's
-period and match its baskets
+``ingest.dense_campaigns``, about 7 lines an event) is the default program plus
+``BENCH_CAMPAIGNS`` campaigns that all run over the simulator's period and match
+its baskets
 (``streams/devkit/baskets.py``): every effect (extra multiplier, bonus, points per
 item, items with a bonus or a gift), every filter (stores, channels, tiers, smallest
 amount, skus, sku prefixes), per-member limits and budgets (so batches take the

@@ -44,14 +44,15 @@ US_PER_S = 1_000_000
 DATABASE = "replay_in_postgres"
 EARNED_TOPIC = "%PointsEarned"
 DECODED = "SELECT convert_from(state, 'UTF8')::jsonb AS j FROM {events}"
-QUERIES = {
-    "postgres.decode": "SELECT count(*) FROM (" + DECODED + ") s WHERE j ? 'member_id'",
+QUERIES = {  # name: (query text, its parameters)
+    "postgres.decode": ("SELECT count(*) FROM (" + DECODED + ") s WHERE j ? 'member_id'", None),
     "postgres.points_by_month": (
         "SELECT substr(j->'occurred_at'->>'_data_', 1, 7), sum((j->>'points')::bigint) FROM ("
-        + DECODED + " WHERE topic LIKE %s) s GROUP BY 1"),
+        + DECODED + " WHERE topic LIKE %s) s GROUP BY 1", (EARNED_TOPIC,)),
     "postgres.spend_by_member_month": (
         "SELECT j->>'member_id', substr(j->'occurred_at'->>'_data_', 1, 7), count(*), "
-        "sum((j->>'amount_minor')::bigint) FROM (" + DECODED + " WHERE topic LIKE %s) s GROUP BY 1, 2"),
+        "sum((j->>'amount_minor')::bigint) FROM (" + DECODED + " WHERE topic LIKE %s) s GROUP BY 1, 2",
+        (EARNED_TOPIC,)),
 }
 
 
@@ -62,9 +63,8 @@ def measure(env: dict[str, str], url: str, facts: int, rounds: int) -> dict[str,
     events = ledger.recorder.events_table_name
     ledger.close()
     with psycopg.connect(url, autocommit=True) as connection:
-        for name, text in QUERIES.items():
+        for name, (text, params) in QUERIES.items():
             query = SQL(text).format(events=Identifier(events))
-            params = (EARNED_TOPIC,) if "%s" in text else None
             figures[name] = min(_elapsed_s(connection, query, params) for _ in range(rounds)) * US_PER_S / facts
     return figures
 

@@ -314,17 +314,15 @@ class Bench:
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         per_event = self.stream("per-event", lambda: lines[:sizes.baseline_events])
-        # contract 2's campaigns active: the realistic programme, as in the campaigns group
-        program = {"program_file": str(self.program_file(REALISTIC_PROGRAM))}
-        dense = {"program_file": str(self.program_file(DENSE_PROGRAM))}
+        program = self.program(REALISTIC_PROGRAM)  # contract 2's campaigns, as in the campaigns group
         # the headline and the dense set alternate run by run: a drifting host weighs on both alike
-        paired = self.interleaved_runs(stream, {f"ingest-w{HEADLINE_WORKERS}": program,
-                                                f"ingest-dense-w{HEADLINE_WORKERS}": dense})
-        scaling = {workers: paired[f"ingest-w{workers}"] if workers == HEADLINE_WORKERS
+        labels = f"ingest-w{HEADLINE_WORKERS}", f"ingest-dense-w{HEADLINE_WORKERS}"
+        paired = self.interleaved_runs(stream, dict(zip(labels, (program, self.program(DENSE_PROGRAM)))))
+        headline, dense = (paired[label] for label in labels)
+        scaling = {workers: headline if workers == HEADLINE_WORKERS
                    else self.worker_runs(f"ingest-w{workers}", stream, workers, **program)
                    for workers in sizes.workers}
         baseline = self.worker_runs("per-event-w2", per_event, HEADLINE_WORKERS, batch_events_max=1, **program)
-        headline = scaling[HEADLINE_WORKERS]
         size = f"{stream.events:,} events, {HEADLINE_WORKERS} workers"
         notes = (f"simulator events (holds, captures and voids among them) pre-loaded into "
                  f"{self.services.base.partitions} partitions; bench/campaign_program.py's "
@@ -362,7 +360,7 @@ class Bench:
                   "parts table (bench/cpu_parts.py)",
             extra=_worker_extra(headline, baseline)))
         self._warn_short_window(headline)
-        self._dense_campaigns_figure(stream, headline, paired[f"ingest-dense-w{HEADLINE_WORKERS}"])
+        self._dense_campaigns_figure(stream, headline, dense)
         self._relay_in_worker_figure(stream, headline, program)
         self._consumer_paths(stream, headline, program)
         self._previous_design_figure(
@@ -413,6 +411,10 @@ class Bench:
         if not path.exists():
             path.write_text(PROGRAMS[name]())
         return path
+
+    def program(self, name: str) -> dict[str, str]:
+        """The settings override that runs ``program_file(name)``."""
+        return {"program_file": str(self.program_file(name))}
 
     def _dense_campaigns_figure(self, stream: Stream, headline: list[WorkerRun],
                                 dense: list[WorkerRun]) -> None:
@@ -486,13 +488,13 @@ class Bench:
         alternate run by run (``interleaved_runs``), so a box that drifts during the group
         weighs on every side alike."""
         program_file = self.program_file(REALISTIC_PROGRAM)
-        realistic = {"program_file": str(program_file)}
+        realistic = self.program(REALISTIC_PROGRAM)
         lines = self.lines()
         stream = self.stream("ingest", lambda: lines)
         runs = self.interleaved_runs(stream, {
             "campaigns-none": {}, "campaigns-realistic-20": realistic,
             "campaigns-realistic-20-scan": {**realistic, "campaign_index": False},
-            "campaigns-dense-20": {"program_file": str(self.program_file(DENSE_PROGRAM))}})
+            "campaigns-dense-20": self.program(DENSE_PROGRAM)})
         without = runs["campaigns-none"]
         self._campaigns_figure(
             "campaigns.ingest", "campaigns-realistic-20", stream, program_file.name,

@@ -8,7 +8,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from bench.replay import build_store_at
-from bench.replay_in_postgres import EARNED_TOPIC, QUERIES, measure
+from bench.replay_in_postgres import QUERIES, measure
 from ledger.application import LoyaltyLedger
 from ledger.domain import LoyaltyAccount
 from ledger.postgres.urls import eventsourcing_env_from_url
@@ -30,9 +30,9 @@ def test_every_figure_is_per_stored_fact_and_the_sql_reads_the_facts_fields(embe
         events = ledger.recorder.events_table_name
     finally:
         ledger.close()
-    query = SQL(QUERIES["postgres.points_by_month"]).format(events=Identifier(events))
+    text, params = QUERIES["postgres.points_by_month"]
+    query = SQL(text).format(events=Identifier(events))
     with psycopg.connect(url) as connection:
-        by_month = connection.execute(query, (EARNED_TOPIC,)).fetchall()
+        by_month = connection.execute(query, params).fetchall()
     assert sum(points for _, points in by_month) == sum(fact.points for fact in earned) > 0
     assert {month for month, _ in by_month} == {f"{f.occurred_at:%Y-%m}" for f in earned}
-

@@ -72,8 +72,8 @@ def walk(value):
 
 
 def test_plain_json_turns_utc_datetimes_to_text_and_leaves_look_alike_text_alone():
-    """The relay's fast path rewrites typed UTC datetimes in the bytes; a member's text that
-    spells one (escaped in the JSON) stays as it was, and a datetime elsewhere gives None."""
+    """The relay's fast path turns typed UTC datetimes into text; a member's text that spells
+    one (escaped in the JSON) stays as it was, and a datetime at another offset gives None."""
     look_alike = '{"_type_":"datetime_iso","_data_":"2025-01-01T00:00:00+00:00"}'
     at = {"_type_": "datetime_iso", "_data_": "2025-01-02T03:04:05.123456+00:00"}
     state = {"note": look_alike, "at": at, "lots": [{"expires_at": at, "points": 5}]}
